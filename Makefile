@@ -1,0 +1,42 @@
+# Every target is a thin wrapper around a script in hack/, so CI, `make` and a person
+# at a shell all run the same steps. `make` alone prints the list below.
+# Pass pytest arguments with ARGS, e.g. `make test ARGS='-k watch -x'`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+ARGS ?=
+
+.PHONY: help up down test lint gen e2e bench bench-quick clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+up: ## Start a local Dora (dockerd, etcd, apiserver) in the background; state in ~/.local/share/dora
+	hack/up.sh
+
+down: ## Stop the local apiserver and etcd; keeps their data
+	hack/down.sh
+
+test: ## Set up the machine, verify generated code, lint, run unit + integration tests
+	hack/test.sh $(ARGS)
+
+lint: ## ruff, mypy (strict) and the import-linter layer contracts
+	hack/venv.sh
+	hack/lint.sh
+
+gen: ## Regenerate dora/api/v1 from proto/
+	hack/venv.sh
+	hack/gen-proto.sh
+
+e2e: ## Run the e2e suite (e2e/) against the whole system
+	hack/suite.sh e2e $(ARGS)
+
+bench: ## Run the benchmarks (bench/) at full size
+	hack/suite.sh bench $(ARGS)
+
+bench-quick: ## Run the benchmarks (bench/) at small sizes, as a smoke test
+	hack/suite.sh bench-quick $(ARGS)
+
+clean: ## Remove .venv, caches and build outputs (never the data dir of `make up`)
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache build dist
+	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} +

@@ -1,0 +1,190 @@
+"""The async Dora client: every component and ``doractl`` reach the cluster through it.
+
+Calls raise the ``dora.api.errors`` tree, never ``grpc.RpcError``. ``watch``
+yields events and, when told to, resumes a dropped stream from the last version
+it delivered, so a caller sees each change once, in order; a version that is too
+old raises ``errors.Gone`` and the caller lists again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+
+from dora.api import errors
+from dora.api.objects import Ref
+from dora.api.v1 import object_pb2, resources_pb2, resources_pb2_grpc
+
+WatchEvent = resources_pb2.WatchEvent
+ApplyResult = resources_pb2.ApplyResponse.Result
+
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 15_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 8 * 1024 * 1024),
+]
+
+
+class Client:
+    """A connection to a Dora apiserver (or several: ``ipv4:a:3000,b:3000``)."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        root_certificates: bytes | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        if root_certificates is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self._channel = grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._stub = resources_pb2_grpc.ResourcesStub(self._channel)
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ()
+        )
+        self._timeout = timeout
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close(None)
+
+    async def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return await method(request, timeout=self._timeout, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise errors.from_rpc_error(exc) from None
+
+    async def apply(
+        self, obj: object_pb2.Object, *, dry_run: bool = False
+    ) -> tuple[object_pb2.Object, ApplyResult.ValueType]:
+        response = await self._call(
+            self._stub.Apply, resources_pb2.ApplyRequest(object=obj, dry_run=dry_run)
+        )
+        return response.object, response.result
+
+    async def get(self, kind: str, name: str, *, zone: str = "",
+                  workspace: str = "") -> object_pb2.Object:
+        ref = Ref(kind, zone, workspace, name)
+        result: object_pb2.Object = await self._call(
+            self._stub.Get, resources_pb2.GetRequest(ref=ref.to_proto())
+        )
+        return result
+
+    async def list_page(
+        self,
+        kind: str,
+        *,
+        zone: str = "",
+        workspace: str = "",
+        label_selector: str = "",
+        limit: int = 0,
+        continue_token: str = "",
+    ) -> resources_pb2.ListResponse:
+        request = resources_pb2.ListRequest(
+            kind=kind, zone=zone, workspace=workspace, label_selector=label_selector,
+            limit=limit, continue_token=continue_token,
+        )
+        response: resources_pb2.ListResponse = await self._call(self._stub.List, request)
+        return response
+
+    async def list(
+        self, kind: str, *, zone: str = "", workspace: str = "", label_selector: str = "",
+        page_size: int = 500,
+    ) -> tuple[list[object_pb2.Object], int]:
+        """Every matching object, read page by page at one revision; and that revision."""
+        items: list[object_pb2.Object] = []
+        token = ""
+        while True:
+            page = await self.list_page(
+                kind, zone=zone, workspace=workspace, label_selector=label_selector,
+                limit=page_size, continue_token=token,
+            )
+            items.extend(page.items)
+            if not page.continue_token:
+                return items, page.resource_version
+            token = page.continue_token
+
+    async def update_status(self, obj: object_pb2.Object) -> object_pb2.Object:
+        result: object_pb2.Object = await self._call(
+            self._stub.UpdateStatus, resources_pb2.UpdateStatusRequest(object=obj)
+        )
+        return result
+
+    async def delete(
+        self, kind: str, name: str, *, zone: str = "", workspace: str = "",
+        resource_version: int = 0,
+    ) -> object_pb2.Object:
+        ref = Ref(kind, zone, workspace, name)
+        response = await self._call(
+            self._stub.Delete,
+            resources_pb2.DeleteRequest(ref=ref.to_proto(), resource_version=resource_version),
+        )
+        result: object_pb2.Object = response.object
+        return result
+
+    async def watch(
+        self,
+        kind: str,
+        *,
+        zone: str = "",
+        workspace: str = "",
+        label_selector: str = "",
+        resource_version: int = 0,
+        resume: bool = True,
+        bookmarks: bool = False,
+    ) -> AsyncIterator[resources_pb2.WatchEvent]:
+        """Events of a kind: from version 0 the current objects, a bookmark, then changes.
+
+        With ``resume`` a dropped stream is reopened from the last version seen.
+        Bookmarks move that version on; they are yielded only with ``bookmarks``.
+        """
+        version = resource_version
+        # From version 0 the stream first replays the current objects; their
+        # versions are not a point to resume from until the bookmark closes it.
+        synced = resource_version != 0
+        backoff = 0.1
+        while True:
+            request = resources_pb2.WatchRequest(
+                kind=kind, zone=zone, workspace=workspace, label_selector=label_selector,
+                resource_version=version,
+            )
+            call = self._stub.Watch(request, metadata=self._metadata)
+            try:
+                async for event in call:
+                    backoff = 0.1
+                    if event.type == WatchEvent.BOOKMARK:
+                        synced = True
+                    if synced:
+                        version = max(version, event.object.metadata.resource_version)
+                    if event.type != WatchEvent.BOOKMARK or bookmarks:
+                        yield event
+            except grpc.aio.AioRpcError as exc:
+                error = errors.from_rpc_error(exc)
+                if not resume or not synced or not isinstance(error, errors.Unavailable):
+                    raise error from None
+            finally:
+                call.cancel()
+            if not resume:
+                return
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+def target_of(endpoints: Sequence[str]) -> str:
+    """A gRPC target for one or more ``host:port`` apiserver endpoints."""
+    cleaned = [e.split("://")[-1].rstrip("/") for e in endpoints]
+    return cleaned[0] if len(cleaned) == 1 else "ipv4:" + ",".join(cleaned)

@@ -1,0 +1,254 @@
+"""Validation per kind: every bad field is reported, by its path, in one error.
+
+Constants (``Always``, ``Distribute``, ``bridge``) are matched without regard to
+case and stored in their canonical spelling, so ``restartPolicy: always`` is
+accepted and reads back as ``Always``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Callable, Iterable
+
+from dora.api import errors, kinds
+from dora.api.errors import FieldViolation
+from dora.api.v1 import object_pb2, workloads_pb2
+
+MAX_OBJECT_BYTES = 1024 * 1024
+_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,251}[A-Za-z0-9])?$")
+# Product names are names too (Resourcecredit "Tesla V100-SXM2-16GB").
+_PRODUCT_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_. ()@]{0,251}[A-Za-z0-9)])?$")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+DRIVERS = ("Docker",)
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+RESTART_POLICIES = ("Never", "Always")
+AFFINITIES = ("First", "Random", "Distribute", "Fill")
+NETWORK_MODES = ("none", "bridge", "host")
+PORT_KINDS = ("NodePort",)
+PROTOCOLS = ("tcp", "udp")
+NODE_CAPABILITIES = ("CPUWorkload", "GPUWorkload")
+STORAGE_KINDS = ("NFS", "Local")
+
+
+class _Report:
+    """Collects violations while a validator walks an object."""
+
+    def __init__(self) -> None:
+        self.violations: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.violations.append(FieldViolation(field, description))
+
+    def require(self, value: str, field: str) -> None:
+        if not value:
+            self.add(field, "required")
+
+    def non_negative(self, value: float, field: str) -> None:
+        if value < 0:
+            self.add(field, "must be >= 0")
+
+    def one_of(self, value: str, allowed: Iterable[str], field: str) -> str:
+        """``value`` in its canonical spelling, or ``value`` with a violation recorded."""
+        allowed = tuple(allowed)
+        for candidate in allowed:
+            if value.lower() == candidate.lower():
+                return candidate
+        self.add(field, f"must be one of {', '.join(allowed)}, not {value!r}")
+        return value
+
+    def name(self, value: str, field: str, pattern: re.Pattern[str] = _NAME) -> None:
+        if not value:
+            self.add(field, "required")
+        elif not pattern.match(value):
+            self.add(
+                field,
+                f"{value!r} is not a valid name: letters, digits, '-', '_' and '.', "
+                "starting and ending with a letter or digit, at most 253 characters",
+            )
+
+    def path(self, value: str, field: str, *, absolute: bool = True) -> None:
+        if absolute and not value.startswith("/"):
+            self.add(field, f"must be an absolute path, not {value!r}")
+        if ".." in value.split("/"):
+            self.add(field, "must not contain '..'")
+        if "\0" in value:
+            self.add(field, "must not contain NUL")
+
+
+def validate(obj: object_pb2.Object) -> None:
+    """Raise ``errors.Invalid`` naming every bad field of ``obj``; canonicalise constants."""
+    report = _Report()
+    kind = kinds.get(obj.kind)
+    _metadata(obj, kind, report)
+    validator = _BY_KIND.get(obj.kind)
+    if validator is not None:
+        validator(obj, report)
+    if report.violations:
+        raise errors.Invalid.of(report.violations)
+    size = obj.ByteSize()
+    if size > MAX_OBJECT_BYTES:
+        raise errors.Invalid(
+            f"object is {size} bytes; the limit is {MAX_OBJECT_BYTES} bytes", field="metadata"
+        )
+
+
+def _metadata(obj: object_pb2.Object, kind: kinds.Kind, report: _Report) -> None:
+    meta = obj.metadata
+    pattern = _PRODUCT_NAME if kind.name == "Resourcecredit" else _NAME
+    report.name(meta.name, "metadata.name", pattern)
+    if kind.zoned:
+        report.name(meta.zone, "metadata.zone")
+    elif meta.zone:
+        report.add("metadata.zone", f"a {kind.name} belongs to no zone")
+    if kind.workspaced:
+        report.name(meta.workspace, "metadata.workspace")
+    elif meta.workspace:
+        report.add("metadata.workspace", f"a {kind.name} belongs to no workspace")
+    for key, value in meta.labels.items():
+        if not _LABEL_KEY.match(key):
+            report.add(f"metadata.labels.{key}", "not a valid label key")
+        if not _LABEL_VALUE.match(value):
+            report.add(f"metadata.labels.{key}", f"{value!r} is not a valid label value")
+    for index, owner in enumerate(meta.owner_references):
+        report.require(owner.kind, f"metadata.ownerReferences[{index}].kind")
+        report.require(owner.name, f"metadata.ownerReferences[{index}].name")
+        report.require(owner.uid, f"metadata.ownerReferences[{index}].uid")
+
+
+def workload_spec(spec: workloads_pb2.WorkloadSpec, prefix: str, report: _Report) -> None:
+    report.non_negative(spec.replica.count, f"{prefix}.replica.count")
+    spec.driver = report.one_of(spec.driver, DRIVERS, f"{prefix}.driver")
+    for name in ("cpu", "gpu"):
+        if not spec.selectors.HasField(name):
+            continue
+        selector = getattr(spec.selectors, name)
+        path = f"{prefix}.selectors.{name}"
+        report.non_negative(selector.count, f"{path}.count")
+        report.non_negative(selector.millicores, f"{path}.millicores")
+        for index, product in enumerate(selector.product_name):
+            if not product.strip():
+                report.add(f"{path}.product_name[{index}]", "must not be empty")
+        if "All" in selector.product_name and len(selector.product_name) > 1:
+            report.add(f"{path}.product_name", "All cannot be combined with product names")
+    if spec.selectors.gpu.millicores:
+        report.add(f"{prefix}.selectors.gpu.millicores", "GPUs are whole devices")
+    report.require(spec.image.image, f"{prefix}.image.image")
+    spec.image.pull_policy = report.one_of(
+        spec.image.pull_policy, PULL_POLICIES, f"{prefix}.image.pullPolicy"
+    )
+    config = spec.config
+    config.affinity = report.one_of(config.affinity, AFFINITIES, f"{prefix}.config.affinity")
+    config.restart_policy = report.one_of(
+        config.restart_policy, RESTART_POLICIES, f"{prefix}.config.restartPolicy"
+    )
+    report.non_negative(config.shm_size, f"{prefix}.config.shmSize")
+    targets: set[str] = set()
+    for index, volume in enumerate(spec.volumes):
+        path = f"{prefix}.volumes[{index}]"
+        report.name(volume.name, f"{path}.name")
+        if volume.workspace:
+            report.name(volume.workspace, f"{path}.workspace")
+        report.path(volume.target, f"{path}.target")
+        if volume.target in targets:
+            report.add(f"{path}.target", f"{volume.target} is mounted twice")
+        targets.add(volume.target)
+    network = spec.network
+    network.mode = report.one_of(network.mode, NETWORK_MODES, f"{prefix}.network.mode")
+    if network.ports and network.mode != "bridge":
+        report.add(f"{prefix}.network.ports", "ports need network.mode bridge")
+    node_ports: set[tuple[int, str]] = set()
+    for index, port in enumerate(network.ports):
+        path = f"{prefix}.network.ports[{index}]"
+        port.kind = report.one_of(port.kind, PORT_KINDS, f"{path}.kind")
+        port.protocol = report.one_of(port.protocol, PROTOCOLS, f"{path}.protocol")
+        for value, field in ((port.port, "port"), (port.node_port, "nodePort")):
+            if not 1 <= value <= 65535:
+                report.add(f"{path}.{field}", "must be between 1 and 65535")
+        if (port.node_port, port.protocol) in node_ports:
+            report.add(f"{path}.nodePort", f"{port.node_port} is used twice")
+        node_ports.add((port.node_port, port.protocol))
+
+
+def _workload(obj: object_pb2.Object, report: _Report) -> None:
+    workload_spec(obj.workload.spec, "spec", report)
+
+
+def _container(obj: object_pb2.Object, report: _Report) -> None:
+    spec = obj.container.spec
+    report.name(spec.workload, "spec.workload")
+    if spec.node_name:
+        report.name(spec.node_name, "spec.nodeName")
+    report.non_negative(spec.cpu_millicores, "spec.cpuMillicores")
+    workload_spec(spec.template, "spec.template", report)
+
+
+def _node(obj: object_pb2.Object, report: _Report) -> None:
+    spec = obj.node.spec
+    for index, capability in enumerate(spec.allow):
+        spec.allow[index] = report.one_of(capability, NODE_CAPABILITIES, f"spec.allow[{index}]")
+    if spec.endpoint and not re.match(r"^([a-z]+://)?[^\s/:]+(:\d+)?/?$", spec.endpoint):
+        report.add("spec.endpoint", f"{spec.endpoint!r} is not host:port or a URL")
+
+
+def _storage(obj: object_pb2.Object, report: _Report) -> None:
+    spec = obj.storage.spec
+    spec.kind = report.one_of(spec.kind, STORAGE_KINDS, "spec.kind")
+    report.require(spec.mountpath, "spec.mountpath")
+    if spec.mountpath:
+        report.path(spec.mountpath, "spec.mountpath")
+    if spec.kind == "NFS":
+        report.require(spec.endpoint, "spec.endpoint")
+
+
+def _volume(obj: object_pb2.Object, report: _Report) -> None:
+    spec = obj.volume.spec
+    report.name(spec.storage, "spec.storage")
+    if spec.local_path:
+        report.path(spec.local_path, "spec.localPath", absolute=False)
+        if posixpath.normpath("/" + spec.local_path) == "/":
+            report.add("spec.localPath", "must name a directory inside the storage")
+
+
+def _role(obj: object_pb2.Object, report: _Report) -> None:
+    for kind, verbs in obj.role.spec.permission.items():
+        if not kind:
+            report.add("spec.permission", "kind names must not be empty")
+        for index, verb in enumerate(verbs.verbs):
+            if not verb:
+                report.add(f"spec.permission.{kind}[{index}]", "must not be empty")
+
+
+def _user(obj: object_pb2.Object, report: _Report) -> None:
+    for index, binding in enumerate(obj.user.spec.resources):
+        report.require(binding.role, f"spec.resources[{index}].role")
+    for index, budget in enumerate(obj.user.spec.credits):
+        report.require(budget.zone, f"spec.credits[{index}].zone")
+        report.non_negative(budget.weekly, f"spec.credits[{index}].weekly")
+
+
+def _resourcecredit(obj: object_pb2.Object, report: _Report) -> None:
+    spec = obj.resourcecredit.spec
+    report.require(spec.product_name, "spec.product_name")
+    report.non_negative(spec.credit.per.hour, "spec.credit.per.hour")
+
+
+def _usercredit(obj: object_pb2.Object, report: _Report) -> None:
+    report.name(obj.usercredit.spec.user, "spec.user")
+
+
+_BY_KIND: dict[str, Callable[[object_pb2.Object, _Report], None]] = {
+    "Workload": _workload,
+    "Container": _container,
+    "Node": _node,
+    "Storage": _storage,
+    "Volume": _volume,
+    "Role": _role,
+    "User": _user,
+    "Resourcecredit": _resourcecredit,
+    "Usercredit": _usercredit,
+}

@@ -1,0 +1,75 @@
+"""``dora-apiserver``: the command that runs the apiserver."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from dora.apiserver.registry import Scope
+from dora.apiserver.server import APIServer, Config
+from dora.apiserver.storage import TLS
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    parser = argparse.ArgumentParser(
+        prog="dora-apiserver", description="Serve the Dora API from etcd over gRPC."
+    )
+    parser.add_argument("--etcd-endpoints", default="127.0.0.1:2379",
+                        help="comma-separated etcd endpoints (host:port)")
+    parser.add_argument("--listen", default="0.0.0.0:3000", help="HOST:PORT to serve gRPC on")
+    parser.add_argument("--default-zone", default="default",
+                        help="zone of objects that name none")
+    parser.add_argument("--default-workspace", default="default",
+                        help="workspace of objects that name none")
+    parser.add_argument("--etcd-cacert", type=Path, help="CA bundle to verify etcd with")
+    parser.add_argument("--etcd-cert", type=Path, help="client certificate for etcd")
+    parser.add_argument("--etcd-key", type=Path, help="client key for etcd")
+    parser.add_argument("--watch-window", type=int, default=10_000,
+                        help="recent events kept per kind for watchers to resume from")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tls = None
+    if args.etcd_cacert or args.etcd_cert:
+        tls = TLS(
+            ca=args.etcd_cacert.read_bytes() if args.etcd_cacert else None,
+            cert=args.etcd_cert.read_bytes() if args.etcd_cert else None,
+            key=args.etcd_key.read_bytes() if args.etcd_key else None,
+        )
+    return Config(
+        etcd_endpoints=[e.strip() for e in args.etcd_endpoints.split(",") if e.strip()],
+        listen=args.listen,
+        scope=Scope(zone=args.default_zone, workspace=args.default_workspace),
+        etcd_tls=tls,
+        watch_window=args.watch_window,
+    )
+
+
+async def serve(config: Config) -> None:
+    server = APIServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    waiter = asyncio.create_task(server.wait())
+    await asyncio.wait([waiter, asyncio.create_task(stop.wait())],
+                       return_when=asyncio.FIRST_COMPLETED)
+    await server.stop()
+    waiter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiter
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_args(argv)
+    asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    main()

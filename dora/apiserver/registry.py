@@ -1,0 +1,402 @@
+"""The registry: Kubernetes' object semantics on top of etcd.
+
+What a write means is decided here, and nowhere else:
+
+- keys are ``/dora/<plural>/<zone>/<workspace>/<name>``, leaving out the scopes a
+  kind does not have; values are the serialized ``Object`` without its
+  ``resourceVersion``, which is the key's etcd ``mod_revision`` and is filled in
+  on every read;
+- ``apply`` creates or updates spec, labels and annotations; ``generation`` moves
+  only when the spec changes; an unchanged object is not written. With a
+  ``resourceVersion`` the apply is a conditional full update (conflict:
+  ``errors.Conflict``) that also replaces ``ownerReferences`` and ``finalizers``:
+  that is how controllers that read an object change those;
+- every write is one etcd transaction that also checks that the object's zone
+  and workspace exist, so a typo in a zone name is an error, not a new zone;
+- ``update_status`` replaces only the status;
+- ``delete`` of an object with finalizers sets ``deletionTimestamp``; the object
+  goes when an update removes the last finalizer. Objects that name the deleted
+  one in ``ownerReferences`` are deleted after it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from google.protobuf import message
+
+from dora.api import errors, kinds, labels, objects
+from dora.api.objects import Ref
+from dora.api.v1 import object_pb2, resources_pb2
+from dora.apiserver import admission
+from dora.apiserver.storage import KV, Etcd
+
+ROOT = b"/dora/"
+_RETRIES = 8
+
+Result = resources_pb2.ApplyResponse.Result
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where an object goes when its YAML does not say."""
+
+    zone: str = "default"
+    workspace: str = "default"
+
+
+def prefix(kind: kinds.Kind, zone: str = "", workspace: str = "") -> bytes:
+    """The key prefix of a kind, narrowed to a zone and a workspace when given."""
+    parts = [kind.plural]
+    if kind.zoned and zone:
+        parts.append(zone)
+        if kind.workspaced and workspace:
+            parts.append(workspace)
+    return ROOT + "/".join(parts).encode() + b"/"
+
+
+def key(ref: Ref) -> bytes:
+    kind = kinds.get(ref.kind)
+    parts = [kind.plural]
+    if kind.zoned:
+        parts.append(ref.zone)
+    if kind.workspaced:
+        parts.append(ref.workspace)
+    parts.append(ref.name)
+    return ROOT + "/".join(parts).encode()
+
+
+def decode(kv: KV) -> object_pb2.Object:
+    obj = object_pb2.Object.FromString(kv.value)
+    obj.metadata.resource_version = kv.mod_revision
+    return obj
+
+
+def encode(obj: object_pb2.Object) -> bytes:
+    stored = object_pb2.Object()
+    stored.CopyFrom(obj)
+    stored.metadata.resource_version = 0
+    return stored.SerializeToString()
+
+
+class Registry:
+    def __init__(
+        self,
+        *,
+        etcd: Etcd,
+        scope: Scope | None = None,
+        now: Callable[[], dt.datetime] = _utcnow,
+    ) -> None:
+        self.etcd = etcd
+        self.scope = scope or Scope()
+        self._now = now
+
+    def resolve(self, ref: Ref, *, scope: Scope | None = None) -> Ref:
+        """``ref`` with the default zone and workspace filled in where the kind has them."""
+        kind = kinds.get(ref.kind)
+        scope = scope or self.scope
+        zone = (ref.zone or scope.zone) if kind.zoned else ""
+        workspace = (ref.workspace or scope.workspace) if kind.workspaced else ""
+        return Ref(kind.name, zone, workspace, ref.name)
+
+    def _requires(self, ref: Ref) -> list[bytes]:
+        kind = kinds.get(ref.kind)
+        required = []
+        if kind.zoned:
+            required.append(key(Ref("Zone", "", "", ref.zone)))
+        if kind.workspaced:
+            required.append(key(Ref("Workspace", "", "", ref.workspace)))
+        return required
+
+    async def get(self, ref: Ref) -> object_pb2.Object:
+        ref = self.resolve(ref)
+        kv = await self.etcd.get(key(ref))
+        if kv is None:
+            raise errors.NotFound(f"{ref} not found")
+        return decode(kv)
+
+    async def apply(
+        self, request: object_pb2.Object, *, dry_run: bool = False, scope: Scope | None = None
+    ) -> tuple[object_pb2.Object, Result.ValueType]:
+        incoming = _admit(request, resolve=lambda r: self.resolve(r, scope=scope))
+        ref = objects.ref_of(incoming)
+        precondition = request.metadata.resource_version
+        for _ in range(_RETRIES):
+            current_kv = await self.etcd.get(key(ref))
+            current = decode(current_kv) if current_kv else None
+            if precondition and (current is None or current.metadata.resource_version
+                                 != precondition):
+                raise _conflict(ref, precondition, current)
+            if current is None:
+                new, result = self._created(incoming), Result.CREATED
+            else:
+                new, result = self._updated(current, incoming, full=bool(precondition))
+                if result == Result.UNCHANGED:
+                    return current, result
+            if dry_run:
+                await self._check_scope_exists(ref)
+                return new, result
+            if current is not None and new.metadata.HasField("deletion_timestamp") and not (
+                new.metadata.finalizers
+            ):
+                return await self._remove(ref, current), result
+            write = await self.etcd.put_if(
+                key(ref), encode(new),
+                mod_revision=current.metadata.resource_version if current else 0,
+                requires=self._requires(ref),
+            )
+            if write.succeeded:
+                new.metadata.resource_version = write.revision
+                return new, result
+            if write.missing:
+                raise self._missing_scope(ref, write.missing)
+            if precondition:
+                raise _conflict(ref, precondition, decode(write.current) if write.current else None)
+        raise errors.Unavailable(f"{ref}: too many concurrent writers; try again")
+
+    def _created(self, incoming: object_pb2.Object) -> object_pb2.Object:
+        new = object_pb2.Object()
+        new.CopyFrom(incoming)
+        meta = new.metadata
+        meta.uid = str(uuid.uuid4())
+        meta.generation = 1
+        meta.resource_version = 0
+        meta.creation_timestamp.FromDatetime(self._now())
+        meta.ClearField("deletion_timestamp")
+        return new
+
+    def _updated(
+        self, current: object_pb2.Object, incoming: object_pb2.Object, *, full: bool
+    ) -> tuple[object_pb2.Object, Result.ValueType]:
+        ref = objects.ref_of(current)
+        if current.metadata.HasField("deletion_timestamp") and not full:
+            raise errors.Conflict(f"{ref} is being deleted")
+        new = object_pb2.Object()
+        new.CopyFrom(current)
+        meta, given = new.metadata, incoming.metadata
+        meta.labels.clear()
+        meta.labels.update(given.labels)
+        meta.annotations.clear()
+        meta.annotations.update(given.annotations)
+        if full:
+            del meta.owner_references[:]
+            meta.owner_references.extend(given.owner_references)
+            del meta.finalizers[:]
+            meta.finalizers.extend(given.finalizers)
+        new_spec, old_spec = _spec(new), _spec(incoming)
+        if new_spec != old_spec:
+            new_spec.CopyFrom(old_spec)
+            meta.generation += 1
+        if new == current:
+            return current, Result.UNCHANGED
+        return new, Result.CONFIGURED
+
+    async def update_status(self, request: object_pb2.Object) -> object_pb2.Object:
+        kind = kinds.get(request.kind)
+        if not kind.has_status:
+            raise errors.Invalid(f"a {kind.name} has no status", field="status")
+        ref = self.resolve(objects.ref_of(request))
+        precondition = request.metadata.resource_version
+        status = objects.body(request).status  # type: ignore[attr-defined]
+        for _ in range(_RETRIES):
+            current = await self.get(ref)
+            if precondition and current.metadata.resource_version != precondition:
+                raise _conflict(ref, precondition, current)
+            new = object_pb2.Object()
+            new.CopyFrom(current)
+            objects.body(new).status.CopyFrom(status)  # type: ignore[attr-defined]
+            if new == current:
+                return current
+            write = await self.etcd.put_if(
+                key(ref), encode(new), mod_revision=current.metadata.resource_version
+            )
+            if write.succeeded:
+                new.metadata.resource_version = write.revision
+                return new
+            if precondition:
+                raise _conflict(ref, precondition, None)
+        raise errors.Unavailable(f"{ref}: too many concurrent writers; try again")
+
+    async def delete(self, ref: Ref, *, resource_version: int = 0) -> object_pb2.Object:
+        ref = self.resolve(ref)
+        for _ in range(_RETRIES):
+            current = await self.get(ref)
+            if resource_version and current.metadata.resource_version != resource_version:
+                raise _conflict(ref, resource_version, current)
+            if current.metadata.finalizers:
+                if current.metadata.HasField("deletion_timestamp"):
+                    return current
+                marked = object_pb2.Object()
+                marked.CopyFrom(current)
+                marked.metadata.deletion_timestamp.FromDatetime(self._now())
+                write = await self.etcd.put_if(
+                    key(ref), encode(marked), mod_revision=current.metadata.resource_version
+                )
+                if write.succeeded:
+                    marked.metadata.resource_version = write.revision
+                    await self._delete_dependents(marked)
+                    return marked
+                continue
+            try:
+                deleted = await self._remove(ref, current)
+            except errors.Conflict:
+                continue
+            await self._delete_dependents(deleted)
+            return deleted
+        raise errors.Unavailable(f"{ref}: too many concurrent writers; try again")
+
+    async def _remove(self, ref: Ref, current: object_pb2.Object) -> object_pb2.Object:
+        write = await self.etcd.delete_if(key(ref), mod_revision=current.metadata.resource_version)
+        if not write.succeeded:
+            raise errors.Conflict(f"{ref} changed while it was being deleted")
+        deleted = object_pb2.Object()
+        deleted.CopyFrom(current)
+        deleted.metadata.resource_version = write.revision
+        return deleted
+
+    async def _delete_dependents(self, owner: object_pb2.Object) -> None:
+        """Delete what names ``owner`` in its ownerReferences, in the owner's scope."""
+        uid = owner.metadata.uid
+        for kind in kinds.KINDS:
+            if not (kind.zoned and kind.workspaced):
+                continue
+            scope = prefix(kind, owner.metadata.zone, owner.metadata.workspace)
+            listing = await self.etcd.range(scope)
+            for kv in listing.kvs:
+                dependent = decode(kv)
+                if any(o.uid == uid for o in dependent.metadata.owner_references):
+                    with contextlib.suppress(errors.NotFound):
+                        await self.delete(objects.ref_of(dependent))
+
+    async def list(
+        self,
+        kind_name: str,
+        *,
+        zone: str = "",
+        workspace: str = "",
+        selector: labels.Selector = labels.EVERYTHING,
+        limit: int = 0,
+        continue_token: str = "",
+    ) -> tuple[list[object_pb2.Object], int, str]:
+        """Objects of a kind (optionally in a zone/workspace), a page at a time.
+
+        Every page is read at the revision of the first one, so a paginated list
+        is one consistent snapshot; once etcd compacts that revision the next page
+        is ``errors.Gone`` and the client lists again.
+        """
+        kind = kinds.get(kind_name)
+        scope_prefix = prefix(kind, zone, workspace)
+        revision, start = 0, None
+        if continue_token:
+            revision, start = _parse_continue(continue_token, scope_prefix)
+        if limit < 0:
+            raise errors.Invalid("must be >= 0", field="limit")
+        items: list[object_pb2.Object] = []
+        while True:
+            page = await self.etcd.range(
+                scope_prefix, start=start, revision=revision, limit=limit
+            )
+            revision = revision or page.revision
+            for kv in page.kvs:
+                obj = decode(kv)
+                if workspace and obj.metadata.workspace != workspace:
+                    continue
+                if not selector.matches(obj.metadata.labels):
+                    continue
+                items.append(obj)
+                if limit and len(items) == limit:
+                    more = kv is not page.kvs[-1] or page.more
+                    token = _continue(revision, kv.key + b"\0") if more else ""
+                    return items, revision, token
+            if not page.more or not page.kvs:
+                return items, revision, ""
+            start = page.kvs[-1].key + b"\0"
+
+    async def _check_scope_exists(self, ref: Ref) -> None:
+        required = self._requires(ref)
+        found = await self.etcd.get_many(required)
+        missing = tuple(k for k, kv in zip(required, found, strict=True) if kv is None)
+        if missing:
+            raise self._missing_scope(ref, missing)
+
+    def _missing_scope(self, ref: Ref, missing: tuple[bytes, ...]) -> errors.DoraError:
+        if key(Ref("Zone", "", "", ref.zone)) in missing:
+            return errors.NotFound(
+                f"zone {ref.zone!r} does not exist; create it first (kind: Zone)",
+                violations=(errors.FieldViolation("metadata.zone", "zone does not exist"),),
+            )
+        return errors.NotFound(
+            f"workspace {ref.workspace!r} does not exist; create it first (kind: Workspace)",
+            violations=(errors.FieldViolation("metadata.workspace", "workspace does not exist"),),
+        )
+
+
+def _admit(
+    request: object_pb2.Object, *, resolve: Callable[[Ref], Ref]
+) -> object_pb2.Object:
+    """The request as it will be stored: scoped, server fields cleared, defaulted, valid."""
+    if not request.kind:
+        raise errors.Invalid("required", field="kind")
+    kind = kinds.get(request.kind)
+    if request.WhichOneof("body") not in (None, kind.field):
+        raise errors.Invalid(f"the body is a {request.WhichOneof('body')}, not a {kind.name}",
+                             field="kind")
+    obj = object_pb2.Object()
+    obj.CopyFrom(request)
+    obj.api_version = "v1"
+    resolved, meta = resolve(objects.ref_of(obj)), obj.metadata
+    if kind.zoned:
+        meta.zone = resolved.zone
+    if kind.workspaced:
+        meta.workspace = resolved.workspace
+    for server_field in ("uid", "generation", "creation_timestamp", "deletion_timestamp",
+                         "resource_version"):
+        meta.ClearField(server_field)
+    body = objects.body(obj)
+    body.SetInParent()
+    if "status" in body.DESCRIPTOR.fields_by_name:
+        body.ClearField("status")
+    admission.apply_defaults(obj)
+    admission.validate(obj)
+    return obj
+
+
+def _spec(obj: object_pb2.Object) -> message.Message:
+    return objects.body(obj).spec  # type: ignore[attr-defined, no-any-return]
+
+
+def _conflict(
+    ref: Ref, expected: int, current: object_pb2.Object | None
+) -> errors.Conflict:
+    if current is None:
+        return errors.Conflict(f"{ref} was deleted (expected resourceVersion {expected})")
+    return errors.Conflict(
+        f"{ref} was modified: resourceVersion is {current.metadata.resource_version}, "
+        f"not {expected}; get it again and retry"
+    )
+
+
+def _continue(revision: int, start: bytes) -> str:
+    payload = json.dumps({"rv": revision, "start": base64.b64encode(start).decode()})
+    return base64.urlsafe_b64encode(payload.encode()).decode()
+
+
+def _parse_continue(token: str, scope_prefix: bytes) -> tuple[int, bytes]:
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(token.encode()))
+        revision, start = int(payload["rv"]), base64.b64decode(payload["start"])
+    except (ValueError, KeyError, TypeError):
+        raise errors.Invalid("malformed continue token", field="continue") from None
+    if not start.startswith(scope_prefix):
+        raise errors.Invalid("the continue token belongs to another list", field="continue")
+    return revision, start

@@ -1,0 +1,95 @@
+"""The apiserver process: etcd, the watch cache and the gRPC server, started and
+stopped together.
+
+Long streams (Watch) must survive idle networks: the server lets clients ping
+every 10 s without data and pings them itself; there is deliberately no
+``max_connection_age``, which would cut watches.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from dora.api.v1 import resources_pb2
+from dora.apiserver.registry import Registry, Scope
+from dora.apiserver.service import SERVICE, ResourcesService
+from dora.apiserver.storage import TLS, Etcd
+from dora.apiserver.watchcache import WatchCache
+
+log = logging.getLogger(__name__)
+
+SERVER_OPTIONS = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+
+@dataclass
+class Config:
+    etcd_endpoints: list[str]
+    listen: str = "127.0.0.1:3000"
+    scope: Scope = field(default_factory=Scope)
+    etcd_tls: TLS | None = None
+    watch_window: int = 10_000
+    bookmark_every: float = 5.0
+    progress_every: float = 1.0
+
+
+class APIServer:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.etcd = Etcd(config.etcd_endpoints, tls=config.etcd_tls)
+        self.registry = Registry(etcd=self.etcd, scope=config.scope)
+        self.cache = WatchCache(etcd=self.etcd, window=config.watch_window,
+                                progress_every=config.progress_every)
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]  # stubs lack aio
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        await self.etcd.connect()
+        await self.etcd.wait_ready()
+        await self.cache.start()
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        service = ResourcesService(registry=self.registry, cache=self.cache,
+                                   bookmark_every=self.config.bookmark_every)
+        server.add_generic_rpc_handlers((service.handler(),))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (
+                resources_pb2.DESCRIPTOR.services_by_name["Resources"].full_name,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        self.port = server.add_insecure_port(self.config.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.config.listen}")
+        await server.start()
+        self._server = server
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        log.info("dora-apiserver listening on %s (port %d)", self.config.listen, self.port)
+
+    async def wait(self) -> None:
+        assert self._server is not None
+        await self._server.wait_for_termination()
+
+    async def stop(self, grace: float = 2.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+        await self.cache.stop()
+        await self.etcd.close()

@@ -1,0 +1,269 @@
+"""The watch cache: one etcd watch per kind, fanned out to every client watcher.
+
+A ``KindCache`` lists its kind once, then follows a single etcd watch on the
+kind's prefix. It keeps
+
+- the current objects, each with its ADDED event already serialized, so the
+  initial state of a new watcher costs no serialization;
+- a window of the most recent events, each serialized once for all watchers
+  (Kubernetes KEP-1152), so a watcher that resumes from a version inside the
+  window replays from memory with no gap and no duplicate;
+- its revision: everything up to it has been seen. Progress marks requested from
+  etcd move it on even when the kind is idle, and watchers get it as bookmarks.
+
+A version older than the window is ``errors.Gone``: the client lists again
+(Kubernetes' "too old resource version"). A watcher that cannot keep up loses its
+stream with ``errors.Unavailable`` and resumes from its last version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from dora.api import errors, kinds, labels
+from dora.api.v1 import object_pb2, resources_pb2
+from dora.apiserver import registry
+from dora.apiserver.storage import Etcd, Event
+
+log = logging.getLogger(__name__)
+
+EventType = resources_pb2.WatchEvent.Type
+
+
+@dataclass(frozen=True, slots=True)
+class CachedEvent:
+    revision: int
+    key: bytes
+    zone: str
+    workspace: str
+    labels: dict[str, str]
+    prev_labels: dict[str, str] | None
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    zone: str = ""
+    workspace: str = ""
+    selector: labels.Selector = labels.EVERYTHING
+
+    def matches(self, event: CachedEvent) -> bool:
+        if self.zone and event.zone != self.zone:
+            return False
+        if self.workspace and event.workspace != self.workspace:
+            return False
+        if not self.selector:
+            return True
+        return self.selector.matches(event.labels) or (
+            event.prev_labels is not None and self.selector.matches(event.prev_labels)
+        )
+
+
+class _Subscriber:
+    def __init__(self, *, filter: Filter, capacity: int) -> None:
+        self.filter = filter
+        self.queue: asyncio.Queue[CachedEvent | errors.DoraError] = asyncio.Queue(capacity)
+        self.closed = False
+
+    def offer(self, item: CachedEvent | errors.DoraError) -> None:
+        if self.closed:
+            return
+        if isinstance(item, CachedEvent) and not self.filter.matches(item):
+            return
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.closed = True
+            self.queue = asyncio.Queue(1)
+            self.queue.put_nowait(
+                errors.Unavailable("watcher too slow; resume from your last resourceVersion")
+            )
+
+
+class KindCache:
+    def __init__(
+        self,
+        *,
+        kind: kinds.Kind,
+        etcd: Etcd,
+        window: int = 10_000,
+        progress_every: float = 1.0,
+        subscriber_capacity: int = 10_000,
+    ) -> None:
+        self.kind = kind
+        self._etcd = etcd
+        self._window: collections.deque[CachedEvent] = collections.deque(maxlen=window)
+        self._window_start = 0
+        self._objects: dict[bytes, CachedEvent] = {}
+        self._subscribers: set[_Subscriber] = set()
+        self._progress_every = progress_every
+        self._capacity = subscriber_capacity
+        self.revision = 0
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        """List, then follow the kind's etcd watch; relist if etcd compacted past us."""
+        prefix = registry.prefix(self.kind)
+        while True:
+            await self._load(prefix)
+            try:
+                async for batch in self._etcd.watch(
+                    prefix, start_revision=self.revision + 1, progress_every=self._progress_every
+                ):
+                    for event in batch.events:
+                        self._apply(event)
+                    if not batch.events:
+                        self.revision = max(self.revision, batch.revision)
+            except errors.Gone:
+                log.warning("%s cache fell behind etcd compaction; relisting", self.kind.name)
+                self._fail_all(errors.Gone("the watch cache was reset; list again"))
+
+    async def _load(self, prefix: bytes) -> None:
+        while True:
+            try:
+                listing = await self._etcd.range(prefix)
+                break
+            except errors.Unavailable as exc:
+                log.warning("listing %s failed (%s); retrying", self.kind.plural, exc)
+                await asyncio.sleep(1.0)
+        self._objects = {}
+        for kv in listing.kvs:
+            obj = registry.decode(kv)
+            self._objects[kv.key] = self._cached(EventType.ADDED, obj, kv.key, kv.mod_revision)
+        self.revision = listing.revision
+        self._window.clear()
+        self._window_start = listing.revision
+        self.ready.set()
+
+    def _apply(self, event: Event) -> None:
+        if event.deleted:
+            if event.prev is None:
+                return
+            obj = registry.decode(event.prev)
+            obj.metadata.resource_version = event.kv.mod_revision
+            cached = self._cached(EventType.DELETED, obj, event.key, event.kv.mod_revision)
+            self._objects.pop(event.key, None)
+        else:
+            obj = registry.decode(event.kv)
+            added = event.kv.create_revision == event.kv.mod_revision
+            prev_labels = None
+            if event.prev is not None:
+                prev_labels = dict(registry.decode(event.prev).metadata.labels)
+            cached = self._cached(
+                EventType.ADDED if added else EventType.MODIFIED, obj, event.key,
+                event.kv.mod_revision, prev_labels=prev_labels,
+            )
+            self._objects[event.key] = (
+                cached if added else self._cached(EventType.ADDED, obj, event.key,
+                                                  event.kv.mod_revision)
+            )
+        if len(self._window) == self._window.maxlen:
+            self._window_start = self._window[0].revision
+        self._window.append(cached)
+        self.revision = max(self.revision, cached.revision)
+        for subscriber in list(self._subscribers):
+            subscriber.offer(cached)
+
+    def _cached(
+        self,
+        type: EventType.ValueType,
+        obj: object_pb2.Object,
+        key: bytes,
+        revision: int,
+        *,
+        prev_labels: dict[str, str] | None = None,
+    ) -> CachedEvent:
+        payload = resources_pb2.WatchEvent(type=type, object=obj).SerializeToString()
+        return CachedEvent(
+            revision=revision, key=key, zone=obj.metadata.zone,
+            workspace=obj.metadata.workspace, labels=dict(obj.metadata.labels),
+            prev_labels=prev_labels, payload=payload,
+        )
+
+    def _fail_all(self, error: errors.DoraError) -> None:
+        for subscriber in list(self._subscribers):
+            subscriber.offer(error)
+            subscriber.closed = True
+
+    async def watch(
+        self, *, resource_version: int, filter: Filter, bookmark_every: float = 5.0
+    ) -> AsyncIterator[bytes]:
+        """Serialized ``WatchEvent`` messages for one client watcher."""
+        await self.ready.wait()
+        subscriber = _Subscriber(filter=filter, capacity=self._capacity)
+        initial: list[bytes] = []
+        if resource_version == 0:
+            initial = [e.payload for e in self._objects.values() if filter.matches(e)]
+            seen = self.revision
+            initial.append(_bookmark(seen))
+        elif resource_version >= self._window_start:
+            seen = resource_version
+            initial = [
+                e.payload for e in self._window
+                if e.revision > resource_version and filter.matches(e)
+            ]
+            seen = max(seen, self._window[-1].revision if self._window else seen)
+        else:
+            raise errors.Gone(
+                f"resourceVersion {resource_version} is too old (oldest kept: "
+                f"{self._window_start}); list again and watch from the list's version"
+            )
+        self._subscribers.add(subscriber)
+        try:
+            for payload in initial:
+                yield payload
+            while True:
+                try:
+                    async with asyncio.timeout(bookmark_every):
+                        item = await subscriber.queue.get()
+                except TimeoutError:
+                    if self.revision > seen:
+                        seen = self.revision
+                    yield _bookmark(seen)
+                    continue
+                if isinstance(item, errors.DoraError):
+                    raise item
+                if item.revision <= seen:
+                    continue
+                seen = item.revision
+                yield item.payload
+        finally:
+            self._subscribers.discard(subscriber)
+
+
+def _bookmark(revision: int) -> bytes:
+    event = resources_pb2.WatchEvent(type=EventType.BOOKMARK)
+    event.object.metadata.resource_version = revision
+    return event.SerializeToString()
+
+
+class WatchCache:
+    """Every kind's cache, started together with the apiserver."""
+
+    def __init__(self, *, etcd: Etcd, window: int = 10_000, progress_every: float = 1.0) -> None:
+        self.kinds = {
+            kind.name: KindCache(kind=kind, etcd=etcd, window=window,
+                                 progress_every=progress_every)
+            for kind in kinds.KINDS
+        }
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(cache.run(), name=f"watchcache-{name}")
+                       for name, cache in self.kinds.items()]
+        await asyncio.gather(*(cache.ready.wait() for cache in self.kinds.values()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def __getitem__(self, kind: str) -> KindCache:
+        return self.kinds[kinds.get(kind).name]
