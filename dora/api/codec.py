@@ -211,6 +211,8 @@ def _decode_field(msg: message.Message, field: FieldDescriptor, value: Any, path
             item_path = f"{path}.{key}"
             if not isinstance(key, str):
                 raise errors.Invalid("keys must be strings", field=item_path)
+            if item is None:
+                continue
             if value_field.type == FD.TYPE_MESSAGE:
                 _decode_message(target[key], item, item_path)
             else:
@@ -265,6 +267,11 @@ def _scalar(field: FieldDescriptor, value: Any, path: str) -> Any:
 def _decode_timestamp(msg: timestamp_pb2.Timestamp, value: Any, path: str) -> None:
     if isinstance(value, str):
         try:
+            msg.FromJsonString(value)
+            return
+        except ValueError:
+            pass
+        try:
             value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise errors.Invalid("expected an RFC 3339 time", field=path) from None
@@ -303,9 +310,7 @@ def _encode_value(field: FieldDescriptor, value: Any) -> Any:
 
 
 def _format_timestamp(ts: timestamp_pb2.Timestamp) -> str:
-    moment = ts.ToDatetime(tzinfo=dt.UTC)
-    text = moment.isoformat(timespec="microseconds" if ts.nanos else "seconds")
-    return text.replace("+00:00", "Z")
+    return ts.ToJsonString()
 
 
 def _fields_by_key(desc: Descriptor) -> dict[str, FieldDescriptor]:

@@ -24,6 +24,8 @@ _LABEL_KEY = re.compile(
 )
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
+_ENDPOINT = re.compile(r"^([a-z]+://)?(\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+)(:\d+)?/?$")
+
 DRIVERS = ("Docker",)
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 RESTART_POLICIES = ("Never", "Always")
@@ -133,6 +135,8 @@ def workload_spec(spec: workloads_pb2.WorkloadSpec, prefix: str, report: _Report
         for index, product in enumerate(selector.product_name):
             if not product.strip():
                 report.add(f"{path}.product_name[{index}]", "must not be empty")
+            elif product.lower() == "all":
+                selector.product_name[index] = "All"
         if "All" in selector.product_name and len(selector.product_name) > 1:
             report.add(f"{path}.product_name", "All cannot be combined with product names")
     if spec.selectors.gpu.millicores:
@@ -154,6 +158,8 @@ def workload_spec(spec: workloads_pb2.WorkloadSpec, prefix: str, report: _Report
         if volume.workspace:
             report.name(volume.workspace, f"{path}.workspace")
         report.path(volume.target, f"{path}.target")
+        if volume.target.startswith("/") and not volume.target.strip("/. "):
+            report.add(f"{path}.target", "cannot mount over the container's root")
         if volume.target in targets:
             report.add(f"{path}.target", f"{volume.target} is mounted twice")
         targets.add(volume.target)
@@ -191,7 +197,7 @@ def _node(obj: object_pb2.Object, report: _Report) -> None:
     spec = obj.node.spec
     for index, capability in enumerate(spec.allow):
         spec.allow[index] = report.one_of(capability, NODE_CAPABILITIES, f"spec.allow[{index}]")
-    if spec.endpoint and not re.match(r"^([a-z]+://)?[^\s/:]+(:\d+)?/?$", spec.endpoint):
+    if spec.endpoint and not _ENDPOINT.match(spec.endpoint):
         report.add("spec.endpoint", f"{spec.endpoint!r} is not host:port or a URL")
 
 
@@ -210,7 +216,7 @@ def _volume(obj: object_pb2.Object, report: _Report) -> None:
     report.name(spec.storage, "spec.storage")
     if spec.local_path:
         report.path(spec.local_path, "spec.localPath", absolute=False)
-        if posixpath.normpath("/" + spec.local_path) == "/":
+        if not posixpath.normpath("/" + spec.local_path).lstrip("/"):
             report.add("spec.localPath", "must name a directory inside the storage")
 
 
@@ -237,6 +243,13 @@ def _resourcecredit(obj: object_pb2.Object, report: _Report) -> None:
     report.non_negative(spec.credit.per.hour, "spec.credit.per.hour")
 
 
+def _lease(obj: object_pb2.Object, report: _Report) -> None:
+    spec = obj.lease.spec
+    report.require(spec.holder, "spec.holder")
+    if spec.lease_id <= 0:
+        report.add("spec.leaseId", "required: an id from Leases.Grant")
+
+
 def _usercredit(obj: object_pb2.Object, report: _Report) -> None:
     report.name(obj.usercredit.spec.user, "spec.user")
 
@@ -251,4 +264,5 @@ _BY_KIND: dict[str, Callable[[object_pb2.Object, _Report], None]] = {
     "User": _user,
     "Resourcecredit": _resourcecredit,
     "Usercredit": _usercredit,
+    "Lease": _lease,
 }
