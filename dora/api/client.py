@@ -16,7 +16,13 @@ import grpc
 
 from dora.api import errors
 from dora.api.objects import Ref
-from dora.api.v1 import object_pb2, resources_pb2, resources_pb2_grpc
+from dora.api.v1 import (
+    coordination_pb2,
+    coordination_pb2_grpc,
+    object_pb2,
+    resources_pb2,
+    resources_pb2_grpc,
+)
 
 WatchEvent = resources_pb2.WatchEvent
 ApplyResult = resources_pb2.ApplyResponse.Result
@@ -48,6 +54,7 @@ class Client:
         else:
             self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._stub = resources_pb2_grpc.ResourcesStub(self._channel)
+        self._leases = coordination_pb2_grpc.LeasesStub(self._channel)
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
@@ -69,11 +76,10 @@ class Client:
             raise errors.from_rpc_error(exc) from None
 
     async def apply(
-        self, obj: object_pb2.Object, *, dry_run: bool = False
+        self, obj: object_pb2.Object, *, dry_run: bool = False, create_only: bool = False
     ) -> tuple[object_pb2.Object, ApplyResult.ValueType]:
-        response = await self._call(
-            self._stub.Apply, resources_pb2.ApplyRequest(object=obj, dry_run=dry_run)
-        )
+        request = resources_pb2.ApplyRequest(object=obj, dry_run=dry_run, create_only=create_only)
+        response = await self._call(self._stub.Apply, request)
         return response.object, response.result
 
     async def get(self, kind: str, name: str, *, zone: str = "",
@@ -182,6 +188,36 @@ class Client:
                 return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+
+    async def grant_lease(self, ttl_seconds: int) -> tuple[int, int]:
+        """A new etcd lease: its id and TTL."""
+        response = await self._call(
+            self._leases.Grant, coordination_pb2.GrantLeaseRequest(ttl_seconds=ttl_seconds)
+        )
+        return int(response.lease_id), int(response.ttl_seconds)
+
+    async def keep_lease_alive(self, lease_id: int, *, every: float) -> AsyncIterator[int]:
+        """Refresh ``lease_id`` every ``every`` seconds on one stream; yields the TTL left
+        after each refresh. A TTL of 0 means the lease is gone: the holder lost it."""
+
+        async def requests() -> AsyncIterator[coordination_pb2.KeepAliveRequest]:
+            while True:
+                yield coordination_pb2.KeepAliveRequest(lease_id=lease_id)
+                await asyncio.sleep(every)
+
+        call = self._leases.KeepAlive(requests(), metadata=self._metadata)
+        try:
+            async for response in call:
+                yield int(response.ttl_seconds)
+        except grpc.aio.AioRpcError as exc:
+            raise errors.from_rpc_error(exc) from None
+        finally:
+            call.cancel()
+
+    async def revoke_lease(self, lease_id: int) -> None:
+        await self._call(
+            self._leases.Revoke, coordination_pb2.RevokeLeaseRequest(lease_id=lease_id)
+        )
 
 
 def target_of(endpoints: Sequence[str]) -> str:

@@ -53,6 +53,7 @@ KINDS: tuple[Kind, ...] = (
          aliases=("c", "ct")),
     Kind("Volume", "volumes", zoned=True, workspaced=True, has_status=True,
          aliases=("vol", "v")),
+    Kind("Lease", "leases", zoned=True, workspaced=False, has_status=False),
 )
 
 _BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}

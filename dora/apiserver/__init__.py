@@ -5,6 +5,7 @@
 - ``admission``: defaults and validation, pure functions of an object.
 - ``watchcache``: one etcd watch per kind, fanned out to every watcher.
 - ``service``: the ``Resources`` gRPC service over registry and cache.
+- ``leases``: the ``Leases`` gRPC service (etcd leases for liveness and election).
 - ``server``: the process: etcd, cache, gRPC with health and reflection.
 - ``main``: the ``dora-apiserver`` command.
 

@@ -14,6 +14,8 @@ What a write means is decided here, and nowhere else:
 - every write is one etcd transaction that also checks that the object's zone
   and workspace exist, so a typo in a zone name is an error, not a new zone;
 - ``update_status`` replaces only the status;
+- a ``Lease`` object's key is bound to the etcd lease its spec names, so etcd
+  deletes it when its holder stops keeping that lease alive;
 - ``delete`` of an object with finalizers sets ``deletionTimestamp``; the object
   goes when an update removes the last finalizer. Objects that name the deleted
   one in ``ownerReferences`` are deleted after it.
@@ -126,7 +128,12 @@ class Registry:
         return decode(kv)
 
     async def apply(
-        self, request: object_pb2.Object, *, dry_run: bool = False, scope: Scope | None = None
+        self,
+        request: object_pb2.Object,
+        *,
+        dry_run: bool = False,
+        create_only: bool = False,
+        scope: Scope | None = None,
     ) -> tuple[object_pb2.Object, Result.ValueType]:
         incoming = _admit(request, resolve=lambda r: self.resolve(r, scope=scope))
         ref = objects.ref_of(incoming)
@@ -139,6 +146,8 @@ class Registry:
                 raise _conflict(ref, precondition, current)
             if current is None:
                 new, result = self._created(incoming), Result.CREATED
+            elif create_only:
+                raise errors.AlreadyExists(f"{ref} already exists")
             else:
                 new, result = self._updated(current, incoming, full=bool(precondition))
                 if result == Result.UNCHANGED:
@@ -154,6 +163,7 @@ class Registry:
                 key(ref), encode(new),
                 mod_revision=current.metadata.resource_version if current else 0,
                 requires=self._requires(ref),
+                lease=new.lease.spec.lease_id if new.kind == "Lease" else 0,
             )
             if write.succeeded:
                 new.metadata.resource_version = write.revision

@@ -16,7 +16,8 @@ import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from dora.api.v1 import resources_pb2
+from dora.api.v1 import coordination_pb2, resources_pb2
+from dora.apiserver.leases import LeasesService
 from dora.apiserver.registry import Registry, Scope
 from dora.apiserver.service import SERVICE, ResourcesService
 from dora.apiserver.storage import TLS, Etcd
@@ -64,11 +65,14 @@ class APIServer:
         server = grpc.aio.server(options=SERVER_OPTIONS)
         service = ResourcesService(registry=self.registry, cache=self.cache,
                                    bookmark_every=self.config.bookmark_every)
-        server.add_generic_rpc_handlers((service.handler(),))
+        server.add_generic_rpc_handlers(
+            (service.handler(), LeasesService(etcd=self.etcd).handler())
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (
                 resources_pb2.DESCRIPTOR.services_by_name["Resources"].full_name,
+                coordination_pb2.DESCRIPTOR.services_by_name["Leases"].full_name,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),

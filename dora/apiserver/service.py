@@ -27,7 +27,7 @@ Response = TypeVar("Response")
 SERVICE = "dora.api.v1.Resources"
 
 
-def _unary(
+def unary(
     method: Callable[[Any, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
 ) -> Callable[[Any, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]]:
     @functools.wraps(method)
@@ -37,13 +37,13 @@ def _unary(
         try:
             return await method(self, request, context)
         except errors.DoraError as exc:
-            await _abort(context, exc)
+            await abort(context, exc)
             raise AssertionError("unreachable") from exc
 
     return wrapper
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: errors.DoraError) -> None:
+async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: errors.DoraError) -> None:
     code, message, trailers = errors.to_status(exc)
     await context.abort(code, message, trailing_metadata=trailers)
 
@@ -55,20 +55,22 @@ class ResourcesService:
         self.cache = cache
         self.bookmark_every = bookmark_every
 
-    @_unary
+    @unary
     async def Apply(
         self, request: resources_pb2.ApplyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> resources_pb2.ApplyResponse:
-        obj, result = await self.registry.apply(request.object, dry_run=request.dry_run)
+        obj, result = await self.registry.apply(
+            request.object, dry_run=request.dry_run, create_only=request.create_only
+        )
         return resources_pb2.ApplyResponse(object=obj, result=result)
 
-    @_unary
+    @unary
     async def Get(
         self, request: resources_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> object_pb2.Object:
         return await self.registry.get(Ref.from_proto(request.ref))
 
-    @_unary
+    @unary
     async def List(
         self, request: resources_pb2.ListRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> resources_pb2.ListResponse:
@@ -81,7 +83,7 @@ class ResourcesService:
             items=items, resource_version=revision, continue_token=token
         )
 
-    @_unary
+    @unary
     async def UpdateStatus(
         self,
         request: resources_pb2.UpdateStatusRequest,
@@ -89,7 +91,7 @@ class ResourcesService:
     ) -> object_pb2.Object:
         return await self.registry.update_status(request.object)
 
-    @_unary
+    @unary
     async def Delete(
         self, request: resources_pb2.DeleteRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> resources_pb2.DeleteResponse:
@@ -114,7 +116,7 @@ class ResourcesService:
             ):
                 yield payload
         except errors.DoraError as exc:
-            await _abort(context, exc)
+            await abort(context, exc)
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
         """The service's method handlers; Watch passes pre-serialized events through."""

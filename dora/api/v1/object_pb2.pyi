@@ -5,6 +5,7 @@ isort:skip_file
 
 from dora.api.v1 import access_pb2 as _access_pb2
 from dora.api.v1 import cluster_pb2 as _cluster_pb2
+from dora.api.v1 import coordination_pb2 as _coordination_pb2
 from dora.api.v1 import credits_pb2 as _credits_pb2
 from dora.api.v1 import meta_pb2 as _meta_pb2
 from dora.api.v1 import workloads_pb2 as _workloads_pb2
@@ -43,6 +44,7 @@ class Object(_message.Message):
     WORKLOAD_FIELD_NUMBER: _builtins.int
     CONTAINER_FIELD_NUMBER: _builtins.int
     VOLUME_FIELD_NUMBER: _builtins.int
+    LEASE_FIELD_NUMBER: _builtins.int
     api_version: _builtins.str
     kind: _builtins.str
     @_builtins.property
@@ -69,6 +71,8 @@ class Object(_message.Message):
     def container(self) -> _workloads_pb2.Container: ...
     @_builtins.property
     def volume(self) -> _workloads_pb2.Volume: ...
+    @_builtins.property
+    def lease(self) -> _coordination_pb2.Lease: ...
     def __init__(
         self,
         *,
@@ -86,12 +90,13 @@ class Object(_message.Message):
         workload: _workloads_pb2.Workload | None = ...,
         container: _workloads_pb2.Container | None = ...,
         volume: _workloads_pb2.Volume | None = ...,
+        lease: _coordination_pb2.Lease | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "container", b"container", "metadata", b"metadata", "node", b"node", "resourcecredit", b"resourcecredit", "role", b"role", "storage", b"storage", "user", b"user", "usercredit", b"usercredit", "volume", b"volume", "workload", b"workload", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "container", b"container", "lease", b"lease", "metadata", b"metadata", "node", b"node", "resourcecredit", b"resourcecredit", "role", b"role", "storage", b"storage", "user", b"user", "usercredit", b"usercredit", "volume", b"volume", "workload", b"workload", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "body", b"body", "container", b"container", "kind", b"kind", "metadata", b"metadata", "node", b"node", "resourcecredit", b"resourcecredit", "role", b"role", "storage", b"storage", "user", b"user", "usercredit", b"usercredit", "volume", b"volume", "workload", b"workload", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "body", b"body", "container", b"container", "kind", b"kind", "lease", b"lease", "metadata", b"metadata", "node", b"node", "resourcecredit", b"resourcecredit", "role", b"role", "storage", b"storage", "user", b"user", "usercredit", b"usercredit", "volume", b"volume", "workload", b"workload", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["zone", "workspace", "user", "role", "storage", "node", "resourcecredit", "usercredit", "workload", "container", "volume"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["zone", "workspace", "user", "role", "storage", "node", "resourcecredit", "usercredit", "workload", "container", "volume", "lease"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 

@@ -58,8 +58,11 @@ class ApplyRequest(_message.Message):
 
     OBJECT_FIELD_NUMBER: _builtins.int
     DRY_RUN_FIELD_NUMBER: _builtins.int
+    CREATE_ONLY_FIELD_NUMBER: _builtins.int
     dry_run: _builtins.bool
     """Validate and default, but write nothing."""
+    create_only: _builtins.bool
+    """Fail with ALREADY_EXISTS instead of updating an existing object."""
     @_builtins.property
     def object(self) -> _object_pb2.Object: ...
     def __init__(
@@ -67,10 +70,11 @@ class ApplyRequest(_message.Message):
         *,
         object: _object_pb2.Object | None = ...,
         dry_run: _builtins.bool = ...,
+        create_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["object", b"object"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "object", b"object"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_only", b"create_only", "dry_run", b"dry_run", "object", b"object"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

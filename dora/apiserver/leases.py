@@ -1,0 +1,76 @@
+"""The ``Leases`` gRPC service: etcd leases, granted and kept alive through the
+apiserver, since nothing but the apiserver talks to etcd.
+
+A holder binds a ``Lease`` object to its lease (``Resources.Apply``) and keeps
+the lease alive on one stream; when it dies or loses the network, etcd deletes
+the object after the TTL, and watchers (node lifecycle, standby controllers)
+see it go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from dora.api import errors
+from dora.api.v1 import coordination_pb2
+from dora.apiserver.service import abort, unary
+from dora.apiserver.storage import Etcd
+
+SERVICE = "dora.api.v1.Leases"
+MIN_TTL, MAX_TTL = 2, 3600
+
+
+class LeasesService:
+    def __init__(self, *, etcd: Etcd) -> None:
+        self.etcd = etcd
+
+    @unary
+    async def Grant(
+        self, request: coordination_pb2.GrantLeaseRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> coordination_pb2.GrantLeaseResponse:
+        if not MIN_TTL <= request.ttl_seconds <= MAX_TTL:
+            raise errors.Invalid(f"must be between {MIN_TTL} and {MAX_TTL}", field="ttlSeconds")
+        lease_id, ttl = await self.etcd.grant_lease(request.ttl_seconds)
+        return coordination_pb2.GrantLeaseResponse(lease_id=lease_id, ttl_seconds=ttl)
+
+    async def KeepAlive(
+        self, requests: AsyncIterator[coordination_pb2.KeepAliveRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[coordination_pb2.KeepAliveResponse]:
+        try:
+            async for request in requests:
+                ttl = await self.etcd.keep_alive(request.lease_id)
+                yield coordination_pb2.KeepAliveResponse(
+                    lease_id=request.lease_id, ttl_seconds=ttl
+                )
+        except errors.DoraError as exc:
+            await abort(context, exc)
+
+    @unary
+    async def Revoke(
+        self, request: coordination_pb2.RevokeLeaseRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> coordination_pb2.RevokeLeaseResponse:
+        await self.etcd.revoke_lease(request.lease_id)
+        return coordination_pb2.RevokeLeaseResponse()
+
+    def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
+        messages = coordination_pb2
+        return grpc.method_handlers_generic_handler(SERVICE, {
+            "Grant": grpc.unary_unary_rpc_method_handler(
+                self.Grant, request_deserializer=messages.GrantLeaseRequest.FromString,
+                response_serializer=messages.GrantLeaseResponse.SerializeToString,
+            ),
+            "KeepAlive": grpc.stream_stream_rpc_method_handler(
+                self.KeepAlive, request_deserializer=messages.KeepAliveRequest.FromString,
+                response_serializer=messages.KeepAliveResponse.SerializeToString,
+            ),
+            "Revoke": grpc.unary_unary_rpc_method_handler(
+                self.Revoke, request_deserializer=messages.RevokeLeaseRequest.FromString,
+                response_serializer=messages.RevokeLeaseResponse.SerializeToString,
+            ),
+        })
