@@ -9,6 +9,7 @@ old raises ``errors.Gone`` and the caller lists again.
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -22,6 +23,8 @@ from dora.api.v1 import (
     object_pb2,
     resources_pb2,
     resources_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
 )
 
 WatchEvent = resources_pb2.WatchEvent
@@ -46,15 +49,20 @@ class Client:
         *,
         token: str | None = None,
         root_certificates: bytes | None = None,
+        tls: bool = False,
         timeout: float = 30.0,
     ) -> None:
-        if root_certificates is not None:
+        # TLS with ``root_certificates`` as the CA bundle; with ``tls`` alone, the
+        # system's default roots (an ``https://`` endpoint with no CA configured).
+        if tls or root_certificates is not None:
             credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
             self._channel = grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
         else:
             self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._stub = resources_pb2_grpc.ResourcesStub(self._channel)
         self._leases = coordination_pb2_grpc.LeasesStub(self._channel)
+        self._tokens = tokens_pb2_grpc.TokensStub(self._channel)
+        self._workspaces = tokens_pb2_grpc.WorkspacesStub(self._channel)
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
@@ -218,6 +226,40 @@ class Client:
         await self._call(
             self._leases.Revoke, coordination_pb2.RevokeLeaseRequest(lease_id=lease_id)
         )
+
+    async def create_token(
+        self, user: str, workspace: str, token_id: str, *, ttl_seconds: int = 0
+    ) -> tuple[str, tokens_pb2.TokenInfo]:
+        """A new token for ``user`` (shown only now) and what is stored of it."""
+        request = tokens_pb2.CreateTokenRequest(
+            user=user, workspace=workspace, id=token_id, ttl_seconds=ttl_seconds
+        )
+        response = await self._call(self._tokens.Create, request)
+        return str(response.token), response.info
+
+    async def list_tokens(self, user: str = "") -> builtins.list[tokens_pb2.TokenInfo]:
+        response = await self._call(self._tokens.List, tokens_pb2.ListTokensRequest(user=user))
+        return list(response.tokens)
+
+    async def revoke_token(self, user: str, token_id: str) -> None:
+        await self._call(self._tokens.Revoke,
+                         tokens_pb2.RevokeTokenRequest(user=user, id=token_id))
+
+    async def whoami(self) -> tokens_pb2.WhoAmIResponse:
+        response: tokens_pb2.WhoAmIResponse = await self._call(
+            self._tokens.WhoAmI, tokens_pb2.WhoAmIRequest()
+        )
+        return response
+
+    async def clone_workspace(
+        self, source: str, destination: str, *, zone: str = ""
+    ) -> builtins.list[str]:
+        """Copy a workspace's definitions (workloads stopped); the names copied."""
+        request = tokens_pb2.CloneWorkspaceRequest(
+            source=source, destination=destination, zone=zone
+        )
+        response = await self._call(self._workspaces.Clone, request)
+        return list(response.copied)
 
 
 def target_of(endpoints: Sequence[str]) -> str:

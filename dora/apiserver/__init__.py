@@ -6,6 +6,8 @@
 - ``watchcache``: one etcd watch per kind, fanned out to every watcher.
 - ``service``: the ``Resources`` gRPC service over registry and cache.
 - ``leases``: the ``Leases`` gRPC service (etcd leases for liveness and election).
+- ``auth``: tokens, the admin bootstrap, authentication and authorization.
+- ``tokens_service``, ``workspaces``: the ``Tokens`` and ``Workspaces`` services.
 - ``server``: the process: etcd, cache, gRPC with health and reflection.
 - ``main``: the ``dora-apiserver`` command.
 

@@ -16,6 +16,8 @@ import grpc
 
 from dora.api import errors
 from dora.api.v1 import coordination_pb2
+from dora.apiserver.auth.authenticator import Authenticator
+from dora.apiserver.auth.authorizer import Authorizer
 from dora.apiserver.service import abort, unary
 from dora.apiserver.storage import Etcd
 
@@ -24,14 +26,23 @@ MIN_TTL, MAX_TTL = 2, 3600
 
 
 class LeasesService:
-    def __init__(self, *, etcd: Etcd) -> None:
+    def __init__(self, *, etcd: Etcd, authenticator: Authenticator,
+                 authorizer: Authorizer) -> None:
         self.etcd = etcd
+        self.authn = authenticator
+        self.authz = authorizer
+
+    async def _authorize(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Leases are for whoever may hold a Lease object somewhere."""
+        principal = await self.authn.authenticate(context)
+        await self.authz.require_somewhere(principal, "Apply", "Lease")
 
     @unary
     async def Grant(
         self, request: coordination_pb2.GrantLeaseRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> coordination_pb2.GrantLeaseResponse:
+        await self._authorize(context)
         if not MIN_TTL <= request.ttl_seconds <= MAX_TTL:
             raise errors.Invalid(f"must be between {MIN_TTL} and {MAX_TTL}", field="ttlSeconds")
         lease_id, ttl = await self.etcd.grant_lease(request.ttl_seconds)
@@ -42,6 +53,7 @@ class LeasesService:
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[coordination_pb2.KeepAliveResponse]:
         try:
+            await self._authorize(context)
             async for request in requests:
                 ttl = await self.etcd.keep_alive(request.lease_id)
                 yield coordination_pb2.KeepAliveResponse(
@@ -55,6 +67,7 @@ class LeasesService:
         self, request: coordination_pb2.RevokeLeaseRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> coordination_pb2.RevokeLeaseResponse:
+        await self._authorize(context)
         await self.etcd.revoke_lease(request.lease_id)
         return coordination_pb2.RevokeLeaseResponse()
 

@@ -28,10 +28,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--etcd-cacert", type=Path, help="CA bundle to verify etcd with")
     parser.add_argument("--etcd-cert", type=Path, help="client certificate for etcd")
     parser.add_argument("--etcd-key", type=Path, help="client key for etcd")
+    parser.add_argument("--admin-token-file", type=Path,
+                        help="where to write the admin token made at the first start")
+    parser.add_argument("--tls-cert", type=Path, help="serve TLS with this certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, help="the key of --tls-cert (PEM)")
     parser.add_argument("--watch-window", type=int, default=10_000,
                         help="recent events kept per kind for watchers to resume from")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tls = None
@@ -46,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         listen=args.listen,
         scope=Scope(zone=args.default_zone, workspace=args.default_workspace),
         etcd_tls=tls,
+        tls_cert=args.tls_cert.read_bytes() if args.tls_cert else None,
+        tls_key=args.tls_key.read_bytes() if args.tls_key else None,
+        admin_token_file=args.admin_token_file,
         watch_window=args.watch_window,
     )
 

@@ -133,8 +133,11 @@ class Registry:
         *,
         dry_run: bool = False,
         create_only: bool = False,
+        finalizers_only: bool = False,
         scope: Scope | None = None,
     ) -> tuple[object_pb2.Object, Result.ValueType]:
+        """Create or update; ``finalizers_only`` refuses any change but to finalizers
+        (what a node may do to the Containers bound to it)."""
         incoming = _admit(request, resolve=lambda r: self.resolve(r, scope=scope))
         ref = objects.ref_of(incoming)
         precondition = request.metadata.resource_version
@@ -144,6 +147,9 @@ class Registry:
             if precondition and (current is None or current.metadata.resource_version
                                  != precondition):
                 raise _conflict(ref, precondition, current)
+            if current is None and finalizers_only:
+                raise errors.Forbidden(f"{ref}: only finalizers may be changed, and it does not "
+                                       "exist")
             if current is None:
                 new, result = self._created(incoming), Result.CREATED
             elif create_only:
@@ -152,6 +158,8 @@ class Registry:
                 new, result = self._updated(current, incoming, full=bool(precondition))
                 if result == Result.UNCHANGED:
                     return current, result
+                if finalizers_only and not _only_finalizers_differ(current, new):
+                    raise errors.Forbidden(f"{ref}: only finalizers may be changed")
             if dry_run:
                 await self._check_scope_exists(ref)
                 return new, result
@@ -173,6 +181,11 @@ class Registry:
             if precondition:
                 raise _conflict(ref, precondition, decode(write.current) if write.current else None)
         raise errors.Unavailable(f"{ref}: too many concurrent writers; try again")
+
+    def record(self, request: object_pb2.Object) -> tuple[bytes, bytes]:
+        """The key and value a new object would be stored as (for bootstrap transactions)."""
+        new = self._created(_admit(request, resolve=self.resolve))
+        return key(objects.ref_of(new)), encode(new)
 
     def _created(self, incoming: object_pb2.Object) -> object_pb2.Object:
         new = object_pb2.Object()
@@ -379,6 +392,15 @@ def _admit(
     admission.apply_defaults(obj)
     admission.validate(obj)
     return obj
+
+
+def _only_finalizers_differ(a: object_pb2.Object, b: object_pb2.Object) -> bool:
+    left, right = object_pb2.Object(), object_pb2.Object()
+    left.CopyFrom(a)
+    right.CopyFrom(b)
+    left.metadata.ClearField("finalizers")
+    right.metadata.ClearField("finalizers")
+    return left == right
 
 
 def _spec(obj: object_pb2.Object) -> message.Message:

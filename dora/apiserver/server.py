@@ -1,27 +1,37 @@
 """The apiserver process: etcd, the watch cache and the gRPC server, started and
 stopped together.
 
-Long streams (Watch) must survive idle networks: the server lets clients ping
-every 10 s without data and pings them itself; there is deliberately no
-``max_connection_age``, which would cut watches.
+At the first start on an empty etcd it creates the admin user and prints the
+admin token once (``auth.bootstrap``). Long streams (Watch, lease keep-alives)
+must survive idle networks: the server lets clients ping every 10 s without
+data and pings them itself; there is deliberately no ``max_connection_age``,
+which would cut watches.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from dora.api.v1 import coordination_pb2, resources_pb2
+from dora.api.v1 import coordination_pb2, resources_pb2, tokens_pb2
+from dora.apiserver.auth.authenticator import Authenticator
+from dora.apiserver.auth.authorizer import Authorizer
+from dora.apiserver.auth.bootstrap import bootstrap
+from dora.apiserver.auth.tokens import TokenStore
 from dora.apiserver.leases import LeasesService
 from dora.apiserver.registry import Registry, Scope
 from dora.apiserver.service import SERVICE, ResourcesService
 from dora.apiserver.storage import TLS, Etcd
+from dora.apiserver.tokens_service import TokensService
 from dora.apiserver.watchcache import WatchCache
+from dora.apiserver.workspaces import WorkspacesService
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +52,10 @@ class Config:
     listen: str = "127.0.0.1:3000"
     scope: Scope = field(default_factory=Scope)
     etcd_tls: TLS | None = None
+    # PEM certificate chain and key: serve TLS instead of plain gRPC.
+    tls_cert: bytes | None = None
+    tls_key: bytes | None = None
+    admin_token_file: Path | None = None
     watch_window: int = 10_000
     bookmark_every: float = 5.0
     progress_every: float = 1.0
@@ -54,31 +68,52 @@ class APIServer:
         self.registry = Registry(etcd=self.etcd, scope=config.scope)
         self.cache = WatchCache(etcd=self.etcd, window=config.watch_window,
                                 progress_every=config.progress_every)
+        self.tokens = TokenStore(etcd=self.etcd)
+        self.authorizer = Authorizer(cache=self.cache, registry=self.registry)
+        self.authenticator = Authenticator(tokens=self.tokens, authorizer=self.authorizer)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]  # stubs lack aio
         self._server: grpc.aio.Server | None = None
         self.port = 0
+        # Set only by the start that initialised the cluster.
+        self.admin_token: str | None = None
 
     async def start(self) -> None:
         await self.etcd.connect()
         await self.etcd.wait_ready()
+        self.admin_token = await bootstrap(registry=self.registry, tokens=self.tokens)
+        if self.admin_token is not None:
+            self._announce_admin_token(self.admin_token)
         await self.cache.start()
         server = grpc.aio.server(options=SERVER_OPTIONS)
-        service = ResourcesService(registry=self.registry, cache=self.cache,
-                                   bookmark_every=self.config.bookmark_every)
-        server.add_generic_rpc_handlers(
-            (service.handler(), LeasesService(etcd=self.etcd).handler())
-        )
+        authn, authz = self.authenticator, self.authorizer
+        server.add_generic_rpc_handlers((
+            ResourcesService(registry=self.registry, cache=self.cache, authenticator=authn,
+                             authorizer=authz, bookmark_every=self.config.bookmark_every
+                             ).handler(),
+            LeasesService(etcd=self.etcd, authenticator=authn, authorizer=authz).handler(),
+            TokensService(tokens=self.tokens, authenticator=authn, authorizer=authz).handler(),
+            WorkspacesService(registry=self.registry, authenticator=authn,
+                              authorizer=authz).handler(),
+        ))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (
                 resources_pb2.DESCRIPTOR.services_by_name["Resources"].full_name,
                 coordination_pb2.DESCRIPTOR.services_by_name["Leases"].full_name,
+                tokens_pb2.DESCRIPTOR.services_by_name["Tokens"].full_name,
+                tokens_pb2.DESCRIPTOR.services_by_name["Workspaces"].full_name,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),
             server,
         )
-        self.port = server.add_insecure_port(self.config.listen)
+        if self.config.tls_cert is not None and self.config.tls_key is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(self.config.tls_key, self.config.tls_cert)]
+            )
+            self.port = server.add_secure_port(self.config.listen, credentials)
+        else:
+            self.port = server.add_insecure_port(self.config.listen)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.listen}")
         await server.start()
@@ -86,6 +121,18 @@ class APIServer:
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
         log.info("dora-apiserver listening on %s (port %d)", self.config.listen, self.port)
+
+    def _announce_admin_token(self, token: str) -> None:
+        """The one time the admin token is shown: the log, and the file when asked."""
+        path = self.config.admin_token_file
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(token + "\n")
+        where = f" (written to {path})" if path else ""
+        log.warning("first start: created user admin; admin token%s:\n\n    %s\n\n"
+                    "It is shown only this once.", where, token)
 
     async def wait(self) -> None:
         assert self._server is not None

@@ -1,7 +1,9 @@
-"""The ``Resources`` gRPC service: requests in, registry and watch cache calls out.
+"""The ``Resources`` gRPC service: authenticate, authorize, then registry or cache.
 
 Nothing here decides what a write means (that is ``registry``) or how watchers
-share an etcd watch (``watchcache``); this module translates messages and turns
+share an etcd watch (``watchcache``). This module names the verb each call
+needs, checks it on the resolved object (its zone and workspace after
+defaults, never what the client claims elsewhere), and turns
 ``errors.DoraError`` into gRPC status codes with field details.
 """
 
@@ -14,26 +16,27 @@ from typing import Any, TypeVar
 
 import grpc
 
-from dora.api import errors, labels
+from dora.api import errors, kinds, labels, objects
 from dora.api.objects import Ref
-from dora.api.v1 import object_pb2, resources_pb2
-from dora.apiserver.registry import Registry
+from dora.api.v1 import object_pb2, resources_pb2, workloads_pb2
+from dora.apiserver.auth.authenticator import Authenticator
+from dora.apiserver.auth.authorizer import Authorizer, Principal
+from dora.apiserver.registry import Registry, Scope
 from dora.apiserver.watchcache import Filter, WatchCache
 
 log = logging.getLogger(__name__)
 
 Request = TypeVar("Request")
 Response = TypeVar("Response")
+Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE = "dora.api.v1.Resources"
 
 
 def unary(
-    method: Callable[[Any, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]],
-) -> Callable[[Any, Request, grpc.aio.ServicerContext[Any, Any]], Awaitable[Response]]:
+    method: Callable[[Any, Request, Context], Awaitable[Response]],
+) -> Callable[[Any, Request, Context], Awaitable[Response]]:
     @functools.wraps(method)
-    async def wrapper(
-        self: Any, request: Request, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Response:
+    async def wrapper(self: Any, request: Request, context: Context) -> Response:
         try:
             return await method(self, request, context)
         except errors.DoraError as exc:
@@ -43,72 +46,142 @@ def unary(
     return wrapper
 
 
-async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: errors.DoraError) -> None:
+async def abort(context: Context, exc: errors.DoraError) -> None:
     code, message, trailers = errors.to_status(exc)
     await context.abort(code, message, trailing_metadata=trailers)
 
 
 class ResourcesService:
-    def __init__(self, *, registry: Registry, cache: WatchCache,
-                 bookmark_every: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        cache: WatchCache,
+        authenticator: Authenticator,
+        authorizer: Authorizer,
+        bookmark_every: float = 5.0,
+    ) -> None:
         self.registry = registry
         self.cache = cache
+        self.authn = authenticator
+        self.authz = authorizer
         self.bookmark_every = bookmark_every
+
+    def _scope(self, principal: Principal) -> Scope:
+        default = self.registry.scope
+        return Scope(zone=principal.zone or default.zone,
+                     workspace=principal.workspace or default.workspace)
+
+    def _resolve(self, ref: Ref, principal: Principal) -> Ref:
+        return self.registry.resolve(ref, scope=self._scope(principal))
 
     @unary
     async def Apply(
-        self, request: resources_pb2.ApplyRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: resources_pb2.ApplyRequest, context: Context
     ) -> resources_pb2.ApplyResponse:
-        obj, result = await self.registry.apply(
-            request.object, dry_run=request.dry_run, create_only=request.create_only
+        principal = await self.authn.authenticate(context)
+        obj = request.object
+        kinds.get(obj.kind)
+        ref = self._resolve(objects.ref_of(obj), principal)
+        finalizers_only = False
+        if not self.authz.allows(principal, "Apply", ref.kind, ref.zone, ref.workspace):
+            if self.authz.allows(principal, "Finalize", ref.kind, ref.zone, ref.workspace):
+                finalizers_only = True
+            else:
+                await self.authz.require(principal, "Apply", ref.kind, ref.zone, ref.workspace)
+        template = _workload_spec(obj)
+        if template is not None:
+            await self._authorize_workload(principal, ref, template)
+        stored, result = await self.registry.apply(
+            obj, dry_run=request.dry_run, create_only=request.create_only,
+            finalizers_only=finalizers_only, scope=self._scope(principal),
         )
-        return resources_pb2.ApplyResponse(object=obj, result=result)
+        return resources_pb2.ApplyResponse(object=stored, result=result)
+
+    async def _authorize_workload(
+        self, principal: Principal, ref: Ref, spec: workloads_pb2.WorkloadSpec
+    ) -> None:
+        """What a workload reaches beyond its own workspace needs its own permission."""
+        for volume in spec.volumes:
+            if volume.workspace and volume.workspace != ref.workspace:
+                await self.authz.require(principal, "Use", "Volume", ref.zone, volume.workspace)
+        if spec.network.mode.lower() == "host" and not self.authz.allows(
+            principal, "HostNetwork", "Workload", ref.zone, ref.workspace
+        ):
+            raise errors.Forbidden(
+                f"network mode host needs special permission (verb HostNetwork on Workload in "
+                f"zone {ref.zone!r}, workspace {ref.workspace!r}); ask an administrator",
+                violations=(errors.FieldViolation("spec.network.mode", "host is not allowed"),),
+            )
 
     @unary
-    async def Get(
-        self, request: resources_pb2.GetRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> object_pb2.Object:
-        return await self.registry.get(Ref.from_proto(request.ref))
+    async def Get(self, request: resources_pb2.GetRequest, context: Context) -> object_pb2.Object:
+        principal = await self.authn.authenticate(context)
+        ref = self._resolve(Ref.from_proto(request.ref), principal)
+        await self.authz.require(principal, "Get", ref.kind, ref.zone, ref.workspace)
+        return await self.registry.get(ref)
+
+    async def _authorize_read(
+        self, principal: Principal, kind_name: str, zone: str, workspace: str
+    ) -> Callable[[str, str], bool]:
+        """Check a list or watch of a kind, and return the per-object filter."""
+        kind = kinds.get(kind_name)
+        narrowed = (not kind.zoned or zone) and (not kind.workspaced or workspace)
+        if narrowed:
+            await self.authz.require(principal, "Get", kind.name, zone, workspace)
+        else:
+            await self.authz.require_somewhere(principal, "Get", kind.name)
+        return self.authz.permits(principal, "Get", kind.name)
 
     @unary
     async def List(
-        self, request: resources_pb2.ListRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: resources_pb2.ListRequest, context: Context
     ) -> resources_pb2.ListResponse:
+        principal = await self.authn.authenticate(context)
+        permits = await self._authorize_read(principal, request.kind, request.zone,
+                                             request.workspace)
         items, revision, token = await self.registry.list(
             request.kind, zone=request.zone, workspace=request.workspace,
             selector=labels.parse(request.label_selector), limit=request.limit,
             continue_token=request.continue_token,
         )
+        visible = [o for o in items if permits(o.metadata.zone, o.metadata.workspace)]
         return resources_pb2.ListResponse(
-            items=items, resource_version=revision, continue_token=token
+            items=visible, resource_version=revision, continue_token=token
         )
 
     @unary
     async def UpdateStatus(
-        self,
-        request: resources_pb2.UpdateStatusRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, request: resources_pb2.UpdateStatusRequest, context: Context
     ) -> object_pb2.Object:
+        principal = await self.authn.authenticate(context)
+        ref = self._resolve(objects.ref_of(request.object), principal)
+        await self.authz.require(principal, "UpdateStatus", ref.kind, ref.zone, ref.workspace)
+        request.object.metadata.zone, request.object.metadata.workspace = ref.zone, ref.workspace
         return await self.registry.update_status(request.object)
 
     @unary
     async def Delete(
-        self, request: resources_pb2.DeleteRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: resources_pb2.DeleteRequest, context: Context
     ) -> resources_pb2.DeleteResponse:
-        obj = await self.registry.delete(
-            Ref.from_proto(request.ref), resource_version=request.resource_version
-        )
+        principal = await self.authn.authenticate(context)
+        ref = self._resolve(Ref.from_proto(request.ref), principal)
+        await self.authz.require(principal, "Delete", ref.kind, ref.zone, ref.workspace)
+        obj = await self.registry.delete(ref, resource_version=request.resource_version)
         return resources_pb2.DeleteResponse(object=obj)
 
     async def Watch(
-        self, request: resources_pb2.WatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: resources_pb2.WatchRequest, context: Context
     ) -> AsyncIterator[bytes]:
         """Yields serialized ``WatchEvent`` bytes: the server sends them as they are."""
         try:
+            principal = await self.authn.authenticate(context)
+            permits = await self._authorize_read(principal, request.kind, request.zone,
+                                                 request.workspace)
             cache = self.cache[request.kind]
             watch_filter = Filter(
                 zone=request.zone, workspace=request.workspace,
-                selector=labels.parse(request.label_selector),
+                selector=labels.parse(request.label_selector), permits=permits,
             )
             async for payload in cache.watch(
                 resource_version=request.resource_version, filter=watch_filter,
@@ -120,25 +193,36 @@ class ResourcesService:
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
         """The service's method handlers; Watch passes pre-serialized events through."""
-        def unary(method: Any, request: Any, response: Any) -> grpc.RpcMethodHandler[Any, Any]:
-            return grpc.unary_unary_rpc_method_handler(
-                method, request_deserializer=request.FromString,
-                response_serializer=response.SerializeToString,
-            )
-
         return grpc.method_handlers_generic_handler(SERVICE, {
-            "Apply": unary(self.Apply, resources_pb2.ApplyRequest, resources_pb2.ApplyResponse),
-            "Get": unary(self.Get, resources_pb2.GetRequest, object_pb2.Object),
-            "List": unary(self.List, resources_pb2.ListRequest, resources_pb2.ListResponse),
-            "UpdateStatus": unary(self.UpdateStatus, resources_pb2.UpdateStatusRequest,
-                                  object_pb2.Object),
-            "Delete": unary(self.Delete, resources_pb2.DeleteRequest,
-                            resources_pb2.DeleteResponse),
+            "Apply": unary_handler(self.Apply, resources_pb2.ApplyRequest,
+                                   resources_pb2.ApplyResponse),
+            "Get": unary_handler(self.Get, resources_pb2.GetRequest, object_pb2.Object),
+            "List": unary_handler(self.List, resources_pb2.ListRequest,
+                                  resources_pb2.ListResponse),
+            "UpdateStatus": unary_handler(self.UpdateStatus, resources_pb2.UpdateStatusRequest,
+                                          object_pb2.Object),
+            "Delete": unary_handler(self.Delete, resources_pb2.DeleteRequest,
+                                    resources_pb2.DeleteResponse),
             "Watch": grpc.unary_stream_rpc_method_handler(
                 self.Watch, request_deserializer=resources_pb2.WatchRequest.FromString,
                 response_serializer=_passthrough,
             ),
         })
+
+
+def unary_handler(method: Any, request: Any, response: Any) -> grpc.RpcMethodHandler[Any, Any]:
+    return grpc.unary_unary_rpc_method_handler(
+        method, request_deserializer=request.FromString,
+        response_serializer=response.SerializeToString,
+    )
+
+
+def _workload_spec(obj: object_pb2.Object) -> workloads_pb2.WorkloadSpec | None:
+    if obj.kind == "Workload":
+        return obj.workload.spec
+    if obj.kind == "Container":
+        return obj.container.spec.template
+    return None
 
 
 def _passthrough(payload: bytes) -> bytes:

@@ -241,6 +241,26 @@ class Etcd:
         put = rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))
         return await self._txn(key, compare, [put], requires)
 
+    async def create_all(self, items: Sequence[tuple[bytes, bytes]]) -> bool:
+        """Write every key, in one transaction, if none of them exists yet."""
+        compare = [_compare_key(key, 0) for key, _ in items]
+        puts = [rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v)) for k, v in items]
+        response = await self._call(self._kv.Txn, rpc.TxnRequest(compare=compare, success=puts))
+        return bool(response.succeeded)
+
+    async def put_all_unless(self, guard: bytes, items: Sequence[tuple[bytes, bytes]]) -> bool:
+        """Write every key, in one transaction, unless ``guard`` exists."""
+        puts = [rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v)) for k, v in items]
+        request = rpc.TxnRequest(compare=[_compare_key(guard, 0)], success=puts)
+        response = await self._call(self._kv.Txn, request)
+        return bool(response.succeeded)
+
+    async def delete_all(self, keys: Sequence[bytes]) -> int:
+        """Delete every key in one transaction."""
+        deletes = [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k)) for k in keys]
+        response = await self._call(self._kv.Txn, rpc.TxnRequest(success=deletes))
+        return int(response.header.revision)
+
     async def delete_if(self, key: bytes, *, mod_revision: int) -> WriteResult:
         compare = [_compare_key(key, mod_revision)]
         delete = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))

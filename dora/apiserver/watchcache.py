@@ -22,7 +22,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from dora.api import errors, kinds, labels
@@ -44,6 +44,12 @@ class CachedEvent:
     labels: dict[str, str]
     prev_labels: dict[str, str] | None
     payload: bytes
+    # Shared by every reader: never mutate it.
+    object: object_pb2.Object
+
+
+def _everywhere(zone: str, workspace: str) -> bool:
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +57,15 @@ class Filter:
     zone: str = ""
     workspace: str = ""
     selector: labels.Selector = labels.EVERYTHING
+    # Whether the watcher may see objects of this zone and workspace.
+    permits: Callable[[str, str], bool] = _everywhere
 
     def matches(self, event: CachedEvent) -> bool:
         if self.zone and event.zone != self.zone:
             return False
         if self.workspace and event.workspace != self.workspace:
+            return False
+        if not self.permits(event.zone, event.workspace):
             return False
         if not self.selector:
             return True
@@ -182,8 +192,13 @@ class KindCache:
         return CachedEvent(
             revision=revision, key=key, zone=obj.metadata.zone,
             workspace=obj.metadata.workspace, labels=dict(obj.metadata.labels),
-            prev_labels=prev_labels, payload=payload,
+            prev_labels=prev_labels, payload=payload, object=obj,
         )
+
+    def get(self, key: bytes) -> object_pb2.Object | None:
+        """The cached object at ``key`` (shared: copy before changing it)."""
+        cached = self._objects.get(key)
+        return cached.object if cached is not None else None
 
     def _fail_all(self, error: errors.DoraError) -> None:
         for subscriber in list(self._subscribers):

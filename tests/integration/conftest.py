@@ -50,13 +50,24 @@ async def apiserver(apiserver_config: Config) -> AsyncIterator[APIServer]:
 
 
 @pytest.fixture
-async def client(apiserver: APIServer) -> AsyncIterator[dora_client.Client]:
-    async with dora_client.Client(f"127.0.0.1:{apiserver.port}", timeout=10) as c:
+def admin_token(apiserver: APIServer) -> str:
+    """The token the apiserver made at its first start on the emptied etcd."""
+    assert apiserver.admin_token is not None
+    return apiserver.admin_token
+
+
+@pytest.fixture
+async def client(apiserver: APIServer, admin_token: str) -> AsyncIterator[dora_client.Client]:
+    """A client with the admin's token."""
+    async with dora_client.Client(
+        f"127.0.0.1:{apiserver.port}", token=admin_token, timeout=10
+    ) as c:
         yield c
 
 
 @pytest.fixture
 async def default_scope(client: dora_client.Client) -> None:
-    """The default zone and workspace, which objects without a scope land in."""
+    """The default zone and workspace, which objects without a scope land in (the
+    apiserver's first start makes them; this checks they are there)."""
     await client.apply(objects.new("Zone", "default"))
     await client.apply(objects.new("Workspace", "default"))

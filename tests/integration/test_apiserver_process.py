@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -19,19 +21,37 @@ from dora.apiserver.storage import Etcd
 from tests.integration.etcd import EtcdProcess, free_port
 
 
-@pytest.fixture
-def apiserver_process(etcd: Etcd, etcd_process: EtcdProcess) -> Iterator[str]:
-    port = free_port()
+@dataclass
+class Running:
+    target: str
+    token_file: Path
+    process: subprocess.Popen[bytes]
+
+
+def start(etcd_process: EtcdProcess, token_file: Path, port: int) -> Running:
     process = subprocess.Popen(
         [sys.executable, "-m", "dora.apiserver.main", "--etcd-endpoints", etcd_process.endpoint,
-         "--listen", f"127.0.0.1:{port}", "--default-zone", "lab"],
+         "--listen", f"127.0.0.1:{port}", "--default-zone", "lab",
+         "--admin-token-file", str(token_file)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
-    yield f"127.0.0.1:{port}"
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(15) == 0
-    assert process.stdout is not None
-    process.stdout.close()
+    return Running(f"127.0.0.1:{port}", token_file, process)
+
+
+def stop(running: Running) -> bytes:
+    running.process.send_signal(signal.SIGTERM)
+    assert running.process.wait(15) == 0
+    assert running.process.stdout is not None
+    output = running.process.stdout.read()
+    running.process.stdout.close()
+    return output
+
+
+@pytest.fixture
+def apiserver_process(etcd: Etcd, etcd_process: EtcdProcess, tmp_path: Path) -> Iterator[Running]:
+    running = start(etcd_process, tmp_path / "admin.token", free_port())
+    yield running
+    stop(running)
 
 
 async def wait_serving(target: str) -> health_pb2.HealthCheckResponse:
@@ -46,11 +66,14 @@ async def wait_serving(target: str) -> health_pb2.HealthCheckResponse:
                     await asyncio.sleep(0.1)
 
 
-async def test_the_command_serves_health_reflection_and_the_api(apiserver_process: str) -> None:
-    response = await wait_serving(apiserver_process)
+async def test_the_command_serves_health_reflection_and_the_api(
+    apiserver_process: Running,
+) -> None:
+    target = apiserver_process.target
+    response = await wait_serving(target)
     assert response.status == health_pb2.HealthCheckResponse.SERVING
 
-    async with grpc.aio.insecure_channel(apiserver_process) as channel:
+    async with grpc.aio.insecure_channel(target) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         services = []
@@ -60,13 +83,34 @@ async def test_the_command_serves_health_reflection_and_the_api(apiserver_proces
     assert "dora.api.v1.Resources" in services
     assert "grpc.health.v1.Health" in services
 
-    async with Client(apiserver_process) as client:
-        await client.apply(objects.new("Zone", "lab"))
-        await client.apply(objects.new("Workspace", "default"))
+    token = apiserver_process.token_file.read_text().strip()
+    assert apiserver_process.token_file.stat().st_mode & 0o777 == 0o600
+    async with Client(target, token=token) as client:
+        assert (await client.whoami()).user == "admin"
+        await client.get("Zone", "lab")
         volume = objects.new("Volume", "home")
         volume.volume.spec.storage = "st"
         stored, _ = await client.apply(volume)
         assert stored.metadata.zone == "lab", "--default-zone applies"
+
+
+async def test_the_admin_token_is_made_once(
+    etcd: Etcd, etcd_process: EtcdProcess, tmp_path: Path
+) -> None:
+    first = start(etcd_process, tmp_path / "first.token", free_port())
+    await wait_serving(first.target)
+    output = stop(first)
+    token = first.token_file.read_text().strip()
+    assert token.encode() in output, "the first start prints the token"
+    again = start(etcd_process, tmp_path / "again.token", free_port())
+    await wait_serving(again.target)
+    output = stop(again)
+    assert not again.token_file.exists() and token.encode() not in output
+    restarted = start(etcd_process, tmp_path / "third.token", free_port())
+    await wait_serving(restarted.target)
+    async with Client(restarted.target, token=token) as client:
+        assert (await client.whoami()).user == "admin", "the first token still works"
+    stop(restarted)
 
 
 def test_a_bad_flag_is_a_usage_error() -> None:

@@ -96,13 +96,14 @@ async def test_resuming_watcher_sees_every_change_once_in_order(client: Client) 
 
 
 async def test_a_version_older_than_the_cache_window_is_gone_and_a_relist_recovers(
-    apiserver_config: Config, etcd: Etcd
+    apiserver_config: Config, etcd: Etcd, apiserver: APIServer, admin_token: str
 ) -> None:
+    await apiserver.stop(grace=0)
     apiserver_config.watch_window = 50
     server = APIServer(apiserver_config)
     await server.start()
     try:
-        async with Client(f"127.0.0.1:{server.port}") as client:
+        async with Client(f"127.0.0.1:{server.port}", token=admin_token) as client:
             created, _ = await client.apply(zone("a"))
             for index in range(120):
                 await client.apply(zone("a", f"https://{index}"))

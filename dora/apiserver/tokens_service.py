@@ -1,0 +1,91 @@
+"""The ``Tokens`` gRPC service: create, list and revoke tokens; who am I.
+
+Creating a token for anyone, or listing and revoking somebody else's, takes the
+``Apply`` verb on ``User`` (an administrator's); everybody may list and revoke
+their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from dora.api import errors
+from dora.api.v1 import tokens_pb2
+from dora.apiserver.auth.authenticator import Authenticator
+from dora.apiserver.auth.authorizer import Authorizer, Principal
+from dora.apiserver.auth.tokens import TokenStore
+from dora.apiserver.service import Context, unary, unary_handler
+
+SERVICE = "dora.api.v1.Tokens"
+
+
+class TokensService:
+    def __init__(self, *, tokens: TokenStore, authenticator: Authenticator,
+                 authorizer: Authorizer) -> None:
+        self.tokens = tokens
+        self.authn = authenticator
+        self.authz = authorizer
+
+    async def _require_admin_unless_self(self, principal: Principal, user: str) -> None:
+        if user != principal.user:
+            await self.authz.require(principal, "Apply", "User", "", "")
+
+    @unary
+    async def Create(
+        self, request: tokens_pb2.CreateTokenRequest, context: Context
+    ) -> tokens_pb2.CreateTokenResponse:
+        principal = await self.authn.authenticate(context)
+        await self.authz.require(principal, "Apply", "User", "", "")
+        if self.authz.user(request.user) is None:
+            raise errors.NotFound(f"user {request.user!r} does not exist; apply it first")
+        token, info = await self.tokens.create(
+            user=request.user, workspace=request.workspace, token_id=request.id,
+            ttl_seconds=request.ttl_seconds,
+        )
+        return tokens_pb2.CreateTokenResponse(info=info, token=token)
+
+    @unary
+    async def List(
+        self, request: tokens_pb2.ListTokensRequest, context: Context
+    ) -> tokens_pb2.ListTokensResponse:
+        principal = await self.authn.authenticate(context)
+        user = request.user
+        if not user and self.authz.allows(principal, "Apply", "User", "", ""):
+            return tokens_pb2.ListTokensResponse(tokens=await self.tokens.list())
+        user = user or principal.user
+        await self._require_admin_unless_self(principal, user)
+        return tokens_pb2.ListTokensResponse(tokens=await self.tokens.list(user))
+
+    @unary
+    async def Revoke(
+        self, request: tokens_pb2.RevokeTokenRequest, context: Context
+    ) -> tokens_pb2.RevokeTokenResponse:
+        principal = await self.authn.authenticate(context)
+        await self._require_admin_unless_self(principal, request.user)
+        await self.tokens.revoke(request.user, request.id)
+        return tokens_pb2.RevokeTokenResponse()
+
+    @unary
+    async def WhoAmI(
+        self, request: tokens_pb2.WhoAmIRequest, context: Context
+    ) -> tokens_pb2.WhoAmIResponse:
+        principal = await self.authn.authenticate(context)
+        return tokens_pb2.WhoAmIResponse(
+            user=principal.user, token_id=principal.token_id, zone=principal.zone,
+            workspace=principal.workspace,
+        )
+
+    def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
+        messages = tokens_pb2
+        return grpc.method_handlers_generic_handler(SERVICE, {
+            "Create": unary_handler(self.Create, messages.CreateTokenRequest,
+                                    messages.CreateTokenResponse),
+            "List": unary_handler(self.List, messages.ListTokensRequest,
+                                  messages.ListTokensResponse),
+            "Revoke": unary_handler(self.Revoke, messages.RevokeTokenRequest,
+                                    messages.RevokeTokenResponse),
+            "WhoAmI": unary_handler(self.WhoAmI, messages.WhoAmIRequest,
+                                    messages.WhoAmIResponse),
+        })

@@ -1,0 +1,305 @@
+"""Authentication and authorization with the seeds' roles and users, as written."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from dora.api import codec, errors, objects
+from dora.api.client import Client, WatchEvent
+from dora.api.v1 import object_pb2
+from dora.apiserver.server import APIServer, Config
+from dora.apiserver.storage import Etcd
+
+SEEDS = Path(__file__).parent.parent / "data" / "seeds"
+ZONE = "dora-cluster-1"
+OWN, OTHER = "amedeo.setti", "other"
+
+
+def seed(name: str) -> list[object_pb2.Object]:
+    return codec.decode_yaml((SEEDS / name).read_text(), source=name)
+
+
+def workload(name: str, workspace: str = "", **spec: object) -> object_pb2.Object:
+    """A Workload in ZONE (or in the caller's defaults when ``workspace`` is empty)."""
+    metadata = {"name": name, "zone": ZONE, "workspace": workspace} if workspace else {
+        "name": name}
+    return codec.from_dict({
+        "kind": "Workload", "metadata": metadata,
+        "spec": {"image": {"image": "dora/busybox"}, "config": {"cmd": "sleep 1"}, **spec},
+    })
+
+
+@pytest.fixture
+async def lab(client: Client) -> Client:
+    """Seed 004's cluster: zone, storage, the user and node-rep roles, users amedeo.setti and
+    node, plus workspaces `other` and `datasets`."""
+    for name in ("004-01-zone-and-storage.yaml", "004-02-node-role.yaml", "004-04-role.yaml",
+                 "004-05-workspace-and-user.yaml", "004-03-nodes.yaml"):
+        for obj in seed(name):
+            await client.apply(obj)
+    for workspace in (OTHER, "datasets"):
+        await client.apply(objects.new("Workspace", workspace))
+    return client
+
+
+@pytest.fixture
+async def user_client(lab: Client, apiserver: APIServer) -> AsyncIterator[Client]:
+    token, _ = await lab.create_token(OWN, OWN, "1")
+    async with Client(f"127.0.0.1:{apiserver.port}", token=token) as c:
+        yield c
+
+
+@pytest.fixture
+async def node_client(lab: Client, apiserver: APIServer) -> AsyncIterator[Client]:
+    token, _ = await lab.create_token("node", "node", "1")
+    async with Client(f"127.0.0.1:{apiserver.port}", token=token) as c:
+        yield c
+
+
+def object_for(kind: str, workspace: str) -> object_pb2.Object:
+    if kind == "Workload":
+        return workload("w", workspace)
+    obj = objects.new(kind, "x", zone=ZONE, workspace=workspace)
+    if kind == "Container":
+        obj.container.spec.workload = "w"
+        obj.container.spec.template.CopyFrom(workload("w").workload.spec)
+    elif kind == "Volume":
+        obj.volume.spec.storage = "dora.storage.01"
+    elif kind == "Storage":
+        obj.metadata.workspace = ""
+        obj.storage.spec.mountpath, obj.storage.spec.endpoint = "/data", "10.0.0.1"
+    return obj
+
+
+USER_ROLE = {
+    "Workload": {"Apply", "Delete", "Get"},
+    "Container": {"Apply", "Delete", "Get"},
+    "Volume": {"Get"},
+    "Storage": {"Get"},
+}
+
+
+@pytest.mark.parametrize("kind", ["Workload", "Container", "Volume", "Storage", "Node"])
+@pytest.mark.parametrize("verb", ["Apply", "Get", "Delete"])
+@pytest.mark.parametrize("workspace", [OWN, OTHER])
+async def test_permission_matrix_of_the_seed_user_role(
+    lab: Client, user_client: Client, kind: str, verb: str, workspace: str
+) -> None:
+    obj = object_for(kind, workspace) if kind != "Node" else seed("004-03-nodes.yaml")[0]
+    scoped = obj.metadata.workspace != ""
+    allowed = verb in USER_ROLE.get(kind, set()) and (not scoped or workspace == OWN)
+    await lab.apply(obj)
+    meta = obj.metadata
+    call = {
+        "Apply": lambda: user_client.apply(obj),
+        "Get": lambda: user_client.get(kind, meta.name, zone=meta.zone,
+                                       workspace=meta.workspace),
+        "Delete": lambda: user_client.delete(kind, meta.name, zone=meta.zone,
+                                             workspace=meta.workspace),
+    }[verb]
+    if allowed:
+        await call()
+    else:
+        with pytest.raises(errors.Forbidden) as denied:
+            await call()
+        assert verb in denied.value.message and kind in denied.value.message
+        assert ZONE in denied.value.message
+        if scoped:
+            assert workspace in denied.value.message
+
+
+async def test_lists_across_workspaces_show_only_what_the_user_may_get(
+    lab: Client, user_client: Client
+) -> None:
+    await lab.apply(workload("mine", OWN))
+    await lab.apply(workload("theirs", OTHER))
+    items, _ = await user_client.list("Workload")
+    assert [o.metadata.name for o in items] == ["mine"]
+    with pytest.raises(errors.Forbidden):
+        await user_client.list("Workload", zone=ZONE, workspace=OTHER)
+    with pytest.raises(errors.Forbidden, match="Node"):
+        await user_client.list("Node")
+
+
+async def test_a_watcher_never_receives_another_workspaces_objects(
+    lab: Client, user_client: Client
+) -> None:
+    with pytest.raises(errors.Forbidden):
+        stream = user_client.watch("Workload", zone=ZONE, workspace=OTHER)
+        await anext(aiter(stream))
+    stream = user_client.watch("Workload", bookmarks=False)
+    reader = asyncio.create_task(anext(aiter(stream)))
+    await asyncio.sleep(0.3)
+    await lab.apply(workload("theirs", OTHER))
+    await lab.apply(workload("mine", OWN))
+    event = await asyncio.wait_for(reader, 10)
+    assert (event.type, event.object.metadata.name) == (WatchEvent.ADDED, "mine")
+
+
+async def test_the_users_defaults_fill_in_zone_and_workspace(user_client: Client) -> None:
+    stored, _ = await user_client.apply(workload("defaulted"))
+    assert (stored.metadata.zone, stored.metadata.workspace) == (ZONE, OWN)
+    got = await user_client.get("Workload", "defaulted")
+    assert got == stored
+    assert (await user_client.whoami()).user == OWN
+
+
+async def test_a_volume_of_another_workspace_needs_use_there(
+    lab: Client, user_client: Client
+) -> None:
+    for user in seed("001-09-user.yaml"):  # adds Volume/Use in `datasets`
+        user.user.spec.resources[0].zone = ZONE
+        await lab.apply(user)
+    datasets = workload("train", OWN, volumes=[
+        {"name": "imagenetpytorch", "workspace": "datasets", "target": "/imagenet"}])
+    await user_client.apply(datasets)
+    theirs = workload("peek", OWN, volumes=[{"name": "home", "group": OTHER}])
+    with pytest.raises(errors.Forbidden, match=r"Use Volume.*other"):
+        await user_client.apply(theirs)
+
+
+async def test_host_network_needs_special_permission(lab: Client, user_client: Client) -> None:
+    host = workload("hosty", OWN, network={"mode": "host"})
+    with pytest.raises(errors.Forbidden, match="special permission") as denied:
+        await user_client.apply(host)
+    assert denied.value.violations[0].field == "spec.network.mode"
+    with pytest.raises(errors.NotFound):
+        await lab.get("Workload", "hosty", zone=ZONE, workspace=OWN)
+    await lab.apply(host)
+
+
+async def test_a_node_token_reports_and_reads_its_containers_and_nothing_else(
+    lab: Client, node_client: Client
+) -> None:
+    report = objects.new("Node", "node1", zone=ZONE)
+    report.node.status.phase = "Ready"
+    assert (await node_client.update_status(report)).node.status.phase == "Ready"
+    container = object_for("Container", OWN)
+    container.metadata.finalizers.append("dora.io/agent")
+    container.metadata.labels["dora.io/node"] = "node1"
+    await lab.apply(container)
+    seen, _ = await node_client.list("Container", label_selector="dora.io/node=node1")
+    assert [c.metadata.name for c in seen] == ["x"]
+    running = objects.new("Container", "x", zone=ZONE, workspace=OWN)
+    running.container.status.phase = "Running"
+    await node_client.update_status(running)
+    # It may drop its finalizer, and change nothing else.
+    current = await node_client.get("Container", "x", zone=ZONE, workspace=OWN)
+    tampered = object_pb2.Object()
+    tampered.CopyFrom(current)
+    tampered.container.spec.template.image.image = "evil"
+    with pytest.raises(errors.Forbidden, match="only finalizers"):
+        await node_client.apply(tampered)
+    del current.metadata.finalizers[:]
+    released, _ = await node_client.apply(current)
+    assert list(released.metadata.finalizers) == []
+    lease_id, _ = await node_client.grant_lease(5)
+    lease = objects.new("Lease", "node.node1", zone=ZONE)
+    lease.lease.spec.holder, lease.lease.spec.lease_id = "node1", lease_id
+    await node_client.apply(lease, create_only=True)
+    for forbidden in (
+        node_client.apply(workload("w", OWN)),
+        node_client.get("Workload", "w", zone=ZONE, workspace=OWN),
+        node_client.delete("Container", "x", zone=ZONE, workspace=OWN),
+        node_client.apply(seed("004-03-nodes.yaml")[0]),
+        node_client.create_token("node", "node", "2"),
+        node_client.list("User"),
+    ):
+        with pytest.raises(errors.Forbidden):
+            await forbidden
+
+
+async def test_bad_tokens_are_unauthenticated(
+    lab: Client, apiserver: APIServer
+) -> None:
+    target = f"127.0.0.1:{apiserver.port}"
+    expiring, _ = await lab.create_token(OWN, OWN, "short", ttl_seconds=1)
+    revoked, _ = await lab.create_token(OWN, OWN, "revoked")
+    await lab.revoke_token(OWN, "revoked")
+    await asyncio.sleep(1.2)
+    for token in (None, "dora_wrong", expiring, revoked):
+        async with Client(target, token=token) as client:
+            with pytest.raises(errors.Unauthenticated):
+                await client.get("Zone", ZONE)
+    listed = await lab.list_tokens(OWN)
+    assert [t.id for t in listed] == ["short"]
+    with pytest.raises(errors.AlreadyExists):
+        await lab.create_token(OWN, OWN, "short")
+    with pytest.raises(errors.NotFound, match="nobody"):
+        await lab.create_token("nobody", OWN, "1")
+
+
+async def test_users_see_and_revoke_only_their_own_tokens(
+    lab: Client, user_client: Client
+) -> None:
+    await lab.create_token("node", "node", "1")
+    assert [(t.user, t.id) for t in await user_client.list_tokens()] == [(OWN, "1")]
+    with pytest.raises(errors.Forbidden):
+        await user_client.list_tokens("node")
+    with pytest.raises(errors.Forbidden):
+        await user_client.revoke_token("node", "1")
+    await user_client.revoke_token(OWN, "1")
+    with pytest.raises(errors.Unauthenticated):
+        await user_client.whoami()
+
+
+async def test_tokens_are_stored_only_as_hashes(lab: Client, etcd: Etcd,
+                                                admin_token: str) -> None:
+    token, _ = await lab.create_token(OWN, OWN, "secret")
+    everything = await etcd.range(b"/")
+    assert everything.kvs
+    for kv in everything.kvs:
+        for secret in (token, admin_token):
+            assert secret.encode() not in kv.key and secret.encode() not in kv.value
+
+
+async def test_clone_copies_definitions_stopped_never_containers(lab: Client) -> None:
+    await lab.apply(workload("train", OWN, replica={"count": 2}))
+    for obj in seed("004-06-volume.yaml"):
+        await lab.apply(obj)
+    container = object_for("Container", OWN)
+    await lab.apply(container)
+    copied = await lab.clone_workspace(OWN, "amedeo.setti-2")
+    assert sorted(copied) == [f"volume/home in {ZONE}/amedeo.setti-2",
+                              f"workload/train in {ZONE}/amedeo.setti-2"]
+    clone = await lab.get("Workload", "train", zone=ZONE, workspace="amedeo.setti-2")
+    assert clone.workload.spec.stopped and clone.workload.spec.replica.count == 2
+    containers, _ = await lab.list("Container", workspace="amedeo.setti-2")
+    assert containers == []
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for localhost and its key, made by openssl for this test."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+async def test_tls_round_trip_with_a_self_signed_certificate(
+    apiserver_config: Config, self_signed: tuple[Path, Path]
+) -> None:
+    cert, key = self_signed
+    apiserver_config.tls_cert, apiserver_config.tls_key = cert.read_bytes(), key.read_bytes()
+    server = APIServer(apiserver_config)
+    await server.start()
+    try:
+        target = f"localhost:{server.port}"
+        async with Client(target, token=server.admin_token,
+                          root_certificates=cert.read_bytes()) as client:
+            assert (await client.whoami()).user == "admin"
+        async with Client(target, token=server.admin_token, timeout=2) as plain:
+            with pytest.raises(errors.Unavailable):
+                await plain.whoami()
+    finally:
+        await server.stop(grace=0)
