@@ -51,7 +51,8 @@ if ! pid_running "$pidfile" dora-apiserver; then
   log "starting dora-apiserver on $api_host:$api_port (log: $logfile)"
   start_daemon "$pidfile" "$logfile" "$VENV/bin/dora-apiserver" \
     --etcd-endpoints "127.0.0.1:$etcd_port" \
-    --listen "$api_host:$api_port"
+    --listen "$api_host:$api_port" \
+    --admin-token-file "$token_file"
   wait_for "$timeout" "the apiserver on $api_host:$api_port" up_or_dead || true
   if ! apiserver_up; then
     show_log_tail "$logfile"
