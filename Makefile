@@ -31,11 +31,11 @@ gen: ## Regenerate dora/api/v1 from proto/
 e2e: ## Run the e2e suite (e2e/) against the whole system
 	hack/suite.sh e2e $(ARGS)
 
-bench: ## Run the benchmarks (bench/) at full size
-	hack/suite.sh bench $(ARGS)
+bench: ## Run the benchmarks (bench/): a table of figures vs baselines, and bench/results.json
+	hack/bench.sh $(ARGS)
 
-bench-quick: ## Run the benchmarks (bench/) at small sizes, as a smoke test
-	hack/suite.sh bench-quick $(ARGS)
+bench-quick: ## The same benchmarks at small sizes, in under 2 minutes
+	hack/bench.sh --quick $(ARGS)
 
 clean: ## Remove .venv, caches and build outputs (never the data dir of `make up`)
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache build dist

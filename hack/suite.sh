@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
-# The suites that live outside tests/: `make e2e`, `make bench`, `make bench-quick`.
+# The suites that live outside tests/: `make e2e` (benchmarks: hack/bench.sh).
 #
-#   hack/suite.sh e2e|bench|bench-quick [PYTEST_ARGS...]
+#   hack/suite.sh e2e [PYTEST_ARGS...]
 #
-# Each runs `pytest <dir> -q` once its folder (e2e/ or bench/) holds test files; until
-# then it says there is no such suite yet and succeeds. bench-quick runs the bench
-# suite with DORA_BENCH_QUICK=1, which the benchmarks read to shrink their sizes.
-# e2e also installs docker-compose (the e2e cluster runs on it).
+# Runs `pytest e2e -q` once e2e/ holds test files; until then it says there is no
+# such suite yet and succeeds. It also installs docker-compose (e2e runs on it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=hack/lib.sh
@@ -20,13 +18,8 @@ case "$suite" in
     dir=e2e
     extra_deps=(docker-compose)
     ;;
-  bench) dir=bench ;;
-  bench-quick)
-    dir=bench
-    export DORA_BENCH_QUICK=1
-    ;;
   *)
-    echo "usage: $0 e2e|bench|bench-quick [PYTEST_ARGS...]" >&2
+    echo "usage: $0 e2e [PYTEST_ARGS...]" >&2
     exit 2
     ;;
 esac

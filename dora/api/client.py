@@ -90,12 +90,13 @@ class Client:
         response = await self._call(self._stub.Apply, request)
         return response.object, response.result
 
-    async def get(self, kind: str, name: str, *, zone: str = "",
-                  workspace: str = "") -> object_pb2.Object:
+    async def get(self, kind: str, name: str, *, zone: str = "", workspace: str = "",
+                  resource_version: int = 0) -> object_pb2.Object:
+        """The object now; with ``resource_version`` N, any state not older than N (served
+        from the apiserver's cache, without an etcd read)."""
         ref = Ref(kind, zone, workspace, name)
-        result: object_pb2.Object = await self._call(
-            self._stub.Get, resources_pb2.GetRequest(ref=ref.to_proto())
-        )
+        request = resources_pb2.GetRequest(ref=ref.to_proto(), resource_version=resource_version)
+        result: object_pb2.Object = await self._call(self._stub.Get, request)
         return result
 
     async def list_page(
@@ -107,25 +108,29 @@ class Client:
         label_selector: str = "",
         limit: int = 0,
         continue_token: str = "",
+        resource_version: int = 0,
     ) -> resources_pb2.ListResponse:
         request = resources_pb2.ListRequest(
             kind=kind, zone=zone, workspace=workspace, label_selector=label_selector,
-            limit=limit, continue_token=continue_token,
+            limit=limit, continue_token=continue_token, resource_version=resource_version,
         )
         response: resources_pb2.ListResponse = await self._call(self._stub.List, request)
         return response
 
     async def list(
         self, kind: str, *, zone: str = "", workspace: str = "", label_selector: str = "",
-        page_size: int = 500,
+        page_size: int = 500, resource_version: int = 0,
     ) -> tuple[list[object_pb2.Object], int]:
-        """Every matching object, read page by page at one revision; and that revision."""
+        """Every matching object, read page by page at one revision; and that revision.
+
+        With ``resource_version`` N: everything not older than N, in one answer from
+        the apiserver's cache."""
         items: list[object_pb2.Object] = []
         token = ""
         while True:
             page = await self.list_page(
                 kind, zone=zone, workspace=workspace, label_selector=label_selector,
-                limit=page_size, continue_token=token,
+                limit=page_size, continue_token=token, resource_version=resource_version,
             )
             items.extend(page.items)
             if not page.continue_token:

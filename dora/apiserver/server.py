@@ -65,9 +65,12 @@ class APIServer:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.etcd = Etcd(config.etcd_endpoints, tls=config.etcd_tls)
-        self.registry = Registry(etcd=self.etcd, scope=config.scope)
         self.cache = WatchCache(etcd=self.etcd, window=config.watch_window,
                                 progress_every=config.progress_every)
+        self.registry = Registry(
+            etcd=self.etcd, scope=config.scope,
+            cached=lambda ref, key: self.cache[ref.kind].get(key),
+        )
         self.tokens = TokenStore(etcd=self.etcd)
         self.authorizer = Authorizer(cache=self.cache, registry=self.registry)
         self.authenticator = Authenticator(tokens=self.tokens, authorizer=self.authorizer)

@@ -19,6 +19,7 @@ import grpc
 from dora.api import errors, kinds, labels, objects
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, resources_pb2, workloads_pb2
+from dora.apiserver import registry
 from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer, Principal
 from dora.apiserver.registry import Registry, Scope
@@ -119,6 +120,13 @@ class ResourcesService:
         principal = await self.authn.authenticate(context)
         ref = self._resolve(Ref.from_proto(request.ref), principal)
         await self.authz.require(principal, "Get", ref.kind, ref.zone, ref.workspace)
+        if request.resource_version:
+            cache = self.cache[ref.kind]
+            if await cache.caught_up(request.resource_version):
+                obj = cache.get(registry.key(ref))
+                if obj is None:
+                    raise errors.NotFound(f"{ref} not found")
+                return obj
         return await self.registry.get(ref)
 
     async def _authorize_read(
@@ -140,11 +148,21 @@ class ResourcesService:
         principal = await self.authn.authenticate(context)
         permits = await self._authorize_read(principal, request.kind, request.zone,
                                              request.workspace)
-        items, revision, token = await self.registry.list(
-            request.kind, zone=request.zone, workspace=request.workspace,
-            selector=labels.parse(request.label_selector), limit=request.limit,
-            continue_token=request.continue_token,
-        )
+        selector = labels.parse(request.label_selector)
+        cache = self.cache[request.kind]
+        if request.resource_version and await cache.caught_up(request.resource_version):
+            revision, token = cache.revision, ""
+            items = [
+                o for o in cache.items()
+                if (not request.zone or o.metadata.zone == request.zone)
+                and (not request.workspace or o.metadata.workspace == request.workspace)
+                and selector.matches(o.metadata.labels)
+            ]
+        else:
+            items, revision, token = await self.registry.list(
+                request.kind, zone=request.zone, workspace=request.workspace,
+                selector=selector, limit=request.limit, continue_token=request.continue_token,
+            )
         visible = [o for o in items if permits(o.metadata.zone, o.metadata.workspace)]
         return resources_pb2.ListResponse(
             items=visible, resource_version=revision, continue_token=token

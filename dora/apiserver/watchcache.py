@@ -115,6 +115,7 @@ class KindCache:
         self._capacity = subscriber_capacity
         self.revision = 0
         self.ready = asyncio.Event()
+        self._advanced = asyncio.Event()
 
     async def run(self) -> None:
         """List, then follow the kind's etcd watch; relist if etcd compacted past us."""
@@ -128,7 +129,7 @@ class KindCache:
                     for event in batch.events:
                         self._apply(event)
                     if not batch.events:
-                        self.revision = max(self.revision, batch.revision)
+                        self._advance(batch.revision)
             except errors.Gone:
                 log.warning("%s cache fell behind etcd compaction; relisting", self.kind.name)
                 self._fail_all(errors.Gone("the watch cache was reset; list again"))
@@ -145,7 +146,7 @@ class KindCache:
         for kv in listing.kvs:
             obj = registry.decode(kv)
             self._objects[kv.key] = self._cached(EventType.ADDED, obj, kv.key, kv.mod_revision)
-        self.revision = listing.revision
+        self._advance(listing.revision)
         self._window.clear()
         self._window_start = listing.revision
         self.ready.set()
@@ -175,7 +176,7 @@ class KindCache:
         if len(self._window) == self._window.maxlen:
             self._window_start = self._window[0].revision
         self._window.append(cached)
-        self.revision = max(self.revision, cached.revision)
+        self._advance(cached.revision)
         for subscriber in list(self._subscribers):
             subscriber.offer(cached)
 
@@ -194,6 +195,27 @@ class KindCache:
             workspace=obj.metadata.workspace, labels=dict(obj.metadata.labels),
             prev_labels=prev_labels, payload=payload, object=obj,
         )
+
+    def _advance(self, revision: int) -> None:
+        if revision > self.revision:
+            self.revision = revision
+            self._advanced.set()
+            self._advanced = asyncio.Event()
+
+    async def caught_up(self, revision: int, *, within: float = 1.0) -> bool:
+        """Wait until the cache has seen revision ``revision``; False if it did not in time."""
+        try:
+            async with asyncio.timeout(within):
+                await self.ready.wait()
+                while self.revision < revision:
+                    await self._advanced.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def items(self) -> list[object_pb2.Object]:
+        """Every cached object, in key order (shared: copy before changing them)."""
+        return [self._objects[key].object for key in sorted(self._objects)]
 
     def get(self, key: bytes) -> object_pb2.Object | None:
         """The cached object at ``key`` (shared: copy before changing it)."""

@@ -125,16 +125,22 @@ class GetRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REF_FIELD_NUMBER: _builtins.int
+    RESOURCE_VERSION_FIELD_NUMBER: _builtins.int
+    resource_version: _builtins.int
+    """0: the latest, read from etcd. N: any state not older than revision N,
+    served from the apiserver's watch cache (Kubernetes' resourceVersion).
+    """
     @_builtins.property
     def ref(self) -> Global___ObjectRef: ...
     def __init__(
         self,
         *,
         ref: Global___ObjectRef | None = ...,
+        resource_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref", "resource_version", b"resource_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -150,6 +156,7 @@ class ListRequest(_message.Message):
     LABEL_SELECTOR_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     CONTINUE_TOKEN_FIELD_NUMBER: _builtins.int
+    RESOURCE_VERSION_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     zone: _builtins.str
     """Empty: every zone."""
@@ -160,6 +167,10 @@ class ListRequest(_message.Message):
     limit: _builtins.int
     """Page size; 0: everything."""
     continue_token: _builtins.str
+    resource_version: _builtins.int
+    """0: the latest, read from etcd page by page. N: everything, not older than
+    revision N, from the watch cache in one page (limit is ignored).
+    """
     def __init__(
         self,
         *,
@@ -169,10 +180,11 @@ class ListRequest(_message.Message):
         label_selector: _builtins.str = ...,
         limit: _builtins.int = ...,
         continue_token: _builtins.str = ...,
+        resource_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["continue_token", b"continue_token", "kind", b"kind", "label_selector", b"label_selector", "limit", b"limit", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["continue_token", b"continue_token", "kind", b"kind", "label_selector", b"label_selector", "limit", b"limit", "resource_version", b"resource_version", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

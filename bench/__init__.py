@@ -1,0 +1,8 @@
+"""Benchmarks: each figure measured against its baseline in the same run.
+
+``python -m bench`` (``make bench``; ``make bench-quick`` for the small sizes)
+prints a table and writes ``bench/results.json``. These machines are noisy, so
+every figure is judged as a ratio to something measured at the same time, or
+against an absolute target from DESIGN.md where that is what the target says.
+Never part of the test suite.
+"""

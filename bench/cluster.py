@@ -1,0 +1,72 @@
+"""A private etcd and a ``dora-apiserver`` process for one benchmark run.
+
+The apiserver runs as its own process, as in production, so the load generator
+and the server do not share an interpreter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from dora.api import client as dora_client
+from dora.apiserver.storage import Etcd
+from tests.integration.etcd import EtcdProcess, free_port
+
+
+@dataclass
+class Cluster:
+    etcd_endpoint: str
+    target: str
+    token: str
+
+
+@contextlib.asynccontextmanager
+async def running(*, watch_window: int = 10_000) -> AsyncIterator[Cluster]:
+    etcd = EtcdProcess()
+    etcd.start()
+    token_file = Path(tempfile.mkdtemp(prefix="dora-bench-")) / "admin.token"
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dora.apiserver.main", "--etcd-endpoints", etcd.endpoint,
+        "--listen", f"127.0.0.1:{port}", "--admin-token-file", str(token_file),
+        "--watch-window", str(watch_window), "--log-level", "WARNING",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        target = f"127.0.0.1:{port}"
+        async with asyncio.timeout(30):
+            while True:
+                token = token_file.read_text().strip() if token_file.exists() else ""
+                if token:
+                    break
+                await asyncio.sleep(0.05)
+            async with dora_client.Client(target, token=token) as probe:
+                while True:
+                    try:
+                        await probe.whoami()
+                        break
+                    except Exception:
+                        await asyncio.sleep(0.05)
+        yield Cluster(etcd_endpoint=etcd.endpoint, target=target, token=token)
+    finally:
+        process.terminate()
+        await process.wait()
+        etcd.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def raw_etcd(endpoint: str) -> AsyncIterator[Etcd]:
+    """The same aetcd-based client the apiserver uses, straight to etcd."""
+    etcd = Etcd([endpoint])
+    await etcd.connect()
+    try:
+        yield etcd
+    finally:
+        await etcd.close()
