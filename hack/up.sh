@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # `make up`: a local Dora on this machine. Installs what is missing, starts dockerd,
-# builds the busybox image, starts etcd and the apiserver in the background, and runs
-# hack/bootstrap.sh (default zone/workspace, doractl profile) when it exists. Safe to
+# builds the busybox image, starts etcd and the apiserver in the background, runs
+# hack/bootstrap.sh (doractl profile, storage, the local Node and its token), then
+# starts the controllers and the agent. Safe to
 # run again: whatever already runs and answers is left alone.
 #
 # Everything lives in $DATA_DIR (${DORA_DATA_DIR:-~/.local/share/dora}): pids, logs,
 # etcd data, the admin token. `make down` stops the daemons and keeps the data.
-# Ports: apiserver ${DORA_API_PORT:-3000}, etcd ${DORA_ETCD_PORT:-2379}/${DORA_ETCD_PEER_PORT:-2380}.
+# Ports: apiserver ${DORA_API_PORT:-3000}, etcd ${DORA_ETCD_PORT:-2379}/${DORA_ETCD_PEER_PORT:-2380},
+# agent ${DORA_AGENT_PORT:-3001}. The local node is ${DORA_NODE_NAME:-local}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=hack/lib.sh
@@ -18,6 +20,8 @@ etcd_port="${DORA_ETCD_PORT:-2379}"
 pidfile="$DATA_DIR/apiserver.pid"
 logfile="$DATA_DIR/apiserver.log"
 token_file="$DATA_DIR/admin.token"
+node_name="${DORA_NODE_NAME:-local}"
+agent_addr="127.0.0.1:${DORA_AGENT_PORT:-3001}"
 timeout="${DORA_APISERVER_TIMEOUT:-30}"
 
 hack/install-deps.sh
@@ -61,20 +65,48 @@ if ! pid_running "$pidfile" dora-apiserver; then
   log "dora-apiserver is up on $api_host:$api_port (pid $(<"$pidfile"))"
 fi
 
-if [[ -x hack/bootstrap.sh ]]; then
-  DORA_DATA_DIR="$DATA_DIR" \
-    DORA_API_ADDR="$api_host:$api_port" \
-    DORA_ADMIN_TOKEN_FILE="$token_file" \
-    hack/bootstrap.sh
-fi
+DORA_DATA_DIR="$DATA_DIR" \
+  DORA_API_ADDR="$api_host:$api_port" \
+  DORA_ADMIN_TOKEN_FILE="$token_file" \
+  DORA_NODE_NAME="$node_name" \
+  DORA_AGENT_ADDR="$agent_addr" \
+  hack/bootstrap.sh
+
+# ensure_daemon NAME PIDFILE CMD...: starts CMD unless it already runs, then checks
+# that it is still alive a moment later (a bad flag or token shows at once).
+ensure_daemon() {
+  local name="$1" pidfile="$2" logfile="$DATA_DIR/$1.log"
+  shift 2
+  if pid_running "$pidfile" "$name"; then
+    log "$name (pid $(<"$pidfile")) is already running"
+    return 0
+  fi
+  log "starting $name (log: $logfile)"
+  start_daemon "$pidfile" "$logfile" "$@"
+  sleep 1
+  if ! pid_running "$pidfile" "$name"; then
+    show_log_tail "$logfile"
+    die "$name exited at start; see $logfile"
+  fi
+}
+
+ensure_daemon dora-controllers "$DATA_DIR/controllers.pid" \
+  "$VENV/bin/dora-controllers" --server "$api_host:$api_port" --token-file "$token_file" \
+  --zone default
+ensure_daemon dora-agent "$DATA_DIR/agent.pid" \
+  "$VENV/bin/dora-agent" --server "$api_host:$api_port" --token-file "$DATA_DIR/node.token" \
+  --node-name "$node_name" --zone default --listen "$agent_addr"
 
 cat <<EOF
 
-Dora is up: apiserver $api_host:$api_port, etcd 127.0.0.1:$etcd_port, logs in $DATA_DIR.
+Dora is up: apiserver $api_host:$api_port, etcd 127.0.0.1:$etcd_port, controllers, and an
+agent for node '$node_name' on the local Docker engine; logs in $DATA_DIR.
 Next:
 
     source .venv/bin/activate
-    doractl get zones
-    make down        # stops the apiserver and etcd, keeps the data
+    doractl get nodes
+    doractl apply -f examples/01-hello.yaml
+    doractl get containers
+    make down        # stops everything, keeps the data
 
 EOF

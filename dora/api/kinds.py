@@ -54,6 +54,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("Volume", "volumes", zoned=True, workspaced=True, has_status=True,
          aliases=("vol", "v")),
     Kind("Lease", "leases", zoned=True, workspaced=False, has_status=False),
+    Kind("Event", "events", zoned=True, workspaced=True, has_status=False, aliases=("ev",)),
+    Kind("Workloadversion", "workloadversions", zoned=True, workspaced=True, has_status=False,
+         aliases=("wv", "version", "versions")),
 )
 
 _BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}

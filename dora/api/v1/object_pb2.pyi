@@ -5,6 +5,7 @@ isort:skip_file
 
 from dora.api.v1 import access_pb2 as _access_pb2
 from dora.api.v1 import cluster_pb2 as _cluster_pb2
+from dora.api.v1 import controllers_pb2 as _controllers_pb2
 from dora.api.v1 import coordination_pb2 as _coordination_pb2
 from dora.api.v1 import credits_pb2 as _credits_pb2
 from dora.api.v1 import meta_pb2 as _meta_pb2
@@ -45,6 +46,8 @@ class Object(_message.Message):
     CONTAINER_FIELD_NUMBER: _builtins.int
     VOLUME_FIELD_NUMBER: _builtins.int
     LEASE_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    WORKLOADVERSION_FIELD_NUMBER: _builtins.int
     api_version: _builtins.str
     kind: _builtins.str
     @_builtins.property
@@ -73,6 +76,10 @@ class Object(_message.Message):
     def volume(self) -> _workloads_pb2.Volume: ...
     @_builtins.property
     def lease(self) -> _coordination_pb2.Lease: ...
+    @_builtins.property
+    def event(self) -> _controllers_pb2.Event: ...
+    @_builtins.property
+    def workloadversion(self) -> _controllers_pb2.Workloadversion: ...
     def __init__(
         self,
         *,
@@ -91,12 +98,14 @@ class Object(_message.Message):
         container: _workloads_pb2.Container | None = ...,
         volume: _workloads_pb2.Volume | None = ...,
         lease: _coordination_pb2.Lease | None = ...,
+        event: _controllers_pb2.Event | None = ...,
+        workloadversion: _controllers_pb2.Workloadversion | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "container", b"container", "lease", b"lease", "metadata", b"metadata", "node", b"node", "resourcecredit", b"resourcecredit", "role", b"role", "storage", b"storage", "user", b"user", "usercredit", b"usercredit", "volume", b"volume", "workload", b"workload", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "container", b"container", "event", b"event", "lease", b"lease", "metadata", b"metadata", "node", b"node", "resourcecredit", b"resourcecredit", "role", b"role", "storage", b"storage", "user", b"user", "usercredit", b"usercredit", "volume", b"volume", "workload", b"workload", "workloadversion", b"workloadversion", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "body", b"body", "container", b"container", "kind", b"kind", "lease", b"lease", "metadata", b"metadata", "node", b"node", "resourcecredit", b"resourcecredit", "role", b"role", "storage", b"storage", "user", b"user", "usercredit", b"usercredit", "volume", b"volume", "workload", b"workload", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "body", b"body", "container", b"container", "event", b"event", "kind", b"kind", "lease", b"lease", "metadata", b"metadata", "node", b"node", "resourcecredit", b"resourcecredit", "role", b"role", "storage", b"storage", "user", b"user", "usercredit", b"usercredit", "volume", b"volume", "workload", b"workload", "workloadversion", b"workloadversion", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["zone", "workspace", "user", "role", "storage", "node", "resourcecredit", "usercredit", "workload", "container", "volume", "lease"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["zone", "workspace", "user", "role", "storage", "node", "resourcecredit", "usercredit", "workload", "container", "volume", "lease", "event", "workloadversion"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 

@@ -342,12 +342,15 @@ class WorkloadStatus(_message.Message):
     OBSERVED_GENERATION_FIELD_NUMBER: _builtins.int
     CONDITIONS_FIELD_NUMBER: _builtins.int
     CURRENT_VERSION_FIELD_NUMBER: _builtins.int
+    UPDATED_REPLICAS_FIELD_NUMBER: _builtins.int
     desired_replicas: _builtins.int
     current_replicas: _builtins.int
     ready_replicas: _builtins.int
     observed_generation: _builtins.int
     current_version: _builtins.int
     """The numbered version the containers should run."""
+    updated_replicas: _builtins.int
+    """Containers (not being deleted) that run the current version."""
     @_builtins.property
     def conditions(self) -> _containers.RepeatedCompositeFieldContainer[_meta_pb2.Condition]: ...
     def __init__(
@@ -359,10 +362,11 @@ class WorkloadStatus(_message.Message):
         observed_generation: _builtins.int = ...,
         conditions: _abc.Iterable[_meta_pb2.Condition] | None = ...,
         current_version: _builtins.int = ...,
+        updated_replicas: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "current_replicas", b"current_replicas", "current_version", b"current_version", "desired_replicas", b"desired_replicas", "observed_generation", b"observed_generation", "ready_replicas", b"ready_replicas"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "current_replicas", b"current_replicas", "current_version", b"current_version", "desired_replicas", b"desired_replicas", "observed_generation", b"observed_generation", "ready_replicas", b"ready_replicas", "updated_replicas", b"updated_replicas"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -46,6 +46,15 @@ def _container(obj: object_pb2.Object) -> None:
     workload_spec(obj.container.spec.template)
 
 
+def _workloadversion(obj: object_pb2.Object) -> None:
+    workload_spec(obj.workloadversion.spec.template)
+
+
+def _event(obj: object_pb2.Object) -> None:
+    obj.event.spec.type = obj.event.spec.type or "Normal"
+    obj.event.spec.count = obj.event.spec.count or 1
+
+
 def _storage(obj: object_pb2.Object) -> None:
     obj.storage.spec.kind = obj.storage.spec.kind or "NFS"
 
@@ -60,6 +69,8 @@ def _user(obj: object_pb2.Object) -> None:
 _BY_KIND: dict[str, Callable[[object_pb2.Object], None]] = {
     "Workload": _workload,
     "Container": _container,
+    "Workloadversion": _workloadversion,
+    "Event": _event,
     "Storage": _storage,
     "User": _user,
 }

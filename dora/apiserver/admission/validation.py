@@ -35,6 +35,7 @@ PORT_KINDS = ("NodePort",)
 PROTOCOLS = ("tcp", "udp")
 NODE_CAPABILITIES = ("CPUWorkload", "GPUWorkload")
 STORAGE_KINDS = ("NFS", "Local")
+EVENT_TYPES = ("Normal", "Warning")
 
 
 class _Report:
@@ -193,6 +194,23 @@ def _container(obj: object_pb2.Object, report: _Report) -> None:
     workload_spec(spec.template, "spec.template", report)
 
 
+def _workloadversion(obj: object_pb2.Object, report: _Report) -> None:
+    spec = obj.workloadversion.spec
+    report.name(spec.workload, "spec.workload")
+    if spec.version < 1:
+        report.add("spec.version", "must be >= 1")
+    workload_spec(spec.template, "spec.template", report)
+
+
+def _event(obj: object_pb2.Object, report: _Report) -> None:
+    spec = obj.event.spec
+    spec.type = report.one_of(spec.type, EVENT_TYPES, "spec.type")
+    report.require(spec.reason, "spec.reason")
+    report.require(spec.involved_object.kind, "spec.involvedObject.kind")
+    report.require(spec.involved_object.name, "spec.involvedObject.name")
+    report.non_negative(spec.count, "spec.count")
+
+
 def _node(obj: object_pb2.Object, report: _Report) -> None:
     spec = obj.node.spec
     for index, capability in enumerate(spec.allow):
@@ -257,6 +275,8 @@ def _usercredit(obj: object_pb2.Object, report: _Report) -> None:
 _BY_KIND: dict[str, Callable[[object_pb2.Object, _Report], None]] = {
     "Workload": _workload,
     "Container": _container,
+    "Workloadversion": _workloadversion,
+    "Event": _event,
     "Node": _node,
     "Storage": _storage,
     "Volume": _volume,

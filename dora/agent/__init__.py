@@ -1,0 +1,22 @@
+"""The node agent, ``dora-agent``: one per node, the only component that touches Docker.
+
+It tells the cluster what its node has, holds the node's Lease, and runs on
+Docker exactly the Containers the scheduler bound to the node, reporting their
+state. Modules, from the bottom up:
+
+- ``inventory``: CPU, memory and GPUs; GPUs through an ``NVML`` protocol (the
+  real one is ``pynvml``, tests hand in a fake, ``--simulate-gpus`` a simulation).
+- ``dockerspec``: pure translation between a Container and a Docker container:
+  name, labels, run options, and a Docker state read back.
+- ``docker_driver``: the ``Engine`` protocol and ``DockerDriver``, docker-py off
+  the event loop; the only module that imports ``docker``.
+- ``workqueue``: a keyed queue (one reconcile per key at a time, backoff).
+- ``lease``: the node's Lease, held through the apiserver (at most one agent per node).
+- ``containers``: the reconcile of one Container key.
+- ``nodestatus``: the Node status reporter.
+- ``agent``: the loop that starts all of the above in order.
+- ``main``: the ``dora-agent`` command.
+
+It may import ``dora.api`` (the client, objects, errors), ``docker`` and
+``pynvml``; never ``dora.apiserver``, ``dora.controllers`` or ``dora.ctl``.
+"""

@@ -1,0 +1,359 @@
+"""Reconcile one Container key: make Docker match what is bound to this node, and
+report back.
+
+The reconcile is level-triggered. It reads the Container from the agent's cache
+(fed by a watch of the Containers labelled ``dora.io/node=<node>``) and the Docker
+containers labelled with this node and that key, then takes one step:
+
+- no Container, one bound elsewhere, or one being deleted: stop and remove its
+  Docker containers; then, for one being deleted from this node, remove the
+  ``dora.io/agent`` finalizer so the apiserver can let it go. (A Container the
+  scheduler moved to another node keeps the finalizer: that node's agent owns it.)
+- Docker containers of another incarnation (another uid under the same name)
+  go, as do duplicates of this one (the oldest running one stays).
+- the Docker container of this incarnation exists: it is *adopted*, never
+  restarted, and its state is reported (Running, Exited with the exit code).
+  One created but never started (the agent stopped in between) is started.
+- none exists: if the Container never ran, it is started (Pulling, Creating,
+  Running); if its status says it ran (a Docker id) or ended (Exited, Failed), it
+  is not started again: a container that disappeared is reported Failed, and
+  restarting is the workload controller's business (``restartPolicy``).
+
+The status is written with the object's resourceVersion as a precondition, so a
+concurrent writer (the scheduler) is never overwritten; on a conflict the
+object is read again and the change applied to it. Before it creates anything
+the reconcile reads the Container from the apiserver, not the cache, so a stale
+cache can never start a container twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from dora.agent import dockerspec
+from dora.agent.docker_driver import Engine, EngineError, EngineUnavailable, ImageNotFound
+from dora.agent.dockerspec import Observed
+from dora.agent.workqueue import reconcile_id
+from dora.api import conventions, errors
+from dora.api.client import Client
+from dora.api.objects import Ref
+from dora.api.v1 import object_pb2, workloads_pb2
+
+log = logging.getLogger(__name__)
+
+FINALIZER = conventions.AGENT_FINALIZER
+NODE_LABEL = conventions.NODE_LABEL
+TERMINAL = ("Exited", "Failed")
+
+Status = workloads_pb2.ContainerStatus
+
+
+class Stale(Exception):
+    """The Container changed under the reconcile (deleted, rebound, replaced): stop; the
+    watch event for that change queues the key again."""
+
+
+def key_of(obj: object_pb2.Object) -> Ref:
+    meta = obj.metadata
+    return Ref("Container", meta.zone, meta.workspace, meta.name)
+
+
+def deleting(obj: object_pb2.Object) -> bool:
+    return obj.metadata.HasField("deletion_timestamp")
+
+
+class ContainerCache:
+    """The Containers bound to this node, newest version of each, by key."""
+
+    def __init__(self) -> None:
+        self._objects: dict[Ref, object_pb2.Object] = {}
+
+    def get(self, key: Ref) -> object_pb2.Object | None:
+        return self._objects.get(key)
+
+    def put(self, obj: object_pb2.Object) -> None:
+        key = key_of(obj)
+        current = self._objects.get(key)
+        if current is None or current.metadata.resource_version <= obj.metadata.resource_version:
+            self._objects[key] = obj
+
+    def pop(self, key: Ref) -> None:
+        self._objects.pop(key, None)
+
+    def refs(self) -> list[Ref]:
+        return list(self._objects)
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def gpu_assignments(self) -> dict[str, str]:
+        """GPU UUID -> ``<workspace>/<name>`` of the Container it is assigned to."""
+        return {
+            gpu.uuid: f"{obj.metadata.workspace}/{obj.metadata.name}"
+            for obj in self._objects.values()
+            for gpu in obj.container.spec.gpus
+            if gpu.uuid
+        }
+
+
+def observed_status(current: Status, observed: Observed, *, node: str) -> Status:
+    """The status that reports ``observed``, keeping what the agent does not own."""
+    status = Status()
+    status.CopyFrom(current)
+    status.node_name = node
+    status.docker_id = observed.id
+    if observed.started_at is not None:
+        status.started_at.FromDatetime(observed.started_at)
+    if observed.state in ("running", "paused", "restarting"):
+        status.phase = "Running"
+        status.reason = "Paused" if observed.state == "paused" else ""
+        status.message = ""
+        status.exit_code = 0
+        status.ClearField("finished_at")
+    elif observed.state in ("exited", "dead"):
+        status.phase = "Exited"
+        status.exit_code = observed.exit_code
+        if observed.oom_killed:
+            status.reason = "OOMKilled"
+        else:
+            status.reason = "Completed" if observed.exit_code == 0 else "Error"
+        status.message = observed.error
+        if observed.finished_at is not None:
+            status.finished_at.FromDatetime(observed.finished_at)
+    elif observed.state == "created":
+        status.phase = "Creating"
+    return status
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        client: Client,
+        engine: Engine,
+        cache: ContainerCache,
+        node: str,
+        simulated_gpus: bool,
+        stop_timeout: float,
+        requeue: Callable[[Ref], None],
+    ) -> None:
+        self.client = client
+        self.engine = engine
+        self.cache = cache
+        self.node = node
+        self.simulated_gpus = simulated_gpus
+        self.stop_timeout = stop_timeout
+        self.requeue = requeue
+
+    def _mine(self, obj: object_pb2.Object | None) -> bool:
+        return obj is not None and obj.container.spec.node_name == self.node
+
+    async def reconcile(self, key: Ref) -> None:
+        try:
+            await self._reconcile(key)
+        except Stale as exc:
+            log.info("[%s] %s changed while it was being reconciled (%s)",
+                     reconcile_id(), key, exc)
+            self.requeue(key)
+
+    async def _reconcile(self, key: Ref) -> None:
+        obj = self.cache.get(key)
+        wanted = obj if obj is not None and self._mine(obj) and not deleting(obj) else None
+        dockers = await self.engine.list(node=self.node, key=key)
+        for found in dockers:
+            if wanted is None or found.uid != wanted.metadata.uid:
+                why = ("its Container is gone" if obj is None else
+                       "it is being deleted" if deleting(obj) else
+                       "it is bound to another node" if not self._mine(obj) else
+                       "it runs an older incarnation")
+                log.info("[%s] removing Docker container %s of %s: %s",
+                         reconcile_id(), found.id[:12], key, why)
+                await self.engine.remove(found.id, stop_timeout=self.stop_timeout)
+        if wanted is None:
+            if obj is not None and deleting(obj) and self._mine(obj):
+                await self._release(obj)
+            return
+        same = [d for d in dockers if d.uid == wanted.metadata.uid]
+        same.sort(key=lambda d: d.state != "running")
+        for extra in same[1:]:
+            log.warning("[%s] removing duplicate Docker container %s of %s",
+                        reconcile_id(), extra.id[:12], key)
+            await self.engine.remove(extra.id, stop_timeout=self.stop_timeout)
+        if same:
+            await self._follow(wanted, same[0].id)
+        else:
+            await self._start(key)
+
+    async def _follow(self, obj: object_pb2.Object, docker_id: str) -> None:
+        observed = await self.engine.inspect(docker_id)
+        if observed is None:
+            self.requeue(key_of(obj))
+            return
+        if observed.state == "created":
+            obj = await self._fresh(key_of(obj), obj.metadata.uid)
+            if obj.container.status.phase in TERMINAL:
+                return  # it failed to start: nothing more to report, nothing to retry
+            log.info("[%s] starting Docker container %s of %s (created, never started)",
+                     reconcile_id(), docker_id[:12], key_of(obj))
+            await self._run(obj, docker_id)
+            return
+        await self._report(obj, observed)
+
+    async def _report(self, obj: object_pb2.Object, observed: Observed) -> None:
+        def change(status: Status) -> None:
+            status.CopyFrom(observed_status(status, observed, node=self.node))
+
+        await self._write(obj, change)
+
+    async def _fresh(self, key: Ref, uid: str = "") -> object_pb2.Object:
+        """The Container as the apiserver has it now; ``Stale`` if it is no longer ours."""
+        try:
+            obj = await self.client.get("Container", key.name, zone=key.zone,
+                                        workspace=key.workspace)
+        except errors.NotFound:
+            raise Stale("deleted") from None
+        if uid and obj.metadata.uid != uid:
+            raise Stale("replaced by a new incarnation")
+        if not self._mine(obj):
+            raise Stale("bound to another node")
+        if deleting(obj):
+            raise Stale("being deleted")
+        return obj
+
+    async def _start(self, key: Ref) -> None:
+        obj = await self._fresh(key)
+        status = obj.container.status
+        if status.phase in TERMINAL:
+            return
+        if status.docker_id:
+            await self._fail(obj, f"its Docker container {status.docker_id[:12]} is gone "
+                                  "(removed outside Dora?)")
+            return
+        try:
+            spec = dockerspec.run_spec(obj, node=self.node, simulated_gpus=self.simulated_gpus)
+        except dockerspec.Unsupported as exc:
+            await self._fail(obj, str(exc))
+            return
+        image = obj.container.spec.template.image
+        policy = image.pull_policy or "IfNotPresent"
+        present = await self.engine.image_present(spec.image)
+        if policy == "Never" and not present:
+            await self._fail(obj, f"image {spec.image} not present and pullPolicy is Never")
+            return
+        if policy == "Always" or not present:
+            obj = await self._phase(obj, "Pulling", message=f"pulling image {spec.image}")
+            try:
+                await self.engine.pull(spec.image)
+            except ImageNotFound as exc:
+                await self._fail(obj, f"image {spec.image} not found: {exc}")
+                return
+            except EngineUnavailable:
+                raise
+            except EngineError as exc:
+                # Maybe the registry is down for a moment: keep Pulling, retry with backoff.
+                await self._phase(obj, "Pulling", reason="image pull failed", message=str(exc))
+                raise
+        obj = await self._phase(obj, "Creating")
+        log.info("[%s] creating Docker container %s for %s", reconcile_id(), spec.name, key)
+        try:
+            docker_id = await self.engine.create(spec)
+        except (EngineUnavailable, ImageNotFound):
+            raise
+        except EngineError as exc:
+            await self._fail(obj, f"Docker could not create the container: {exc}")
+            return
+        await self._run(obj, docker_id)
+
+    async def _run(self, obj: object_pb2.Object, docker_id: str) -> None:
+        try:
+            await self.engine.start(docker_id)
+        except EngineUnavailable:
+            raise
+        except EngineError as exc:
+            await self._fail(obj, f"Docker could not start the container: {exc}",
+                             docker_id=docker_id)
+            return
+        observed = await self.engine.inspect(docker_id)
+        if observed is None:
+            self.requeue(key_of(obj))
+            return
+        await self._report(obj, observed)
+
+    async def _phase(self, obj: object_pb2.Object, phase: str, *, reason: str = "",
+                     message: str = "") -> object_pb2.Object:
+        def change(status: Status) -> None:
+            status.phase, status.reason, status.message = phase, reason, message
+            status.node_name = self.node
+
+        return await self._write(obj, change)
+
+    async def _fail(self, obj: object_pb2.Object, reason: str, *, docker_id: str = "") -> None:
+        log.warning("[%s] %s failed: %s", reconcile_id(), key_of(obj), reason)
+
+        def change(status: Status) -> None:
+            status.phase, status.reason, status.message = "Failed", reason, ""
+            status.node_name = self.node
+            if docker_id:
+                status.docker_id = docker_id
+
+        await self._write(obj, change)
+
+    async def _write(self, obj: object_pb2.Object,
+                     change: Callable[[Status], None]) -> object_pb2.Object:
+        """Apply ``change`` to the status and write it if that changed anything."""
+        for _ in range(8):
+            status = Status()
+            status.CopyFrom(obj.container.status)
+            change(status)
+            status.observed_generation = obj.metadata.generation
+            if status == obj.container.status:
+                return obj
+            request = object_pb2.Object(api_version="v1", kind="Container")
+            request.metadata.name = obj.metadata.name
+            request.metadata.zone = obj.metadata.zone
+            request.metadata.workspace = obj.metadata.workspace
+            request.metadata.resource_version = obj.metadata.resource_version
+            request.container.status.CopyFrom(status)
+            try:
+                written = await self.client.update_status(request)
+            except errors.Conflict:
+                obj = await self._fresh(key_of(obj), obj.metadata.uid)
+                continue
+            except errors.NotFound:
+                raise Stale("deleted") from None
+            if written.container.status.phase != obj.container.status.phase:
+                log.info("[%s] %s is %s%s", reconcile_id(), key_of(obj),
+                         written.container.status.phase,
+                         f" ({status.reason})" if status.reason else "")
+            return written
+        raise errors.Conflict(f"{key_of(obj)}: the status kept changing under the agent")
+
+    async def _release(self, obj: object_pb2.Object) -> None:
+        """Remove the agent's finalizer from a Container being deleted."""
+        key, uid = key_of(obj), obj.metadata.uid
+        for _ in range(8):
+            if FINALIZER not in obj.metadata.finalizers:
+                return
+            updated = object_pb2.Object()
+            updated.CopyFrom(obj)
+            del updated.metadata.finalizers[:]
+            updated.metadata.finalizers.extend(f for f in obj.metadata.finalizers
+                                               if f != FINALIZER)
+            try:
+                await self.client.apply(updated)
+                log.info("[%s] %s: Docker container removed, finalizer %s released",
+                         reconcile_id(), key, FINALIZER)
+                return
+            except errors.Conflict:
+                pass
+            except errors.NotFound:
+                return
+            try:
+                obj = await self.client.get("Container", key.name, zone=key.zone,
+                                            workspace=key.workspace)
+            except errors.NotFound:
+                return
+            if obj.metadata.uid != uid:
+                return
+        raise errors.Conflict(f"{key}: could not remove finalizer {FINALIZER}")

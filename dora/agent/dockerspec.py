@@ -1,0 +1,197 @@
+"""From a Container object to a Docker container, and back.
+
+Pure functions and plain data, no Docker client: what name and labels a Docker
+container gets, how a ``WorkloadSpec`` becomes ``docker run`` options
+(``RunSpec``), and what a Docker container's state means as a Container status.
+``docker_driver`` turns a ``RunSpec`` into docker-py calls.
+
+Labels are the agent's memory. Every Docker container it runs carries
+``dora.node`` (which agent owns it: several agents may share one engine),
+``dora.uid`` (which incarnation of the Container it runs: a Container deleted
+and created again under the same name has a new uid), ``dora.zone``,
+``dora.workspace`` and ``dora.container`` (the Container's key), and
+``dora.workload`` and ``dora.version`` (for people and ``docker ps``). A restarted
+agent rebuilds everything it needs from them.
+
+The Docker name is ``dora-<zone>-<workspace>-<name>-<uid[:8]>``: readable in
+``docker ps``, and unique per incarnation, so a Container created again under the
+same name never waits for the old Docker container's name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+
+from dora.api.objects import Ref
+from dora.api.v1 import object_pb2
+
+LABEL_NODE = "dora.node"
+LABEL_UID = "dora.uid"
+LABEL_ZONE = "dora.zone"
+LABEL_WORKSPACE = "dora.workspace"
+LABEL_CONTAINER = "dora.container"
+LABEL_WORKLOAD = "dora.workload"
+LABEL_VERSION = "dora.version"
+
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class Unsupported(Exception):
+    """The Container asks for something this agent cannot do; the message says what."""
+
+
+def labels_for(obj: object_pb2.Object, *, node: str) -> dict[str, str]:
+    meta, spec = obj.metadata, obj.container.spec
+    return {
+        LABEL_NODE: node,
+        LABEL_UID: meta.uid,
+        LABEL_ZONE: meta.zone,
+        LABEL_WORKSPACE: meta.workspace,
+        LABEL_CONTAINER: meta.name,
+        LABEL_WORKLOAD: spec.workload,
+        LABEL_VERSION: str(spec.version),
+    }
+
+
+def key_of(labels: dict[str, str]) -> Ref | None:
+    """The Container a Docker container's labels point at; None if they are incomplete."""
+    zone, workspace, name = (labels.get(k, "") for k in (LABEL_ZONE, LABEL_WORKSPACE,
+                                                             LABEL_CONTAINER))
+    if not (zone and workspace and name and labels.get(LABEL_UID)):
+        return None
+    return Ref("Container", zone, workspace, name)
+
+
+def docker_name(obj: object_pb2.Object) -> str:
+    meta = obj.metadata
+    parts = (meta.zone, meta.workspace, meta.name, meta.uid.replace("-", "")[:8])
+    return "dora-" + "-".join(_NOT_IN_NAME.sub("_", p) for p in parts)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What ``docker create`` needs, in Dora's terms; ``docker_driver`` speaks docker-py."""
+
+    name: str
+    image: str
+    labels: dict[str, str]
+    # None: the image's own CMD.
+    command: list[str] | None = None
+    shm_size: int = 0
+    nano_cpus: int = 0
+    # GPUs for the NVIDIA runtime, by UUID; empty on simulated GPUs.
+    gpu_uuids: tuple[str, ...] = ()
+    network_mode: str = "none"
+    # "8008/tcp" -> node port.
+    ports: dict[str, int] = field(default_factory=dict)
+    # The hook for the volume issue: docker named volumes, name -> (target, read-only).
+    volumes: dict[str, tuple[str, bool]] = field(default_factory=dict)
+
+
+def run_spec(obj: object_pb2.Object, *, node: str, simulated_gpus: bool) -> RunSpec:
+    """The Docker container a Container bound to ``node`` runs as.
+
+    Raises ``Unsupported`` for what this agent cannot run (yet): the Container is
+    then Failed with that reason rather than run without what it asked for.
+    """
+    spec = obj.container.spec
+    template = spec.template
+    if not template.image.image:
+        raise Unsupported("spec.template.image.image is empty")
+    command = ["/bin/sh", "-c", template.config.cmd] if template.config.cmd else None
+    mode = (template.network.mode or "none").lower()
+    if mode not in ("none", "bridge", "host"):
+        raise Unsupported(f"network mode {template.network.mode!r} is not none, bridge or host")
+    ports: dict[str, int] = {}
+    if mode == "bridge":
+        ports = {
+            f"{p.port}/{(p.protocol or 'tcp').lower()}": p.node_port
+            for p in template.network.ports
+        }
+    return RunSpec(
+        name=docker_name(obj),
+        image=template.image.image,
+        labels=labels_for(obj, node=node),
+        command=command,
+        shm_size=max(template.config.shm_size, 0),
+        nano_cpus=max(spec.cpu_millicores, 0) * 1_000_000,
+        # By UUID: indexes can change order across reboots; the index only if no UUID.
+        gpu_uuids=() if simulated_gpus else tuple(g.uuid or str(g.index) for g in spec.gpus),
+        network_mode=mode,
+        ports=ports,
+        volumes=volume_mounts(obj),
+    )
+
+
+def volume_mounts(obj: object_pb2.Object) -> dict[str, tuple[str, bool]]:
+    """Docker named volumes for the Container's ``volumes``: the volume issue's hook.
+
+    Until the volume controller defines which named volume stands for a Dora
+    Volume (and makes it), a Container that asks for volumes fails with a clear
+    reason instead of running without its data.
+    """
+    names = [v.name for v in obj.container.spec.template.volumes]
+    if names:
+        raise Unsupported(
+            f"volumes ({', '.join(names)}) are not supported by this agent yet"
+        )
+    return {}
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One Docker container as ``docker inspect`` shows it."""
+
+    id: str
+    name: str
+    labels: dict[str, str]
+    # created, running, paused, restarting, removing, exited or dead.
+    state: str
+    exit_code: int = 0
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    oom_killed: bool = False
+    error: str = ""
+
+    @property
+    def uid(self) -> str:
+        return self.labels.get(LABEL_UID, "")
+
+    @property
+    def key(self) -> Ref | None:
+        return key_of(self.labels)
+
+
+def parse_docker_time(value: str) -> dt.datetime | None:
+    """Docker's RFC 3339 times, nanoseconds and all; its zero time is None."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    match = re.match(r"^(.*?T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", value)
+    if match is None:
+        return None
+    base, fraction, zone = match.groups()
+    micros = (fraction or ".0")[1:7].ljust(6, "0")
+    zone = "+00:00" if zone == "Z" else zone
+    return dt.datetime.fromisoformat(f"{base}.{micros}{zone}")
+
+
+def observed_from_inspect(attrs: dict[str, object]) -> Observed:
+    """An ``Observed`` from the ``docker inspect`` JSON of a container."""
+    state = attrs.get("State")
+    config = attrs.get("Config")
+    state = state if isinstance(state, dict) else {}
+    config = config if isinstance(config, dict) else {}
+    labels = config.get("Labels") or {}
+    return Observed(
+        id=str(attrs.get("Id", "")),
+        name=str(attrs.get("Name", "")).lstrip("/"),
+        labels={str(k): str(v) for k, v in labels.items()},
+        state=str(state.get("Status", "")),
+        exit_code=int(state.get("ExitCode") or 0),
+        started_at=parse_docker_time(str(state.get("StartedAt") or "")),
+        finished_at=parse_docker_time(str(state.get("FinishedAt") or "")),
+        oom_killed=bool(state.get("OOMKilled")),
+        error=str(state.get("Error") or ""),
+    )

@@ -1,0 +1,138 @@
+"""``dora-agent``: the command that runs the node agent."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from dora.agent import inventory
+from dora.agent.agent import Agent, Config
+from dora.agent.docker_driver import DEFAULT_HOST, DockerDriver
+from dora.api.client import Client, target_of
+
+log = logging.getLogger("dora.agent")
+
+
+@dataclass(frozen=True)
+class Options:
+    agent: Config
+    servers: list[str]
+    token: str | None
+    ca: bytes | None
+    tls: bool
+    listen: tuple[str, int]
+    docker_host: str
+    simulated_gpus: list[str]
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _simulated(value: str) -> list[str]:
+    try:
+        return inventory.parse_simulated(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Options, str]:
+    parser = argparse.ArgumentParser(
+        prog="dora-agent",
+        description="Run the containers bound to this node on Docker, and report the node.",
+    )
+    parser.add_argument("--server", default="127.0.0.1:3000",
+                        help="apiserver endpoint(s), comma-separated host:port or https://host:port")
+    parser.add_argument("--token-file", type=Path,
+                        help="file holding the node's token (seed 004: `dora token create node`)")
+    parser.add_argument("--ca-file", type=Path,
+                        help="CA bundle to verify the apiserver's TLS certificate with")
+    parser.add_argument("--node-name", default=socket.gethostname(),
+                        help="the declared Node this agent reports for (default: the hostname)")
+    parser.add_argument("--zone", default="default", help="the Node's zone")
+    parser.add_argument("--listen", type=_listen, default=("0.0.0.0", 3001),
+                        help="HOST:PORT for the apiserver to reach the agent's streams "
+                             "(reserved: logs and exec come with a later version)")
+    parser.add_argument("--docker-host", default=DEFAULT_HOST,
+                        help="the Docker engine to use; DOCKER_HOST is ignored")
+    parser.add_argument("--simulate-gpus", type=_simulated, default=[],
+                        metavar="'2xTesla V100-SXM2-16GB'",
+                        help="advertise fake GPUs instead of NVML's; the Node status says so")
+    parser.add_argument("--lease-ttl", type=int, default=15,
+                        help="seconds without a heartbeat before the node counts as gone")
+    parser.add_argument("--stop-timeout", type=float, default=10.0,
+                        help="seconds between SIGTERM and SIGKILL when a container is removed")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    if args.lease_ttl < 2:
+        parser.error("--lease-ttl must be at least 2 seconds")
+    token = None
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text().strip() or None
+        except OSError as exc:
+            parser.error(f"cannot read --token-file: {exc}")
+    servers = [s.strip() for s in args.server.split(",") if s.strip()]
+    return Options(
+        agent=Config(node=args.node_name, zone=args.zone, lease_ttl=args.lease_ttl,
+                     stop_timeout=args.stop_timeout),
+        servers=servers,
+        token=token,
+        ca=args.ca_file.read_bytes() if args.ca_file else None,
+        tls=any(s.startswith("https://") for s in servers),
+        listen=args.listen,
+        docker_host=args.docker_host,
+        simulated_gpus=args.simulate_gpus,
+    ), args.log_level
+
+
+async def serve(options: Options) -> None:
+    node = options.agent.node
+    if options.simulated_gpus:
+        nvml: inventory.NVML | None = inventory.SimulatedNVML(options.simulated_gpus, node=node)
+        log.info("simulating %d GPU(s): %s", len(options.simulated_gpus),
+                 ", ".join(sorted(set(options.simulated_gpus))))
+    else:
+        nvml = await asyncio.to_thread(inventory.load_nvml)
+    host, port = options.listen
+    log.info("--listen %s:%d is reserved for the logs/exec streams (not served yet)", host, port)
+    engine = DockerDriver(host=options.docker_host)
+    async with Client(target_of(options.servers), token=options.token,
+                      root_certificates=options.ca, tls=options.tls) as client:
+        agent = Agent(config=options.agent, client=client, engine=engine,
+                      inventory=inventory.Inventory(nvml=nvml,
+                                                    simulated=bool(options.simulated_gpus)))
+        task = asyncio.create_task(agent.run())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            await engine.close()
+    log.info("dora-agent stopped; its containers keep running and the next start adopts them")
+
+
+def main(argv: list[str] | None = None) -> None:
+    options, level = parse_args(argv)
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(options))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

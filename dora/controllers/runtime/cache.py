@@ -1,0 +1,175 @@
+"""The in-memory cache the informers fill and the reconcilers read.
+
+A ``Store`` holds the objects of one kind by ``Ref``, plus indexes: an index
+function maps an object to the values it is filed under (``owner`` files a
+Container under its Workload's uid, ``node`` under its node name), so "the
+containers of this workload" is a dictionary lookup, not a scan.
+
+Objects in a store are shared by every reader and must never be changed in
+place: ``clone`` one before building a write from it. A reconciler reads the
+cache, never the event that woke it; a deleted object is simply absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from dora.api import objects
+from dora.api.objects import Ref
+from dora.api.v1 import object_pb2
+
+Object = object_pb2.Object
+IndexFunc = Callable[[Object], Iterable[str]]
+
+
+def clone(obj: Object) -> Object:
+    copy = Object()
+    copy.CopyFrom(obj)
+    return copy
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What changed in a store: ``old`` is None when added, ``new`` None when deleted."""
+
+    old: Object | None
+    new: Object | None
+
+    @property
+    def object(self) -> Object:
+        obj = self.new if self.new is not None else self.old
+        assert obj is not None
+        return obj
+
+
+class Store:
+    def __init__(self, kind: str, *, indexers: dict[str, IndexFunc] | None = None) -> None:
+        self.kind = kind
+        self._objects: dict[Ref, Object] = {}
+        self._indexers = dict(indexers or {})
+        self._indexes: dict[str, dict[str, set[Ref]]] = {n: {} for n in self._indexers}
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def __iter__(self) -> Iterator[Object]:
+        return iter(list(self._objects.values()))
+
+    def get(self, ref: Ref) -> Object | None:
+        return self._objects.get(ref)
+
+    def get_named(self, name: str, *, zone: str = "", workspace: str = "") -> Object | None:
+        return self._objects.get(Ref(self.kind, zone, workspace, name))
+
+    def by_index(self, index: str, value: str) -> list[Object]:
+        refs = self._indexes[index].get(value, ())
+        return [self._objects[r] for r in sorted(refs)]
+
+    def index_values(self, index: str) -> list[str]:
+        return sorted(self._indexes[index])
+
+    def add_index(self, name: str, func: IndexFunc) -> None:
+        if name in self._indexers:
+            return
+        self._indexers[name] = func
+        index: dict[str, set[Ref]] = {}
+        for ref, obj in self._objects.items():
+            for value in func(obj):
+                index.setdefault(value, set()).add(ref)
+        self._indexes[name] = index
+
+    def upsert(self, obj: Object) -> Delta | None:
+        """Store ``obj``; None when the store already had this version or a newer one."""
+        ref = objects.ref_of(obj)
+        old = self._objects.get(ref)
+        if old is not None and old.metadata.resource_version >= obj.metadata.resource_version:
+            return None
+        self._put(ref, obj)
+        return Delta(old, obj)
+
+    def remove(self, obj: Object) -> Delta | None:
+        ref = objects.ref_of(obj)
+        old = self._objects.pop(ref, None)
+        if old is None:
+            return None
+        self._unindex(ref, old)
+        return Delta(old, None)
+
+    def replace(self, items: Iterable[Object]) -> list[Delta]:
+        """Make the store hold exactly ``items`` (a fresh list); what changed."""
+        fresh = {objects.ref_of(o): o for o in items}
+        deltas = [Delta(old, None) for ref, old in self._objects.items() if ref not in fresh]
+        for delta in deltas:
+            self.remove(delta.object)
+        for ref, obj in fresh.items():
+            old = self._objects.get(ref)
+            if old is None or old.metadata.resource_version != obj.metadata.resource_version:
+                self._put(ref, obj)
+                deltas.append(Delta(old, obj))
+        return deltas
+
+    def _put(self, ref: Ref, obj: Object) -> None:
+        old = self._objects.get(ref)
+        if old is not None:
+            self._unindex(ref, old)
+        self._objects[ref] = obj
+        self._index(ref, obj)
+
+    def _index(self, ref: Ref, obj: Object) -> None:
+        for name, func in self._indexers.items():
+            for value in func(obj):
+                self._indexes[name].setdefault(value, set()).add(ref)
+
+    def _unindex(self, ref: Ref, obj: Object) -> None:
+        for name, func in self._indexers.items():
+            index = self._indexes[name]
+            for value in func(obj):
+                refs = index.get(value)
+                if refs is not None:
+                    refs.discard(ref)
+                    if not refs:
+                        del index[value]
+
+
+class Cache:
+    """The stores of every watched kind, by kind name."""
+
+    def __init__(self) -> None:
+        self._stores: dict[str, Store] = {}
+
+    def store(self, kind: str) -> Store:
+        try:
+            return self._stores[kind]
+        except KeyError:
+            raise KeyError(f"no informer for {kind}: add it to the manager") from None
+
+    def add(self, store: Store) -> None:
+        self._stores[store.kind] = store
+
+    def __contains__(self, kind: str) -> bool:
+        return kind in self._stores
+
+
+# Indexes the controllers share.
+
+def by_controller_owner(obj: Object) -> list[str]:
+    """The uid of the object's controlling owner (a Container's Workload)."""
+    return [o.uid for o in obj.metadata.owner_references if o.controller]
+
+
+def by_owner(obj: Object) -> list[str]:
+    return [o.uid for o in obj.metadata.owner_references]
+
+
+def by_node(obj: Object) -> list[str]:
+    """A Container's node (bound or reserved)."""
+    node = obj.container.spec.node_name
+    return [node] if node else []
+
+
+def unbound(obj: Object) -> list[str]:
+    """Files every Container waiting for a node under ``""``."""
+    if obj.container.spec.node_name or obj.metadata.HasField("deletion_timestamp"):
+        return []
+    return [""]

@@ -1,0 +1,162 @@
+"""Informers: keep a ``Store`` equal to the cluster's objects of one kind.
+
+An informer lists its kind (in one zone), then watches from the list's
+resourceVersion, so it sees every change exactly once and in order. It
+relists when the watch says the version is gone (compacted), and after any
+other failure, with backoff. Watches go silent in real networks (kopf's most
+reported bug), so the informer asks for bookmarks and, when nothing at all
+arrives for ``stall_timeout`` seconds, reopens the watch from its last version.
+Every ``resync`` seconds it hands every cached object to its handlers again: a
+reconcile that was dropped on the floor gets another chance (level-triggered).
+
+Handlers receive a ``Delta`` and must not block: they enqueue keys.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+import anyio
+
+from dora.api import errors
+from dora.api.v1 import object_pb2, resources_pb2
+from dora.controllers.runtime.cache import Delta, Store
+from dora.controllers.runtime.clock import Clock
+
+log = logging.getLogger(__name__)
+
+WatchEvent = resources_pb2.WatchEvent
+Handler = Callable[[Delta], None]
+
+
+class ListWatcher(Protocol):
+    """What an informer needs of ``dora.api.client.Client``."""
+
+    async def list(
+        self, kind: str, *, zone: str = "", workspace: str = "", label_selector: str = "",
+        page_size: int = 500,
+    ) -> tuple[list[object_pb2.Object], int]: ...
+
+    def watch(
+        self, kind: str, *, zone: str = "", workspace: str = "", label_selector: str = "",
+        resource_version: int = 0, resume: bool = True, bookmarks: bool = False,
+    ) -> AsyncIterator[WatchEvent]: ...
+
+
+class Informer:
+    def __init__(
+        self,
+        *,
+        client: ListWatcher,
+        store: Store,
+        clock: Clock,
+        zone: str = "",
+        resync: float = 300.0,
+        stall_timeout: float = 60.0,
+        retry: float = 0.5,
+        max_retry: float = 10.0,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.kind = store.kind
+        self.zone = zone
+        self.clock = clock
+        self.resync = resync
+        self.stall_timeout = stall_timeout
+        self.retry = retry
+        self.max_retry = max_retry
+        self.synced = anyio.Event()
+        self.version = 0
+        self.relists = 0
+        self._handlers: list[Handler] = []
+
+    def add_handler(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as group:
+            if self.resync > 0:
+                group.start_soon(self._resync_loop)
+            await self._list_and_watch()
+
+    async def _list_and_watch(self) -> None:
+        delay = self.retry
+        while True:
+            try:
+                await self._list()
+                delay = self.retry
+                await self._watch()
+            except errors.Gone:
+                log.info("%s watch: version %d is gone; listing again", self.kind, self.version)
+            except errors.DoraError as exc:
+                log.warning("%s informer: %s; listing again in %.1fs", self.kind, exc, delay)
+                await self.clock.sleep(delay)
+                delay = min(self.max_retry, delay * 2)
+
+    async def _list(self) -> None:
+        items, version = await self.client.list(self.kind, zone=self.zone)
+        self.relists += 1
+        for delta in self.store.replace(items):
+            self._dispatch(delta)
+        self.version = version
+        self.synced.set()
+        log.debug("%s: listed %d objects at version %d", self.kind, len(items), version)
+
+    async def _watch(self) -> None:
+        """Follow changes from ``self.version``; returns only by raising."""
+        while True:
+            stream = self.client.watch(
+                self.kind, zone=self.zone, resource_version=self.version, bookmarks=True
+            )
+            try:
+                while True:
+                    event: WatchEvent | None = None
+                    with anyio.move_on_after(self.stall_timeout):
+                        event = await anext(stream)
+                    if event is None:
+                        log.warning("%s watch: silent for %.0fs; reopening from version %d",
+                                    self.kind, self.stall_timeout, self.version)
+                        break
+                    self._handle(event)
+            except StopAsyncIteration:
+                log.info("%s watch ended; reopening from version %d", self.kind, self.version)
+            finally:
+                await aclose(stream)
+
+    def _handle(self, event: WatchEvent) -> None:
+        obj = event.object
+        self.version = max(self.version, obj.metadata.resource_version)
+        delta: Delta | None = None
+        if event.type == WatchEvent.BOOKMARK:
+            return
+        if event.type == WatchEvent.DELETED:
+            if self.store.remove(obj) is not None:
+                delta = Delta(obj, None)
+        else:
+            delta = self.store.upsert(obj)
+        if delta is not None:
+            self._dispatch(delta)
+
+    def _dispatch(self, delta: Delta) -> None:
+        for handler in self._handlers:
+            try:
+                handler(delta)
+            except Exception:
+                log.exception("%s handler failed", self.kind)
+
+    async def _resync_loop(self) -> None:
+        await self.synced.wait()
+        while True:
+            await self.clock.sleep(self.resync)
+            for obj in self.store:
+                self._dispatch(Delta(obj, obj))
+
+
+async def aclose(stream: AsyncIterator[WatchEvent]) -> None:
+    """Close a watch stream (an async generator), even while being cancelled."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        with anyio.CancelScope(shield=True):
+            await close()

@@ -1,0 +1,173 @@
+"""The manager: informers, controllers and leader election, started together.
+
+Controllers declare what they watch (``Watch``: a kind, and how an object of it
+maps to keys of the controller). The manager runs one informer per kind, shared
+by every controller that watches it, so caches are warm on standby replicas
+too; only the leader runs the controllers' workers. When a replica starts to
+lead, every cached object is mapped to keys once (the first full resync), so
+nothing that happened while it was standby is missed; when it stops leading,
+the workers are cancelled and their queues dropped.
+
+``background`` tasks (the event recorder) run for the life of the manager, and
+every ``report_every`` seconds each controller's counters are logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from dora.api.objects import Ref
+from dora.controllers.runtime.cache import Cache, Delta, IndexFunc, Store
+from dora.controllers.runtime.clock import Clock
+from dora.controllers.runtime.informer import Informer, ListWatcher
+from dora.controllers.runtime.leader import LeaderElector
+from dora.controllers.runtime.reconcile import Controller, OnTerminal, Reconciler
+
+log = logging.getLogger(__name__)
+
+KeyFunc = Callable[[Delta], Iterable[Ref]]
+
+
+@dataclass(frozen=True)
+class Watch:
+    kind: str
+    keys: KeyFunc
+
+
+def own_key(delta: Delta) -> list[Ref]:
+    obj = delta.object
+    meta = obj.metadata
+    return [Ref(obj.kind, meta.zone, meta.workspace, meta.name)]
+
+
+@dataclass
+class _Registered:
+    controller: Controller
+    watches: list[Watch] = field(default_factory=list)
+
+
+class Manager:
+    def __init__(
+        self,
+        *,
+        client: ListWatcher,
+        zone: str,
+        clock: Clock,
+        elector: LeaderElector | None = None,
+        resync: float = 300.0,
+        stall_timeout: float = 60.0,
+        report_every: float = 300.0,
+    ) -> None:
+        self.client = client
+        self.zone = zone
+        self.clock = clock
+        self.elector = elector
+        self.resync = resync
+        self.stall_timeout = stall_timeout
+        self.report_every = report_every
+        self.cache = Cache()
+        self.informers: dict[str, Informer] = {}
+        self._controllers: list[_Registered] = []
+        self._background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self.is_leading = False
+
+    @property
+    def controllers(self) -> list[Controller]:
+        return [r.controller for r in self._controllers]
+
+    def store(self, kind: str, *, indexers: dict[str, IndexFunc] | None = None) -> Store:
+        """The cache of ``kind`` (with an informer to fill it), with these indexes added."""
+        informer = self.informers.get(kind)
+        if informer is None:
+            store = Store(kind)
+            informer = Informer(client=self.client, store=store, clock=self.clock,
+                                zone=self.zone, resync=self.resync,
+                                stall_timeout=self.stall_timeout)
+            self.informers[kind] = informer
+            self.cache.add(store)
+        for name, func in (indexers or {}).items():
+            informer.store.add_index(name, func)
+        return informer.store
+
+    def add_controller(
+        self,
+        reconciler: Reconciler,
+        *,
+        watches: list[Watch],
+        workers: int = 4,
+        on_terminal: OnTerminal | None = None,
+    ) -> Controller:
+        controller = Controller(reconciler=reconciler, clock=self.clock, workers=workers,
+                                on_terminal=on_terminal)
+        controller.queue.shutdown()  # replaced by a live queue when leading
+        registered = _Registered(controller, list(watches))
+        self._controllers.append(registered)
+        for watch in watches:
+            self.store(watch.kind)
+            self.informers[watch.kind].add_handler(_enqueuer(controller, watch.keys))
+        return controller
+
+    def add_background(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._background.append(task)
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as group:
+            for informer in self.informers.values():
+                group.start_soon(informer.run)
+            for task in self._background:
+                group.start_soon(task)
+            if self.report_every > 0:
+                group.start_soon(self._report)
+            await self.wait_synced()
+            if self.elector is None:
+                await self._lead()
+            else:
+                await self.elector.run(self._lead)
+            group.cancel_scope.cancel()
+
+    async def _report(self) -> None:
+        """Log every controller's counters now and then."""
+        while True:
+            await self.clock.sleep(self.report_every)
+            for controller in self.controllers:
+                counts = ", ".join(f"{k} {v}" for k, v in sorted(controller.counters.items()))
+                log.info("%s: %s (%d queued)%s", controller.name, counts or "idle",
+                         len(controller.queue), "" if self.is_leading else " standby")
+
+    async def wait_synced(self) -> None:
+        for informer in self.informers.values():
+            await informer.synced.wait()
+
+    async def _lead(self) -> None:
+        self.is_leading = True
+        try:
+            async with anyio.create_task_group() as group:
+                for registered in self._controllers:
+                    controller = registered.controller
+                    controller.reset()
+                    for watch in registered.watches:
+                        for obj in self.cache.store(watch.kind):
+                            for key in watch.keys(Delta(obj, obj)):
+                                controller.enqueue(key)
+                    group.start_soon(controller.run)
+                log.info("controllers running: %s",
+                         ", ".join(r.controller.name for r in self._controllers))
+        finally:
+            self.is_leading = False
+            for registered in self._controllers:
+                registered.controller.queue.shutdown()
+
+
+def _enqueuer(controller: Controller, keys: KeyFunc) -> Callable[[Delta], None]:
+    def handle(delta: Delta) -> None:
+        if controller.queue.shut_down:
+            return
+        for key in keys(delta):
+            controller.enqueue(key)
+
+    return handle

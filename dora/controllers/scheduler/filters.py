@@ -1,0 +1,160 @@
+"""Which nodes can take a container, and with which GPUs: pure functions.
+
+A ``NodeInfo`` is a node as the scheduler sees it at one moment: readiness,
+what it allows, its capacity and what its containers already use. A
+``Request`` is what one container needs. ``fit`` answers for one node with a
+``Fit`` (the node and the GPUs it would give) or the reason it cannot;
+``fits`` does it for all nodes and counts the reasons, which become the
+Unschedulable message users read (``no node has 2 free GPUs of [...]``).
+
+GPUs are whole devices. The GPUs of one container are all of one product (a
+mixed set would make training as slow as its slowest card): the first product
+in the selector's order that has enough free devices on the node, its lowest
+indices first; with ``All``, the product with the lowest free index that has
+enough. CPU is counted in millicores: a node has ``cpu.count * 1000``.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+ALL = "All"
+CPU_WORKLOAD, GPU_WORKLOAD = "CPUWorkload", "GPUWorkload"
+
+# Why a node was passed over, in the words of the Unschedulable message.
+NOT_READY = "not ready"
+DISABLED = "scheduling disabled"
+NOT_ALLOWED = "does not allow {capability}"
+WRONG_CPU = "another CPU model"
+TOO_FEW_GPUS = "too few free GPUs"
+TOO_LITTLE_CPU = "too little free CPU"
+BAD_NAME = "name too long for a label"
+
+
+@dataclass(frozen=True, order=True)
+class GPU:
+    index: int
+    uuid: str = ""
+    product: str = ""
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    ready: bool = True
+    scheduling_disabled: bool = False
+    allow: frozenset[str] = frozenset({CPU_WORKLOAD, GPU_WORKLOAD})
+    cpu_product: str = ""
+    cpu_capacity: int = 0
+    gpus: tuple[GPU, ...] = ()
+    used_gpus: frozenset[int] = frozenset()
+    used_cpu: int = 0
+    # How many containers of each workload (``workspace/name``) the node runs.
+    workloads: Mapping[str, int] = field(default_factory=dict)
+    labelable: bool = True
+
+    @property
+    def containers(self) -> int:
+        return sum(self.workloads.values())
+
+    def free_gpus(self) -> list[GPU]:
+        return [g for g in self.gpus if g.index not in self.used_gpus]
+
+    @property
+    def free_cpu(self) -> int:
+        return self.cpu_capacity - self.used_cpu
+
+
+@dataclass(frozen=True)
+class Request:
+    workload: str = ""
+    gpu_count: int = 0
+    gpu_products: tuple[str, ...] = (ALL,)
+    cpu_millicores: int = 0
+    cpu_products: tuple[str, ...] = (ALL,)
+
+    @property
+    def capability(self) -> str:
+        return GPU_WORKLOAD if self.gpu_count > 0 else CPU_WORKLOAD
+
+
+@dataclass(frozen=True)
+class Fit:
+    node: NodeInfo
+    gpus: tuple[GPU, ...] = ()
+
+
+def _any(products: tuple[str, ...]) -> bool:
+    return not products or ALL in products
+
+
+def choose_gpus(node: NodeInfo, request: Request) -> tuple[GPU, ...] | None:
+    """The GPUs ``node`` would give ``request`` (empty when it needs none), or None."""
+    if request.gpu_count <= 0:
+        return ()
+    by_product: dict[str, list[GPU]] = collections.defaultdict(list)
+    for gpu in sorted(node.free_gpus()):
+        by_product[gpu.product].append(gpu)
+    if _any(request.gpu_products):
+        order = sorted(by_product, key=lambda p: by_product[p][0].index)
+    else:
+        order = [p for p in request.gpu_products if p in by_product]
+    for product in order:
+        if len(by_product[product]) >= request.gpu_count:
+            return tuple(by_product[product][: request.gpu_count])
+    return None
+
+
+def fit(node: NodeInfo, request: Request) -> Fit | str:
+    """A ``Fit`` of ``request`` on ``node``, or why it does not fit."""
+    if not node.ready:
+        return NOT_READY
+    if node.scheduling_disabled:
+        return DISABLED
+    if not node.labelable:
+        return BAD_NAME
+    if request.capability not in node.allow:
+        return NOT_ALLOWED.format(capability=request.capability)
+    if request.cpu_millicores > 0 and not _any(request.cpu_products) and (
+        node.cpu_product not in request.cpu_products
+    ):
+        return WRONG_CPU
+    gpus = choose_gpus(node, request)
+    if gpus is None:
+        return TOO_FEW_GPUS
+    if request.cpu_millicores > node.free_cpu:
+        return TOO_LITTLE_CPU
+    return Fit(node, gpus)
+
+
+def fits(nodes: Iterable[NodeInfo], request: Request) -> tuple[list[Fit], collections.Counter[str]]:
+    """Every node that fits, by name; and how many nodes were passed over for each reason."""
+    found: list[Fit] = []
+    reasons: collections.Counter[str] = collections.Counter()
+    for node in sorted(nodes, key=lambda n: n.name):
+        result = fit(node, request)
+        if isinstance(result, Fit):
+            found.append(result)
+        else:
+            reasons[result] += 1
+    return found, reasons
+
+
+def unschedulable_message(request: Request, reasons: collections.Counter[str]) -> str:
+    """``no node has 2 free GPUs of [Quadro RTX 6000, Tesla V100-SXM2-16GB] (...)``."""
+    if request.gpu_count > 0:
+        plural = "s" if request.gpu_count != 1 else ""
+        what = f"{request.gpu_count} free GPU{plural}"
+        products = request.gpu_products
+    else:
+        what = f"{request.cpu_millicores} free CPU millicores"
+        products = request.cpu_products
+    if not _any(products):
+        what += f" of [{', '.join(products)}]"
+    total = sum(reasons.values())
+    if total == 0:
+        return f"no node has {what} (there are no nodes)"
+    detail = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common())
+    return f"no node has {what} ({total} node{'s' if total != 1 else ''}: {detail})"

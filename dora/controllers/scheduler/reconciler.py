@@ -1,0 +1,218 @@
+"""The scheduler: binds each pending Container to a node.
+
+A reconcile of a Container key:
+
+- gone, being deleted or committed (``dora.io/node``): nothing to do;
+- reserved but not committed (a scheduler stopped half-way): verify, then
+  commit or release;
+- pending: mark it ``Pending`` if it has no phase yet, filter the nodes
+  (``filters``), pick one (``strategies``, by ``config.affinity``), then
+  reserve, verify and commit (``binder``). When nothing fits, the container's
+  status says why (condition ``Scheduled=False``, reason ``Unschedulable``) and
+  it waits: it is queued again whenever a node, a node lease, or the
+  resources held on a node change.
+
+Choices are made one at a time inside the process (a lock around filter and
+pick) and remembered as ``assumed`` until the cache shows them, so concurrent
+workers never pick the same GPU; the binder protects against other processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random as random_module
+from collections.abc import Iterable
+
+import anyio
+
+from dora.api import conventions, errors, objects
+from dora.api.client import Client
+from dora.api.objects import Ref
+from dora.api.v1 import object_pb2
+from dora.controllers import conditions
+from dora.controllers.events import Recorder
+from dora.controllers.runtime import reconcile
+from dora.controllers.runtime.cache import Cache, Delta, by_node, clone, unbound
+from dora.controllers.runtime.clock import Clock
+from dora.controllers.runtime.manager import Manager, Watch
+from dora.controllers.runtime.reconcile import DONE, Result
+from dora.controllers.scheduler import binder, filters, strategies
+from dora.controllers.scheduler.snapshot import (
+    Placement,
+    Snapshot,
+    holds_resources,
+    node_signature,
+    placement_of,
+    request_of,
+)
+
+log = reconcile.logger(__name__)
+
+PENDING = "Pending"
+SCHEDULED = "Scheduled"
+UNSCHEDULABLE = "Unschedulable"
+# Unschedulable containers are also looked at this often, in case an event was missed.
+RETRY_UNSCHEDULABLE = 60.0
+
+
+class Scheduler:
+    name = "scheduler"
+
+    def __init__(
+        self,
+        *,
+        client: Client,
+        cache: Cache,
+        zone: str,
+        clock: Clock,
+        recorder: Recorder,
+        rng: strategies.RandomSource | None = None,
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.zone = zone
+        self.clock = clock
+        self.recorder = recorder
+        self.rng = rng or random_module.Random()
+        self.snapshot = Snapshot(cache=cache, zone=zone)
+        self.assumed: dict[Ref, Placement] = {}
+        self._lock = anyio.Lock()
+        self.bound = 0
+
+    # Wiring.
+
+    def register(self, manager: Manager, *, workers: int = 4) -> None:
+        manager.store("Container", indexers={"node": by_node, "unbound": unbound})
+        manager.store("Node")
+        manager.store("Lease")
+        manager.add_controller(self, workers=workers, watches=[
+            Watch("Container", self._container_keys),
+            Watch("Node", self._node_keys),
+            Watch("Lease", self._lease_keys),
+        ])
+
+    def _waiting(self) -> list[Ref]:
+        return [objects.ref_of(c) for c in self.cache.store("Container").by_index("unbound", "")]
+
+    def _container_keys(self, delta: Delta) -> Iterable[Ref]:
+        old, new = delta.old, delta.new
+        for obj in (old, new):
+            if obj is not None and obj.container.spec.node_name:
+                self.snapshot.invalidate(obj.container.spec.node_name)
+        keys = []
+        if new is not None and not binder.committed(new):
+            keys.append(objects.ref_of(new))
+        freed = old is not None and holds_resources(old) and (
+            new is None or not holds_resources(new)
+            or new.container.spec.node_name != old.container.spec.node_name
+        )
+        if freed:
+            keys.extend(self._waiting())
+        return keys
+
+    def _node_keys(self, delta: Delta) -> Iterable[Ref]:
+        # Agents report often (memory in use, last seen); only what filters read matters.
+        if delta.old is not None and delta.new is not None and (
+                node_signature(delta.old) == node_signature(delta.new)):
+            return []
+        self.snapshot.invalidate(delta.object.metadata.name)
+        return self._waiting()
+
+    def _lease_keys(self, delta: Delta) -> Iterable[Ref]:
+        name = delta.object.metadata.name
+        if not name.startswith(conventions.NODE_LEASE_PREFIX):
+            return []
+        self.snapshot.invalidate(name.removeprefix(conventions.NODE_LEASE_PREFIX))
+        return self._waiting()
+
+    # Reconcile.
+
+    async def reconcile(self, *, key: Ref) -> Result:
+        container = self.cache.store("Container").get(key)
+        if container is None or container.metadata.HasField("deletion_timestamp"):
+            self.assumed.pop(key, None)
+            return DONE
+        if binder.committed(container):
+            self.assumed.pop(key, None)
+            return DONE
+        if container.container.spec.node_name:
+            await self._finish(container)
+            return DONE
+        return await self._schedule(key, container)
+
+    async def _schedule(self, key: Ref, container: object_pb2.Object) -> Result:
+        if not container.container.status.phase:
+            container = await self._mark_pending(container)
+        request = request_of(container)
+        strategy = container.container.spec.template.config.affinity
+        async with self._lock:
+            self._drop_seen_assumptions()
+            nodes = self.snapshot.nodes(assumed=self.assumed)
+            found, reasons = filters.fits(nodes, request)
+            choice = strategies.choose(strategy, found, request, rng=self.rng)
+            if choice is None:
+                message = filters.unschedulable_message(request, reasons)
+            else:
+                placement = Placement(node=choice.node.name, gpus=choice.gpus,
+                                      cpu_millicores=request.cpu_millicores,
+                                      workload=request.workload)
+                self.assumed[key] = placement
+        if choice is None:
+            await self._unschedulable(container, message)
+            return Result(requeue_after=RETRY_UNSCHEDULABLE)
+        try:
+            reserved = await binder.reserve(self.client, container, placement)
+            await self._finish(reserved, capacity=choice.node.cpu_capacity)
+        except BaseException:
+            self.assumed.pop(key, None)
+            raise
+        return DONE
+
+    async def _finish(self, reserved: object_pb2.Object, *, capacity: int | None = None) -> None:
+        """Verify a reservation, then commit it, or release it and raise ``LostRace``."""
+        key = objects.ref_of(reserved)
+        if capacity is None:
+            node = self.cache.store("Node").get_named(reserved.container.spec.node_name,
+                                                      zone=reserved.metadata.zone)
+            capacity = node.node.status.cpu.count * 1000 if node is not None else 0
+        try:
+            await binder.verify(self.client, reserved, cpu_capacity=capacity)
+        except binder.LostRace as exc:
+            log.info("%s: %s; placing it again", key, exc)
+            self.assumed.pop(key, None)
+            await binder.release(self.client, reserved)
+            raise
+        bound = await binder.commit(self.client, reserved)
+        self.bound += 1
+        placement = placement_of(bound)
+        gpus = ", ".join(str(g.index) for g in placement.gpus)
+        self.recorder.normal(bound, SCHEDULED, f"bound to node {placement.node}"
+                             + (f" (GPU {gpus})" if gpus else ""))
+        log.info("%s bound to %s%s", key, placement.node, f" GPUs [{gpus}]" if gpus else "")
+
+    def _drop_seen_assumptions(self) -> None:
+        store = self.cache.store("Container")
+        for key, placement in list(self.assumed.items()):
+            current = store.get(key)
+            if current is None or current.container.spec.node_name == placement.node:
+                del self.assumed[key]
+
+    async def _mark_pending(self, container: object_pb2.Object) -> object_pb2.Object:
+        obj = clone(container)
+        obj.container.status.phase = PENDING
+        return await self.client.update_status(obj)
+
+    async def _unschedulable(self, container: object_pb2.Object, message: str) -> None:
+        obj = clone(container)
+        status = obj.container.status
+        status.phase = PENDING
+        changed = conditions.set_condition(
+            status.conditions, type=SCHEDULED, status="False", reason=UNSCHEDULABLE,
+            message=message, now=self.clock.wall(),
+        )
+        if not changed:
+            return
+        log.info("%s: %s", objects.ref_of(container), message)
+        with contextlib.suppress(errors.Conflict):
+            await self.client.update_status(obj)
+        self.recorder.warning(container, UNSCHEDULABLE, message)

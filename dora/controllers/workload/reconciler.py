@@ -1,0 +1,263 @@
+"""The workload controller: keeps each Workload's Containers matching its spec.
+
+A reconcile of a Workload key reads the workload and its containers from the
+cache, makes sure its spec has a version (``versions``), asks ``plan`` for one
+step, does it (deletes, then creates ``<workload>.<n>`` with the lowest free
+``n``), and writes the status (``status``). Container names are deterministic
+and created with ``create_only``, so a cache one step behind can never make a
+duplicate: the create fails and the reconcile runs again.
+
+A deleted workload needs little: the apiserver deletes what it owns. What a
+reconcile created while the workload was being deleted would be orphaned, so
+containers, versions and events whose owning workload is gone (checked with the
+apiserver, not the cache) are deleted (``_collect_orphans``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+
+from google.protobuf import timestamp_pb2
+
+from dora.api import conventions, errors, objects
+from dora.api.client import Client
+from dora.api.objects import Ref
+from dora.api.v1 import object_pb2
+from dora.controllers import conditions
+from dora.controllers.events import Recorder, label_value_ok
+from dora.controllers.runtime import reconcile
+from dora.controllers.runtime.cache import Cache, Delta, by_controller_owner, by_owner
+from dora.controllers.runtime.clock import Clock
+from dora.controllers.runtime.manager import Manager, Watch, own_key
+from dora.controllers.runtime.reconcile import DONE, Result, TerminalError
+from dora.controllers.workload import status as workload_status
+from dora.controllers.workload import versions
+from dora.controllers.workload.plan import Plan, Replica, plan
+
+log = reconcile.logger(__name__)
+
+# How soon to look again when a create found its name taken (the cache is behind).
+NAME_TAKEN_RETRY = 0.2
+
+
+class WorkloadController:
+    name = "workload"
+
+    def __init__(
+        self,
+        *,
+        client: Client,
+        cache: Cache,
+        clock: Clock,
+        recorder: Recorder,
+        rollout_timeout: float = 60.0,
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.clock = clock
+        self.recorder = recorder
+        self.rollout_timeout = rollout_timeout
+
+    def register(self, manager: Manager, *, workers: int = 4) -> None:
+        manager.store("Workload")
+        manager.store("Container", indexers={"owner": by_controller_owner,
+                                             "owner-name": _by_owner_name})
+        manager.store("Workloadversion", indexers={"owner": by_owner,
+                                                   "owner-name": _by_owner_name})
+        manager.add_controller(self, workers=workers, watches=[
+            Watch("Workload", own_key),
+            Watch("Container", _owner_key),
+            Watch("Workloadversion", _owner_key),
+        ])
+
+    async def reconcile(self, *, key: Ref) -> Result:
+        workload = self.cache.store("Workload").get(key)
+        await self._collect_orphans(key, workload)
+        if workload is None or workload.metadata.HasField("deletion_timestamp"):
+            return DONE
+        version, created = await versions.ensure(
+            self.client, self.cache.store("Workloadversion"), workload)
+        number = version.workloadversion.spec.version
+        if created:
+            self.recorder.normal(workload, "NewVersion", f"version {number} of the spec")
+        spec = workload.workload.spec
+        desired = 0 if spec.stopped else max(0, spec.replica.count)
+        containers = self.cache.store("Container").by_index("owner", workload.metadata.uid)
+        now = self.clock.wall()
+        replicas = [_replica(c, now_seconds=now.timestamp()) for c in containers]
+        prefer = [n for n in workload.metadata.annotations.get(
+            conventions.SCALE_DOWN_ANNOTATION, "").split(",") if n]
+        step = plan(
+            desired=desired, version=number, replicas=replicas,
+            restart_always=spec.config.restart_policy == "Always", stopped=spec.stopped,
+            prefer=prefer, rollout_timeout=self.rollout_timeout,
+        )
+        by_name = {c.metadata.name: c for c in containers}
+        for name, why in step.delete:
+            await self._delete(workload, by_name[name], why)
+        requeue = step.requeue_after
+        if step.create and not await self._create(workload, version, step.create):
+            requeue = NAME_TAKEN_RETRY
+        await self._report(workload, desired=desired, version=number, step=step,
+                           containers=containers)
+        return Result(requeue_after=requeue)
+
+    async def _collect_orphans(self, key: Ref, workload: object_pb2.Object | None) -> None:
+        """Delete what names a workload called ``key.name`` that no longer exists."""
+        uid = workload.metadata.uid if workload is not None else ""
+        scope = f"{key.workspace}/{key.name}"
+        suspects = [
+            obj for kind in ("Container", "Workloadversion")
+            for obj in self.cache.store(kind).by_index("owner-name", scope)
+            if _owner_uid(obj) != uid and not obj.metadata.HasField("deletion_timestamp")
+        ]
+        if not suspects and workload is not None:
+            return
+        try:
+            live = await self.client.get("Workload", key.name, zone=key.zone,
+                                         workspace=key.workspace)
+            uid = live.metadata.uid
+        except errors.NotFound:
+            uid = ""
+        for obj in suspects:
+            if _owner_uid(obj) != uid:
+                log.info("%s: its workload is gone; deleting it", objects.ref_of(obj))
+                with contextlib.suppress(errors.NotFound):
+                    await self.client.delete(obj.kind, obj.metadata.name, zone=key.zone,
+                                             workspace=key.workspace)
+        remaining = self.cache.store("Container").by_index("owner-name", scope)
+        if workload is None and not remaining and label_value_ok(key.name):
+            events, _ = await self.client.list(
+                "Event", zone=key.zone, workspace=key.workspace,
+                label_selector=f"{conventions.WORKLOAD_LABEL}={key.name}")
+            for event in events:
+                if _owner_uid(event) != uid:
+                    with contextlib.suppress(errors.NotFound):
+                        await self.client.delete("Event", event.metadata.name, zone=key.zone,
+                                                 workspace=key.workspace)
+
+    async def _delete(self, workload: object_pb2.Object, container: object_pb2.Object,
+                      why: str) -> None:
+        try:
+            await self.client.delete("Container", container.metadata.name,
+                                     zone=container.metadata.zone,
+                                     workspace=container.metadata.workspace)
+        except errors.NotFound:
+            return
+        reason = "Restarting" if why.startswith("it exited") else "Deleted"
+        self.recorder.normal(workload, reason,
+                             f"deleted container {container.metadata.name}: {why}")
+
+    async def _create(self, workload: object_pb2.Object, version: object_pb2.Object,
+                      count: int) -> bool:
+        """Create ``count`` containers; False when a name was taken (cache behind)."""
+        store = self.cache.store("Container")
+        meta = workload.metadata
+        index = 0
+        for _ in range(count):
+            while store.get_named(conventions.container_name(meta.name, index),
+                                  zone=meta.zone, workspace=meta.workspace) is not None:
+                index += 1
+            container = new_container(workload, version, index)
+            index += 1
+            try:
+                await self.client.apply(container, create_only=True)
+            except errors.AlreadyExists:
+                return False
+            except errors.Invalid as exc:
+                raise TerminalError(f"cannot create {container.metadata.name}: {exc}") from exc
+            self.recorder.normal(
+                workload, "Created",
+                f"created container {container.metadata.name} "
+                f"(version {version.workloadversion.spec.version})",
+            )
+        return True
+
+    async def _report(self, workload: object_pb2.Object, *, desired: int, version: int,
+                      step: Plan, containers: list[object_pb2.Object]) -> None:
+        unschedulable = []
+        for container in containers:
+            if container.container.spec.node_name or container.metadata.HasField(
+                    "deletion_timestamp"):
+                continue
+            condition = conditions.get(container.container.status.conditions, "Scheduled")
+            if condition is not None and condition.status == "False":
+                unschedulable.append((container.metadata.name, condition.message))
+        new_status = workload_status.build(
+            workload=workload, desired=desired, version=version, plan=step,
+            unschedulable=unschedulable, now=self.clock.wall(),
+        )
+        if new_status == workload.workload.status:
+            return
+        obj = objects.new("Workload", workload.metadata.name, zone=workload.metadata.zone,
+                          workspace=workload.metadata.workspace)
+        obj.workload.status.CopyFrom(new_status)
+        with contextlib.suppress(errors.NotFound):
+            await self.client.update_status(obj)
+
+
+def new_container(workload: object_pb2.Object, version: object_pb2.Object,
+                  index: int) -> object_pb2.Object:
+    meta = workload.metadata
+    container = objects.new("Container", conventions.container_name(meta.name, index),
+                            zone=meta.zone, workspace=meta.workspace)
+    container.metadata.owner_references.add(kind="Workload", name=meta.name, uid=meta.uid,
+                                            controller=True)
+    if label_value_ok(meta.name):
+        container.metadata.labels[conventions.WORKLOAD_LABEL] = meta.name
+    spec = container.container.spec
+    spec.workload = meta.name
+    spec.version = version.workloadversion.spec.version
+    spec.template.CopyFrom(version.workloadversion.spec.template)
+    return container
+
+
+def _replica(container: object_pb2.Object, *, now_seconds: float) -> Replica:
+    spec, status, meta = container.container.spec, container.container.status, container.metadata
+    scheduled = conditions.get(status.conditions, "Scheduled")
+    created = _seconds(meta.creation_timestamp)
+    ran = ended = None
+    if status.HasField("started_at") and status.HasField("finished_at"):
+        ran = max(0.0, _seconds(status.finished_at) - _seconds(status.started_at))
+        ended = max(0.0, now_seconds - _seconds(status.finished_at))
+    return Replica(
+        name=meta.name,
+        index=_index(meta.name),
+        version=spec.version,
+        phase=status.phase,
+        terminating=meta.HasField("deletion_timestamp"),
+        bound=bool(spec.node_name),
+        unschedulable=scheduled is not None and scheduled.status == "False",
+        age=max(0.0, now_seconds - created),
+        ran=ran,
+        ended=ended,
+    )
+
+
+def _seconds(stamp: timestamp_pb2.Timestamp) -> float:
+    return stamp.seconds + stamp.nanos / 1e9
+
+
+def _index(name: str) -> int:
+    suffix = name.rpartition(".")[2]
+    return int(suffix) if suffix.isdigit() else 1 << 30
+
+
+def _owner_key(delta: Delta) -> Iterable[Ref]:
+    obj = delta.object
+    meta = obj.metadata
+    return [Ref("Workload", meta.zone, meta.workspace, o.name)
+            for o in meta.owner_references if o.kind == "Workload" and o.controller]
+
+
+def _owner_uid(obj: object_pb2.Object) -> str:
+    for owner in obj.metadata.owner_references:
+        if owner.kind == "Workload":
+            return owner.uid
+    return ""
+
+
+def _by_owner_name(obj: object_pb2.Object) -> list[str]:
+    return [f"{obj.metadata.workspace}/{o.name}" for o in obj.metadata.owner_references
+            if o.kind == "Workload"]

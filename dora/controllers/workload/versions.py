@@ -1,0 +1,89 @@
+"""Numbered versions of a Workload's spec (``Workloadversion`` objects).
+
+Every spec a workload has had is kept as ``<workload>.v<n>``, owned by the
+workload, so it goes with it. What makes a version is the spec without
+``replica`` and ``stopped``: scaling and stopping are not new versions.
+
+The current version is the one whose template equals the spec, so restoring
+version N (``doractl rollback``: apply N's template, see
+``dora.api.conventions.rollback``) makes N current again rather than adding a
+copy; a spec never seen before becomes version max+1.
+"""
+
+from __future__ import annotations
+
+from dora.api import conventions, errors, objects
+from dora.api.client import Client
+from dora.api.v1 import object_pb2, workloads_pb2
+from dora.controllers.events import label_value_ok
+from dora.controllers.runtime.cache import Store
+
+
+def template_of(spec: workloads_pb2.WorkloadSpec) -> workloads_pb2.WorkloadSpec:
+    """The part of a spec that makes a version."""
+    template = workloads_pb2.WorkloadSpec()
+    template.CopyFrom(spec)
+    template.ClearField("replica")
+    template.ClearField("stopped")
+    return template
+
+
+def owned_by(obj: object_pb2.Object, workload: object_pb2.Object) -> bool:
+    return any(o.uid == workload.metadata.uid for o in obj.metadata.owner_references)
+
+
+def find(store: Store, workload: object_pb2.Object) -> list[object_pb2.Object]:
+    """The workload's versions, oldest first."""
+    found = store.by_index("owner", workload.metadata.uid)
+    return sorted(found, key=lambda v: v.workloadversion.spec.version)
+
+
+def matching(versions: list[object_pb2.Object], template: workloads_pb2.WorkloadSpec
+             ) -> object_pb2.Object | None:
+    for version in versions:
+        if template_of(version.workloadversion.spec.template) == template:
+            return version
+    return None
+
+
+def new_version(workload: object_pb2.Object, number: int,
+                template: workloads_pb2.WorkloadSpec) -> object_pb2.Object:
+    meta = workload.metadata
+    name = conventions.version_name(meta.name, number)
+    version = objects.new("Workloadversion", name, zone=meta.zone, workspace=meta.workspace)
+    version.metadata.owner_references.add(kind="Workload", name=meta.name, uid=meta.uid,
+                                          controller=True)
+    if label_value_ok(meta.name):
+        version.metadata.labels[conventions.WORKLOAD_LABEL] = meta.name
+    spec = version.workloadversion.spec
+    spec.workload = meta.name
+    spec.version = number
+    spec.template.CopyFrom(template)
+    return version
+
+
+async def ensure(client: Client, store: Store, workload: object_pb2.Object
+                 ) -> tuple[object_pb2.Object, bool]:
+    """The Workloadversion of the workload's spec, created if new; and whether it was."""
+    template = template_of(workload.workload.spec)
+    versions = find(store, workload)
+    found = matching(versions, template)
+    if found is not None:
+        return found, False
+    number = max((v.workloadversion.spec.version for v in versions), default=0) + 1
+    candidate = new_version(workload, number, template)
+    try:
+        created, _ = await client.apply(candidate, create_only=True)
+        return created, True
+    except errors.AlreadyExists:
+        existing = await client.get("Workloadversion", candidate.metadata.name,
+                                    zone=workload.metadata.zone,
+                                    workspace=workload.metadata.workspace)
+        if owned_by(existing, workload) and (
+            template_of(existing.workloadversion.spec.template) == template
+        ):
+            return existing, False
+        raise errors.Conflict(
+            f"version {number} of workload {workload.metadata.name} exists and differs; "
+            "the cache is behind"
+        ) from None

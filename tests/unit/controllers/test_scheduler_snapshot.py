@@ -1,0 +1,101 @@
+"""From Nodes, Leases and Containers to what the scheduler sees."""
+
+from __future__ import annotations
+
+from dora.api import conventions, objects
+from dora.api.objects import Ref
+from dora.controllers.runtime.cache import Cache, Store, by_node
+from dora.controllers.scheduler.snapshot import Placement, Snapshot, request_of
+from tests.unit.controllers.helpers import obj
+
+
+def node(name: str, *, phase: str = "Ready", gpus: int = 2) -> objects.object_pb2.Object:
+    made = obj("Node", name)
+    made.node.spec.allow.extend(["CPUWorkload", "GPUWorkload"])
+    made.node.status.phase = phase
+    made.node.status.cpu.count = 4
+    for index in range(gpus):
+        made.node.status.gpus.add(index=index, uuid=f"{name}-{index}", product_name="V100")
+    return made
+
+
+def container(name: str, node_name: str, *, gpus: tuple[int, ...] = (), cpu: int = 0,
+              phase: str = "Running", workload: str = "a") -> objects.object_pb2.Object:
+    made = obj("Container", name, node=node_name)
+    made.container.spec.workload = workload
+    made.container.spec.cpu_millicores = cpu
+    for index in gpus:
+        made.container.spec.gpus.add(index=index, uuid=f"{node_name}-{index}")
+    made.container.status.phase = phase
+    return made
+
+
+def cache(*objs: objects.object_pb2.Object) -> Cache:
+    result = Cache()
+    for kind in ("Node", "Lease"):
+        result.add(Store(kind))
+    result.add(Store("Container", indexers={"node": by_node}))
+    for o in objs:
+        result.store(o.kind).upsert(o)
+    return result
+
+
+def lease(node_name: str) -> objects.object_pb2.Object:
+    return obj("Lease", conventions.node_lease_name(node_name))
+
+
+def test_usage_comes_from_the_containers_and_readiness_needs_the_lease() -> None:
+    snap = Snapshot(cache=cache(
+        node("n1"), node("n2"), node("n3", phase="NotReady"), lease("n1"), lease("n3"),
+        container("a.0", "n1", gpus=(1,), cpu=1500),
+        container("a.1", "n1", gpus=(0,), phase="Exited"),  # ended: holds nothing
+        container("b.0", "n1", cpu=500, phase="Pending", workload="b"),  # reserved
+    ), zone="z")
+    infos = {i.name: i for i in snap.nodes(assumed={})}
+    assert infos["n1"].ready and not infos["n2"].ready and not infos["n3"].ready
+    assert infos["n1"].used_gpus == frozenset({1})
+    assert infos["n1"].used_cpu == 2000 and infos["n1"].cpu_capacity == 4000
+    assert infos["n1"].workloads == {"w/a": 1, "w/b": 1}
+
+
+def test_assumed_placements_are_laid_over_and_invalidation_refreshes() -> None:
+    c = cache(node("n1"), lease("n1"))
+    snap = Snapshot(cache=c, zone="z")
+    assumed = {Ref("Container", "z", "w", "x.0"): Placement("n1", (), 1000, "w/x")}
+    [info] = snap.nodes(assumed=assumed)
+    assert info.used_cpu == 1000
+    [info] = snap.nodes(assumed={})
+    assert info.used_cpu == 0
+    c.store("Container").upsert(container("x.0", "n1", cpu=1000))
+    [info] = snap.nodes(assumed={})
+    assert info.used_cpu == 0, "memoized until invalidated"
+    snap.invalidate("n1")
+    [info] = snap.nodes(assumed={})
+    assert info.used_cpu == 1000
+
+
+def test_requests_from_the_template() -> None:
+    made = obj("Container", "a.0")
+    selectors = made.container.spec.template.selectors
+    selectors.gpu.count = 2
+    selectors.gpu.product_name.extend(["Quadro RTX 6000", "V100"])
+    request = request_of(made)
+    assert (request.gpu_count, request.gpu_products, request.cpu_millicores) == (
+        2, ("Quadro RTX 6000", "V100"), 0)
+    assert request.capability == "GPUWorkload"
+    selectors.cpu.count = 2
+    assert request_of(made).cpu_millicores == 2000
+    selectors.cpu.millicores = 500
+    assert request_of(made).cpu_millicores == 500
+
+
+def test_only_what_filters_read_changes_a_nodes_signature() -> None:
+    from dora.controllers.scheduler.snapshot import node_signature
+
+    before = node("n1")
+    after = node("n1")
+    after.node.status.gpus[0].memory_used_bytes = 1 << 30
+    after.node.status.last_seen.GetCurrentTime()
+    assert node_signature(before) == node_signature(after)
+    after.node.spec.scheduling_disabled = True
+    assert node_signature(before) != node_signature(after)

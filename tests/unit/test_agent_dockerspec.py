@@ -1,0 +1,140 @@
+"""From a Container to Docker options and labels, and from Docker's state to a status."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from dora.agent import dockerspec
+from dora.agent.containers import observed_status
+from dora.agent.dockerspec import Observed
+from dora.api import objects
+from dora.api.objects import Ref
+from dora.api.v1 import object_pb2, workloads_pb2
+
+
+def container(**template: object) -> object_pb2.Object:
+    obj = objects.new("Container", "web.0", zone="eu-1", workspace="team a")
+    obj.metadata.uid = "0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+    spec = obj.container.spec
+    spec.workload, spec.version, spec.node_name = "web", 3, "gpu-1"
+    spec.template.image.image = "dora/busybox:latest"
+    for name, value in template.items():
+        section, _, field = name.partition("__")
+        setattr(getattr(spec.template, section), field, value)
+    return obj
+
+
+def test_labels_name_the_node_the_incarnation_and_the_container() -> None:
+    labels = dockerspec.labels_for(container(), node="gpu-1")
+    assert labels == {
+        "dora.node": "gpu-1", "dora.uid": "0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+        "dora.zone": "eu-1", "dora.workspace": "team a", "dora.container": "web.0",
+        "dora.workload": "web", "dora.version": "3",
+    }
+    assert dockerspec.key_of(labels) == Ref("Container", "eu-1", "team a", "web.0")
+    assert dockerspec.key_of({"dora.node": "gpu-1"}) is None
+
+
+def test_docker_names_are_readable_valid_and_unique_per_incarnation() -> None:
+    first = container()
+    again = container()
+    again.metadata.uid = "ffffffff-0000-0000-0000-000000000000"
+    assert dockerspec.docker_name(first) == "dora-eu-1-team_a-web.0-0a1b2c3d"
+    assert dockerspec.docker_name(again) == "dora-eu-1-team_a-web.0-ffffffff"
+
+
+def test_run_options_come_from_the_template() -> None:
+    obj = container(config__cmd="echo hi && sleep 1", config__shm_size=2**30,
+                    network__mode="bridge")
+    obj.container.spec.cpu_millicores = 1500
+    obj.container.spec.template.network.ports.add(node_port=25000, port=8008, protocol="tcp")
+    obj.container.spec.template.network.ports.add(node_port=25001, port=53, protocol="udp")
+    obj.container.spec.gpus.add(index=0, uuid="GPU-a", product_name="A100")
+    obj.container.spec.gpus.add(index=3, uuid="GPU-d", product_name="A100")
+    spec = dockerspec.run_spec(obj, node="gpu-1", simulated_gpus=False)
+    assert spec.command == ["/bin/sh", "-c", "echo hi && sleep 1"]
+    assert spec.shm_size == 2**30
+    assert spec.nano_cpus == 1_500_000_000
+    assert spec.gpu_uuids == ("GPU-a", "GPU-d")
+    assert spec.network_mode == "bridge"
+    assert spec.ports == {"8008/tcp": 25000, "53/udp": 25001}
+    assert spec.labels["dora.uid"] == obj.metadata.uid
+
+
+def test_defaults_run_the_images_command_without_network_or_limits() -> None:
+    spec = dockerspec.run_spec(container(), node="gpu-1", simulated_gpus=False)
+    assert spec.command is None
+    assert (spec.shm_size, spec.nano_cpus, spec.gpu_uuids) == (0, 0, ())
+    assert spec.network_mode == "none"
+    assert spec.ports == {}
+
+
+def test_simulated_gpus_are_never_handed_to_docker() -> None:
+    obj = container()
+    obj.container.spec.gpus.add(index=0, uuid="GPU-sim")
+    assert dockerspec.run_spec(obj, node="gpu-1", simulated_gpus=True).gpu_uuids == ()
+
+
+def test_ports_mean_nothing_on_host_and_none_networks() -> None:
+    obj = container(network__mode="host")
+    obj.container.spec.template.network.ports.add(node_port=25000, port=8008)
+    assert dockerspec.run_spec(obj, node="n", simulated_gpus=False).ports == {}
+
+
+def test_volumes_fail_clearly_until_the_volume_issue_lands() -> None:
+    obj = container()
+    obj.container.spec.template.volumes.add(name="home", target="/home")
+    with pytest.raises(dockerspec.Unsupported, match="volumes \\(home\\) are not supported"):
+        dockerspec.run_spec(obj, node="n", simulated_gpus=False)
+
+
+def test_docker_times_parse_to_the_microsecond_and_zero_is_none() -> None:
+    parsed = dockerspec.parse_docker_time("2026-05-07T21:09:36.123456789Z")
+    assert parsed == dt.datetime(2026, 5, 7, 21, 9, 36, 123456, tzinfo=dt.UTC)
+    assert dockerspec.parse_docker_time("0001-01-01T00:00:00Z") is None
+    assert dockerspec.parse_docker_time("2026-05-07T21:09:36Z") is not None
+
+
+def inspect(status: str, **state: object) -> dict[str, object]:
+    return {
+        "Id": "abc123", "Name": "/dora-x",
+        "Config": {"Labels": {"dora.uid": "u"}},
+        "State": {"Status": status, "ExitCode": 0, "StartedAt": "2026-05-07T21:09:36.5Z",
+                  "FinishedAt": "0001-01-01T00:00:00Z", "OOMKilled": False, "Error": "",
+                  **state},
+    }
+
+
+def test_a_running_container_reports_running_with_its_start() -> None:
+    observed = dockerspec.observed_from_inspect(inspect("running"))
+    assert observed == Observed(
+        id="abc123", name="dora-x", labels={"dora.uid": "u"}, state="running",
+        started_at=dt.datetime(2026, 5, 7, 21, 9, 36, 500000, tzinfo=dt.UTC),
+    )
+    current = workloads_pb2.ContainerStatus(phase="Creating")
+    current.conditions.add(type="Scheduled", status="True")
+    status = observed_status(current, observed, node="gpu-1")
+    assert (status.phase, status.docker_id, status.node_name) == ("Running", "abc123", "gpu-1")
+    assert status.started_at.ToDatetime(dt.UTC) == observed.started_at
+    assert [c.type for c in status.conditions] == ["Scheduled"], "kept: not the agent's"
+
+
+@pytest.mark.parametrize(
+    ("state", "phase", "exit_code", "reason"),
+    [
+        ({"ExitCode": 0}, "Exited", 0, "Completed"),
+        ({"ExitCode": 3}, "Exited", 3, "Error"),
+        ({"ExitCode": 137, "OOMKilled": True}, "Exited", 137, "OOMKilled"),
+    ],
+)
+def test_an_exited_container_reports_its_exit_code(
+    state: dict[str, object], phase: str, exit_code: int, reason: str
+) -> None:
+    attrs = inspect("exited", FinishedAt="2026-05-07T21:10:00Z", **state)
+    observed = dockerspec.observed_from_inspect(attrs)
+    status = observed_status(workloads_pb2.ContainerStatus(phase="Running"), observed, node="n")
+    assert (status.phase, status.exit_code, status.reason) == (phase, exit_code, reason)
+    assert status.finished_at.ToDatetime(dt.UTC) == dt.datetime(2026, 5, 7, 21, 10,
+                                                                tzinfo=dt.UTC)
