@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ARGS ?=
 
-.PHONY: help up down test lint gen e2e bench bench-quick clean
+.PHONY: help up down test lint gen e2e bench bench-quick images clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,6 +36,12 @@ bench: ## Run the benchmarks (bench/): a table of figures vs baselines, and benc
 
 bench-quick: ## The same benchmarks at small sizes, in under 2 minutes
 	hack/bench.sh --quick $(ARGS)
+
+images: ## Build dora/dora, dora/etcd and dora/busybox locally (no registry is used)
+	hack/venv.sh
+	hack/dora-image.sh
+	hack/etcd-image.sh
+	hack/busybox-image.sh
 
 clean: ## Remove .venv, caches and build outputs (never the data dir of `make up`)
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache build dist

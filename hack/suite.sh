@@ -16,7 +16,7 @@ extra_deps=()
 case "$suite" in
   e2e)
     dir=e2e
-    extra_deps=(docker-compose)
+    extra_deps=(docker-compose debootstrap)
     ;;
   *)
     echo "usage: $0 e2e [PYTEST_ARGS...]" >&2
@@ -37,6 +37,10 @@ hack/install-deps.sh "${extra_deps[@]}"
 hack/venv.sh
 hack/start-dockerd.sh
 hack/busybox-image.sh
+if [[ "$suite" == e2e ]]; then
+  hack/dora-image.sh
+  hack/etcd-image.sh
+fi
 export DORA_BUSYBOX_IMAGE="${DORA_BUSYBOX_IMAGE:-dora/busybox:latest}"
 use_venv
 

@@ -1,0 +1,174 @@
+"""``doractl apply`` and ``doractl diff``: declare objects from YAML, or see what that would change.
+
+Both read every ``-f`` first (``manifests``): a document that does not parse
+stops the command before anything is sent. ``apply`` then applies objects in
+the order written and goes on past an object the server rejects, as kubectl
+does, reporting each and exiting 1. ``diff`` asks the server what an apply
+would store (a server-side dry run, so defaults and validation are the
+server's) and diffs its YAML against the live object.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import sys
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+
+from dora.api import codec, errors
+from dora.api.client import ApplyResult
+from dora.api.v1 import object_pb2
+from dora.ctl import manifests, printers, session, templating
+from dora.ctl.options import FilesOpt, RecursiveOpt, command, settings_of
+
+
+class DryRun(enum.StrEnum):
+    none = "none"
+    server = "server"
+
+
+RESULT_WORDS = {
+    ApplyResult.CREATED: "created",
+    ApplyResult.CONFIGURED: "configured",
+    ApplyResult.UNCHANGED: "unchanged",
+}
+
+EnvOpt = Annotated[list[str], typer.Option(
+    "--env", "-e", metavar="KEY=VALUE",
+    help="Replace $KEY (or ${KEY}) in the files' values with VALUE; repeatable. "
+         "With -e, every $KEY used must be given ($$ is a literal $).",
+    show_default=False,
+)]
+
+
+def register(app: typer.Typer) -> None:
+    command(app, "apply")(apply)
+    command(app, "diff")(diff)
+
+
+def load(files: list[str], *, recursive: bool, env: list[str]) -> list[object_pb2.Object]:
+    """The objects of ``files``, templated when ``-e`` was given."""
+    if not files:
+        raise typer.BadParameter("give at least one -f FILE|DIR|-", param_hint="-f")
+    try:
+        values = templating.parse_assignments(env) if env else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="-e") from None
+    return manifests.load(files, recursive=recursive, values=values)
+
+
+def apply(
+    ctx: typer.Context,
+    files: FilesOpt = [],  # noqa: B006  (typer reads the default; never mutated)
+    recursive: RecursiveOpt = False,
+    env: EnvOpt = [],  # noqa: B006
+    dry_run: Annotated[DryRun, typer.Option(
+        "--dry-run", help="server: validate and default on the server, store nothing.",
+        case_sensitive=False)] = DryRun.none,
+) -> None:
+    """Create or update objects from YAML/JSON files, directories or stdin.
+
+    Prints `kind/name created|configured|unchanged` for each object. Objects that
+    name no zone or workspace get the context's (or -z/-g).
+    """
+    objs = load(files, recursive=recursive, env=env)
+    connection = settings_of(ctx).connection()
+    server_dry_run = dry_run is DryRun.server
+    suffix = " (server dry run)" if server_dry_run else ""
+
+    async def work(s: session.Session) -> bool:
+        ok = True
+        for obj in objs:
+            s.fill_scope(obj)
+            try:
+                _, result = await s.client.apply(obj, dry_run=server_dry_run)
+            except errors.Unavailable:
+                raise
+            except errors.DoraError as exc:
+                ok = False
+                sys.stdout.flush()
+                typer.echo(printers.error_text(exc, about=printers.object_name(obj)), err=True)
+                continue
+            typer.echo(f"{printers.object_name(obj)} {RESULT_WORDS.get(result, 'applied')}{suffix}")
+        return ok
+
+    if not session.run(connection, work):
+        raise typer.Exit(1)
+
+
+_SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "generation")
+
+
+def diff_text(live: object_pb2.Object | None, applied: object_pb2.Object) -> str:
+    """A unified diff of the YAML of ``live`` (None: absent) and ``applied``, without
+    the fields only the server sets."""
+    name = printers.object_name(applied)
+    before = _yaml(live).splitlines(keepends=True) if live is not None else []
+    after = _yaml(applied).splitlines(keepends=True)
+    return "".join(difflib.unified_diff(before, after, f"live/{name}", f"applied/{name}"))
+
+
+def _yaml(obj: object_pb2.Object) -> str:
+    data = codec.to_dict(obj)
+    for key in _SERVER_FIELDS:
+        data["metadata"].pop(key, None)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def diff(
+    ctx: typer.Context,
+    files: FilesOpt = [],  # noqa: B006
+    recursive: RecursiveOpt = False,
+    env: EnvOpt = [],  # noqa: B006
+) -> None:
+    """Show what `apply` would change, as a unified diff of YAML.
+
+    Exit status: 0 no change, 1 changes (or an error).
+    """
+    objs = load(files, recursive=recursive, env=env)
+    connection = settings_of(ctx).connection()
+
+    async def work(s: session.Session) -> tuple[list[str], bool]:
+        diffs, ok = [], True
+        for obj in objs:
+            s.fill_scope(obj)
+            try:
+                applied, result = await s.client.apply(obj, dry_run=True)
+                if result == ApplyResult.UNCHANGED:
+                    continue
+                live: object_pb2.Object | None = None
+                if result != ApplyResult.CREATED:
+                    meta = applied.metadata
+                    live = await s.client.get(applied.kind, meta.name, zone=meta.zone,
+                                              workspace=meta.workspace)
+            except errors.Unavailable:
+                raise
+            except errors.DoraError as exc:
+                ok = False
+                typer.echo(printers.error_text(exc, about=printers.object_name(obj)), err=True)
+                continue
+            text = diff_text(live, applied)
+            if text:
+                diffs.append(text)
+        return diffs, ok
+
+    diffs, ok = session.run(connection, work)
+    _print_diffs(diffs)
+    if diffs or not ok:
+        raise typer.Exit(1)
+
+
+def _print_diffs(diffs: list[str]) -> None:
+    if not printers.is_terminal(sys.stdout):
+        sys.stdout.write("".join(diffs))
+        return
+    console = Console(highlight=False)
+    styles = {"+": "green", "-": "red", "@": "cyan"}
+    for text in diffs:
+        for line in text.splitlines():
+            style = "bold" if line.startswith(("+++", "---")) else styles.get(line[:1])
+            console.print(line, style=style, markup=False)

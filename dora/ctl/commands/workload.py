@@ -1,0 +1,231 @@
+"""The tutorial's workload verbs: ``scale``, ``stop``, ``start``, ``versions`` and ``rollback``.
+
+Each change is a read-modify-write of the workload's spec: get it, change it, and
+apply it back carrying the ``resourceVersion`` it was read at, so a concurrent
+change is never overwritten: on a conflict the verb reads again and retries. A
+stopped workload keeps its definition (and replica count) and runs no container.
+
+Versions are the ``Workloadversion`` objects the workload controller keeps of
+every spec (``<workload>.v<n>``, owned by the workload); scaling and stopping
+make none. ``rollback`` applies a version's template with the replica count and
+stopped flag left as they are (``dora.api.conventions.rollback``), and the
+controller recognises the spec as that version again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+
+from dora.api import conventions, errors, kinds
+from dora.api.client import ApplyResult
+from dora.api.v1 import object_pb2, workloads_pb2
+from dora.ctl import columns, humanize, printers, session
+from dora.ctl.options import (
+    KindArg,
+    Output,
+    OutputOpt,
+    command,
+    complete_name,
+    kind_of,
+    settings_of,
+)
+
+RETRIES = 10
+
+NamesArg = Annotated[list[str], typer.Argument(
+    metavar="NAME", help="The workloads' names.", show_default=False,
+    autocompletion=complete_name,
+)]
+Mutation = Callable[[workloads_pb2.WorkloadSpec], None]
+
+
+def register(app: typer.Typer) -> None:
+    command(app, "scale")(scale)
+    command(app, "stop")(stop)
+    command(app, "start")(start)
+    command(app, "versions")(versions)
+    command(app, "rollback")(rollback)
+
+
+def _workload_kind(word: str) -> kinds.Kind:
+    found = kind_of(word)
+    if found.name != "Workload":
+        raise typer.BadParameter(f"only workloads have this verb, not {found.plural}",
+                                 param_hint="KIND")
+    return found
+
+
+def scale(
+    ctx: typer.Context,
+    kind: KindArg,
+    names: NamesArg,
+    replicas: Annotated[int, typer.Option(
+        "--replicas", min=0, help="How many containers to run.", show_default=False)],
+) -> None:
+    """Set how many containers a workload runs: `scale workload NAME --replicas N`."""
+
+    def mutate(spec: workloads_pb2.WorkloadSpec) -> None:
+        spec.replica.count = replicas
+
+    _change(ctx, _workload_kind(kind), names, mutate, done="scaled")
+
+
+def stop(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
+    """Stop a workload: its containers go, its definition stays (`start` runs it again)."""
+
+    def mutate(spec: workloads_pb2.WorkloadSpec) -> None:
+        spec.stopped = True
+
+    _change(ctx, _workload_kind(kind), names, mutate, done="stopped")
+
+
+def start(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
+    """Start a stopped workload again."""
+
+    def mutate(spec: workloads_pb2.WorkloadSpec) -> None:
+        spec.stopped = False
+
+    _change(ctx, _workload_kind(kind), names, mutate, done="started")
+
+
+def _change(ctx: typer.Context, kind: kinds.Kind, names: list[str], mutate: Mutation, *,
+            done: str) -> None:
+    connection = settings_of(ctx).connection()
+
+    async def work(s: session.Session) -> bool:
+        ok = True
+        for name in names:
+            try:
+                result = await update_spec(s, kind, name, mutate)
+            except errors.Unavailable:
+                raise
+            except errors.DoraError as exc:
+                ok = False
+                sys.stdout.flush()
+                typer.echo(printers.error_text(exc), err=True)
+                continue
+            word = "unchanged" if result == ApplyResult.UNCHANGED else done
+            typer.echo(f"{kind.name.lower()}/{name} {word}")
+        return ok
+
+    if not session.run(connection, work):
+        raise typer.Exit(1)
+
+
+async def update_spec(s: session.Session, kind: kinds.Kind, name: str,
+                      mutate: Mutation) -> ApplyResult.ValueType:
+    """Get, change and apply back at the version read; again on a conflict."""
+    for attempt in range(RETRIES):
+        obj = await s.get(kind, name)
+        mutate(obj.workload.spec)
+        try:
+            _, result = await s.client.apply(obj)
+        except errors.Conflict:
+            await asyncio.sleep(0.05 * (attempt + 1))
+            continue
+        return result
+    raise errors.Conflict(f"{kind.name.lower()}/{name} kept changing; try again")
+
+
+NameArg = Annotated[str, typer.Argument(
+    metavar="NAME", help="The workload's name.", show_default=False,
+    autocompletion=complete_name,
+)]
+
+
+async def versions_of(s: session.Session, workload: object_pb2.Object) -> list[object_pb2.Object]:
+    """The workload's versions, oldest first."""
+    meta = workload.metadata
+    items, _ = await s.client.list("Workloadversion", zone=meta.zone, workspace=meta.workspace)
+    owned = [v for v in items
+             if any(o.uid == meta.uid for o in v.metadata.owner_references)]
+    return sorted(owned, key=lambda v: v.workloadversion.spec.version)
+
+
+def versions(ctx: typer.Context, kind: KindArg, name: NameArg,
+             output: OutputOpt = Output.table) -> None:
+    """List the versions of a workload's spec; * marks the one it runs."""
+    found = _workload_kind(kind)
+    connection = settings_of(ctx).connection()
+
+    async def work(s: session.Session) -> tuple[object_pb2.Object, list[object_pb2.Object]]:
+        workload = await s.get(found, name)
+        return workload, await versions_of(s, workload)
+
+    workload, found_versions = session.run(connection, work)
+    if output not in (Output.table, Output.wide):
+        sys.stdout.write(printers.serialize(found_versions, output))
+        return
+    if not found_versions:
+        typer.echo(f"workload/{name} has no versions yet (the workload controller records "
+                   "them)", err=True)
+        return
+    current = workload.workload.status.current_version
+    now = dt.datetime.now(dt.UTC)
+    rows = []
+    for version in found_versions:
+        spec = version.workloadversion.spec
+        rows.append(["*" if spec.version == current else "", str(spec.version),
+                     spec.template.image.image or "<none>",
+                     columns.resources(spec.template) or "<none>",
+                     spec.template.config.cmd or "<none>",
+                     humanize.age(humanize.when(version.metadata, "creation_timestamp"), now=now)])
+    printers.print_table(["CURRENT", "VERSION", "IMAGE", "RESOURCES", "CMD", "AGE"], rows)
+
+
+def rollback(
+    ctx: typer.Context,
+    kind: KindArg,
+    name: NameArg,
+    to_version: Annotated[int | None, typer.Option(
+        "--to-version", min=1, show_default=False,
+        help="The version to go back to; default: the one before the current.")] = None,
+) -> None:
+    """Restore an earlier version of a workload's spec (replicas and stopped stay)."""
+    found = _workload_kind(kind)
+    connection = settings_of(ctx).connection()
+
+    async def work(s: session.Session) -> tuple[int, ApplyResult.ValueType]:
+        for attempt in range(RETRIES):
+            workload = await s.get(found, name)
+            target = await _target_version(s, workload, to_version)
+            try:
+                _, result = await s.client.apply(conventions.rollback(workload, target))
+            except errors.Conflict:
+                await asyncio.sleep(0.05 * (attempt + 1))
+                continue
+            return target.workloadversion.spec.version, result
+        raise errors.Conflict(f"workload/{name} kept changing; try again")
+
+    number, result = session.run(connection, work)
+    if result == ApplyResult.UNCHANGED:
+        typer.echo(f"workload/{name} unchanged (it is at version {number})")
+    else:
+        typer.echo(f"workload/{name} rolled back to version {number}")
+
+
+async def _target_version(s: session.Session, workload: object_pb2.Object,
+                          number: int | None) -> object_pb2.Object:
+    name = workload.metadata.name
+    found = await versions_of(s, workload)
+    if number is None:
+        current = workload.workload.status.current_version
+        earlier = [v for v in found if v.workloadversion.spec.version < current]
+        if not current or not earlier:
+            raise errors.NotFound(
+                f"workload/{name} has no version before the current one"
+                + (f" ({current})" if current else "")
+                + f"; see `doractl versions workload {name}`"
+            )
+        return earlier[-1]
+    for version in found:
+        if version.workloadversion.spec.version == number:
+            return version
+    known = ", ".join(str(v.workloadversion.spec.version) for v in found) or "none"
+    raise errors.NotFound(f"workload/{name} has no version {number} (versions: {known})")
