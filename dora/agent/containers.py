@@ -32,6 +32,7 @@ import logging
 from collections.abc import Callable
 
 from dora.agent import dockerspec
+from dora.agent import volumes as agent_volumes
 from dora.agent.docker_driver import Engine, EngineError, EngineUnavailable, ImageNotFound
 from dora.agent.dockerspec import Observed
 from dora.agent.workqueue import reconcile_id
@@ -137,6 +138,7 @@ class Reconciler:
         simulated_gpus: bool,
         stop_timeout: float,
         requeue: Callable[[Ref], None],
+        resolver: agent_volumes.Resolver | None = None,
     ) -> None:
         self.client = client
         self.engine = engine
@@ -145,6 +147,7 @@ class Reconciler:
         self.simulated_gpus = simulated_gpus
         self.stop_timeout = stop_timeout
         self.requeue = requeue
+        self.resolver = resolver or agent_volumes.Resolver(client=client)
 
     def _mine(self, obj: object_pb2.Object | None) -> bool:
         return obj is not None and obj.container.spec.node_name == self.node
@@ -231,7 +234,14 @@ class Reconciler:
                                   "(removed outside Dora?)")
             return
         try:
-            spec = dockerspec.run_spec(obj, node=self.node, simulated_gpus=self.simulated_gpus)
+            mounts = await self.resolver.mounts(obj)
+        except agent_volumes.NotReady as exc:
+            # Maybe the Volume is applied a moment later: wait, retried with backoff.
+            await self._phase(obj, "Creating", reason="VolumeNotReady", message=str(exc))
+            raise
+        try:
+            spec = dockerspec.run_spec(obj, node=self.node, simulated_gpus=self.simulated_gpus,
+                                       mounts=mounts)
         except dockerspec.Unsupported as exc:
             await self._fail(obj, str(exc))
             return
@@ -257,6 +267,8 @@ class Reconciler:
         obj = await self._phase(obj, "Creating")
         log.info("[%s] creating Docker container %s for %s", reconcile_id(), spec.name, key)
         try:
+            for mount in mounts:
+                await self.engine.ensure_volume(dockerspec.docker_volume(mount, zone=key.zone))
             docker_id = await self.engine.create(spec)
         except (EngineUnavailable, ImageNotFound):
             raise

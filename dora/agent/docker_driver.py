@@ -34,7 +34,7 @@ import docker.types
 import requests
 
 from dora.agent import dockerspec
-from dora.agent.dockerspec import Observed, RunSpec
+from dora.agent.dockerspec import DockerVolume, Observed, RunSpec
 from dora.api.objects import Ref
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
@@ -83,6 +83,8 @@ class Engine(Protocol):
     async def image_present(self, image: str) -> bool: ...
 
     async def pull(self, image: str) -> None: ...
+
+    async def ensure_volume(self, volume: DockerVolume) -> None: ...
 
     async def create(self, spec: RunSpec) -> str: ...
 
@@ -209,6 +211,22 @@ class DockerDriver:
                 self._docker_for_pulls().images.pull(repository, tag=tag or "latest")
             except docker.errors.NotFound as exc:
                 raise ImageNotFound(_explain(exc)) from exc
+
+        await self._run(call)
+
+    async def ensure_volume(self, volume: DockerVolume) -> None:
+        """Create the named volume (``local`` driver) unless it exists. Its name carries
+        a digest of its options, so one that exists has the options asked for."""
+
+        def call() -> None:
+            api = self._docker().api
+            try:
+                api.inspect_volume(volume.name)
+                return
+            except docker.errors.NotFound:
+                pass
+            api.create_volume(name=volume.name, driver="local",
+                              driver_opts=volume.options, labels=volume.labels)
 
         await self._run(call)
 

@@ -21,7 +21,10 @@ same name never waits for the old Docker container's name.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dora.api.objects import Ref
@@ -34,6 +37,8 @@ LABEL_WORKSPACE = "dora.workspace"
 LABEL_CONTAINER = "dora.container"
 LABEL_WORKLOAD = "dora.workload"
 LABEL_VERSION = "dora.version"
+# On Docker named volumes: which Dora Volume (with dora.zone and dora.workspace).
+LABEL_VOLUME = "dora.volume"
 
 _NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -86,12 +91,70 @@ class RunSpec:
     network_mode: str = "none"
     # "8008/tcp" -> node port.
     ports: dict[str, int] = field(default_factory=dict)
-    # The hook for the volume issue: docker named volumes, name -> (target, read-only).
+    # Docker named volumes (see ``docker_volume``): name -> (target, read-only).
     volumes: dict[str, tuple[str, bool]] = field(default_factory=dict)
 
 
-def run_spec(obj: object_pb2.Object, *, node: str, simulated_gpus: bool) -> RunSpec:
-    """The Docker container a Container bound to ``node`` runs as.
+@dataclass(frozen=True)
+class Mount:
+    """A Dora Volume resolved for one Container: what Docker needs to mount it.
+
+    ``kind`` Local: ``path`` is a directory of this machine (bind-mounted);
+    NFS: ``path`` is the export path on ``endpoint``.
+    """
+
+    workspace: str
+    name: str
+    kind: str
+    path: str
+    target: str
+    read_only: bool = False
+    endpoint: str = ""
+
+
+@dataclass(frozen=True)
+class DockerVolume:
+    """A Docker named volume of the ``local`` driver standing for a Dora Volume."""
+
+    name: str
+    options: dict[str, str]
+    labels: dict[str, str]
+
+
+# Options of every NFS mount; ``addr`` comes first, the storage's endpoint.
+NFS_OPTIONS = "rw,nfsvers=4,hard"
+
+
+def docker_volume(mount: Mount, *, zone: str) -> DockerVolume:
+    """The named volume for ``mount``: the ``local`` driver, as ``docker volume create
+    --opt type=... --opt o=... --opt device=...`` would make it.
+
+    Docker volumes cannot change, so the name ends with a digest of the options: a
+    Storage that moves gets a new named volume, never a stale one.
+    """
+    if mount.kind == "Local":
+        options = {"type": "none", "o": "bind", "device": mount.path}
+    elif mount.kind == "NFS":
+        if not mount.endpoint:
+            raise Unsupported(f"volume {mount.name}: its NFS storage has no endpoint")
+        options = {"type": "nfs", "o": f"addr={mount.endpoint},{NFS_OPTIONS}",
+                   "device": f":{mount.path}"}
+    else:
+        raise Unsupported(f"volume {mount.name}: storage kind {mount.kind!r} is not NFS or "
+                          "Local")
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
+    parts = (zone, mount.workspace, mount.name)
+    return DockerVolume(
+        name="dora-" + "-".join(_NOT_IN_NAME.sub("_", p) for p in parts) + f"-{digest}",
+        options=options,
+        labels={LABEL_ZONE: zone, LABEL_WORKSPACE: mount.workspace, LABEL_VOLUME: mount.name},
+    )
+
+
+def run_spec(obj: object_pb2.Object, *, node: str, simulated_gpus: bool,
+             mounts: Sequence[Mount] = ()) -> RunSpec:
+    """The Docker container a Container bound to ``node`` runs as, with its volumes
+    already resolved (``mounts``, one per entry of ``template.volumes``).
 
     Raises ``Unsupported`` for what this agent cannot run (yet): the Container is
     then Failed with that reason rather than run without what it asked for.
@@ -121,23 +184,30 @@ def run_spec(obj: object_pb2.Object, *, node: str, simulated_gpus: bool) -> RunS
         gpu_uuids=() if simulated_gpus else tuple(g.uuid or str(g.index) for g in spec.gpus),
         network_mode=mode,
         ports=ports,
-        volumes=volume_mounts(obj),
+        volumes=volume_mounts(obj, mounts, zone=obj.metadata.zone),
     )
 
 
-def volume_mounts(obj: object_pb2.Object) -> dict[str, tuple[str, bool]]:
-    """Docker named volumes for the Container's ``volumes``: the volume issue's hook.
+def volume_mounts(obj: object_pb2.Object, mounts: Sequence[Mount], *,
+                  zone: str) -> dict[str, tuple[str, bool]]:
+    """Docker named volume -> (target, read-only) for the Container's ``volumes``.
 
-    Until the volume controller defines which named volume stands for a Dora
-    Volume (and makes it), a Container that asks for volumes fails with a clear
-    reason instead of running without its data.
+    Every entry of ``template.volumes`` must have been resolved: a Container never
+    runs without a volume it asked for.
     """
-    names = [v.name for v in obj.container.spec.template.volumes]
-    if names:
-        raise Unsupported(
-            f"volumes ({', '.join(names)}) are not supported by this agent yet"
-        )
-    return {}
+    wanted = [(v.workspace or obj.metadata.workspace, v.name)
+              for v in obj.container.spec.template.volumes]
+    have = {(m.workspace, m.name) for m in mounts}
+    missing = [f"{w}/{n}" for w, n in wanted if (w, n) not in have]
+    if missing:
+        raise Unsupported(f"volumes ({', '.join(missing)}) were not resolved")
+    result: dict[str, tuple[str, bool]] = {}
+    for mount in mounts:
+        target = mount.target or f"/{mount.name}"
+        if not target.startswith("/") or ".." in target.split("/"):
+            raise Unsupported(f"volume {mount.name}: target {target!r} is not an absolute path")
+        result[docker_volume(mount, zone=zone).name] = (target, mount.read_only)
+    return result
 
 
 @dataclass(frozen=True)

@@ -26,17 +26,20 @@ import anyio
 
 from dora.api import conventions
 from dora.api.client import Client, target_of
+from dora.controllers.credit import accrual as credit_accrual
+from dora.controllers.credit.reconciler import CreditController
 from dora.controllers.events import Recorder
 from dora.controllers.nodelifecycle import NodeLifecycle
 from dora.controllers.runtime.clock import Clock, RealClock
 from dora.controllers.runtime.leader import LeaderElector
 from dora.controllers.runtime.manager import Manager
 from dora.controllers.scheduler.reconciler import Scheduler
+from dora.controllers.volume import VolumeController
 from dora.controllers.workload.reconciler import WorkloadController
 
 log = logging.getLogger("dora.controllers")
 
-CONTROLLERS = ("workload", "scheduler", "nodelifecycle")
+CONTROLLERS = ("workload", "scheduler", "nodelifecycle", "volume", "credit")
 
 
 @dataclass
@@ -53,6 +56,8 @@ class Options:
     stall_timeout: float = 60.0
     workers: int = 4
     seed: int | None = None
+    credit_week_start: str = "monday"
+    credit_interval: float = 60.0
 
 
 def default_identity() -> str:
@@ -69,6 +74,9 @@ def check(options: Options) -> None:
         raise ValueError("--controllers names none")
     if options.lease_ttl < 2:
         raise ValueError("--lease-ttl must be at least 2 seconds")
+    credit_accrual.weekday(options.credit_week_start)
+    if options.credit_interval <= 0:
+        raise ValueError("--credit-interval must be more than 0 seconds")
 
 
 def build(client: Client, options: Options, *, clock: Clock | None = None) -> Manager:
@@ -95,6 +103,14 @@ def build(client: Client, options: Options, *, clock: Clock | None = None) -> Ma
     if "nodelifecycle" in options.controllers:
         NodeLifecycle(client=client, cache=manager.cache, clock=clock, recorder=recorder,
                       zone=options.zone, grace=options.node_grace).register(manager)
+    if "volume" in options.controllers:
+        VolumeController(client=client, cache=manager.cache, clock=clock, recorder=recorder,
+                         zone=options.zone).register(manager)
+    if "credit" in options.controllers:
+        CreditController(client=client, cache=manager.cache, clock=clock, recorder=recorder,
+                         zone=options.zone,
+                         week_start_day=credit_accrual.weekday(options.credit_week_start),
+                         interval=options.credit_interval).register(manager)
     return manager
 
 
@@ -130,6 +146,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "controller (default 4)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the Random placement strategy")
+    parser.add_argument("--credit-week-start", default="monday",
+                        help="the day (UTC) the credit week starts (default monday)")
+    parser.add_argument("--credit-interval", type=float, default=60.0,
+                        help="seconds between credit updates while a user's containers "
+                             "run (default 60)")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -146,6 +167,8 @@ def options_from(args: argparse.Namespace) -> Options:
         resync=args.resync,
         workers=args.workers,
         seed=args.seed,
+        credit_week_start=args.credit_week_start,
+        credit_interval=args.credit_interval,
     )
 
 

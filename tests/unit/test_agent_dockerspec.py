@@ -83,10 +83,11 @@ def test_ports_mean_nothing_on_host_and_none_networks() -> None:
     assert dockerspec.run_spec(obj, node="n", simulated_gpus=False).ports == {}
 
 
-def test_volumes_fail_clearly_until_the_volume_issue_lands() -> None:
+def test_a_volume_that_was_not_resolved_is_never_left_out() -> None:
     obj = container()
     obj.container.spec.template.volumes.add(name="home", target="/home")
-    with pytest.raises(dockerspec.Unsupported, match="volumes \\(home\\) are not supported"):
+    with pytest.raises(dockerspec.Unsupported, match="volumes \\(team a/home\\) were not "
+                       "resolved"):
         dockerspec.run_spec(obj, node="n", simulated_gpus=False)
 
 

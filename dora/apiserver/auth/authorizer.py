@@ -10,7 +10,8 @@ zone's Storages and Nodes when their role says so.
 
 Some verbs imply others, because the seeds' roles are written in the product's
 words: seed 004's ``node-rep`` role only says ``Node: [report]``, and a node
-must also read and report the Containers bound to it and hold its Lease.
+must also read and report the Containers bound to it, hold its Lease, and read
+the Volumes and Storages those Containers mount.
 ``Describe`` allows what ``Get`` allows.
 
 Decisions are made on the cached Users and Roles; a denial is checked once more
@@ -36,6 +37,9 @@ IMPLIED: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
         "Node": ("Get", "UpdateStatus"),
         "Container": ("Get", "UpdateStatus", "Finalize"),
         "Lease": ("Get", "Apply", "Delete"),
+        # To mount a Container's volumes the agent reads them and their Storage.
+        "Volume": ("Get",),
+        "Storage": ("Get",),
     },
 }
 

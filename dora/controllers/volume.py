@@ -1,0 +1,176 @@
+"""The volume controller: a Volume is Ready when its Storage exists, and cannot go
+while containers use it.
+
+For each Volume of the zone, one reconcile reads the Volume, its Storage (same
+zone, ``spec.storage``) and the Containers that mount it from the cache, and:
+
+- keeps the finalizer ``dora.io/volume-protection`` on a live Volume;
+- writes the status: ``phase`` Ready with ``path`` (seed 002's rule,
+  ``dora.api.volumes.volume_path``) when the Storage exists, Pending with the
+  condition ``Ready=False, reason StorageNotFound`` when it does not;
+  ``usedBy`` lists ``<workspace>/<container> (workload <w>)`` of every Container
+  mounting it whose Docker container may run (not Exited, Failed or Lost);
+- on a Volume being deleted: while it is used, the finalizer stays, the phase is
+  Terminating and the condition ``InUse`` (and a Warning event) names the users;
+  once none is left, the finalizer goes and the apiserver deletes it.
+
+The node agent does not trust ``status.path``: it recomputes the path from the
+specs with the same function and refuses a Volume that is not Ready (or is being
+deleted), so a Volume on its way out is never mounted again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from dora.api import errors, objects, volumes
+from dora.api.client import Client
+from dora.api.objects import Ref
+from dora.api.v1 import object_pb2
+from dora.controllers import conditions
+from dora.controllers.events import Recorder
+from dora.controllers.runtime import reconcile
+from dora.controllers.runtime.cache import Cache, Delta, clone
+from dora.controllers.runtime.clock import Clock
+from dora.controllers.runtime.manager import Manager, Watch, own_key
+from dora.controllers.runtime.reconcile import DONE, Result
+
+log = reconcile.logger(__name__)
+
+
+def by_volume(obj: object_pb2.Object) -> list[str]:
+    """Files a Container under ``<workspace>/<volume>`` of every Volume it mounts."""
+    return [f"{workspace}/{name}" for workspace, name in volumes.mounts_of(obj)]
+
+
+def by_storage(obj: object_pb2.Object) -> list[str]:
+    return [obj.volume.spec.storage] if obj.volume.spec.storage else []
+
+
+class VolumeController:
+    name = "volume"
+
+    def __init__(self, *, client: Client, cache: Cache, clock: Clock, recorder: Recorder,
+                 zone: str) -> None:
+        self.client = client
+        self.cache = cache
+        self.clock = clock
+        self.recorder = recorder
+        self.zone = zone
+
+    def register(self, manager: Manager, *, workers: int = 2) -> None:
+        manager.store("Storage")
+        manager.store("Volume", indexers={"storage": by_storage})
+        manager.store("Container", indexers={"volume": by_volume})
+        manager.add_controller(self, workers=workers, watches=[
+            Watch("Volume", own_key),
+            Watch("Storage", self._storage_keys),
+            Watch("Container", self._container_keys),
+        ])
+
+    def _storage_keys(self, delta: Delta) -> Iterable[Ref]:
+        name = delta.object.metadata.name
+        return [objects.ref_of(v) for v in self.cache.store("Volume").by_index("storage", name)
+                if v.metadata.zone == delta.object.metadata.zone]
+
+    def _container_keys(self, delta: Delta) -> Iterable[Ref]:
+        keys: set[Ref] = set()
+        for obj in (delta.old, delta.new):
+            if obj is not None:
+                zone = obj.metadata.zone
+                keys.update(Ref("Volume", zone, workspace, name)
+                            for workspace, name in volumes.mounts_of(obj))
+        return keys
+
+    def users(self, key: Ref) -> list[str]:
+        """The Containers that may have it mounted, as the status names them."""
+        found = []
+        for container in self.cache.store("Container").by_index(
+            "volume", f"{key.workspace}/{key.name}"
+        ):
+            if container.metadata.zone != key.zone or not volumes.in_use(container):
+                continue
+            workload = container.container.spec.workload
+            suffix = f" (workload {workload})" if workload else ""
+            found.append(volumes.user_of(container) + suffix)
+        return sorted(found)
+
+    async def reconcile(self, *, key: Ref) -> Result:
+        volume = self.cache.store("Volume").get(key)
+        if volume is None:
+            return DONE
+        users = self.users(key)
+        deleting = volume.metadata.HasField("deletion_timestamp")
+        if deleting:
+            if not users:
+                await self._release(volume)
+                return DONE
+        elif volumes.FINALIZER not in volume.metadata.finalizers:
+            volume = await self._protect(volume)
+        await self._write_status(volume, users=users, deleting=deleting)
+        return DONE
+
+    async def _protect(self, volume: object_pb2.Object) -> object_pb2.Object:
+        obj = clone(volume)
+        obj.metadata.finalizers.append(volumes.FINALIZER)
+        obj.volume.ClearField("status")
+        stored, _ = await self.client.apply(obj)
+        return stored
+
+    async def _release(self, volume: object_pb2.Object) -> None:
+        if volumes.FINALIZER not in volume.metadata.finalizers:
+            return
+        obj = clone(volume)
+        obj.metadata.finalizers.remove(volumes.FINALIZER)
+        obj.volume.ClearField("status")
+        try:
+            await self.client.apply(obj)
+        except errors.NotFound:
+            return
+        log.info("%s: no container uses it any more; deleted", objects.ref_of(volume))
+
+    async def _write_status(self, volume: object_pb2.Object, *, users: list[str],
+                            deleting: bool) -> None:
+        meta, spec = volume.metadata, volume.volume.spec
+        storage = self.cache.store("Storage").get_named(spec.storage, zone=meta.zone)
+        obj = objects.new("Volume", meta.name, zone=meta.zone, workspace=meta.workspace)
+        status = obj.volume.status
+        status.CopyFrom(volume.volume.status)
+        del status.used_by[:]
+        status.used_by.extend(users)
+        status.observed_generation = meta.generation
+        now = self.clock.wall()
+        if storage is None:
+            status.phase, status.path = volumes.PENDING, ""
+            conditions.set_condition(
+                status.conditions, type="Ready", status="False", reason="StorageNotFound",
+                message=f"storage {spec.storage!r} does not exist in zone {meta.zone!r}",
+                now=now)
+        else:
+            try:
+                path = volumes.path_of(volume, storage)
+            except errors.Invalid as exc:
+                status.phase, status.path = volumes.PENDING, ""
+                conditions.set_condition(status.conditions, type="Ready", status="False",
+                                         reason="InvalidPath", message=exc.message, now=now)
+            else:
+                status.phase, status.path = volumes.READY, path
+                conditions.set_condition(
+                    status.conditions, type="Ready", status="True", reason="StorageFound",
+                    message=f"{storage.storage.spec.kind} storage {spec.storage!r}", now=now)
+        if deleting:
+            status.phase = volumes.TERMINATING
+            message = (f"volume {meta.name!r} is in use by {', '.join(users)}; it is deleted "
+                       "once they stop")
+            if conditions.set_condition(status.conditions, type="InUse", status="True",
+                                        reason="DeletionWaitsForUsers", message=message,
+                                        now=now):
+                self.recorder.warning(volume, "VolumeInUse", message)
+        else:
+            conditions.remove(status.conditions, "InUse")
+        if status == volume.volume.status:
+            return
+        try:
+            await self.client.update_status(obj)
+        except errors.NotFound:
+            return
