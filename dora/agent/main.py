@@ -15,6 +15,10 @@ from pathlib import Path
 from dora.agent import inventory
 from dora.agent.agent import Agent, Config
 from dora.agent.docker_driver import DEFAULT_HOST, DockerDriver
+from dora.agent.docker_streams import DockerStreams
+from dora.agent.server import AgentServer
+from dora.agent.streams import AgentStreamsService
+from dora.api import agentauth
 from dora.api.client import Client, target_of
 
 log = logging.getLogger("dora.agent")
@@ -30,6 +34,11 @@ class Options:
     listen: tuple[str, int]
     docker_host: str
     simulated_gpus: list[str]
+    # The secret apiservers present (--agent-secret-file); None: every call refused.
+    agent_secret: str | None = None
+    # PEM certificate and key: serve --listen with TLS (a Node endpoint https://...).
+    listen_cert: bytes | None = None
+    listen_key: bytes | None = None
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -61,8 +70,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, str]:
                         help="the declared Node this agent reports for (default: the hostname)")
     parser.add_argument("--zone", default="default", help="the Node's zone")
     parser.add_argument("--listen", type=_listen, default=("0.0.0.0", 3001),
-                        help="HOST:PORT for the apiserver to reach the agent's streams "
-                             "(reserved: logs and exec come with a later version)")
+                        help="HOST:PORT where apiservers reach the agent's streams (logs, "
+                             "exec): the Node's spec.endpoint must point here")
+    parser.add_argument("--agent-secret-file", type=Path,
+                        help="file holding the secret apiservers present (the same file as "
+                             "dora-apiserver's --agent-secret-file); without it every call "
+                             "on --listen is refused")
+    parser.add_argument("--listen-tls-cert", type=Path,
+                        help="serve --listen with TLS, with this certificate (PEM), for a "
+                             "Node endpoint https://...")
+    parser.add_argument("--listen-tls-key", type=Path, help="the key of --listen-tls-cert")
     parser.add_argument("--docker-host", default=DEFAULT_HOST,
                         help="the Docker engine to use; DOCKER_HOST is ignored")
     parser.add_argument("--simulate-gpus", type=_simulated, default=[],
@@ -83,6 +100,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, str]:
         except OSError as exc:
             parser.error(f"cannot read --token-file: {exc}")
     servers = [s.strip() for s in args.server.split(",") if s.strip()]
+    if bool(args.listen_tls_cert) != bool(args.listen_tls_key):
+        parser.error("--listen-tls-cert and --listen-tls-key go together")
+    secret = None
+    if args.agent_secret_file is not None:
+        try:
+            secret = agentauth.read_secret_file(args.agent_secret_file)
+        except agentauth.SecretError as exc:
+            parser.error(str(exc))
     return Options(
         agent=Config(node=args.node_name, zone=args.zone, lease_ttl=args.lease_ttl,
                      stop_timeout=args.stop_timeout),
@@ -93,6 +118,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, str]:
         listen=args.listen,
         docker_host=args.docker_host,
         simulated_gpus=args.simulate_gpus,
+        agent_secret=secret,
+        listen_cert=args.listen_tls_cert.read_bytes() if args.listen_tls_cert else None,
+        listen_key=args.listen_tls_key.read_bytes() if args.listen_tls_key else None,
     ), args.log_level
 
 
@@ -105,7 +133,14 @@ async def serve(options: Options) -> None:
     else:
         nvml = await asyncio.to_thread(inventory.load_nvml)
     host, port = options.listen
-    log.info("--listen %s:%d is reserved for the logs/exec streams (not served yet)", host, port)
+    streams = DockerStreams(node=node, host=options.docker_host)
+    server = AgentServer(
+        listen=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        secret=options.agent_secret,
+        handlers=[AgentStreamsService(docker=streams).handler()],
+        tls_cert=options.listen_cert, tls_key=options.listen_key,
+    )
+    await server.start()
     engine = DockerDriver(host=options.docker_host)
     async with Client(target_of(options.servers), token=options.token,
                       root_certificates=options.ca, tls=options.tls) as client:
@@ -120,6 +155,8 @@ async def serve(options: Options) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         finally:
+            await server.stop()
+            streams.close()
             await engine.close()
     log.info("dora-agent stopped; its containers keep running and the next start adopts them")
 

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from dora.api import errors
+from dora.api.execstream import ExecStream
 from dora.api.objects import Ref
 from dora.api.v1 import (
     coordination_pb2,
@@ -23,6 +24,8 @@ from dora.api.v1 import (
     object_pb2,
     resources_pb2,
     resources_pb2_grpc,
+    streams_pb2,
+    streams_pb2_grpc,
     tokens_pb2,
     tokens_pb2_grpc,
 )
@@ -63,6 +66,7 @@ class Client:
         self._leases = coordination_pb2_grpc.LeasesStub(self._channel)
         self._tokens = tokens_pb2_grpc.TokensStub(self._channel)
         self._workspaces = tokens_pb2_grpc.WorkspacesStub(self._channel)
+        self._streams = streams_pb2_grpc.StreamsStub(self._channel)
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
@@ -265,6 +269,38 @@ class Client:
         )
         response = await self._call(self._workspaces.Clone, request)
         return list(response.copied)
+
+    async def logs(
+        self, name: str, *, zone: str = "", workspace: str = "", follow: bool = False,
+        tail_lines: int | None = None, timestamps: bool = False,
+    ) -> AsyncIterator[bytes]:
+        """A Container's output as Docker hands it over; with ``follow``, until cancelled
+        or the container stops. Needs the verb ``Log`` on the Container."""
+        request = streams_pb2.LogsRequest(zone=zone, workspace=workspace, name=name,
+                                          follow=follow, timestamps=timestamps)
+        if tail_lines is not None:
+            request.tail_lines = tail_lines
+        call = self._streams.Logs(request, metadata=self._metadata)
+        try:
+            async for chunk in call:
+                yield chunk.data
+        except grpc.aio.AioRpcError as exc:
+            raise errors.from_rpc_error(exc) from None
+        finally:
+            call.cancel()
+
+    def exec(
+        self, name: str, command: Sequence[str], *, zone: str = "", workspace: str = "",
+        tty: bool = False, stdin: bool = False, rows: int = 0, cols: int = 0,
+    ) -> ExecStream:
+        """Run ``command`` in a running Container (verb ``Shell``):
+        ``async with client.exec(...) as session``, then ``session.output()`` or
+        ``session.wait()``; ``session.exit_code`` is the command's."""
+        start = streams_pb2.ExecStart(zone=zone, workspace=workspace, name=name,
+                                      command=list(command), tty=tty, stdin=stdin)
+        if rows > 0 and cols > 0:
+            start.size.CopyFrom(streams_pb2.TerminalSize(rows=rows, cols=cols))
+        return ExecStream(stub=self._streams, start=start, metadata=self._metadata)
 
 
 def target_of(endpoints: Sequence[str]) -> str:

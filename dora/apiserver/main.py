@@ -9,6 +9,7 @@ import logging
 import signal
 from pathlib import Path
 
+from dora.api import agentauth
 from dora.apiserver.registry import Scope
 from dora.apiserver.server import APIServer, Config
 from dora.apiserver.storage import TLS
@@ -34,10 +35,22 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--tls-key", type=Path, help="the key of --tls-cert (PEM)")
     parser.add_argument("--watch-window", type=int, default=10_000,
                         help="recent events kept per kind for watchers to resume from")
+    parser.add_argument("--agent-secret-file", type=Path,
+                        help="file holding the secret node agents accept (the same file as "
+                             "dora-agent's --agent-secret-file); without it logs and exec "
+                             "are unavailable")
+    parser.add_argument("--agent-ca", type=Path,
+                        help="CA bundle to verify agents whose Node endpoint is https://")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    agent_secret = None
+    if args.agent_secret_file is not None:
+        try:
+            agent_secret = agentauth.read_secret_file(args.agent_secret_file)
+        except agentauth.SecretError as exc:
+            parser.error(str(exc))
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tls = None
@@ -56,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
         tls_key=args.tls_key.read_bytes() if args.tls_key else None,
         admin_token_file=args.admin_token_file,
         watch_window=args.watch_window,
+        agent_secret=agent_secret,
+        agent_ca=args.agent_ca.read_bytes() if args.agent_ca else None,
     )
 
 

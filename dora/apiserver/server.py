@@ -20,7 +20,8 @@ import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from dora.api.v1 import coordination_pb2, resources_pb2, tokens_pb2
+from dora.api.v1 import coordination_pb2, resources_pb2, streams_pb2, tokens_pb2
+from dora.apiserver.agentlink import AgentLink
 from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer
 from dora.apiserver.auth.bootstrap import bootstrap
@@ -29,6 +30,7 @@ from dora.apiserver.leases import LeasesService
 from dora.apiserver.registry import Registry, Scope
 from dora.apiserver.service import SERVICE, ResourcesService
 from dora.apiserver.storage import TLS, Etcd
+from dora.apiserver.streams import StreamsService
 from dora.apiserver.tokens_service import TokensService
 from dora.apiserver.watchcache import WatchCache
 from dora.apiserver.workspaces import WorkspacesService
@@ -59,6 +61,10 @@ class Config:
     watch_window: int = 10_000
     bookmark_every: float = 5.0
     progress_every: float = 1.0
+    # The secret node agents accept (--agent-secret-file); None: logs/exec unavailable.
+    agent_secret: str | None = None
+    # CA bundle for agents whose Node endpoint is https:// (None: the system roots).
+    agent_ca: bytes | None = None
 
 
 class APIServer:
@@ -74,6 +80,8 @@ class APIServer:
         self.tokens = TokenStore(etcd=self.etcd)
         self.authorizer = Authorizer(cache=self.cache, registry=self.registry)
         self.authenticator = Authenticator(tokens=self.tokens, authorizer=self.authorizer)
+        self.agents = AgentLink(registry=self.registry, secret=config.agent_secret,
+                                ca=config.agent_ca)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]  # stubs lack aio
         self._server: grpc.aio.Server | None = None
         self.port = 0
@@ -97,6 +105,8 @@ class APIServer:
             TokensService(tokens=self.tokens, authenticator=authn, authorizer=authz).handler(),
             WorkspacesService(registry=self.registry, authenticator=authn,
                               authorizer=authz).handler(),
+            StreamsService(registry=self.registry, link=self.agents, authenticator=authn,
+                           authorizer=authz).handler(),
         ))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -105,6 +115,7 @@ class APIServer:
                 coordination_pb2.DESCRIPTOR.services_by_name["Leases"].full_name,
                 tokens_pb2.DESCRIPTOR.services_by_name["Tokens"].full_name,
                 tokens_pb2.DESCRIPTOR.services_by_name["Workspaces"].full_name,
+                streams_pb2.DESCRIPTOR.services_by_name["Streams"].full_name,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),
@@ -145,5 +156,6 @@ class APIServer:
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(grace)
+        await self.agents.close()
         await self.cache.stop()
         await self.etcd.close()

@@ -1,0 +1,131 @@
+"""The agent's gRPC server on ``--listen``: what apiservers call on this node.
+
+The apiserver reaches an agent at its Node's ``spec.endpoint`` as
+kube-apiserver reaches a kubelet, to stream logs, run commands and move volume
+data. Those reach into the node's containers, so the server accepts only
+apiservers: every call must carry the shared secret (``dora.api.agentauth``)
+or is answered ``UNAUTHENTICATED`` before any servicer runs. An agent started
+without a secret answers every call that way and says why in its log, rather
+than serving anyone who can reach the port.
+
+The server knows nothing of what it serves: it takes a list of
+``grpc.GenericRpcHandler`` (each service's ``handler()``), so another service
+is added by handing in its handler (see ``dora/agent/README.md``). Long streams
+(``logs -f``, an idle shell) must survive quiet networks: keepalive pings are
+allowed every 10 s without data, and there is no ``max_connection_age``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from dora.api import agentauth
+
+log = logging.getLogger(__name__)
+
+SERVER_OPTIONS = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+    ("grpc.max_send_message_length", 8 * 1024 * 1024),
+]
+
+class _SecretCheck(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Refuses every call whose metadata lacks the shared secret."""
+
+    def __init__(self, secret: str | None) -> None:
+        self._secret = secret
+
+    def _refusal(self, details: grpc.HandlerCallDetails) -> str | None:
+        if self._secret is None:
+            return ("this agent has no --agent-secret-file, so it accepts no apiserver; "
+                    "start it with the secret its apiservers use")
+        presented = ""
+        for key, value in details.invocation_metadata or ():
+            if key == agentauth.METADATA_KEY and isinstance(value, str):
+                presented = value
+        if not presented:
+            return "only apiservers may call the agent: no agent secret in the call"
+        if not agentauth.matches(self._secret, presented):
+            return "only apiservers may call the agent: the agent secret does not match"
+        return None
+
+    async def intercept_service(self, continuation: Any,
+                                handler_call_details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(handler_call_details)
+        refusal = self._refusal(handler_call_details)
+        if refusal is None or handler is None:
+            return handler
+        log.warning("refused %s: %s", handler_call_details.method, refusal)
+        return _refusing(handler, refusal)
+
+
+def _refusing(handler: grpc.RpcMethodHandler[Any, Any], message: str) -> Any:
+    """A handler of the same shape as ``handler`` that aborts with UNAUTHENTICATED."""
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    deserializer, serializer = handler.request_deserializer, handler.response_serializer
+    if handler.request_streaming and handler.response_streaming:
+        make: Any = grpc.stream_stream_rpc_method_handler
+    elif handler.request_streaming:
+        make = grpc.stream_unary_rpc_method_handler
+    elif handler.response_streaming:
+        make = grpc.unary_stream_rpc_method_handler
+    else:
+        make = grpc.unary_unary_rpc_method_handler
+    return make(refuse, request_deserializer=deserializer, response_serializer=serializer)
+
+
+class AgentServer:
+    """The gRPC server apiservers call; serves the handlers it is given."""
+
+    def __init__(
+        self,
+        *,
+        listen: str,
+        secret: str | None,
+        handlers: Sequence[grpc.GenericRpcHandler[Any, Any]],
+        tls_cert: bytes | None = None,
+        tls_key: bytes | None = None,
+    ) -> None:
+        self.listen = listen
+        self._secret = secret
+        self._handlers = tuple(handlers)
+        self._tls = (tls_key, tls_cert) if tls_cert is not None and tls_key is not None else None
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        if self._secret is None:
+            log.error("no --agent-secret-file: every call on %s is refused (UNAUTHENTICATED); "
+                      "logs and exec of this node's containers will not work", self.listen)
+        server = grpc.aio.server(options=SERVER_OPTIONS,
+                                 interceptors=[_SecretCheck(self._secret)])
+        server.add_generic_rpc_handlers(self._handlers)
+        if self._tls is not None:
+            self.port = server.add_secure_port(
+                self.listen, grpc.ssl_server_credentials([self._tls])
+            )
+        else:
+            self.port = server.add_insecure_port(self.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.listen}")
+        await server.start()
+        self._server = server
+        log.info("agent streams listening on %s (port %d%s)", self.listen, self.port,
+                 ", TLS" if self._tls else "")
+
+    async def stop(self, grace: float = 1.0) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None

@@ -1,0 +1,301 @@
+"""Logs and exec end to end: client → apiserver → agent's stream server → real dockerd.
+
+Real etcd, the real apiserver in-process, a real agent (running the Containers on
+the real Docker engine) and its gRPC stream server on a free port, which the
+Node's ``spec.endpoint`` names. The test plays the scheduler (``agent_harness``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import re
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import grpc
+import pytest
+
+from dora.agent.docker_streams import DockerStreams
+from dora.agent.server import AgentServer
+from dora.agent.streams import AgentStreamsService
+from dora.api import agentauth, errors, objects
+from dora.api.client import Client
+from dora.api.v1 import streams_pb2, streams_pb2_grpc
+from dora.apiserver.server import APIServer, Config
+from tests.integration import agent_harness as h
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+
+SECRET = "test-secret-0123456789abcdef"
+COUNTER = "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"
+
+
+@pytest.fixture
+def apiserver_config(apiserver_config: Config) -> Config:
+    return dataclasses.replace(apiserver_config, agent_secret=SECRET)
+
+
+@pytest.fixture
+def docker() -> Iterator[Any]:
+    client = h.docker_or_skip()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def node(docker: Any) -> Iterator[str]:
+    name = h.new_node_name()
+    with h.cleaned(docker, name):
+        yield name
+
+
+@contextlib.asynccontextmanager
+async def agent_server(node: str, *, secret: str | None = SECRET) -> AsyncIterator[AgentServer]:
+    streams = DockerStreams(node=node, host="unix:///var/run/docker.sock")
+    server = AgentServer(listen="127.0.0.1:0", secret=secret,
+                         handlers=[AgentStreamsService(docker=streams).handler()])
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop(0)
+        streams.close()
+
+
+async def declare(client: Client, node: str, endpoint: str) -> None:
+    obj = objects.new("Node", node, zone=h.ZONE)
+    obj.node.spec.endpoint = endpoint
+    obj.node.spec.allow.extend(["CPUWorkload"])
+    await client.apply(obj)
+
+
+@dataclasses.dataclass
+class Cluster:
+    client: Client
+    node: str
+    server: AgentServer
+
+
+@pytest.fixture
+async def cluster(client: Client, node: str) -> AsyncIterator[Cluster]:
+    """The Node declared at the agent's stream server, and the agent running."""
+    async with agent_server(node) as server:
+        await declare(client, node, f"http://127.0.0.1:{server.port}")
+        async with h.running_agent(client, node):
+            yield Cluster(client, node, server)
+
+
+async def running(client: Client, name: str, node: str, cmd: str = "sleep 600",
+                  workload: str = "web") -> None:
+    await client.apply(h.bound(name, node, cmd=cmd, workload=workload))
+    await h.phase_of(client, name, "Running")
+
+
+async def read_until(stream: AsyncIterator[bytes], pattern: bytes, *,
+                     within: float = 10.0) -> bytes:
+    seen = b""
+    async with asyncio.timeout(within):
+        async for data in stream:
+            seen += data
+            if re.search(pattern, seen):
+                return seen
+    raise AssertionError(f"stream ended before {pattern!r}; saw {seen!r}")
+
+
+# -- logs -------------------------------------------------------------------------------
+
+
+async def test_logs_follow_shows_lines_as_the_container_prints_them(cluster: Cluster) -> None:
+    await running(cluster.client, "counter", cluster.node, COUNTER)
+    stream = cluster.client.logs("counter", follow=True)
+    first = await read_until(stream, rb"line \d+\n")
+    last = max(int(n) for n in re.findall(rb"line (\d+)\n", first))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    # Lines the container prints only after the stream was opened arrive one by one.
+    later = await read_until(stream, rf"line {last + 3}\n".encode())
+    assert loop.time() - started >= 0.4  # three more lines take 0.6 s to be printed
+    numbers = [int(n) for n in re.findall(rb"line (\d+)\n", first + later)]
+    assert numbers == list(range(numbers[0], last + 4))
+    await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_logs_tail_and_no_follow_end(cluster: Cluster) -> None:
+    await running(cluster.client, "printer", cluster.node,
+                  "for i in 1 2 3 4 5; do echo n$i; done; sleep 600")
+
+    async def tail() -> bytes:
+        return b"".join([c async for c in cluster.client.logs("printer", tail_lines=2)])
+
+    async def printed() -> bool:
+        return (await tail()).endswith(b"n5\n")
+
+    await h.eventually(printed, what="the five lines")
+    assert await tail() == b"n4\nn5\n"
+    everything = b"".join([c async for c in cluster.client.logs("printer")])
+    assert everything == b"n1\nn2\nn3\nn4\nn5\n"
+
+
+# -- exec -------------------------------------------------------------------------------
+
+
+async def test_exec_returns_output_and_the_remote_exit_code(cluster: Cluster) -> None:
+    await running(cluster.client, "box", cluster.node)
+    async with cluster.client.exec("box", ["sh", "-c", "echo out; echo err >&2; exit 7"]) as s:
+        out, err, code = await s.wait()
+    assert (out, err, code) == (b"out\n", b"err\n", 7)
+    async with cluster.client.exec("box", ["true"]) as s:
+        assert (await s.wait())[2] == 0
+
+
+async def test_exec_pipes_stdin_until_it_is_closed(cluster: Cluster) -> None:
+    await running(cluster.client, "box", cluster.node)
+    async with cluster.client.exec("box", ["sh", "-c", "wc -c; exit 4"], stdin=True) as s:
+        await s.send(b"hello ")
+        await s.send(b"world\n")
+        await s.close_stdin()
+        out, _, code = await s.wait()
+    assert (out.strip(), code) == (b"12", 4)
+
+
+async def test_exec_with_a_tty_is_interactive_and_resizes(cluster: Cluster) -> None:
+    await running(cluster.client, "box", cluster.node)
+    async with cluster.client.exec("box", ["sh"], tty=True, stdin=True,
+                                   rows=30, cols=100) as s:
+        output = (data async for _, data in s.output())
+        await s.send(b"stty size\n")
+        await read_until(output, rb"30 100\r\n")
+        await s.resize(rows=33, cols=111)
+        await s.send(b"stty size; echo h''i\n")
+        await read_until(output, rb"33 111\r\nhi\r\n")
+        await s.send(b"exit 3\n")
+        async for _ in output:
+            pass
+        assert s.exit_code == 3
+
+
+async def test_exec_of_a_container_not_running_is_a_failed_precondition(
+    cluster: Cluster,
+) -> None:
+    pending = h.bound("pending", cluster.node)
+    pending.container.spec.node_name = ""
+    del pending.metadata.labels["dora.io/node"]
+    await cluster.client.apply(pending)
+    with pytest.raises(errors.DoraError) as caught:
+        async with cluster.client.exec("pending", ["true"]) as s:
+            await s.wait()
+    assert caught.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "container default/pending is Pending: not running on a node yet" in str(caught.value)
+    with pytest.raises(errors.DoraError, match="not running on a node yet"):
+        [c async for c in cluster.client.logs("pending")]
+    with pytest.raises(errors.NotFound):
+        [c async for c in cluster.client.logs("nope")]
+
+
+# -- who may, and who is trusted ---------------------------------------------------------
+
+
+async def test_a_token_without_log_or_shell_is_denied(cluster: Cluster,
+                                                      apiserver: APIServer) -> None:
+    await running(cluster.client, "box", cluster.node)
+    viewer = objects.new("Role", "viewer")
+    viewer.role.spec.permission["Container"].verbs.extend(["Get", "Describe"])
+    await cluster.client.apply(viewer)
+    user = objects.new("User", "bob")
+    binding = user.user.spec.resources.add()
+    binding.kind, binding.zone, binding.workspace, binding.role = "All", "All", "All", "viewer"
+    await cluster.client.apply(user)
+    token, _ = await cluster.client.create_token("bob", "default", "1")
+    async with Client(f"127.0.0.1:{apiserver.port}", token=token) as bob:
+        await bob.get("Container", "box")  # may read it...
+        with pytest.raises(errors.Forbidden, match="may not Log Container"):
+            [c async for c in bob.logs("box")]
+        with pytest.raises(errors.Forbidden, match="may not Shell Container"):
+            async with bob.exec("box", ["true"]) as s:
+                await s.wait()
+
+
+async def test_the_client_names_no_node_and_the_agent_serves_only_its_own(
+    cluster: Cluster, docker: Any,
+) -> None:
+    # What the client sends cannot name a node, an endpoint or a Docker id.
+    for message in (streams_pb2.LogsRequest, streams_pb2.ExecStart):
+        assert sorted(message.DESCRIPTOR.fields_by_name) == sorted(
+            {"zone", "workspace", "name", "follow", "tail_lines", "timestamps", "command",
+             "tty", "stdin", "size"} & set(message.DESCRIPTOR.fields_by_name))
+        assert not {"node", "node_name", "docker_id", "endpoint"} & set(
+            message.DESCRIPTOR.fields_by_name)
+    # Even a forged status pointing at another node's Docker container gets nothing:
+    # the agent serves only containers labelled with its own node name.
+    other = docker.containers.run(h.BUSYBOX, ["sleep", "600"], detach=True,
+                                  labels={"dora.node": cluster.node + "-other"})
+    try:
+        await running(cluster.client, "box", cluster.node)
+        box = await cluster.client.get("Container", "box")
+        box.container.status.docker_id = other.id
+        await cluster.client.update_status(box)
+        with pytest.raises(errors.NotFound, match="is not on this node"):
+            [c async for c in cluster.client.logs("box")]
+    finally:
+        other.remove(force=True)
+
+
+async def test_the_agent_refuses_calls_without_the_right_secret(cluster: Cluster) -> None:
+    await running(cluster.client, "box", cluster.node)
+    box = await cluster.client.get("Container", "box")
+    request = streams_pb2.AgentLogsRequest(docker_id=box.container.status.docker_id)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{cluster.server.port}") as channel:
+        stub = streams_pb2_grpc.AgentStreamsStub(channel)
+        for metadata in ((), ((agentauth.METADATA_KEY, "wrong-secret-0123456789"),)):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                [c async for c in stub.Logs(request, metadata=metadata)]
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        exec_call = stub.Exec(iter([streams_pb2.AgentExecInput(
+            start=streams_pb2.AgentExecStart(docker_id=box.container.status.docker_id,
+                                             command=["touch", "/pwned"]))]))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            [c async for c in exec_call]
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # The right secret works.
+        good = ((agentauth.METADATA_KEY, SECRET),)
+        assert [c async for c in stub.Logs(request, metadata=good)] == []
+    async with cluster.client.exec("box", ["test", "-e", "/pwned"]) as s:
+        assert (await s.wait())[2] == 1
+
+
+async def test_an_agent_without_a_secret_refuses_everything(client: Client, node: str) -> None:
+    async with agent_server(node, secret=None) as server:
+        await declare(client, node, f"127.0.0.1:{server.port}")
+        async with h.running_agent(client, node):
+            await running(client, "box", node)
+            with pytest.raises(errors.DoraError, match="no --agent-secret-file") as caught:
+                [c async for c in client.logs("box")]
+            assert caught.value.code == grpc.StatusCode.INTERNAL
+
+
+async def test_a_dropped_exec_stream_is_an_error_not_success(cluster: Cluster) -> None:
+    await running(cluster.client, "box", cluster.node)
+    async with cluster.client.exec("box", ["sh", "-c", "echo started; sleep 30"]) as s:
+        output = (data async for _, data in s.output())
+        await read_until(output, b"started\n")
+        await cluster.server.stop(0)  # the agent goes away mid-stream
+        with pytest.raises(errors.DoraError):
+            async for _ in output:
+                pass
+        assert s.exit_code is None
+
+
+async def test_any_apiserver_replica_serves_any_container(
+    cluster: Cluster, apiserver_config: Config, admin_token: str,
+) -> None:
+    await running(cluster.client, "box", cluster.node)
+    second = APIServer(apiserver_config)
+    await second.start()
+    try:
+        async with (Client(f"127.0.0.1:{second.port}", token=admin_token) as other,
+                    other.exec("box", ["sh", "-c", "echo $((6*7))"]) as s):
+            assert await s.wait() == (b"42\n", b"", 0)
+    finally:
+        await second.stop(grace=0)
