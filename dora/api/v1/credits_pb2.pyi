@@ -186,15 +186,40 @@ class UsercreditStatus(_message.Message):
     WEEK_START_FIELD_NUMBER: _builtins.int
     RUNNING_PER_HOUR_FIELD_NUMBER: _builtins.int
     LAST_UPDATE_FIELD_NUMBER: _builtins.int
+    CHARGES_FIELD_NUMBER: _builtins.int
+    WEEK_END_FIELD_NUMBER: _builtins.int
+    PRICE_UNIT_FIELD_NUMBER: _builtins.int
+    UNLIMITED_FIELD_NUMBER: _builtins.int
+    EXHAUSTED_FIELD_NUMBER: _builtins.int
+    SETTLED_FIELD_NUMBER: _builtins.int
     weekly: _builtins.float
     used: _builtins.float
     remaining: _builtins.float
     running_per_hour: _builtins.float
     """What the user's running containers cost per hour right now."""
+    price_unit: _builtins.str
+    """The priceUnit annotation of the zone's Resourcecredits (e.g. €), when they agree."""
+    unlimited: _builtins.bool
+    """The user has no budget in this zone: metered, never stopped."""
+    exhausted: _builtins.bool
+    """The user's workloads are stopped for lack of credit."""
+    settled: _builtins.float
+    """What the containers that are gone (and left the ledger) cost this week."""
     @_builtins.property
     def week_start(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def last_update(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def charges(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreditCharge]:
+        """The ledger: what the user's containers that are gone cost this week, one
+        entry per container uid, written before the container may go (the credit
+        controller holds it with the finalizer dora.io/credit until then).
+        """
+
+    @_builtins.property
+    def week_end(self) -> _timestamp_pb2.Timestamp:
+        """When the week ends (the next weekStart)."""
+
     def __init__(
         self,
         *,
@@ -204,11 +229,60 @@ class UsercreditStatus(_message.Message):
         week_start: _timestamp_pb2.Timestamp | None = ...,
         running_per_hour: _builtins.float = ...,
         last_update: _timestamp_pb2.Timestamp | None = ...,
+        charges: _abc.Iterable[Global___CreditCharge] | None = ...,
+        week_end: _timestamp_pb2.Timestamp | None = ...,
+        price_unit: _builtins.str = ...,
+        unlimited: _builtins.bool = ...,
+        exhausted: _builtins.bool = ...,
+        settled: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_update", b"last_update", "week_start", b"week_start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_update", b"last_update", "week_end", b"week_end", "week_start", b"week_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_update", b"last_update", "remaining", b"remaining", "running_per_hour", b"running_per_hour", "used", b"used", "week_start", b"week_start", "weekly", b"weekly"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charges", b"charges", "exhausted", b"exhausted", "last_update", b"last_update", "price_unit", b"price_unit", "remaining", b"remaining", "running_per_hour", b"running_per_hour", "settled", b"settled", "unlimited", b"unlimited", "used", b"used", "week_end", b"week_end", "week_start", b"week_start", "weekly", b"weekly"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UsercreditStatus: _TypeAlias = UsercreditStatus  # noqa: Y015
+
+@_typing.final
+class CreditCharge(_message.Message):
+    """CreditCharge: what one container cost in a week."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UID_FIELD_NUMBER: _builtins.int
+    CONTAINER_FIELD_NUMBER: _builtins.int
+    WORKLOAD_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    PER_HOUR_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    uid: _builtins.str
+    container: _builtins.str
+    """<workspace>/<name>"""
+    workload: _builtins.str
+    per_hour: _builtins.float
+    credits: _builtins.float
+    """Within the week of the status."""
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        uid: _builtins.str = ...,
+        container: _builtins.str = ...,
+        workload: _builtins.str = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        per_hour: _builtins.float = ...,
+        credits: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "credits", b"credits", "finished_at", b"finished_at", "per_hour", b"per_hour", "started_at", b"started_at", "uid", b"uid", "workload", b"workload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreditCharge: _TypeAlias = CreditCharge  # noqa: Y015

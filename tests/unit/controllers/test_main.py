@@ -20,13 +20,17 @@ def test_flags_become_options() -> None:
 def test_defaults() -> None:
     options = main.options_from(main.parse_args([]))
     assert options.zone == "default"
-    assert options.controllers == ("workload", "scheduler", "nodelifecycle")
+    assert options.controllers == ("workload", "scheduler", "nodelifecycle", "volume",
+                                   "credit")
+    assert (options.credit_week_start, options.credit_interval) == ("monday", 60.0)
     assert options.identity == main.default_identity()
     assert options.lease_ttl == 10
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    (["--controllers", "workload,credit"], "unknown controllers: credit"),
+    (["--controllers", "workload,billing"], "unknown controllers: billing"),
+    (["--credit-week-start", "someday"], "--credit-week-start: 'someday'"),
+    (["--credit-interval", "0"], "--credit-interval must be more than 0"),
     (["--controllers", ","], "names none"),
     (["--lease-ttl", "1"], "at least 2 seconds"),
 ])
