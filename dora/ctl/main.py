@@ -21,9 +21,11 @@ from dora.ctl import printers
 from dora.ctl.commands import (
     apply,
     config,
+    credits,
     delete,
     describe,
     get,
+    streams,
     token,
     workload,
     workspaces,
@@ -72,6 +74,8 @@ delete.register(app)
 workload.register(app)
 token.register(app)
 workspaces.register(app)
+streams.register(app)
+credits.register(app)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

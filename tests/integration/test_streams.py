@@ -10,8 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
+import os
 import re
+import signal
+import struct
+import sys
+import termios
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -25,6 +32,7 @@ from dora.api.client import Client
 from dora.api.v1 import streams_pb2, streams_pb2_grpc
 from dora.apiserver.server import APIServer, Config
 from tests.integration import agent_harness as h
+from tests.integration.test_ctl_support import ROOT, Ctl
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
 
@@ -299,3 +307,137 @@ async def test_any_apiserver_replica_serves_any_container(
             assert await s.wait() == (b"42\n", b"", 0)
     finally:
         await second.stop(grace=0)
+
+
+# -- doractl ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ctl(apiserver: APIServer, admin_token: str, tmp_path: Path) -> Ctl:
+    return Ctl(server=f"127.0.0.1:{apiserver.port}", token=admin_token, home=tmp_path)
+
+
+async def test_doractl_exec_exits_with_the_remote_exit_code(cluster: Cluster, ctl: Ctl) -> None:
+    await running(cluster.client, "box", cluster.node)
+    result = await ctl("exec", "box", "--", "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (result.code, result.out, result.err) == (7, "out\n", "err\n")
+    assert (await ctl("exec", "container/box", "--", "true")).code == 0
+    piped = await ctl("exec", "-i", "box", "--", "tr", "a-z", "A-Z", input="shout\n")
+    assert (piped.code, piped.out) == (0, "SHOUT\n")
+    # -it without a terminal on stdin: a note, then stdin piped as it is.
+    degraded = await ctl("exec", "-it", "box", "--", "cat", input="as is\n")
+    assert (degraded.code, degraded.out) == (0, "as is\n")
+    assert "stdin is not a terminal" in degraded.err
+    missing = await ctl("exec", "nope", "--", "true")
+    assert missing.code == 1 and "error: container/nope in default/default not found" in missing.err
+
+
+async def test_doractl_exec_reports_a_dropped_stream_as_an_error(cluster: Cluster,
+                                                                 ctl: Ctl) -> None:
+    await running(cluster.client, "box", cluster.node)
+    started = await ctl.start("exec", "box", "--", "sh", "-c", "echo started; sleep 30")
+    assert await started.line() == "started"
+    await cluster.server.stop(0)  # the agent's stream server goes away
+    result = await started.finish()
+    assert result.code == 1, result
+    assert "error: the stream through" in result.err and "broke" in result.err
+
+
+async def test_doractl_logs_follow_tail_and_workload(cluster: Cluster, ctl: Ctl) -> None:
+    await running(cluster.client, "counter", cluster.node, COUNTER, workload="tick")
+    follow = await ctl.start("logs", "-f", "counter")
+    first = await follow.line()
+    number = int(first.removeprefix("line "))
+    assert [await follow.line() for _ in range(3)] == [f"line {number + i}" for i in (1, 2, 3)]
+    follow.interrupt()
+    assert (await follow.finish()).code == 130
+
+    for name in ("web.0", "web.1"):
+        await running(cluster.client, name, cluster.node,
+                      f"echo one from {name}; echo two from {name}; sleep 600")
+
+    async def printed() -> bool:
+        result = await ctl("logs", "workload/web")
+        return result.out.count("two from") == 2
+
+    await h.eventually(printed, what="both containers' lines")
+    result = await ctl.ok("logs", "wk/web", "--tail", "1")
+    assert sorted(result.lines) == ["[web.0] two from web.0", "[web.1] two from web.1"]
+    assert (await ctl.ok("logs", "web.1", "--tail", "1")).out == "two from web.1\n"
+    none = await ctl("logs", "workload/nothing")
+    assert none.code == 1 and "has no containers" in none.err
+
+
+class Pty:
+    """doractl on a pseudo-terminal, as a person at a terminal runs it."""
+
+    def __init__(self, process: asyncio.subprocess.Process, master: int) -> None:
+        self.process = process
+        self.master = master
+        self.seen = b""
+
+    @classmethod
+    async def start(cls, ctl: Ctl, *args: str, rows: int = 24, cols: int = 80) -> Pty:
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dora.ctl", *args, cwd=ROOT, env=ctl.env,
+            stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        )
+        os.close(slave)
+        os.set_blocking(master, False)
+        return cls(process, master)
+
+    def resize(self, rows: int, cols: int) -> None:
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.process.send_signal(signal.SIGWINCH)
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    async def expect(self, pattern: bytes, *, within: float = 15.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while not re.search(pattern, self.seen):
+            if loop.time() > deadline:
+                raise AssertionError(f"no {pattern!r} on the terminal; saw {self.seen!r}")
+            try:
+                self.seen += os.read(self.master, 4096)
+            except BlockingIOError:
+                await asyncio.sleep(0.02)
+            except OSError:  # EIO: the process closed the terminal
+                await asyncio.sleep(0.02)
+                if self.process.returncode is not None:
+                    raise AssertionError(f"exited before {pattern!r}; saw {self.seen!r}"
+                                         ) from None
+
+    async def exit_code(self) -> int:
+        code = await asyncio.wait_for(self.process.wait(), 30)
+        os.close(self.master)
+        return code
+
+
+async def test_doractl_exec_it_is_an_interactive_terminal(cluster: Cluster, ctl: Ctl) -> None:
+    await running(cluster.client, "box", cluster.node)
+    term = await Pty.start(ctl, "exec", "-it", "box", "--", "sh", rows=31, cols=97)
+    await term.expect(rb"[#$] ")
+    term.type("echo h''i\r")
+    await term.expect(rb"\r\nhi\r\n")
+    term.type("stty size\r")
+    await term.expect(rb"31 97\r\n")
+    term.resize(40, 132)  # the window changes: SIGWINCH
+    await asyncio.sleep(0.3)
+    term.type("stty size\r")
+    await term.expect(rb"40 132\r\n")
+    term.type("exit 3\r")
+    assert await term.exit_code() == 3
+
+
+async def test_doractl_shell_is_exec_it_with_bin_sh(cluster: Cluster, ctl: Ctl) -> None:
+    await running(cluster.client, "box", cluster.node)
+    term = await Pty.start(ctl, "shell", "box")
+    await term.expect(rb"[#$] ")
+    term.type("echo $((40+2)) $0\r")
+    await term.expect(rb"42 /bin/sh\r\n")
+    term.type("\x04")  # Ctrl-D: end of input for the remote shell
+    assert await term.exit_code() == 0
