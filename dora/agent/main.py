@@ -18,6 +18,8 @@ from dora.agent.docker_driver import DEFAULT_HOST, DockerDriver
 from dora.agent.docker_streams import DockerStreams
 from dora.agent.server import AgentServer
 from dora.agent.streams import AgentStreamsService
+from dora.agent.volumefiles import AgentVolumeFilesService
+from dora.agent.volumes import Resolver
 from dora.api import agentauth
 from dora.api.client import Client, target_of
 
@@ -134,16 +136,18 @@ async def serve(options: Options) -> None:
         nvml = await asyncio.to_thread(inventory.load_nvml)
     host, port = options.listen
     streams = DockerStreams(node=node, host=options.docker_host)
+    client = Client(target_of(options.servers), token=options.token,
+                    root_certificates=options.ca, tls=options.tls)
     server = AgentServer(
         listen=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         secret=options.agent_secret,
-        handlers=[AgentStreamsService(docker=streams).handler()],
+        handlers=[AgentStreamsService(docker=streams).handler(),
+                  AgentVolumeFilesService(resolver=Resolver(client=client)).handler()],
         tls_cert=options.listen_cert, tls_key=options.listen_key,
     )
     await server.start()
     engine = DockerDriver(host=options.docker_host)
-    async with Client(target_of(options.servers), token=options.token,
-                      root_certificates=options.ca, tls=options.tls) as client:
+    async with client:
         agent = Agent(config=options.agent, client=client, engine=engine,
                       inventory=inventory.Inventory(nvml=nvml,
                                                     simulated=bool(options.simulated_gpus)))

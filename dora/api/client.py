@@ -28,7 +28,9 @@ from dora.api.v1 import (
     streams_pb2_grpc,
     tokens_pb2,
     tokens_pb2_grpc,
+    volumes_pb2_grpc,
 )
+from dora.api.volumefiles import VolumeFiles
 
 WatchEvent = resources_pb2.WatchEvent
 ApplyResult = resources_pb2.ApplyResponse.Result
@@ -67,6 +69,7 @@ class Client:
         self._tokens = tokens_pb2_grpc.TokensStub(self._channel)
         self._workspaces = tokens_pb2_grpc.WorkspacesStub(self._channel)
         self._streams = streams_pb2_grpc.StreamsStub(self._channel)
+        self._volume_files = volumes_pb2_grpc.VolumeFilesStub(self._channel)
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
@@ -301,6 +304,12 @@ class Client:
         if rows > 0 and cols > 0:
             start.size.CopyFrom(streams_pb2.TerminalSize(rows=rows, cols=cols))
         return ExecStream(stub=self._streams, start=start, metadata=self._metadata)
+
+    def volume_files(self) -> VolumeFiles:
+        """A Volume's files: list, upload, download, delete (verbs Ls, Upload, Download,
+        or Sync for ``doractl sync``), through the apiserver, checked with sha256."""
+        return VolumeFiles(stub=self._volume_files, metadata=self._metadata,
+                           timeout=self._timeout)
 
 
 def target_of(endpoints: Sequence[str]) -> str:

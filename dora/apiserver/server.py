@@ -20,7 +20,7 @@ import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from dora.api.v1 import coordination_pb2, resources_pb2, streams_pb2, tokens_pb2
+from dora.api.v1 import coordination_pb2, resources_pb2, streams_pb2, tokens_pb2, volumes_pb2
 from dora.apiserver.agentlink import AgentLink
 from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer
@@ -32,6 +32,7 @@ from dora.apiserver.service import SERVICE, ResourcesService
 from dora.apiserver.storage import TLS, Etcd
 from dora.apiserver.streams import StreamsService
 from dora.apiserver.tokens_service import TokensService
+from dora.apiserver.volumefiles import VolumeFilesService
 from dora.apiserver.watchcache import WatchCache
 from dora.apiserver.workspaces import WorkspacesService
 
@@ -107,6 +108,8 @@ class APIServer:
                               authorizer=authz).handler(),
             StreamsService(registry=self.registry, link=self.agents, authenticator=authn,
                            authorizer=authz).handler(),
+            VolumeFilesService(registry=self.registry, cache=self.cache, link=self.agents,
+                               authenticator=authn, authorizer=authz).handler(),
         ))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -116,6 +119,7 @@ class APIServer:
                 tokens_pb2.DESCRIPTOR.services_by_name["Tokens"].full_name,
                 tokens_pb2.DESCRIPTOR.services_by_name["Workspaces"].full_name,
                 streams_pb2.DESCRIPTOR.services_by_name["Streams"].full_name,
+                volumes_pb2.DESCRIPTOR.services_by_name["VolumeFiles"].full_name,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),

@@ -1,0 +1,226 @@
+"""The ``VolumeFiles`` gRPC service: a Volume's files, relayed to an agent that reaches
+the storage.
+
+The caller names a Volume (zone, workspace, name) and a path inside it; the
+storage's address is never sent to nor learnt by the caller. Each call:
+
+1. authenticates, resolves the Volume's zone and workspace (defaults applied)
+   and authorizes the seed's verb on the Volume: ``Ls`` (List), ``Upload``
+   (Upload, Delete), ``Download``; ``Sync`` instead when the request says it is
+   ``doractl sync``;
+2. refuses a path with ``..`` (``dora.api.volumes.clean``) before any node is
+   involved, and a Volume that is not Ready (missing storage, being deleted);
+3. picks the node: a Ready node of the zone (Node ``Ready`` and its Lease
+   ``node.<name>`` present), preferring one that runs a Container mounting the
+   Volume, then by name. For a ``Local`` storage that is any agent of the
+   machine that holds the directory: Local storages are for single-machine
+   clusters, where every agent sees the same host directory;
+4. relays the call to that agent's ``AgentVolumeFiles`` with the resolved
+   Volume; the agent resolves the Volume again and confines every path.
+
+Chunks pass through as they come (at most 1 MiB each): nothing is buffered
+whole, so a file of any size crosses with bounded memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from dora.api import conventions, errors, volumes
+from dora.api.objects import Ref
+from dora.api.v1 import object_pb2, volumes_pb2, volumes_pb2_grpc
+from dora.apiserver import registry as registry_module
+from dora.apiserver.agentlink import AgentLink, FailedPrecondition, rpc_error
+from dora.apiserver.auth.authenticator import Authenticator
+from dora.apiserver.auth.authorizer import Authorizer, Principal
+from dora.apiserver.registry import Registry, Scope
+from dora.apiserver.service import Context, abort
+from dora.apiserver.watchcache import WatchCache
+
+log = logging.getLogger(__name__)
+
+SERVICE = "dora.api.v1.VolumeFiles"
+
+
+class VolumeFilesService:
+    def __init__(self, *, registry: Registry, cache: WatchCache, link: AgentLink,
+                 authenticator: Authenticator, authorizer: Authorizer) -> None:
+        self.registry = registry
+        self.cache = cache
+        self.link = link
+        self.authn = authenticator
+        self.authz = authorizer
+
+    def _scope(self, principal: Principal) -> Scope:
+        default = self.registry.scope
+        return Scope(zone=principal.zone or default.zone,
+                     workspace=principal.workspace or default.workspace)
+
+    async def _target(self, context: Context, target: volumes_pb2.VolumeTarget, *,
+                      verb: str) -> tuple[volumes_pb2.VolumeTarget, str]:
+        """Authorize ``verb`` on the Volume; the resolved Volume and the node to ask."""
+        principal = await self.authn.authenticate(context)
+        if not target.name:
+            raise errors.Invalid("the volume's name is required", field="volume.name")
+        ref = self.registry.resolve(Ref("Volume", target.zone, target.workspace, target.name),
+                                    scope=self._scope(principal))
+        await self.authz.require(principal, verb, "Volume", ref.zone, ref.workspace)
+        volume = await self.registry.get(ref)
+        label = f"volume {ref.workspace}/{ref.name}"
+        if volume.metadata.HasField("deletion_timestamp"):
+            raise FailedPrecondition(f"{label} is being deleted")
+        if volume.volume.status.phase != volumes.READY:
+            why = next((c.message for c in volume.volume.status.conditions
+                        if c.type == "Ready" and c.message), "")
+            raise FailedPrecondition(f"{label} is {volume.volume.status.phase or 'Pending'}"
+                                     + (f": {why}" if why else ""))
+        node = self._node_for(ref)
+        resolved = volumes_pb2.VolumeTarget(zone=ref.zone, workspace=ref.workspace,
+                                            name=ref.name)
+        return resolved, node
+
+    def _node_for(self, ref: Ref) -> str:
+        ready = sorted(
+            n.metadata.name for n in self.cache["Node"].items()
+            if n.metadata.zone == ref.zone and n.node.status.phase == "Ready"
+            and self._lease_held(ref.zone, n.metadata.name)
+        )
+        if not ready:
+            raise errors.Unavailable(f"no node of zone {ref.zone!r} is Ready to reach the "
+                                     f"storage of volume {ref.workspace}/{ref.name}")
+        users = {
+            c.container.spec.node_name for c in self.cache["Container"].items()
+            if c.metadata.zone == ref.zone and c.container.status.phase == "Running"
+            and (ref.workspace, ref.name) in volumes.mounts_of(c)
+        }
+        preferred = [n for n in ready if n in users]
+        return (preferred or ready)[0]
+
+    def _lease_held(self, zone: str, node: str) -> bool:
+        lease = Ref("Lease", zone, "", conventions.node_lease_name(node))
+        found: object_pb2.Object | None = self.cache["Lease"].get(registry_module.key(lease))
+        return found is not None
+
+    async def _stub(self, target: volumes_pb2.VolumeTarget, node: str) -> Any:
+        """The agent's stub (typed ``Any``: the generated stubs describe sync calls)."""
+        channel = await self.link.channel_for_node(zone=target.zone, node=node)
+        return volumes_pb2_grpc.AgentVolumeFilesStub(channel)
+
+    async def List(self, request: volumes_pb2.ListFilesRequest,
+                   context: Context) -> volumes_pb2.ListFilesResponse:
+        node = ""
+        try:
+            volumes.clean(request.path, field="path")
+            target, node = await self._target(context, request.volume,
+                                              verb="Sync" if request.sync else "Ls")
+            request.volume.CopyFrom(target)
+            stub = await self._stub(target, node)
+            response: volumes_pb2.ListFilesResponse = await stub.List(
+                request, metadata=self.link.metadata(), timeout=600)
+            return response
+        except grpc.aio.AioRpcError as exc:
+            await abort(context, rpc_error(exc, node=node))
+        except errors.DoraError as exc:
+            await abort(context, exc)
+        raise AssertionError("unreachable")
+
+    async def Delete(self, request: volumes_pb2.DeleteFilesRequest,
+                     context: Context) -> volumes_pb2.DeleteFilesResponse:
+        node = ""
+        try:
+            for index, path in enumerate(request.paths):
+                if not volumes.clean(path, field=f"paths[{index}]"):
+                    raise errors.Invalid("the volume's root cannot be deleted",
+                                         field=f"paths[{index}]")
+            target, node = await self._target(context, request.volume,
+                                              verb="Sync" if request.sync else "Upload")
+            request.volume.CopyFrom(target)
+            stub = await self._stub(target, node)
+            response: volumes_pb2.DeleteFilesResponse = await stub.Delete(
+                request, metadata=self.link.metadata(), timeout=600)
+            return response
+        except grpc.aio.AioRpcError as exc:
+            await abort(context, rpc_error(exc, node=node))
+        except errors.DoraError as exc:
+            await abort(context, exc)
+        raise AssertionError("unreachable")
+
+    async def Upload(self, requests: AsyncIterator[volumes_pb2.UploadRequest],
+                     context: Context) -> volumes_pb2.UploadResponse:
+        node = ""
+        try:
+            first = await anext(aiter(requests), None)
+            if first is None or first.WhichOneof("part") != "header":
+                raise errors.Invalid("the first message must be the header", field="header")
+            header = first.header
+            if not volumes.clean(header.path, field="header.path"):
+                raise errors.Invalid("name a file, not the volume's root", field="header.path")
+            if header.size < 0 or not 0 <= header.offset <= header.size:
+                raise errors.Invalid(f"offset {header.offset} is not within the file's "
+                                     f"{header.size} bytes", field="header.offset")
+            target, node = await self._target(context, header.volume,
+                                              verb="Sync" if header.sync else "Upload")
+            header.volume.CopyFrom(target)
+            stub = await self._stub(target, node)
+
+            async def relayed() -> AsyncIterator[volumes_pb2.UploadRequest]:
+                yield first
+                async for message in requests:
+                    if message.WhichOneof("part") == "chunk":
+                        yield message
+
+            response: volumes_pb2.UploadResponse = await stub.Upload(
+                relayed(), metadata=self.link.metadata())
+            return response
+        except grpc.aio.AioRpcError as exc:
+            await abort(context, rpc_error(exc, node=node))
+        except errors.DoraError as exc:
+            await abort(context, exc)
+        raise AssertionError("unreachable")
+
+    async def Download(self, request: volumes_pb2.DownloadRequest,
+                       context: Context) -> AsyncIterator[volumes_pb2.DownloadChunk]:
+        node = ""
+        call: Any = None
+        try:
+            if not volumes.clean(request.path, field="path"):
+                raise errors.Invalid("name a file, not the volume's root", field="path")
+            if request.offset < 0:
+                raise errors.Invalid("must not be negative", field="offset")
+            target, node = await self._target(context, request.volume, verb="Download")
+            request.volume.CopyFrom(target)
+            call = (await self._stub(target, node)).Download(request,
+                                                             metadata=self.link.metadata())
+            async for chunk in call:
+                yield chunk
+        except grpc.aio.AioRpcError as exc:
+            await abort(context, rpc_error(exc, node=node))
+        except errors.DoraError as exc:
+            await abort(context, exc)
+        finally:
+            if call is not None:
+                call.cancel()
+
+    def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
+        return grpc.method_handlers_generic_handler(SERVICE, {
+            "List": grpc.unary_unary_rpc_method_handler(
+                self.List, request_deserializer=volumes_pb2.ListFilesRequest.FromString,
+                response_serializer=volumes_pb2.ListFilesResponse.SerializeToString,
+            ),
+            "Delete": grpc.unary_unary_rpc_method_handler(
+                self.Delete, request_deserializer=volumes_pb2.DeleteFilesRequest.FromString,
+                response_serializer=volumes_pb2.DeleteFilesResponse.SerializeToString,
+            ),
+            "Upload": grpc.stream_unary_rpc_method_handler(
+                self.Upload, request_deserializer=volumes_pb2.UploadRequest.FromString,
+                response_serializer=volumes_pb2.UploadResponse.SerializeToString,
+            ),
+            "Download": grpc.unary_stream_rpc_method_handler(
+                self.Download, request_deserializer=volumes_pb2.DownloadRequest.FromString,
+                response_serializer=volumes_pb2.DownloadChunk.SerializeToString,
+            ),
+        })

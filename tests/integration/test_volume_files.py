@@ -1,0 +1,287 @@
+"""Volume files end to end: client → apiserver → the agent's server → a Local storage,
+and the container sees the same files.
+
+Real etcd, the apiserver and the volume controller in-process, a real agent on the
+real Docker engine with its gRPC server (logs/exec and volume files) on a free
+port named by the Node's endpoint. The agent's file service reads Volumes and
+Storages with a node token of seed 004's ``node-rep`` role, as in ``make up``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dora.agent.docker_streams import DockerStreams
+from dora.agent.server import AgentServer
+from dora.agent.streams import AgentStreamsService
+from dora.agent.volumefiles import AgentVolumeFilesService
+from dora.agent.volumes import Resolver
+from dora.api import errors, objects
+from dora.api.client import Client
+from dora.api.v1 import object_pb2, volumes_pb2
+from dora.apiserver.server import APIServer, Config
+from tests.integration import agent_harness as h
+from tests.integration.controllers_harness import Controllers, TaskGroup, eventually, group
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+__all__ = ["group"]
+
+SECRET = "test-secret-0123456789abcdef"
+HOME = volumes_pb2.VolumeTarget(name="home")
+
+
+@pytest.fixture
+def apiserver_config(apiserver_config: Config) -> Config:
+    return dataclasses.replace(apiserver_config, agent_secret=SECRET)
+
+
+@pytest.fixture
+def docker() -> Iterator[Any]:
+    client = h.docker_or_skip()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def node(docker: Any) -> Iterator[str]:
+    name = h.new_node_name()
+    with h.cleaned(docker, name):
+        yield name
+
+
+async def node_token(client: Client) -> str:
+    """Seed 004's node-rep role and node user, and a token for it."""
+    role = objects.new("Role", "node-rep")
+    role.role.spec.permission["Node"].verbs.append("report")
+    await client.apply(role)
+    user = objects.new("User", "node")
+    user.user.spec.resources.add(kind="Node", zone="All", workspace="All", role="node-rep")
+    await client.apply(user)
+    token, _ = await client.create_token("node", "default", "agent")
+    return token
+
+
+@dataclasses.dataclass
+class Cluster:
+    client: Client
+    node: str
+    storage: Path
+
+    @property
+    def home(self) -> Path:
+        return self.storage / h.WORKSPACE / "home"
+
+
+@pytest.fixture
+async def cluster(client: Client, apiserver: APIServer, node: str, tmp_path: Path,
+                  group: TaskGroup) -> AsyncIterator[Cluster]:
+    storage = tmp_path / "storage"
+    obj = objects.new("Storage", "local", zone=h.ZONE)
+    obj.storage.spec.kind, obj.storage.spec.mountpath = "Local", str(storage)
+    await client.apply(obj)
+    volume = objects.new("Volume", "home", zone=h.ZONE, workspace=h.WORKSPACE)
+    volume.volume.spec.storage = "local"
+    await client.apply(volume)
+    Controllers(client, controllers=("volume",)).start(group)
+    token = await node_token(client)
+    streams = DockerStreams(node=node, host="unix:///var/run/docker.sock")
+    async with Client(f"127.0.0.1:{apiserver.port}", token=token, timeout=10) as as_node:
+        server = AgentServer(listen="127.0.0.1:0", secret=SECRET, handlers=[
+            AgentStreamsService(docker=streams).handler(),
+            AgentVolumeFilesService(resolver=Resolver(client=as_node)).handler(),
+        ])
+        await server.start()
+        try:
+            declared = objects.new("Node", node, zone=h.ZONE)
+            declared.node.spec.endpoint = f"http://127.0.0.1:{server.port}"
+            declared.node.spec.allow.append("CPUWorkload")
+            await client.apply(declared)
+            async with h.running_agent(as_node, node):
+                async def ready() -> bool:
+                    got = await client.get("Volume", "home", zone=h.ZONE,
+                                           workspace=h.WORKSPACE)
+                    reported = await client.get("Node", node, zone=h.ZONE)
+                    return (got.volume.status.phase, reported.node.status.phase) == \
+                        ("Ready", "Ready")
+
+                await eventually(ready, what="volume home and the node Ready")
+                yield Cluster(client, node, storage)
+        finally:
+            await server.stop(0)
+            streams.close()
+
+
+def with_home(name: str, node: str, *, cmd: str = "sleep 600") -> object_pb2.Object:
+    obj = h.bound(name, node, cmd=cmd)
+    obj.container.spec.template.volumes.add(name="home", target="/home")
+    return obj
+
+
+async def in_container(client: Client, name: str, *command: str) -> bytes:
+    async with client.exec(name, list(command)) as session:
+        out, err, code = await session.wait()
+    assert code == 0, err
+    return out
+
+
+async def test_an_uploaded_file_is_seen_by_the_container_and_listed(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    files = cluster.client.volume_files()
+    local = tmp_path / "train.py"
+    local.write_text("print('hi')\n")
+    os.chmod(local, 0o755)
+    info = await files.upload(HOME, "/src/train.py", local)
+    assert (info.path, info.size) == ("src/train.py", 12)
+    assert info.sha256 == hashlib.sha256(b"print('hi')\n").hexdigest()
+    assert (cluster.home / "src" / "train.py").read_text() == "print('hi')\n"
+
+    await cluster.client.apply(with_home("box", cluster.node))
+    await h.phase_of(cluster.client, "box", "Running")
+    assert await in_container(cluster.client, "box", "cat", "/home/src/train.py") == \
+        b"print('hi')\n"
+
+    listing = await files.list(HOME, "", recursive=True, checksums=True)
+    assert [(f.path, f.is_dir) for f in listing.files] == [("src", True),
+                                                            ("src/train.py", False)]
+    assert listing.files[1].mode == 0o755
+    assert listing.files[1].sha256 == info.sha256
+    assert (await files.list(HOME, "nothing/here")).exists is False
+
+
+async def test_a_file_the_container_writes_can_be_downloaded(cluster: Cluster,
+                                                             tmp_path: Path) -> None:
+    await cluster.client.apply(with_home(
+        "writer", cluster.node,
+        cmd="head -c 3000000 /dev/urandom > /home/out.bin; sleep 600"))
+    await h.phase_of(cluster.client, "writer", "Running")
+    written = cluster.home / "out.bin"
+
+    async def complete() -> bool:
+        return written.is_file() and written.stat().st_size == 3_000_000
+
+    await eventually(complete, what="the container's file")
+    seen: list[int] = []
+    local = tmp_path / "down" / "out.bin"
+    info = await cluster.client.volume_files().download(HOME, "out.bin", local,
+                                                        progress=seen.append)
+    assert local.read_bytes() == written.read_bytes()
+    assert info.sha256 == hashlib.sha256(local.read_bytes()).hexdigest()
+    assert sum(seen) == 3_000_000 and len(seen) >= 3  # streamed in chunks
+
+
+async def test_transfers_resume_and_a_wrong_partial_is_caught(cluster: Cluster,
+                                                              tmp_path: Path) -> None:
+    files = cluster.client.volume_files()
+    data = os.urandom(2_500_000)
+    local = tmp_path / "big.bin"
+    local.write_bytes(data)
+    # An upload interrupted after 1 MB left its partial on the storage.
+    cluster.home.mkdir(parents=True, exist_ok=True)
+    (cluster.home / ".big.bin.dora-partial").write_bytes(data[:1_000_000])
+    assert (await files.list(HOME, "big.bin")).partial_size == 1_000_000
+    sent: list[int] = []
+    await files.upload(HOME, "big.bin", local, progress=sent.append)
+    assert (cluster.home / "big.bin").read_bytes() == data
+    assert sent[0] == 1_000_000  # counted as already there, not sent again
+    assert not (cluster.home / ".big.bin.dora-partial").exists()
+
+    # A partial of some other content: the sha256 check catches it, sent again whole.
+    (cluster.home / ".big.bin.dora-partial").write_bytes(b"x" * 1_000_000)
+    await files.upload(HOME, "big.bin", local)
+    assert (cluster.home / "big.bin").read_bytes() == data
+
+    # A download interrupted after 1 MB continues its local partial.
+    down = tmp_path / "down.bin"
+    (tmp_path / "down.bin.dora-partial").write_bytes(data[:1_000_000])
+    got: list[int] = []
+    await files.download(HOME, "big.bin", down, progress=got.append)
+    assert down.read_bytes() == data and got[0] == 1_000_000
+    assert not (tmp_path / "down.bin.dora-partial").exists()
+
+
+async def test_paths_cannot_leave_the_volume(cluster: Cluster, tmp_path: Path) -> None:
+    files = cluster.client.volume_files()
+    local = tmp_path / "x"
+    local.write_text("x")
+    for path in ("../escaped", "/../../escaped", "a/../../escaped"):
+        with pytest.raises(errors.Invalid, match=r"must not contain '\.\.'"):
+            await files.upload(HOME, path, local)
+        with pytest.raises(errors.Invalid, match=r"'\.\.'"):
+            await files.download(HOME, path, tmp_path / "y")
+        with pytest.raises(errors.Invalid, match=r"'\.\.'"):
+            await files.list(HOME, path)
+    assert not (cluster.storage / h.WORKSPACE / "escaped").exists()
+
+    # A symbolic link a container could leave in its volume leads nowhere.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("secret")
+    cluster.home.mkdir(parents=True, exist_ok=True)
+    (cluster.home / "evil").symlink_to(outside)
+    (cluster.home / "evil-file").symlink_to(outside / "secret")
+    with pytest.raises(errors.Invalid, match="leads outside volume default/home"):
+        await files.download(HOME, "evil/secret", tmp_path / "stolen")
+    with pytest.raises(errors.Invalid, match="leads outside"):
+        await files.download(HOME, "evil-file", tmp_path / "stolen")
+    with pytest.raises(errors.Invalid, match="leads outside"):
+        await files.upload(HOME, "evil/planted", local)
+    with pytest.raises(errors.Invalid, match="leads outside"):
+        await files.delete(HOME, ["evil/secret"])
+    with pytest.raises(errors.Invalid, match="leads outside"):
+        await files.list(HOME, "evil")
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+    # Deleting the link itself is fine: it is in the volume; its target stays.
+    assert await files.delete(HOME, ["evil"]) == 1
+    assert (outside / "secret").read_text() == "secret"
+    with pytest.raises(errors.Invalid, match="root"):
+        await files.delete(HOME, ["/"])
+
+
+async def test_verbs_are_checked_on_the_volume(cluster: Cluster, apiserver: APIServer,
+                                               tmp_path: Path) -> None:
+    role = objects.new("Role", "reader")
+    role.role.spec.permission["Volume"].verbs.extend(["Get", "Ls", "Download"])
+    await cluster.client.apply(role)
+    user = objects.new("User", "bob")
+    user.user.spec.resources.add(kind="Volume", zone="All", workspace="default", role="reader")
+    await cluster.client.apply(user)
+    token, _ = await cluster.client.create_token("bob", "default", "1")
+    local = tmp_path / "x"
+    local.write_text("x")
+    await cluster.client.volume_files().upload(HOME, "x", local)
+    async with Client(f"127.0.0.1:{apiserver.port}", token=token, timeout=10) as bob:
+        files = bob.volume_files()
+        assert [f.path for f in (await files.list(HOME)).files] == ["x"]
+        await files.download(HOME, "x", tmp_path / "x2")
+        with pytest.raises(errors.Forbidden, match="may not Upload Volume"):
+            await files.upload(HOME, "y", local, resume=False)
+        with pytest.raises(errors.Forbidden, match="may not Sync Volume"):
+            await files.list(HOME, sync=True)
+        with pytest.raises(errors.Forbidden, match="may not Upload Volume"):
+            await files.delete(HOME, ["x"])
+    with contextlib.suppress(FileNotFoundError):
+        assert (cluster.home / "x").read_text() == "x"
+
+
+async def test_a_volume_that_is_not_ready_is_refused_with_the_reason(cluster: Cluster,
+                                                                     tmp_path: Path) -> None:
+    volume = objects.new("Volume", "orphan", zone=h.ZONE, workspace=h.WORKSPACE)
+    volume.volume.spec.storage = "missing"
+    await cluster.client.apply(volume)
+
+    async def pending() -> bool:
+        got = await cluster.client.get("Volume", "orphan", zone=h.ZONE, workspace=h.WORKSPACE)
+        return got.volume.status.phase == "Pending"
+
+    await eventually(pending, what="orphan Pending")
+    with pytest.raises(errors.DoraError, match="storage 'missing' does not exist"):
+        await cluster.client.volume_files().list(volumes_pb2.VolumeTarget(name="orphan"))
