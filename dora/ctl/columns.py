@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from dora.api import kinds
-from dora.api.v1 import meta_pb2, object_pb2, workloads_pb2
+from dora.api.v1 import credits_pb2, meta_pb2, object_pb2, workloads_pb2
 from dora.ctl import humanize
 
 Cell = Callable[[object_pb2.Object, dt.datetime], str]
@@ -258,6 +258,30 @@ def _price(obj: object_pb2.Object, now: dt.datetime) -> str:
     return f"{spec.credit.per.hour:g}{unit}/h"
 
 
+def credit_amount(value: float, unit: str = "") -> str:
+    """Credits to the cent, without trailing zeros: ``7.5€``, ``500€``."""
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return f"{'0' if text in ('-0', '') else text}{unit}"
+
+
+def _week_start(obj: object_pb2.Object) -> str:
+    start = humanize.when(obj.usercredit.status, "week_start")
+    return f"{start:%Y-%m-%d %H:%M} UTC" if start is not None else ""
+
+
+def credit_state(status: credits_pb2.UsercreditStatus) -> str:
+    if status.unlimited:
+        return "Unlimited"
+    return "Exhausted" if status.exhausted else "OK"
+
+
+def _usercredit_cell(render: Callable[[credits_pb2.UsercreditStatus], str]) -> Cell:
+    def cell(obj: object_pb2.Object, now: dt.datetime) -> str:
+        return render(obj.usercredit.status)
+
+    return cell
+
+
 def _holder_ttl(obj: object_pb2.Object, now: dt.datetime) -> str:
     ttl = obj.lease.spec.ttl_seconds
     return f"{ttl}s" if ttl else ""
@@ -335,12 +359,17 @@ _COLUMNS: dict[str, tuple[Column, ...]] = {
     "Usercredit": (
         ZONE,
         NAME,
-        Column("USER", _field(lambda o: o.usercredit.spec.user)),
-        Column("WEEKLY", _field(lambda o: o.usercredit.status.weekly)),
-        Column("USED", _field(lambda o: o.usercredit.status.used)),
-        Column("REMAINING", _field(lambda o: o.usercredit.status.remaining)),
+        Column("WEEKLY", _usercredit_cell(
+            lambda s: "-" if s.unlimited else credit_amount(s.weekly, s.price_unit))),
+        Column("USED", _usercredit_cell(lambda s: credit_amount(s.used, s.price_unit))),
+        Column("REMAINING", _usercredit_cell(
+            lambda s: "-" if s.unlimited else credit_amount(s.remaining, s.price_unit))),
+        Column("PER HOUR", _usercredit_cell(
+            lambda s: f"{credit_amount(s.running_per_hour, s.price_unit)}/h")),
+        Column("STATE", _usercredit_cell(credit_state)),
         AGE,
-        Column("PER HOUR", _field(lambda o: o.usercredit.status.running_per_hour), wide=True),
+        Column("USER", _field(lambda o: o.usercredit.spec.user), wide=True),
+        Column("WEEK START", lambda o, now: _week_start(o), wide=True),
     ),
     "Workload": _WORKLOAD,
     "Container": _CONTAINER,

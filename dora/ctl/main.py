@@ -21,6 +21,7 @@ from dora.ctl import printers
 from dora.ctl.commands import (
     apply,
     config,
+    credits,
     delete,
     describe,
     get,
@@ -74,6 +75,7 @@ workload.register(app)
 token.register(app)
 workspaces.register(app)
 streams.register(app)
+credits.register(app)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

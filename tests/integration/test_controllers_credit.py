@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import pytest
@@ -32,6 +33,7 @@ from tests.integration.controllers_harness import (
     group,
     workload,
 )
+from tests.integration.test_ctl_support import Ctl, Result, table
 
 pytestmark = pytest.mark.usefixtures("default_scope")
 __all__ = ["group"]
@@ -349,7 +351,9 @@ async def direct_container(client: Client, name: str, *, zone: str, hours: float
     assert created.metadata.uid
 
 
-async def test_prices_are_per_zone(client: Client, clock: FakeClock, group: TaskGroup) -> None:
+async def test_prices_are_per_zone(client: Client, clock: FakeClock, group: TaskGroup,
+                                   apiserver: APIServer, admin_token: str,
+                                   tmp_path: Path) -> None:
     for zone in ("zb", "zc"):
         await client.apply(objects.new("Zone", zone))
     await setup_user(client, budgets={"default": 100, "zb": 100, "zc": 100})
@@ -366,6 +370,24 @@ async def test_prices_are_per_zone(client: Client, clock: FakeClock, group: Task
                               what=f"metered in {zone}")
         used[zone] = uc.usercredit.status.used
     assert used == {"default": pytest.approx(15.0), "zb": pytest.approx(6.0), "zc": 0}
+
+    # What doractl shows of it.
+    ctl = Ctl(server=f"127.0.0.1:{apiserver.port}", token=admin_token, home=tmp_path / "h")
+    result = await ctl.ok("credits", USER)
+    assert result.lines[0] == f"credits of {USER}"
+    rows = {r["ZONE"]: r for r in table(Result(0, "\n".join(result.lines[1:]), ""))}
+    assert {z: (r["USED / WEEKLY"], r["RUNNING NOW"], r["STATE"]) for z, r in rows.items()} == {
+        "default": ("15€ / 100€", "0€/h", "OK"),
+        "zb": ("6€ / 100€", "0€/h", "OK"),
+        "zc": ("0 / 100", "0/h", "OK"),
+    }
+    missing = await ctl("credits", "bob")
+    assert missing.code == 0 and "no credits metered for bob" in missing.err
+    ucs = {r["ZONE"]: r for r in table(await ctl.ok("get", "usercredits", "-A"))}
+    assert (ucs["zb"]["NAME"], ucs["zb"]["USED"], ucs["zb"]["REMAINING"]) == (USER, "6€", "94€")
+    rcs = {r["ZONE"]: r for r in table(await ctl.ok("get", "rc", "-A"))}
+    assert (rcs["default"]["PRODUCT"], rcs["default"]["PRICE"]) == (V100, "2.5€/h")
+    assert rcs["zb"]["PRICE"] == "1€/h"
 
 
 async def test_the_default_build_runs_the_credit_controller(client: Client,
