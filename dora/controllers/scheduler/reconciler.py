@@ -6,7 +6,8 @@ A reconcile of a Container key:
 - reserved but not committed (a scheduler stopped half-way): verify, then
   commit or release;
 - pending: mark it ``Pending`` if it has no phase yet, filter the nodes
-  (``filters``), pick one (``strategies``, by ``config.affinity``), then
+  (``filters``), pick one (``strategies``, by ``config.affinity``; both kept
+  up to date incrementally by ``placer``), then
   reserve, verify and commit (``binder``). When nothing fits, the container's
   status says why (condition ``Scheduled=False``, reason ``Unschedulable``) and
   it waits: it is queued again whenever a node, a node lease, or the
@@ -37,6 +38,7 @@ from dora.controllers.runtime.clock import Clock
 from dora.controllers.runtime.manager import Manager, Watch
 from dora.controllers.runtime.reconcile import DONE, Result
 from dora.controllers.scheduler import binder, filters, strategies
+from dora.controllers.scheduler.placer import Placer
 from dora.controllers.scheduler.snapshot import (
     Placement,
     Snapshot,
@@ -75,6 +77,7 @@ class Scheduler:
         self.recorder = recorder
         self.rng = rng or random_module.Random()
         self.snapshot = Snapshot(cache=cache, zone=zone)
+        self.placer = Placer(self.snapshot)
         self.assumed: dict[Ref, Placement] = {}
         self._lock = anyio.Lock()
         self.bound = 0
@@ -86,7 +89,7 @@ class Scheduler:
         manager.store("Node")
         manager.store("Lease")
         manager.add_controller(self, workers=workers, watches=[
-            Watch("Container", self._container_keys),
+            Watch("Container", self.on_container_change),
             Watch("Node", self._node_keys),
             Watch("Lease", self._lease_keys),
         ])
@@ -94,7 +97,8 @@ class Scheduler:
     def _waiting(self) -> list[Ref]:
         return [objects.ref_of(c) for c in self.cache.store("Container").by_index("unbound", "")]
 
-    def _container_keys(self, delta: Delta) -> Iterable[Ref]:
+    def on_container_change(self, delta: Delta) -> Iterable[Ref]:
+        """The watch handler of Containers: forget the nodes they touch; the keys to queue."""
         old, new = delta.old, delta.new
         for obj in (old, new):
             if obj is not None and obj.container.spec.node_name:
@@ -146,20 +150,11 @@ class Scheduler:
         request = request_of(container)
         strategy = container.container.spec.template.config.affinity
         async with self._lock:
-            self._drop_seen_assumptions()
-            nodes = self.snapshot.nodes(assumed=self.assumed)
-            found, reasons = filters.fits(nodes, request)
-            choice = strategies.choose(strategy, found, request, rng=self.rng)
-            if choice is None:
-                message = filters.unschedulable_message(request, reasons)
-            else:
-                placement = Placement(node=choice.node.name, gpus=choice.gpus,
-                                      cpu_millicores=request.cpu_millicores,
-                                      workload=request.workload)
-                self.assumed[key] = placement
-        if choice is None:
-            await self._unschedulable(container, message)
+            choice = self.choose(key, request, strategy)
+        if isinstance(choice, str):
+            await self._unschedulable(container, choice)
             return Result(requeue_after=RETRY_UNSCHEDULABLE)
+        placement = self.assumed[key]
         try:
             reserved = await binder.reserve(self.client, container, placement)
             await self._finish(reserved, capacity=choice.node.cpu_capacity)
@@ -167,6 +162,19 @@ class Scheduler:
             self.assumed.pop(key, None)
             raise
         return DONE
+
+    def choose(self, key: Ref, request: filters.Request, strategy: str) -> filters.Fit | str:
+        """Pick a node for ``request`` now and remember it as assumed for ``key``; or the
+        Unschedulable message. The caller holds the lock; nothing here awaits (``bench/``
+        measures this, the scheduler's whole placement work, on its own)."""
+        self._drop_seen_assumptions()
+        choice = self.placer.choose(request, strategy, assumed=self.assumed, rng=self.rng)
+        if isinstance(choice, str):
+            return choice
+        self.assumed[key] = Placement(node=choice.node.name, gpus=choice.gpus,
+                                      cpu_millicores=request.cpu_millicores,
+                                      workload=request.workload)
+        return choice
 
     async def _finish(self, reserved: object_pb2.Object, *, capacity: int | None = None) -> None:
         """Verify a reservation, then commit it, or release it and raise ``LostRace``."""

@@ -22,7 +22,7 @@ import collections
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dora.api import conventions
+from dora.api import conventions, objects
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
 from dora.controllers.events import label_value_ok
@@ -92,12 +92,15 @@ def node_info(node: object_pb2.Object, *, leased: bool,
     used_cpu = 0
     workloads: collections.Counter[str] = collections.Counter()
     for container in containers:
-        if not holds_resources(container):
+        # holds_resources and placement_of, inlined: this runs for every container of
+        # a node each time the node changes.
+        body = container.container
+        cspec = body.spec
+        if not cspec.node_name or body.status.phase in TERMINAL_PHASES:
             continue
-        placement = placement_of(container)
-        used_gpus.update(g.index for g in placement.gpus)
-        used_cpu += placement.cpu_millicores
-        workloads[placement.workload] += 1
+        used_gpus.update(g.index for g in cspec.gpus)
+        used_cpu += cspec.cpu_millicores
+        workloads[f"{container.metadata.workspace}/{cspec.workload}"] += 1
     return NodeInfo(
         name=node.metadata.name,
         ready=leased and status.phase == READY,
@@ -127,31 +130,105 @@ def with_placement(info: NodeInfo, placement: Placement) -> NodeInfo:
 
 
 class Snapshot:
+    """The nodes as the scheduler sees them, kept up to date incrementally.
+
+    ``current`` recomputes only the nodes invalidated since the last call and those
+    whose assumed placements changed, and appends their names to ``log``, so that
+    ``placer.Placer`` can bring its own state up to date with the few nodes that
+    changed instead of looking at every node again.
+    """
+
+    # The log is cut (and its readers start over) once it is this many times the nodes.
+    LOG_LIMIT = 4
+
     def __init__(self, *, cache: Cache, zone: str) -> None:
         self.cache = cache
         self.zone = zone
+        # Each node as the cache shows it (memoized until invalidated)...
         self._infos: dict[str, NodeInfo] = {}
+        self._refs: dict[str, Ref] = {}
+        # ...and with the assumed placements on it laid over.
+        self._effective: dict[str, NodeInfo] = {}
+        self._overlays: dict[str, tuple[Placement, ...]] = {}
+        self._dirty: set[str] = set()
+        # Names whose effective NodeInfo changed (or that went), oldest first; ``epoch``
+        # grows whenever the log is cut, so a reader knows its position means nothing.
+        self.log: list[str] = []
+        self.epoch = 0
 
     def invalidate(self, node: str) -> None:
         self._infos.pop(node, None)
+        self._dirty.add(node)
 
     def invalidate_all(self) -> None:
         self._infos.clear()
+        self._dirty.update(self._refs)
 
     def nodes(self, *, assumed: Mapping[Ref, Placement]) -> list[NodeInfo]:
-        containers = self.cache.store("Container")
-        infos: dict[str, NodeInfo] = {}
-        for node in self.cache.store("Node"):
-            name = node.metadata.name
+        return list(self.current(assumed=assumed).values())
+
+    def current(self, *, assumed: Mapping[Ref, Placement]) -> Mapping[str, NodeInfo]:
+        """Every node by name, assumed placements laid over (do not change it)."""
+        store = self.cache.store("Node")
+        changed: set[str] = set()
+        for name in self._dirty:
+            ref = self._refs.get(name) or Ref("Node", self.zone, "", name)
+            node = store.get(ref)
+            if node is None:
+                if self._refs.pop(name, None) is not None:
+                    self._infos.pop(name, None)
+                    changed.add(name)
+                continue
+            self._refs[name] = ref
+            if name not in self._infos:
+                self._infos[name] = self._info(node)
+            changed.add(name)
+        self._dirty = set()
+        if len(store) != len(self._refs):  # added or gone unannounced, or in another zone
+            changed |= self._resync_all()
+        overlays: dict[str, list[Placement]] = {}
+        for placement in assumed.values():
+            if placement.node in self._infos:
+                overlays.setdefault(placement.node, []).append(placement)
+        for name in self._overlays.keys() | overlays.keys():
+            if tuple(overlays.get(name, ())) != self._overlays.get(name, ()):
+                changed.add(name)
+        for name in sorted(changed):
+            self._overlays.pop(name, None)
             info = self._infos.get(name)
             if info is None:
-                lease = self.cache.store("Lease").get_named(
-                    conventions.node_lease_name(name), zone=node.metadata.zone)
-                info = node_info(node, leased=lease is not None,
-                                 containers=containers.by_index("node", name))
-                self._infos[name] = info
-            infos[name] = info
-        for placement in assumed.values():
-            if placement.node in infos:
-                infos[placement.node] = with_placement(infos[placement.node], placement)
-        return list(infos.values())
+                self._effective.pop(name, None)
+            else:
+                for placement in overlays.get(name, ()):
+                    info = with_placement(info, placement)
+                self._effective[name] = info
+                if name in overlays:
+                    self._overlays[name] = tuple(overlays[name])
+            self.log.append(name)
+        if len(self.log) > self.LOG_LIMIT * max(len(self._refs), 256):
+            self.log = []
+            self.epoch += 1
+        return self._effective
+
+    def _info(self, node: object_pb2.Object) -> NodeInfo:
+        name = node.metadata.name
+        lease = self.cache.store("Lease").get_named(
+            conventions.node_lease_name(name), zone=node.metadata.zone)
+        return node_info(node, leased=lease is not None,
+                         containers=self.cache.store("Container").by_index("node", name))
+
+    def _resync_all(self) -> set[str]:
+        """Look at every Node of the store: the names added, gone or invalidated."""
+        refs: dict[str, Ref] = {}
+        changed: set[str] = set()
+        for node in self.cache.store("Node"):
+            name = node.metadata.name
+            refs[name] = objects.ref_of(node)
+            if name not in self._infos:
+                self._infos[name] = self._info(node)
+                changed.add(name)
+        for name in self._refs.keys() - refs.keys():
+            self._infos.pop(name, None)
+            changed.add(name)
+        self._refs = refs
+        return changed
