@@ -295,6 +295,66 @@ async def test_a_dropped_exec_stream_is_an_error_not_success(cluster: Cluster) -
         assert s.exit_code is None
 
 
+class _EndsWithoutExit:
+    """A stream server that sends some output and then ends cleanly without ``exit``: what
+    a broken agent (or apiserver) might do. Nothing downstream may call that success."""
+
+    def __init__(self, service: str, request: Any) -> None:
+        self.service, self.request = service, request
+
+    async def Exec(self, requests: Any, context: Any) -> AsyncIterator[Any]:
+        await anext(aiter(requests))
+        yield streams_pb2.ExecOutput(stdout=b"partial")
+
+    def handler(self) -> Any:
+        return grpc.method_handlers_generic_handler(self.service, {
+            "Exec": grpc.stream_stream_rpc_method_handler(
+                self.Exec, request_deserializer=self.request.FromString,
+                response_serializer=streams_pb2.ExecOutput.SerializeToString),
+        })
+
+
+async def test_an_agent_stream_ending_without_exit_fails_the_call(client: Client,
+                                                                   node: str) -> None:
+    broken = _EndsWithoutExit("dora.api.v1.AgentStreams", streams_pb2.AgentExecInput)
+    server = AgentServer(listen="127.0.0.1:0", secret=SECRET, handlers=[broken.handler()])
+    await server.start()
+    try:
+        await declare(client, node, f"127.0.0.1:{server.port}")
+        box, _ = await client.apply(h.bound("box", node))
+        box.container.status.phase = "Running"
+        box.container.status.docker_id = "0123456789ab"
+        box.container.status.node_name = node
+        await client.update_status(box)
+        async with client.exec("box", ["true"]) as s:
+            with pytest.raises(errors.Unavailable, match="ended without an exit code"):
+                await s.wait()
+        assert s.exit_code is None
+    finally:
+        await server.stop(0)
+
+
+async def test_the_client_does_not_take_a_stream_without_exit_for_success() -> None:
+    broken = _EndsWithoutExit("dora.api.v1.Streams", streams_pb2.ExecInput)
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((broken.handler(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with (Client(f"127.0.0.1:{port}") as c, c.exec("box", ["true"]) as s):
+            output = [data async for _, data in _until_error(s.output())]
+        assert output == [b"partial"]
+        assert s.exit_code is None
+    finally:
+        await server.stop(0)
+
+
+async def _until_error(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    with pytest.raises(errors.Unavailable, match="without the command's exit code"):
+        async for item in stream:
+            yield item
+
+
 async def test_any_apiserver_replica_serves_any_container(
     cluster: Cluster, apiserver_config: Config, admin_token: str,
 ) -> None:
