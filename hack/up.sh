@@ -20,6 +20,8 @@ etcd_port="${DORA_ETCD_PORT:-2379}"
 pidfile="$DATA_DIR/apiserver.pid"
 logfile="$DATA_DIR/apiserver.log"
 token_file="$DATA_DIR/admin.token"
+# The secret the apiserver presents to agents for logs/exec (made once, kept).
+agent_secret_file="$DATA_DIR/agent.secret"
 node_name="${DORA_NODE_NAME:-local}"
 agent_addr="127.0.0.1:${DORA_AGENT_PORT:-3001}"
 timeout="${DORA_APISERVER_TIMEOUT:-30}"
@@ -50,13 +52,21 @@ elif apiserver_up; then
   die "port $api_port is taken by something hack/up.sh did not start (set DORA_API_PORT)"
 fi
 
+if [[ ! -s "$agent_secret_file" ]]; then
+  mkdir -p "$DATA_DIR"
+  (umask 077 && "$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(32))' \
+    > "$agent_secret_file")
+  log "made the agent secret $agent_secret_file"
+fi
+
 if ! pid_running "$pidfile" dora-apiserver; then
   mkdir -p "$DATA_DIR"
   log "starting dora-apiserver on $api_host:$api_port (log: $logfile)"
   start_daemon "$pidfile" "$logfile" "$VENV/bin/dora-apiserver" \
     --etcd-endpoints "127.0.0.1:$etcd_port" \
     --listen "$api_host:$api_port" \
-    --admin-token-file "$token_file"
+    --admin-token-file "$token_file" \
+    --agent-secret-file "$agent_secret_file"
   wait_for "$timeout" "the apiserver on $api_host:$api_port" up_or_dead || true
   if ! apiserver_up; then
     show_log_tail "$logfile"
@@ -95,7 +105,8 @@ ensure_daemon dora-controllers "$DATA_DIR/controllers.pid" \
   --zone default
 ensure_daemon dora-agent "$DATA_DIR/agent.pid" \
   "$VENV/bin/dora-agent" --server "$api_host:$api_port" --token-file "$DATA_DIR/node.token" \
-  --node-name "$node_name" --zone default --listen "$agent_addr"
+  --node-name "$node_name" --zone default --listen "$agent_addr" \
+  --agent-secret-file "$agent_secret_file"
 
 cat <<EOF
 
@@ -107,6 +118,8 @@ Next:
     doractl get nodes
     doractl apply -f examples/01-hello.yaml
     doractl get containers
+    doractl logs -f workload/hello     # Ctrl-C stops
+    doractl shell hello.0              # a shell in its first container
     make down        # stops everything, keeps the data
 
 EOF
