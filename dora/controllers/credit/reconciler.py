@@ -135,7 +135,11 @@ class CreditController:
         return [self._key(delta.object.metadata.name)]
 
     def _workspace_keys(self, delta: Delta) -> Iterable[Ref]:
-        user = self.user_of(delta.object.metadata.workspace)
+        meta = delta.object.metadata
+        user = self.user_of(meta.workspace)
+        if not user and FINALIZER in meta.finalizers:
+            # Its user is gone: still record what it cost, and let it go.
+            user = meta.workspace
         return [self._key(user)] if user else []
 
     def user_of(self, workspace: str) -> str:
