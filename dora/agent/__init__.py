@@ -9,11 +9,15 @@ state. Modules, from the bottom up:
 - ``dockerspec``: pure translation between a Container and a Docker container:
   name, labels, run options, and a Docker state read back.
 - ``docker_driver``: the ``Engine`` protocol and ``DockerDriver``, docker-py off
-  the event loop; the only module that imports ``docker``.
+  the event loop; with ``docker_streams``, the only modules that import ``docker``.
 - ``workqueue``: a keyed queue (one reconcile per key at a time, backoff).
 - ``lease``: the node's Lease, held through the apiserver (at most one agent per node).
 - ``containers``: the reconcile of one Container key.
 - ``nodestatus``: the Node status reporter.
+- ``server``: the gRPC server on ``--listen`` that apiservers call (shared-secret
+  check, a list of services); ``streams`` (``AgentStreams``: logs and exec) and
+  ``docker_streams`` (Docker log streams and exec sessions, a thread per stream) are
+  served on it.
 - ``agent``: the loop that starts all of the above in order.
 - ``main``: the ``dora-agent`` command.
 
