@@ -3,9 +3,8 @@ tutorial, GPU placement, and each fault ending with every replica running once."
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
+import yaml
 
 from e2e.cluster import APISERVERS, Doractl, compose, docker_containers, eventually, running_on
 
@@ -14,26 +13,20 @@ pytestmark = pytest.mark.timeout(600)
 
 def workload_yaml(name: str, *, replicas: int, cmd: str = "sleep 3600", gpus: int = 0,
                   allow_anywhere: bool = True) -> str:
-    selector = (f"gpu:\n      product_name: Tesla V100-SXM2-16GB\n      count: {gpus}"
-                if gpus else "cpu:\n      product_name: All\n      count: 1")
-    return textwrap.dedent(f"""\
-        apiVersion: v1
-        kind: Workload
-        metadata:
-          name: {name}
-        spec:
-          replica:
-            count: {replicas}
-          driver: Docker
-          selectors:
-            {selector}
-          image:
-            image: dora/busybox
-            pullPolicy: Never
-          config:
-            cmd: {cmd}
-            affinity: {"Distribute" if allow_anywhere else "First"}
-        """)
+    selectors = ({"gpu": {"product_name": "Tesla V100-SXM2-16GB", "count": gpus}} if gpus
+                 else {"cpu": {"product_name": "All", "count": 1}})
+    return yaml.safe_dump({
+        "apiVersion": "v1",
+        "kind": "Workload",
+        "metadata": {"name": name},
+        "spec": {
+            "replica": {"count": replicas},
+            "driver": "Docker",
+            "selectors": selectors,
+            "image": {"image": "dora/busybox", "pullPolicy": "Never"},
+            "config": {"cmd": cmd, "affinity": "Distribute" if allow_anywhere else "First"},
+        },
+    }, sort_keys=False)
 
 
 def apply(ctl: Doractl, text: str) -> str:
