@@ -84,6 +84,17 @@ def budget_of(user: object_pb2.Object | None, zone: str) -> float | None:
     return budgets.get(ALL_ZONES)
 
 
+def _same(old: credits_pb2.UsercreditStatus, new: credits_pb2.UsercreditStatus) -> bool:
+    """Whether two statuses differ at most in what time alone moves."""
+    a, b = credits_pb2.UsercreditStatus(), credits_pb2.UsercreditStatus()
+    a.CopyFrom(old)
+    b.CopyFrom(new)
+    for status in (a, b):
+        for field in ("used", "remaining", "last_update"):
+            status.ClearField(field)
+    return a == b
+
+
 class CreditController:
     name = "credit"
 
@@ -189,8 +200,8 @@ class CreditController:
             raise errors.Conflict(f"{key}: the Usercredit kept changing")
         if current is not None:
             await self._release(containers, current.usercredit.status)
-            await self._enforce(name, workspaces, current.usercredit.status, week=week)
-            return Result(requeue_after=self._next_look(current.usercredit.status, now=now))
+            await self._enforce(name, workspaces, status, week=week)
+            return Result(requeue_after=self._next_look(status, now=now))
         return DONE
 
     def _per_hour(self, container: object_pb2.Object, prices: accrual.Prices) -> float:
@@ -236,9 +247,10 @@ class CreditController:
                 raise errors.Conflict(f"{key}: created meanwhile") from exc
             log.info("%s: metering %s in zone %s", key, key.name, key.zone)
         old = current.usercredit.status
-        unchanged = clone(current).usercredit.status
-        unchanged.last_update.CopyFrom(status.last_update)
-        if unchanged == status:
+        if _same(old, status) and (
+                status.last_update.ToDatetime() - old.last_update.ToDatetime()
+                < dt.timedelta(seconds=self.interval)):
+            # Only time passed: ``used`` is written every ``interval``, not at every event.
             return current
         obj = objects.new("Usercredit", key.name, zone=key.zone)
         obj.metadata.resource_version = current.metadata.resource_version

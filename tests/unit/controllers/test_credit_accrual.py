@@ -1,15 +1,19 @@
-"""The credit arithmetic: weeks, windows clipped to them, prices, and the ledger."""
+"""The credit arithmetic (weeks, windows clipped to them, prices, the ledger) and whose
+credit a workspace uses."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, cast
 
 import pytest
 
 from dora.api import objects
 from dora.api.v1 import credits_pb2, object_pb2
-from dora.controllers.credit import accrual, ledger
+from dora.controllers.credit import accrual, ledger, reconciler
 from dora.controllers.credit.accrual import Price, Prices
+from dora.controllers.runtime.clock import FakeClock
+from dora.controllers.runtime.manager import Manager
 
 UTC = dt.UTC
 # A Wednesday.
@@ -182,3 +186,41 @@ def test_a_container_across_the_week_start_is_split() -> None:
                            now=week.end + 2 * hour, live=[ledger.Metered(going, 5.0)])
     assert moved.used == pytest.approx(5.0)
     assert moved.charges[0].credits == pytest.approx(5.0)
+
+
+def _user(name: str, *, default_workspace: str = "",
+          budgets: dict[str, float] | None = None) -> object_pb2.Object:
+    user = objects.new("User", name)
+    user.metadata.resource_version = 1
+    user.user.spec.defaults.workspace = default_workspace
+    for zone, weekly in (budgets or {}).items():
+        user.user.spec.credits.add(zone=zone, weekly=weekly)
+    return user
+
+
+def test_budget_per_zone_with_all_as_the_default() -> None:
+    user = _user("amedeo.setti", budgets={"dc-rov-01": 500, "All": 50, "dc-test-01": 0})
+    assert reconciler.budget_of(user, "dc-rov-01") == 500
+    assert reconciler.budget_of(user, "dc-test-01") == 0
+    assert reconciler.budget_of(user, "elsewhere") == 50
+    assert reconciler.budget_of(_user("x", budgets={"a": 1}), "b") is None
+    assert reconciler.budget_of(None, "a") is None
+
+
+def test_whose_credit_a_workspace_uses() -> None:
+    manager = Manager(client=cast(Any, None), zone="z", clock=FakeClock())
+    controller = reconciler.CreditController(client=cast(Any, None), cache=manager.cache,
+                                             clock=FakeClock(), recorder=cast(Any, None),
+                                             zone="z")
+    controller.register(manager)
+    users = manager.cache.store("User")
+    for user in (_user("alice"), _user("bob", default_workspace="team-b"),
+                 _user("carol", default_workspace="shared"),
+                 _user("dave", default_workspace="shared")):
+        users.upsert(user)
+    assert controller.user_of("alice") == "alice"  # named like the user
+    assert controller.user_of("team-b") == "bob"  # the one whose default it is
+    assert controller.user_of("shared") == ""  # two users' default: nobody's
+    assert controller.user_of("nobody") == ""
+    assert controller.workspaces_of(users.get_named("bob"), "bob") == ["bob", "team-b"]
+    assert controller.workspaces_of(None, "gone") == ["gone"]
