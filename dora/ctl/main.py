@@ -27,6 +27,7 @@ from dora.ctl.commands import (
     get,
     streams,
     token,
+    volumes,
     workload,
     workspaces,
 )
@@ -76,6 +77,7 @@ token.register(app)
 workspaces.register(app)
 streams.register(app)
 credits.register(app)
+volumes.register(app)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -9,10 +9,12 @@ Storages with a node token of seed 004's ``node-rep`` role, as in ``make up``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import hashlib
 import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from dora.api.v1 import object_pb2, volumes_pb2
 from dora.apiserver.server import APIServer, Config
 from tests.integration import agent_harness as h
 from tests.integration.controllers_harness import Controllers, TaskGroup, eventually, group
+from tests.integration.test_ctl_support import Background, Ctl
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
 __all__ = ["group"]
@@ -285,3 +288,122 @@ async def test_a_volume_that_is_not_ready_is_refused_with_the_reason(cluster: Cl
     await eventually(pending, what="orphan Pending")
     with pytest.raises(errors.DoraError, match="storage 'missing' does not exist"):
         await cluster.client.volume_files().list(volumes_pb2.VolumeTarget(name="orphan"))
+
+
+# -- doractl ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ctl(apiserver: APIServer, admin_token: str, tmp_path: Path) -> Ctl:
+    return Ctl(server=f"127.0.0.1:{apiserver.port}", token=admin_token, home=tmp_path / "ctl")
+
+
+async def test_doractl_volume_upload_ls_download_rm(cluster: Cluster, ctl: Ctl,
+                                                   tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "pkg").mkdir(parents=True)
+    (project / "pkg" / "mod.py").write_text("x = 1\n")
+    (project / "run.sh").write_text("echo run\n")
+    (project / "cache.pyc").write_text("junk")
+    (project / ".doraignore").write_text("*.pyc\n")
+    single = tmp_path / "notes.txt"
+    single.write_text("notes\n")
+    result = await ctl.ok("volume", "upload", str(project), str(single), "home:/code")
+    assert "4 file(s) uploaded to volume home:/code" in result.err
+    assert (cluster.home / "code" / "project" / "pkg" / "mod.py").read_text() == "x = 1\n"
+    assert (cluster.home / "code" / "notes.txt").read_text() == "notes\n"
+    assert not (cluster.home / "code" / "project" / "cache.pyc").exists()
+
+    listing = await ctl.ok("volume", "ls", "home:/code", "-R")
+    assert listing.lines[0].split() == ["MODE", "SIZE", "MODIFIED", "PATH"]
+    paths = [line.split()[-1] for line in listing.lines[1:]]
+    assert paths == ["code/notes.txt", "code/project/", "code/project/.doraignore",
+                     "code/project/pkg/", "code/project/pkg/mod.py", "code/project/run.sh"]
+
+    out = tmp_path / "out"
+    out.mkdir()
+    await ctl.ok("volume", "download", "home:/code/project", str(out))
+    assert (out / "project" / "pkg" / "mod.py").read_text() == "x = 1\n"
+    await ctl.ok("volume", "download", "home:code/notes.txt", str(out / "n.txt"))
+    assert (out / "n.txt").read_text() == "notes\n"
+
+    refused = await ctl("volume", "download", "home:../../etc/passwd", str(out))
+    assert refused.code == 2 and "must not contain '..'" in refused.err
+    missing = await ctl("volume", "ls", "home:/nothing")
+    assert missing.code == 1 and "/nothing does not exist" not in missing.out
+    assert "nothing does not exist in volume home" in missing.err
+
+    assert (await ctl.ok("volume", "rm", "-r", "home:code/project")).out == \
+        "1 path(s) deleted\n"
+    assert not (cluster.home / "code" / "project").exists()
+
+
+async def test_doractl_sync_mirrors_edits_and_deletions_into_the_container(
+    cluster: Cluster, ctl: Ctl, tmp_path: Path
+) -> None:
+    await cluster.client.apply(with_home("box", cluster.node))
+    await h.phase_of(cluster.client, "box", "Running")
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "main.py").write_text("print(1)\n")
+    (project / "src" / "util.py").write_text("u = 1\n")
+    (project / "secret.env").write_text("TOKEN=x\n")
+    (project / ".doraignore").write_text("*.env\n")
+    # Already there and the same: not sent again.
+    (cluster.home / "code" / "src").mkdir(parents=True)
+    (cluster.home / "code" / "src" / "util.py").write_text("u = 1\n")
+
+    sync = await ctl.start("sync", str(project), "home:/code", "--interval", "0.2")
+    try:
+        started = await _stderr_until(sync, "following")
+        assert "2 file(s) sent, 3 in sync" in started, started
+        assert await in_container(cluster.client, "box", "cat", "/home/code/src/main.py") == \
+            b"print(1)\n"
+        assert not (cluster.home / "code" / "secret.env").exists()
+
+        (project / "src" / "main.py").write_text("print(2)\n")
+        edited = asyncio.get_running_loop().time()
+
+        async def sees_the_edit() -> bool:
+            return await in_container(cluster.client, "box", "cat",
+                                      "/home/code/src/main.py") == b"print(2)\n"
+
+        await eventually(sees_the_edit, within=5, what="the container to see the edit")
+        assert asyncio.get_running_loop().time() - edited < 2.0
+
+        (project / "src" / "util.py").unlink()
+        (project / "docs").mkdir()
+        (project / "docs" / "a.md").write_text("# a\n")
+
+        async def mirrored() -> bool:
+            return not (cluster.home / "code" / "src" / "util.py").exists() and \
+                (cluster.home / "code" / "docs" / "a.md").is_file()
+
+        await eventually(mirrored, within=5, what="the deletion and the new folder")
+        import shutil
+
+        shutil.rmtree(project / "docs")
+
+        async def folder_gone() -> bool:
+            return not (cluster.home / "code" / "docs").exists()
+
+        await eventually(folder_gone, within=5, what="the deleted folder to go")
+    finally:
+        sync.process.send_signal(signal.SIGINT)
+        result = await sync.finish()
+    assert "↑ code/src/main.py" in result.err and "✗ code/src/util.py" in result.err
+    assert "↑ code/src/util.py" not in result.err  # matched by size and sha256 at the start
+    assert result.code in (0, 130)
+
+
+async def _stderr_until(background: Background, text: str) -> str:
+    stream = background.process.stderr
+    assert stream is not None
+    seen = ""
+    async with asyncio.timeout(30):
+        while text not in seen:
+            line = await stream.readline()
+            if not line:
+                break
+            seen += line.decode()
+    return seen
