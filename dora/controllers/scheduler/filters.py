@@ -17,6 +17,7 @@ enough. CPU is counted in millicores: a node has ``cpu.count * 1000``.
 from __future__ import annotations
 
 import collections
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -62,6 +63,15 @@ class NodeInfo:
     def free_gpus(self) -> list[GPU]:
         return [g for g in self.gpus if g.index not in self.used_gpus]
 
+    @functools.cached_property
+    def free_by_product(self) -> dict[str, list[GPU]]:
+        """The free GPUs of each product, lowest index first; the products in the order
+        of their lowest free index. Computed once per NodeInfo (they never change)."""
+        by_product: dict[str, list[GPU]] = {}
+        for gpu in sorted(self.free_gpus()):
+            by_product.setdefault(gpu.product, []).append(gpu)
+        return by_product
+
     @property
     def free_cpu(self) -> int:
         return self.cpu_capacity - self.used_cpu
@@ -94,11 +104,9 @@ def choose_gpus(node: NodeInfo, request: Request) -> tuple[GPU, ...] | None:
     """The GPUs ``node`` would give ``request`` (empty when it needs none), or None."""
     if request.gpu_count <= 0:
         return ()
-    by_product: dict[str, list[GPU]] = collections.defaultdict(list)
-    for gpu in sorted(node.free_gpus()):
-        by_product[gpu.product].append(gpu)
+    by_product = node.free_by_product
     if _any(request.gpu_products):
-        order = sorted(by_product, key=lambda p: by_product[p][0].index)
+        order = list(by_product)  # by lowest free index
     else:
         order = [p for p in request.gpu_products if p in by_product]
     for product in order:

@@ -6,7 +6,8 @@ give) and then at every node that fits (its load), for every container: 5 ms a
 placement on a thousand nodes. But between two placements one or two nodes change
 (the one just bound, the assumption dropped), so a ``Placer`` keeps, for each
 request *shape* (the request without its workload: what ``filters.fit`` reads),
-the nodes that fit it and, for the strategies, those nodes in sorted lists:
+the nodes that fit it and, for the strategies used with it, those nodes in sorted
+lists (each made on its first use, then kept):
 
 - by name (``First``: the first; ``Random``: the one at a random index);
 - by (load, name) (``Distribute``: the first node that runs none of the workload's
@@ -37,6 +38,11 @@ def _remove(items: list[tuple[float, str]], item: tuple[float, str]) -> None:
         del items[index]
 
 
+# The orders a shape's fitting nodes are kept in, made on first use by a strategy
+# (a workload shape is mostly placed with one strategy): entries and their sort keys.
+NAME, LOAD, FILL = "name", "load", "fill"
+
+
 @dataclass
 class _Shape:
     """The nodes that fit one request shape, kept sorted the strategies' ways."""
@@ -46,24 +52,30 @@ class _Shape:
     position: int = 0
     fits: dict[str, Fit] = field(default_factory=dict)
     loads: dict[str, float] = field(default_factory=dict)
-    names: list[str] = field(default_factory=list)
-    by_load: list[tuple[float, str]] = field(default_factory=list)
-    by_fill: list[tuple[float, str]] = field(default_factory=list)
+    orders: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
 
     def reset(self) -> None:
         self.fits.clear()
         self.loads.clear()
-        self.names.clear()
-        self.by_load.clear()
-        self.by_fill.clear()
+        self.orders.clear()
+
+    @staticmethod
+    def _entry(order: str, load: float, name: str) -> tuple[float, str]:
+        return (0.0, name) if order == NAME else (load, name) if order == LOAD else (-load, name)
+
+    def order(self, order: str) -> list[tuple[float, str]]:
+        entries = self.orders.get(order)
+        if entries is None:
+            entries = self.orders[order] = sorted(
+                self._entry(order, load, name) for name, load in self.loads.items())
+        return entries
 
     def update(self, name: str, info: NodeInfo | None) -> None:
         if name in self.fits:
             del self.fits[name]
             load = self.loads.pop(name)
-            del self.names[bisect.bisect_left(self.names, name)]
-            _remove(self.by_load, (load, name))
-            _remove(self.by_fill, (-load, name))
+            for order, entries in self.orders.items():
+                _remove(entries, self._entry(order, load, name))
         if info is None:
             return
         result = filters.fit(info, self.request)
@@ -71,9 +83,8 @@ class _Shape:
             load = strategies.load(info, self.request)
             self.fits[name] = result
             self.loads[name] = load
-            bisect.insort(self.names, name)
-            bisect.insort(self.by_load, (load, name))
-            bisect.insort(self.by_fill, (-load, name))
+            for order, entries in self.orders.items():
+                bisect.insort(entries, self._entry(order, load, name))
 
 
 class Placer:
@@ -91,13 +102,14 @@ class Placer:
             _, reasons = filters.fits(nodes.values(), request)
             return filters.unschedulable_message(request, reasons)
         if strategy == "Random":
-            index = min(len(shape.names) - 1, int(rng.random() * len(shape.names)))
-            return shape.fits[shape.names[index]]
+            names = shape.order(NAME)
+            index = min(len(names) - 1, int(rng.random() * len(names)))
+            return shape.fits[names[index][1]]
         if strategy == "Fill":
-            return shape.fits[shape.by_fill[0][1]]
+            return shape.fits[shape.order(FILL)[0][1]]
         if strategy == "Distribute":
             return self._distribute(shape, request.workload)
-        return shape.fits[shape.names[0]]
+        return shape.fits[shape.order(NAME)[0][1]]
 
     def _shape(self, request: Request, nodes: Mapping[str, NodeInfo]) -> _Shape:
         key = replace(request, workload="")
@@ -117,7 +129,7 @@ class Placer:
 
     @staticmethod
     def _distribute(shape: _Shape, workload: str) -> Fit:
-        for _, name in shape.by_load:
+        for _, name in shape.order(LOAD):
             fit = shape.fits[name]
             if not fit.node.workloads.get(workload, 0):
                 return fit
