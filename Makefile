@@ -6,7 +6,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ARGS ?=
 
-.PHONY: help up down test lint gen e2e bench bench-quick images clean
+.PHONY: help up down test walkthrough lint gen e2e bench bench-quick images clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,6 +19,9 @@ down: ## Stop the local apiserver and etcd; keeps their data
 
 test: ## Set up the machine, verify generated code, lint, run unit + integration tests
 	hack/test.sh $(ARGS)
+
+walkthrough: ## The README walk-through, scripted, on a throwaway `make up` cluster (CI runs it)
+	hack/walkthrough.sh
 
 lint: ## ruff, mypy (strict) and the import-linter layer contracts
 	hack/venv.sh
