@@ -135,3 +135,27 @@ async def test_clone_a_workspace(ctl: Ctl) -> None:
                             "workspace/experiments: 1 object(s) copied from default"]
     copied = table(await ctl.ok("get", "wk", "-g", "experiments"))
     assert [(r["NAME"], r["STATUS"]) for r in copied] == [("web", "Stopped")]
+
+
+async def test_delete_container_scale_down_lowers_the_replica_count(
+    ctl: Ctl, client: Client
+) -> None:
+    await ctl.ok("apply", "-f", "-", input=WEB.replace("IMAGE", "ubuntu"))
+    workload = await client.get("Workload", "web")
+    container = objects.new("Container", conventions.container_name("web", 1),
+                            zone="default", workspace="default")
+    container.container.spec.workload = "web"
+    container.container.spec.template.CopyFrom(workload.workload.spec)
+    container.metadata.owner_references.add(kind="Workload", name="web",
+                                            uid=workload.metadata.uid, controller=True)
+    await client.apply(container)
+
+    result = await ctl.ok("delete", "container", "web.1", "--scale-down")
+    assert result.out.strip() == "container/web.1 deleted"
+    after = await client.get("Workload", "web")
+    assert after.workload.spec.replica.count == 2
+    assert after.metadata.annotations[conventions.SCALE_DOWN_ANNOTATION] == "web.1"
+
+    refused = await ctl("delete", "workload", "web", "--scale-down")
+    assert refused.code == 2 and "--scale-down is for containers" in refused.err
+    assert (await client.get("Workload", "web")).workload.spec.replica.count == 2

@@ -7,6 +7,12 @@ are still deleted. An object with finalizers is only marked (its
 deleted object is really gone, watching from the version it last read (so no
 deletion in between is missed) and reading again every few seconds, up to
 ``--timeout``.
+
+``delete container NAME --scale-down`` is the dashboard's trash button: the
+container goes and its workload's replica count drops by one, in one conditional
+Apply of the Workload (``conventions.scale_down``), retried on a conflict. A plain
+``delete container`` is the reload button: the workload controller creates a
+fresh one.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from dora.api import errors, kinds
+from dora.api import conventions, errors, kinds
 from dora.api.client import WatchEvent
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
@@ -73,11 +79,18 @@ def delete(
     all_workspaces: Annotated[bool, typer.Option(
         "--all-workspaces", "-A", help="With -l or --all: in every zone and workspace.",
     )] = False,
+    scale_down: Annotated[bool, typer.Option(
+        "--scale-down", help="Containers only: also lower their workload's replica count, "
+        "so no fresh container replaces them.",
+    )] = False,
 ) -> None:
     """Delete objects: `delete KIND NAME...`, `delete KIND -l SELECTOR`, `delete -f FILE`."""
     limit = _timeout(timeout)
     found_kind, refs, objs_from_files = _targets(kind, names, files, recursive=recursive,
                                                  selector=selector, all_objects=all_objects)
+    if scale_down and (found_kind is None or found_kind.name != "Container"):
+        raise typer.BadParameter("--scale-down is for containers: delete container NAME "
+                                 "--scale-down")
     connection = settings_of(ctx).connection()
 
     async def work(s: session.Session) -> bool:
@@ -98,8 +111,11 @@ def delete(
         for ref in targets:
             name = f"{ref.kind.lower()}/{ref.name}"
             try:
-                deleted.append(await s.client.delete(ref.kind, ref.name, zone=ref.zone,
-                                                     workspace=ref.workspace))
+                if scale_down:
+                    deleted.append(await _scale_down(s, ref))
+                else:
+                    deleted.append(await s.client.delete(ref.kind, ref.name, zone=ref.zone,
+                                                         workspace=ref.workspace))
             except errors.NotFound as exc:
                 if not ignore_not_found:
                     ok = False
@@ -149,6 +165,27 @@ def _targets(
             param_hint="NAME",
         )
     return found_kind, wanted, None
+
+
+async def _scale_down(s: session.Session, ref: Ref, attempts: int = 5) -> object_pb2.Object:
+    """Remove the Container ``ref`` through its Workload; the Container as it was."""
+    for attempt in range(attempts):
+        container = await s.client.get("Container", ref.name, zone=ref.zone,
+                                       workspace=ref.workspace)
+        owner = container.container.spec.workload
+        if not owner:
+            raise errors.Invalid(f"container/{ref.name} belongs to no workload: "
+                                 "delete it without --scale-down")
+        workload = await s.client.get("Workload", owner, zone=container.metadata.zone,
+                                      workspace=container.metadata.workspace)
+        try:
+            await s.client.apply(conventions.scale_down(workload, ref.name))
+        except errors.Conflict:
+            if attempt + 1 == attempts:
+                raise
+            continue
+        return container
+    raise AssertionError("unreachable")
 
 
 def _refuse_everywhere_unasked(kind: kinds.Kind, zone: str, workspace: str,
