@@ -286,7 +286,7 @@ class DockerStreams:
         if not (attrs.get("State") or {}).get("Running"):
             raise StreamError(f"docker container {full_id[:12]} is not running",
                               kind="not-running")
-        api = self._client()
+        api = await self._call(self._client)  # the first one asks Docker its API version
         created = await self._call(lambda: api.exec_create(
             full_id, command, stdin=stdin, stdout=True, stderr=True, tty=tty,
         ))

@@ -74,8 +74,12 @@ class StreamsService:
         spec, status = obj.container.spec, obj.container.status
         phase = status.phase or "Pending"
         label = f"container {ref.workspace}/{ref.name}"
-        if not spec.node_name or not status.docker_id:
+        if not spec.node_name:
             raise FailedPrecondition(f"{label} is {phase}: not running on a node yet")
+        if not status.docker_id:
+            why = f" ({status.reason}: {status.message})" if status.reason else ""
+            raise FailedPrecondition(f"{label} is {phase} on node {spec.node_name!r} and has "
+                                     f"no Docker container yet{why}")
         if status.node_name and status.node_name != spec.node_name:
             raise FailedPrecondition(f"{label} is moving from node {status.node_name!r} to "
                                      f"{spec.node_name!r}; try again in a moment")

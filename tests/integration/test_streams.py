@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import struct
+import subprocess
 import sys
 import termios
 from collections.abc import AsyncIterator, Iterator
@@ -156,6 +157,9 @@ async def test_exec_returns_output_and_the_remote_exit_code(cluster: Cluster) ->
     assert (out, err, code) == (b"out\n", b"err\n", 7)
     async with cluster.client.exec("box", ["true"]) as s:
         assert (await s.wait())[2] == 0
+    async with cluster.client.exec("box", ["no-such-command"]) as s:
+        out, err, code = await s.wait()
+    assert code in (126, 127) and b"no-such-command" in out + err
 
 
 async def test_exec_pipes_stdin_until_it_is_closed(cluster: Cluster) -> None:
@@ -355,6 +359,47 @@ async def _until_error(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
             yield item
 
 
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by openssl for this test."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+async def test_an_https_endpoint_is_verified_with_the_agent_ca(
+    client: Client, node: str, apiserver_config: Config, admin_token: str,
+    self_signed: tuple[Path, Path],
+) -> None:
+    cert, key = self_signed
+    streams = DockerStreams(node=node, host="unix:///var/run/docker.sock")
+    server = AgentServer(listen="127.0.0.1:0", secret=SECRET,
+                         handlers=[AgentStreamsService(docker=streams).handler()],
+                         tls_cert=cert.read_bytes(), tls_key=key.read_bytes())
+    await server.start()
+    second = APIServer(dataclasses.replace(apiserver_config, agent_ca=cert.read_bytes()))
+    try:
+        await declare(client, node, f"https://127.0.0.1:{server.port}")
+        async with h.running_agent(client, node):
+            await running(client, "box", node)
+            # Without the CA (system roots only) the agent's certificate is not trusted.
+            with pytest.raises(errors.Unavailable, match="is unreachable"):
+                [c async for c in client.logs("box")]
+            await second.start()
+            async with (Client(f"127.0.0.1:{second.port}", token=admin_token) as trusted,
+                        trusted.exec("box", ["echo", "over tls"]) as s):
+                assert await s.wait() == (b"over tls\n", b"", 0)
+    finally:
+        await second.stop(grace=0)
+        await server.stop(0)
+        streams.close()
+
+
 async def test_any_apiserver_replica_serves_any_container(
     cluster: Cluster, apiserver_config: Config, admin_token: str,
 ) -> None:
@@ -412,6 +457,9 @@ async def test_doractl_logs_follow_tail_and_workload(cluster: Cluster, ctl: Ctl)
     follow.interrupt()
     assert (await follow.finish()).code == 130
 
+    missing = await ctl("logs", "workload/web")
+    assert missing.code == 1 and "workload/web in default/default not found" in missing.err
+    await cluster.client.apply(workload("web"))
     for name in ("web.0", "web.1"):
         await running(cluster.client, name, cluster.node,
                       f"echo one from {name}; echo two from {name}; sleep 600")
@@ -424,8 +472,17 @@ async def test_doractl_logs_follow_tail_and_workload(cluster: Cluster, ctl: Ctl)
     result = await ctl.ok("logs", "wk/web", "--tail", "1")
     assert sorted(result.lines) == ["[web.0] two from web.0", "[web.1] two from web.1"]
     assert (await ctl.ok("logs", "web.1", "--tail", "1")).out == "two from web.1\n"
-    none = await ctl("logs", "workload/nothing")
+    await cluster.client.apply(workload("idle"))
+    none = await ctl("logs", "workload/idle")
     assert none.code == 1 and "has no containers" in none.err
+
+
+def workload(name: str) -> Any:
+    """A stopped Workload (no controller runs here: the test makes its Containers)."""
+    obj = objects.new("Workload", name, zone=h.ZONE, workspace=h.WORKSPACE)
+    obj.workload.spec.image.image = h.BUSYBOX
+    obj.workload.spec.stopped = True
+    return obj
 
 
 class Pty:

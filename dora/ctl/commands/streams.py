@@ -112,8 +112,9 @@ def logs(
     out = _Stdout()
     tail_lines = tail if tail >= 0 else None
 
-    async def one(s: session.Session, name: str, *, prefixed: bool) -> None:
-        zone, workspace = _scope(s)
+    async def one(s: session.Session, name: str, *, prefixed: bool,
+                  where: tuple[str, str] | None = None) -> None:
+        zone, workspace = where or _scope(s)
         async for data in s.client.logs(name, zone=zone, workspace=workspace, follow=follow,
                                         tail_lines=tail_lines, timestamps=timestamps):
             if prefixed:
@@ -124,16 +125,20 @@ def logs(
             out.flush(name)
 
     async def of_workload(s: session.Session) -> bool:
-        zone, workspace = _scope(s)
+        # The workload's own zone and workspace (the server's defaults when the
+        # connection names none), so its containers are looked for where it is.
+        found = (await s.get(kinds.get("Workload"), name)).metadata
+        where = (found.zone, found.workspace)
         items, _ = await s.client.list(
-            "Container", zone=zone, workspace=workspace,
+            "Container", zone=found.zone, workspace=found.workspace,
             label_selector=f"{conventions.WORKLOAD_LABEL}={name}",
         )
         names = sorted(o.metadata.name for o in items)
         if not names:
             raise errors.NotFound(f"workload {name!r} has no containers")
-        results = await asyncio.gather(*(one(s, n, prefixed=True) for n in names),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(one(s, n, prefixed=True, where=where) for n in names), return_exceptions=True,
+        )
         ok = True
         for container_name, result in zip(names, results, strict=True):
             if isinstance(result, errors.DoraError):
