@@ -79,7 +79,7 @@ def parse_command(argv: Sequence[str], tmp_path: Path) -> Any:
     if parse_args is None:
         pytest.skip(f"{module_name} has no parse_args to check {script}'s flags with")
     stand_in = tmp_path / "token"
-    stand_in.write_text("a-token\n")
+    stand_in.write_text("a-token-long-enough-for-a-secret\n")
     for i, arg in enumerate(args):
         name, sep, value = arg.partition("=")
         if sep and name.endswith("-file") and not Path(value).exists():
