@@ -174,7 +174,11 @@ class ExecSession:
         """The command's exit code, once Docker counts it as exited."""
         deadline = asyncio.get_running_loop().time() + _EXIT_WAIT
         while True:
-            info = await anyio.to_thread.run_sync(self._api.exec_inspect, self.exec_id)
+            try:
+                info = await anyio.to_thread.run_sync(self._api.exec_inspect, self.exec_id)
+            except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+                raise StreamError(f"exec {self.exec_id[:12]}: no exit code from Docker: "
+                                  f"{_explain(exc)}", kind="unavailable") from exc
             if not info.get("Running") and info.get("ExitCode") is not None:
                 return int(info["ExitCode"])
             if asyncio.get_running_loop().time() > deadline:

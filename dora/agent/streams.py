@@ -20,7 +20,13 @@ from typing import Any
 
 import grpc
 
-from dora.agent.docker_streams import STDERR, DockerStreams, StreamError, TerminalSize
+from dora.agent.docker_streams import (
+    STDERR,
+    DockerStreams,
+    ExecSession,
+    StreamError,
+    TerminalSize,
+)
 from dora.api.v1 import streams_pb2
 
 log = logging.getLogger(__name__)
@@ -70,7 +76,7 @@ class AgentStreamsService:
         except StreamError as exc:
             await context.abort(_CODES.get(exc.kind, grpc.StatusCode.UNKNOWN), str(exc))
             return
-        inputs = asyncio.create_task(_feed(requests, session))
+        inputs = asyncio.create_task(_feed(requests=requests, session=session))
         try:
             async for stream, data in session.output():
                 if stream == STDERR:
@@ -101,7 +107,8 @@ class AgentStreamsService:
         })
 
 
-async def _feed(requests: AsyncIterator[streams_pb2.AgentExecInput], session: Any) -> None:
+async def _feed(*, requests: AsyncIterator[streams_pb2.AgentExecInput],
+                session: ExecSession) -> None:
     """Stdin, resizes and close-stdin from the apiserver, until its side ends."""
     async for message in requests:
         which = message.WhichOneof("input")

@@ -142,7 +142,7 @@ class StreamsService:
                 agent_start.size.CopyFrom(start.size)
             call = (await self._stub(target)).Exec(metadata=self.link.metadata())  # type: ignore[call-arg]
             await call.write(streams_pb2.AgentExecInput(start=agent_start))
-            inputs = asyncio.create_task(_relay_inputs(requests, call))
+            inputs = asyncio.create_task(_relay_inputs(requests=requests, call=call))
             exited = False
             while True:
                 output = await call.read()
@@ -182,7 +182,7 @@ class StreamsService:
         })
 
 
-async def _relay_inputs(requests: AsyncIterator[streams_pb2.ExecInput], call: Any) -> None:
+async def _relay_inputs(*, requests: AsyncIterator[streams_pb2.ExecInput], call: Any) -> None:
     """The caller's stdin, resizes and close-stdin, on to the agent; a second start is
     ignored (the command and container were fixed by the first)."""
     try:

@@ -558,3 +558,19 @@ async def test_doractl_shell_is_exec_it_with_bin_sh(cluster: Cluster, ctl: Ctl) 
     await term.expect(rb"42 /bin/sh\r\n")
     term.type("\x04")  # Ctrl-D: end of input for the remote shell
     assert await term.exit_code() == 0
+
+
+async def test_an_apiserver_without_the_secret_says_so(
+    cluster: Cluster, apiserver_config: Config, admin_token: str,
+) -> None:
+    await running(cluster.client, "box", cluster.node)
+    unconfigured = APIServer(dataclasses.replace(apiserver_config, agent_secret=None))
+    await unconfigured.start()
+    try:
+        async with Client(f"127.0.0.1:{unconfigured.port}", token=admin_token) as other:
+            with pytest.raises(errors.DoraError, match="no --agent-secret-file, so it cannot "
+                                                       "reach node agents"):
+                [c async for c in other.logs("box")]
+    finally:
+        await unconfigured.stop(grace=0)
+
