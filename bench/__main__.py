@@ -1,4 +1,8 @@
-"""``python -m bench [--quick] [--only NAME]``: run, print, write bench/results.json."""
+"""``python -m bench [--quick|--smoke] [--only GROUP]``: run, print, write bench/results.json.
+
+Groups: ``apiserver`` (Apply, Get/List, watch fan-out against raw etcd), ``agent``
+(an idle dora-agent's CPU and memory), ``running`` (Apply to Running on the real
+Docker engine against ``docker run``), ``scheduler`` (placements per second)."""
 
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import apiserver, cluster
+from bench import agent_idle, apiserver, cluster, daemons, scheduler
+from bench import running as to_running
 from bench.figures import Figure
+from dora.api.client import Client
 
 RESULTS = Path(__file__).parent / "results.json"
 
@@ -24,25 +30,64 @@ class Sizes:
     objects: int
     watchers: int
     writes: int
+    # Apply to Running: Apply runs, doractl runs.
+    runs: int
+    ctl_runs: int
+    # Scheduler: simulated nodes, containers placed per strategy (in-process); the
+    # same through the apiserver.
+    nodes: int
+    containers: int
+    e2e_nodes: int
+    e2e_containers: int
+    # Idle agent: seconds to settle, seconds sampled.
+    settle: float
+    idle: float
 
 
 SIZES = {
-    "full": Sizes(seconds=10, objects=10_000, watchers=1_000, writes=30),
-    "quick": Sizes(seconds=3, objects=1_000, watchers=200, writes=10),
+    "full": Sizes(seconds=10, objects=10_000, watchers=1_000, writes=30, runs=20, ctl_runs=5,
+                  nodes=1_000, containers=10_000, e2e_nodes=200, e2e_containers=1_000,
+                  settle=5, idle=60),
+    "quick": Sizes(seconds=3, objects=1_000, watchers=200, writes=10, runs=8, ctl_runs=3,
+                   nodes=1_000, containers=2_000, e2e_nodes=50, e2e_containers=200,
+                   settle=3, idle=10),
     # Only proves the harness runs (the test suite uses it); its figures mean nothing.
-    "smoke": Sizes(seconds=0.3, objects=20, watchers=5, writes=2),
+    "smoke": Sizes(seconds=0.3, objects=20, watchers=5, writes=2, runs=1, ctl_runs=1,
+                   nodes=20, containers=40, e2e_nodes=3, e2e_containers=5,
+                   settle=0.5, idle=1),
 }
+GROUPS = ("apiserver", "agent", "running", "scheduler")
 
 
-async def run(sizes: Sizes) -> list[Figure]:
+async def run(sizes: Sizes, *, only: tuple[str, ...] = GROUPS) -> list[Figure]:
     figures: list[Figure] = []
     async with cluster.running() as running:
-        figures.append(await apiserver.apply_throughput(
-            running, workers=16, seconds=sizes.seconds))
-        figures.extend(await apiserver.get_and_list(
-            running, objects=sizes.objects, seconds=sizes.seconds, workers=16))
-        figures.append(await apiserver.watch_fanout(
-            running, watchers=sizes.watchers, writes=sizes.writes))
+        if "apiserver" in only:
+            figures.append(await apiserver.apply_throughput(
+                running, workers=16, seconds=sizes.seconds))
+            figures.extend(await apiserver.get_and_list(
+                running, objects=sizes.objects, seconds=sizes.seconds, workers=16))
+            figures.append(await apiserver.watch_fanout(
+                running, watchers=sizes.watchers, writes=sizes.writes))
+        if {"agent", "running"} & set(only):
+            node = daemons.new_node_name()
+            async with Client(running.target, token=running.token) as client, \
+                    daemons.agent(running, client, node=node) as agent:
+                if "agent" in only:
+                    figures.extend(await agent_idle.sample(
+                        agent, settle=sizes.settle, seconds=sizes.idle))
+                if "running" in only:
+                    async with daemons.controllers(running, client):
+                        figures.extend(await to_running.apply_to_running(
+                            running, client, node=node, runs=sizes.runs,
+                            ctl_runs=sizes.ctl_runs))
+        if "scheduler" in only:
+            async with Client(running.target, token=running.token) as client:
+                end_to_end = await scheduler.end_to_end(
+                    running, client, nodes=sizes.e2e_nodes, containers=sizes.e2e_containers)
+    if "scheduler" in only:
+        figures.extend(scheduler.throughput(nodes=sizes.nodes, containers=sizes.containers))
+        figures.append(end_to_end)
     return figures
 
 
@@ -69,9 +114,11 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_const", const="smoke", dest="size",
                         help="tiny sizes: only checks that everything runs")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--only", action="append", choices=GROUPS,
+                        help="run only this group of figures (may be repeated)")
     args = parser.parse_args()
     size = args.size or ("quick" if os.environ.get("DORA_BENCH_QUICK") == "1" else "full")
-    figures = asyncio.run(run(SIZES[size]))
+    figures = asyncio.run(run(SIZES[size], only=tuple(args.only or GROUPS)))
     args.output.write_text(json.dumps([f.as_json() for f in figures], indent=2) + "\n")
     report(figures)
 

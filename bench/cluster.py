@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ class Cluster:
     etcd_endpoint: str
     target: str
     token: str
+    token_file: Path
 
 
 @contextlib.asynccontextmanager
@@ -54,11 +56,13 @@ async def running(*, watch_window: int = 10_000) -> AsyncIterator[Cluster]:
                         break
                     except Exception:
                         await asyncio.sleep(0.05)
-        yield Cluster(etcd_endpoint=etcd.endpoint, target=target, token=token)
+        yield Cluster(etcd_endpoint=etcd.endpoint, target=target, token=token,
+                      token_file=token_file)
     finally:
         process.terminate()
         await process.wait()
         etcd.cleanup()
+        shutil.rmtree(token_file.parent, ignore_errors=True)
 
 
 @contextlib.asynccontextmanager
