@@ -119,7 +119,8 @@ class ResourcesService:
     async def Get(self, request: resources_pb2.GetRequest, context: Context) -> object_pb2.Object:
         principal = await self.authn.authenticate(context)
         ref = self._resolve(Ref.from_proto(request.ref), principal)
-        await self.authz.require(principal, "Get", ref.kind, ref.zone, ref.workspace)
+        if not self.authz.allows_own(principal, ref.kind, ref.zone, ref.name):
+            await self.authz.require(principal, "Get", ref.kind, ref.zone, ref.workspace)
         if request.resource_version:
             cache = self.cache[ref.kind]
             if await cache.caught_up(request.resource_version):
@@ -131,11 +132,15 @@ class ResourcesService:
 
     async def _authorize_read(
         self, principal: Principal, kind_name: str, zone: str, workspace: str
-    ) -> Callable[[str, str], bool]:
+    ) -> Callable[[str, str, str], bool]:
         """Check a list or watch of a kind, and return the per-object filter."""
         kind = kinds.get(kind_name)
         narrowed = (not kind.zoned or zone) and (not kind.workspaced or workspace)
-        if narrowed:
+        own = kind.name == "Usercredit" and self.authz.grants_own_credits(
+            principal, zone=zone or None)
+        if own:
+            pass  # the filter shows them their own Usercredit, nothing else
+        elif narrowed:
             await self.authz.require(principal, "Get", kind.name, zone, workspace)
         else:
             await self.authz.require_somewhere(principal, "Get", kind.name)
@@ -146,24 +151,25 @@ class ResourcesService:
         self, request: resources_pb2.ListRequest, context: Context
     ) -> resources_pb2.ListResponse:
         principal = await self.authn.authenticate(context)
-        permits = await self._authorize_read(principal, request.kind, request.zone,
-                                             request.workspace)
+        zone, workspace = _scope_of(request.kind, request.zone, request.workspace)
+        permits = await self._authorize_read(principal, request.kind, zone, workspace)
         selector = labels.parse(request.label_selector)
         cache = self.cache[request.kind]
         if request.resource_version and await cache.caught_up(request.resource_version):
             revision, token = cache.revision, ""
             items = [
                 o for o in cache.items()
-                if (not request.zone or o.metadata.zone == request.zone)
-                and (not request.workspace or o.metadata.workspace == request.workspace)
+                if (not zone or o.metadata.zone == zone)
+                and (not workspace or o.metadata.workspace == workspace)
                 and selector.matches(o.metadata.labels)
             ]
         else:
             items, revision, token = await self.registry.list(
-                request.kind, zone=request.zone, workspace=request.workspace,
+                request.kind, zone=zone, workspace=workspace,
                 selector=selector, limit=request.limit, continue_token=request.continue_token,
             )
-        visible = [o for o in items if permits(o.metadata.zone, o.metadata.workspace)]
+        visible = [o for o in items
+                   if permits(o.metadata.zone, o.metadata.workspace, o.metadata.name)]
         return resources_pb2.ListResponse(
             items=visible, resource_version=revision, continue_token=token
         )
@@ -194,11 +200,11 @@ class ResourcesService:
         """Yields serialized ``WatchEvent`` bytes: the server sends them as they are."""
         try:
             principal = await self.authn.authenticate(context)
-            permits = await self._authorize_read(principal, request.kind, request.zone,
-                                                 request.workspace)
+            zone, workspace = _scope_of(request.kind, request.zone, request.workspace)
+            permits = await self._authorize_read(principal, request.kind, zone, workspace)
             cache = self.cache[request.kind]
             watch_filter = Filter(
-                zone=request.zone, workspace=request.workspace,
+                zone=zone, workspace=workspace,
                 selector=labels.parse(request.label_selector), permits=permits,
             )
             async for payload in cache.watch(
@@ -245,3 +251,10 @@ def _workload_spec(obj: object_pb2.Object) -> workloads_pb2.WorkloadSpec | None:
 
 def _passthrough(payload: bytes) -> bytes:
     return payload
+
+
+def _scope_of(kind_name: str, zone: str, workspace: str) -> tuple[str, str]:
+    """The zone and workspace a list or watch narrows to: a kind without a zone (or a
+    workspace) ignores that part, so one scope serves a client watching several kinds."""
+    kind = kinds.get(kind_name)
+    return (zone if kind.zoned else ""), (workspace if kind.workspaced else "")

@@ -48,7 +48,7 @@ class CachedEvent:
     object: object_pb2.Object
 
 
-def _everywhere(zone: str, workspace: str) -> bool:
+def _everywhere(zone: str, workspace: str, name: str) -> bool:
     return True
 
 
@@ -57,15 +57,15 @@ class Filter:
     zone: str = ""
     workspace: str = ""
     selector: labels.Selector = labels.EVERYTHING
-    # Whether the watcher may see objects of this zone and workspace.
-    permits: Callable[[str, str], bool] = _everywhere
+    # Whether the watcher may see the object of this zone, workspace and name.
+    permits: Callable[[str, str, str], bool] = _everywhere
 
     def matches(self, event: CachedEvent) -> bool:
         if self.zone and event.zone != self.zone:
             return False
         if self.workspace and event.workspace != self.workspace:
             return False
-        if not self.permits(event.zone, event.workspace):
+        if not self.permits(event.zone, event.workspace, event.object.metadata.name):
             return False
         if not self.selector:
             return True

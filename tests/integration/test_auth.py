@@ -303,3 +303,59 @@ async def test_tls_round_trip_with_a_self_signed_certificate(
                 await plain.whoami()
     finally:
         await server.stop(grace=0)
+
+
+async def test_getone_reads_ones_own_usercredit_and_no_one_elses(
+    lab: Client, apiserver: APIServer
+) -> None:
+    for obj in codec.decode_yaml(f"""
+kind: Role
+metadata: {{name: credits-only}}
+spec:
+  permission:
+    Usercredit: [GetOne]
+---
+kind: User
+metadata: {{name: thrifty}}
+spec:
+  resources:
+    - {{kind: All, zone: {ZONE}, workspace: All, role: credits-only}}
+""", source="test"):
+        await lab.apply(obj)
+    def usercredit(name: str, generation: str = "1") -> object_pb2.Object:
+        obj = objects.new("Usercredit", name, zone=ZONE)
+        obj.usercredit.spec.user = name
+        obj.metadata.labels["generation"] = generation
+        return obj
+
+    for name in ("thrifty", OWN):
+        await lab.apply(usercredit(name))
+    token, _ = await lab.create_token("thrifty", "default", "1")
+    async with Client(f"127.0.0.1:{apiserver.port}", token=token) as thrifty:
+        assert (await thrifty.get("Usercredit", "thrifty", zone=ZONE)).metadata.name == "thrifty"
+        with pytest.raises(errors.Forbidden):
+            await thrifty.get("Usercredit", OWN, zone=ZONE)
+        items, version = await thrifty.list("Usercredit", zone=ZONE)
+        assert [o.metadata.name for o in items] == ["thrifty"]
+        assert [o.metadata.name for o in (await thrifty.list("Usercredit"))[0]] == ["thrifty"]
+        stream = thrifty.watch("Usercredit", zone=ZONE, resource_version=version,
+                               bookmarks=False)
+        reader = asyncio.create_task(anext(aiter(stream)))
+        await asyncio.sleep(0.3)
+        await lab.apply(usercredit(OWN, "2"))
+        await lab.apply(usercredit("thrifty", "2"))
+        event = await asyncio.wait_for(reader, 10)
+        assert event.object.metadata.name == "thrifty"
+        with pytest.raises(errors.Forbidden):
+            await thrifty.list("Workload", zone=ZONE, workspace="default")
+
+
+async def test_a_zone_scoped_watch_still_sees_kinds_without_a_zone(lab: Client) -> None:
+    items, version = await lab.list("User", zone=ZONE)
+    assert {o.metadata.name for o in items} >= {OWN, "node"}
+    stream = lab.watch("User", zone=ZONE, resource_version=version, bookmarks=False)
+    reader = asyncio.create_task(anext(aiter(stream)))
+    await asyncio.sleep(0.3)
+    await lab.apply(objects.new("User", "newcomer"))
+    event = await asyncio.wait_for(reader, 10)
+    assert (event.type, event.object.metadata.name) == (WatchEvent.ADDED, "newcomer")

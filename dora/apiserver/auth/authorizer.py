@@ -14,6 +14,12 @@ must also read and report the Containers bound to it, hold its Lease, and read
 the Volumes and Storages those Containers mount.
 ``Describe`` allows what ``Get`` allows.
 
+Two seed verbs are about one's own object rather than a kind in a place: the
+``user`` role's ``Usercredit: [GetOne]`` and ``User: [Credits]`` let a user
+read the Usercredit that bears their own name (their credits, in each zone the
+binding covers), and no one else's. Checks that may meet them take the object's
+name.
+
 Decisions are made on the cached Users and Roles; a denial is checked once more
 against etcd, so a role applied a moment ago is honoured at once.
 """
@@ -31,6 +37,10 @@ from dora.apiserver.watchcache import WatchCache
 
 ALL = "All"
 ANY_KIND = "*"
+
+# (kind, verb) grants that let a caller read the Usercredit named after them.
+OWN_CREDITS: frozenset[tuple[str, str]] = frozenset({("Usercredit", "getone"),
+                                                     ("User", "credits")})
 
 IMPLIED: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("Node", "report"): {
@@ -88,13 +98,36 @@ class Authorizer:
                 return
         raise errors.Forbidden(f"user {principal.user!r} may not {verb} {kind} anywhere")
 
-    def permits(self, principal: Principal, verb: str, kind: str) -> Callable[[str, str], bool]:
-        """A check of (zone, workspace) for filtering lists and watch events."""
+    def permits(
+        self, principal: Principal, verb: str, kind: str
+    ) -> Callable[[str, str, str], bool]:
+        """A check of (zone, workspace, name) for filtering lists and watch events."""
+        own = verb == "Get" and kind == "Usercredit"
 
-        def check(zone: str, workspace: str) -> bool:
-            return self.allows(principal, verb, kind, zone, workspace)
+        def check(zone: str, workspace: str, name: str) -> bool:
+            return self.allows(principal, verb, kind, zone, workspace) or (
+                own and self.allows_own(principal, kind, zone, name))
 
         return check
+
+    def allows_own(self, principal: Principal, kind: str, zone: str, name: str) -> bool:
+        """Whether the caller may read ``kind/name`` in ``zone`` as their own object."""
+        if kind != "Usercredit" or name != principal.user:
+            return False
+        return self.grants_own_credits(principal, zone=zone)
+
+    def grants_own_credits(self, principal: Principal, *, zone: str | None = None) -> bool:
+        """Whether a binding (in ``zone``, or anywhere) grants reading one's own credits."""
+        rules = self._cached_rules(principal)
+        for binding in rules.bindings:
+            if zone is not None and binding.zone not in (ALL, zone):
+                continue
+            for granted_kind, granted_verb in self._binding_grants(binding, rules):
+                verb = granted_verb.lower()
+                if (granted_kind, verb) in OWN_CREDITS or (
+                        granted_kind == ANY_KIND and verb in ("getone", "credits")):
+                    return True
+        return False
 
     def _cached_rules(self, principal: Principal) -> _Rules:
         user = self.user(principal.user)
