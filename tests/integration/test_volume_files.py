@@ -407,3 +407,31 @@ async def _stderr_until(background: Background, text: str) -> str:
                 break
             seen += line.decode()
     return seen
+
+
+async def test_doractl_delete_of_a_volume_in_use_says_it_is_held_and_by_whom(
+    cluster: Cluster, ctl: Ctl
+) -> None:
+    await cluster.client.apply(with_home("box", cluster.node))
+    await h.phase_of(cluster.client, "box", "Running")
+
+    async def used() -> bool:
+        got = await cluster.client.get("Volume", "home", zone=h.ZONE, workspace=h.WORKSPACE)
+        return list(got.volume.status.used_by) == ["default/box (workload web)"]
+
+    await eventually(used, what="usedBy")
+    result = await ctl.ok("delete", "volume", "home")
+    assert result.out == ("volume/home is in use by default/box (workload web): it is "
+                          "deleted once they stop\n")
+    listed = await ctl.ok("get", "volumes")
+    assert "Terminating" in listed.out
+    with pytest.raises(errors.DoraError, match="is being deleted"):
+        await cluster.client.volume_files().list(HOME)
+
+    await cluster.client.delete("Container", "box", zone=h.ZONE, workspace=h.WORKSPACE)
+
+    async def gone() -> bool:
+        items, _ = await cluster.client.list("Volume", zone=h.ZONE, workspace=h.WORKSPACE)
+        return not items
+
+    await eventually(gone, within=20, what="the volume to go with its last user")

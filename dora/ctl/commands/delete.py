@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from dora.api import conventions, errors, kinds
+from dora.api import conventions, errors, kinds, volumes
 from dora.api.client import WatchEvent
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
@@ -128,7 +128,7 @@ def delete(
                 ok = False
                 typer.echo(printers.error_text(exc, about=name), err=True)
                 continue
-            typer.echo(f"{name} deleted")
+            typer.echo(_deleted_line(name, deleted[-1]))
         if wait and deleted:
             try:
                 async with asyncio.timeout(limit):
@@ -226,3 +226,13 @@ async def wait_gone(s: session.Session, deleted: object_pb2.Object) -> None:
                         return
         except (errors.Gone, TimeoutError):
             continue
+
+
+def _deleted_line(name: str, obj: object_pb2.Object) -> str:
+    """``kind/name deleted``; for a Volume still in use, that it is held and by whom."""
+    meta = obj.metadata
+    if (obj.kind == "Volume" and meta.HasField("deletion_timestamp")
+            and volumes.FINALIZER in meta.finalizers and obj.volume.status.used_by):
+        return (f"{name} is in use by {', '.join(obj.volume.status.used_by)}: it is deleted "
+                "once they stop")
+    return f"{name} deleted"
