@@ -30,6 +30,11 @@ NODE_LEASE_PREFIX = "node."
 _SCALE_DOWN_KEPT = 16
 
 
+# The Workload condition the credit controller sets while its user's credit is
+# spent; the workload controller runs no container of a workload that bears it.
+CREDITS_EXHAUSTED_CONDITION = "CreditsExhausted"
+
+
 def node_lease_name(node: str) -> str:
     return f"{NODE_LEASE_PREFIX}{node}"
 

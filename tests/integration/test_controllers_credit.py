@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 from dora.api import errors, objects
-from dora.api.client import Client
+from dora.api.client import Client, WatchEvent
 from dora.api.v1 import object_pb2
 from dora.apiserver.server import APIServer
 from dora.controllers import main as controllers_main
@@ -281,9 +281,22 @@ async def test_a_spent_budget_stops_workloads_until_it_is_raised(
     CreditRun(client, clock).start(group)
     await exhaust(cluster)
 
-    # Started again, or a new one: admitted, and stopped with the same reason.
+    # Started again, or a new one: admitted, and stopped with the same reason; the
+    # restarted one never gets a container, not even for a moment.
+    _, version = await client.list("Container", workspace=USER)
+    added: list[str] = []
+
+    async def record_added() -> None:
+        async for event in client.watch("Container", workspace=USER,
+                                        resource_version=version, bookmarks=False):
+            if event.type == WatchEvent.ADDED:
+                added.append(event.object.metadata.name)
+
+    group.start_soon(record_added)
     await set_stopped(client, "train", False)
     await blocked(client, "train")
+    await anyio.sleep(1)
+    assert [n for n in added if n.startswith("train.")] == []
     created, _ = await client.apply(gpu_workload("second", gpus=1))
     assert created.metadata.uid
     wl = await blocked(client, "second")

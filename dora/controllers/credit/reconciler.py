@@ -54,7 +54,7 @@ from dora.controllers.runtime.reconcile import DONE, Result
 log = reconcile.logger(__name__)
 
 FINALIZER = "dora.io/credit"
-CONDITION = "CreditsExhausted"
+CONDITION = conventions.CREDITS_EXHAUSTED_CONDITION
 EXHAUSTED_REASON = "CreditsExhausted"
 AVAILABLE_REASON = "CreditsAvailable"
 ALL_ZONES = "All"

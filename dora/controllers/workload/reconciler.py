@@ -82,7 +82,13 @@ class WorkloadController:
         if created:
             self.recorder.normal(workload, "NewVersion", f"version {number} of the spec")
         spec = workload.workload.spec
-        desired = 0 if spec.stopped else max(0, spec.replica.count)
+        # A workload started again while its user's credit is spent stays without
+        # containers until the credit controller lifts the condition: none starts
+        # for the moment it would take that controller to stop it again.
+        held = conditions.get(workload.workload.status.conditions,
+                              conventions.CREDITS_EXHAUSTED_CONDITION)
+        stopped = spec.stopped or (held is not None and held.status == "True")
+        desired = 0 if stopped else max(0, spec.replica.count)
         containers = self.cache.store("Container").by_index("owner", workload.metadata.uid)
         now = self.clock.wall()
         replicas = [_replica(c, now_seconds=now.timestamp()) for c in containers]
@@ -90,7 +96,7 @@ class WorkloadController:
             conventions.SCALE_DOWN_ANNOTATION, "").split(",") if n]
         step = plan(
             desired=desired, version=number, replicas=replicas,
-            restart_always=spec.config.restart_policy == "Always", stopped=spec.stopped,
+            restart_always=spec.config.restart_policy == "Always", stopped=stopped,
             prefer=prefer, rollout_timeout=self.rollout_timeout,
         )
         by_name = {c.metadata.name: c for c in containers}
