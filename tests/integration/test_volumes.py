@@ -9,6 +9,7 @@ server needed: nothing mounts it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Iterator
@@ -38,10 +39,23 @@ def docker() -> Iterator[Any]:
 
 
 @pytest.fixture
-def node(docker: Any) -> Iterator[str]:
+def node(docker: Any, tmp_path: Path) -> Iterator[str]:
     name = h.new_node_name()
-    with h.cleaned(docker, name):
+    with volumes_removed(docker, tmp_path), h.cleaned(docker, name):
         yield name
+
+
+@contextlib.contextmanager
+def volumes_removed(docker: Any, under: Path) -> Iterator[None]:
+    """Remove the Docker named volumes bound under ``under`` afterwards, pass or fail."""
+    try:
+        yield
+    finally:
+        for found in docker.volumes.list(filters={"label": "dora.volume"}):
+            device = (found.attrs.get("Options") or {}).get("device", "")
+            if device.startswith(str(under)):
+                with contextlib.suppress(Exception):
+                    found.remove(force=True)
 
 
 def docker_cli(*args: str, check: bool = True) -> str:
@@ -214,3 +228,55 @@ async def test_an_nfs_volume_is_a_docker_volume_pointing_at_the_export(
     assert special["Options"]["device"] == ":/dora-storage-01/share-01/my/very/special/path"
     assert home["Labels"] == {"dora.zone": "default", "dora.workspace": "default",
                               "dora.volume": "home"}
+
+
+async def test_a_container_on_nfs_mounts_a_docker_volume_of_the_export(
+    client: Client, docker: Any, node: str, group: TaskGroup
+) -> None:
+    """The agent's whole path: no NFS server answers here, so the container may fail to
+    start, with Docker's mount error as the reason; what it was given is checked."""
+    Controllers(client, controllers=("volume",)).start(group)
+    await client.apply(storage("nfs", kind="NFS", mountpath="/exports/dora",
+                               endpoint="127.0.0.1"))
+    await client.apply(volume("home", "nfs"))
+
+    async def ready() -> bool:
+        return (await get_volume(client, "home")).volume.status.phase == "Ready"
+
+    await eventually(ready, what="volume home Ready")
+    created: list[str] = []
+    try:
+        async with h.running_agent(client, node):
+            box = h.bound("box", node)
+            box.container.spec.template.volumes.add(name="home", target="/data",
+                                                    read_only=True)
+            await client.apply(box)
+
+            async def docker_container() -> Any:
+                found = h.node_containers(docker, node)
+                return found[0] if found else None
+
+            container = await eventually(docker_container, within=30,
+                                         what="the Docker container")
+            [bind] = container.attrs["HostConfig"]["Binds"]
+            name, target, mode = bind.split(":")
+            created.append(name)
+            assert (target, mode) == ("/data", "ro")
+            [inspected] = json.loads(docker_cli("volume", "inspect", name))
+            assert inspected["Options"] == {
+                "type": "nfs", "o": "addr=127.0.0.1,rw,nfsvers=4,hard",
+                "device": ":/exports/dora/default/home"}
+
+            async def reported() -> object_pb2.Object | None:
+                obj = await h.get_container(client, "box")
+                phase = obj.container.status.phase if obj else ""
+                return obj if phase in ("Running", "Failed") else None
+
+            obj = await eventually(reported, within=60, what="box to start or fail")
+            if obj.container.status.phase == "Failed":
+                assert "mount" in obj.container.status.reason
+    finally:
+        for container in h.node_containers(docker, node):
+            container.remove(force=True)
+        for name in created:
+            docker_cli("volume", "rm", "-f", name, check=False)
