@@ -254,9 +254,17 @@ class AgentVolumeFilesService:
         elif isinstance(exc, errors.DoraError):
             code, message = grpc.StatusCode.UNAVAILABLE, exc.message
         elif isinstance(exc, OSError):
-            code = grpc.StatusCode.INTERNAL
-            message = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+            # The host path stays in the agent's log: users learn nothing of the storage.
             log.warning("volume file operation failed: %s", exc)
+            message = f"{exc.strerror or type(exc).__name__} (on the node's storage)"
+            if isinstance(exc, FileNotFoundError):
+                code = grpc.StatusCode.NOT_FOUND
+            elif isinstance(exc, FileExistsError | NotADirectoryError | IsADirectoryError):
+                code = grpc.StatusCode.FAILED_PRECONDITION
+                message = f"{exc.strerror}: a file stands where a folder is needed, or the " \
+                          "other way round"
+            else:
+                code = grpc.StatusCode.INTERNAL
         else:
             raise exc
         await context.abort(code, message)

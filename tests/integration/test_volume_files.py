@@ -448,3 +448,15 @@ async def test_doractl_delete_of_a_volume_in_use_says_it_is_held_and_by_whom(
         return not items
 
     await eventually(gone, within=20, what="the volume to go with its last user")
+
+
+async def test_a_file_where_a_folder_is_needed_is_refused_without_naming_the_host(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    files = cluster.client.volume_files()
+    local = tmp_path / "x"
+    local.write_text("x")
+    await files.upload(HOME, "a", local)
+    with pytest.raises(errors.DoraError, match="a file stands where a folder") as caught:
+        await files.upload(HOME, "a/b", local)
+    assert str(cluster.storage) not in caught.value.message
