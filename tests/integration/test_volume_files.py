@@ -460,3 +460,41 @@ async def test_a_file_where_a_folder_is_needed_is_refused_without_naming_the_hos
     with pytest.raises(errors.DoraError, match="a file stands where a folder") as caught:
         await files.upload(HOME, "a/b", local)
     assert str(cluster.storage) not in caught.value.message
+
+
+async def test_another_workspaces_volume_mounts_read_only(cluster: Cluster,
+                                                          tmp_path: Path) -> None:
+    await cluster.client.apply(objects.new("Workspace", "datasets"))
+    dataset = objects.new("Volume", "imagenet", zone=h.ZONE, workspace="datasets")
+    dataset.volume.spec.storage = "local"
+    await cluster.client.apply(dataset)
+    target = volumes_pb2.VolumeTarget(workspace="datasets", name="imagenet")
+
+    async def ready() -> bool:
+        got = await cluster.client.get("Volume", "imagenet", zone=h.ZONE,
+                                       workspace="datasets")
+        return got.volume.status.phase == "Ready"
+
+    await eventually(ready, what="imagenet Ready")
+    local = tmp_path / "labels.txt"
+    local.write_text("cat\ndog\n")
+    await cluster.client.volume_files().upload(target, "labels.txt", local)
+    assert (cluster.storage / "datasets" / "imagenet" / "labels.txt").is_file()
+
+    box = h.bound("box", cluster.node)
+    box.container.spec.template.volumes.add(name="imagenet", workspace="datasets",
+                                            target="/imagenet", read_only=True)
+    await cluster.client.apply(box)
+    await h.phase_of(cluster.client, "box", "Running")
+    assert await in_container(cluster.client, "box", "cat", "/imagenet/labels.txt") == \
+        b"cat\ndog\n"
+    async with cluster.client.exec("box", ["touch", "/imagenet/new"]) as session:
+        _, err, code = await session.wait()
+    assert code != 0 and b"Read-only file system" in err
+
+    async def used() -> list[str]:
+        got = await cluster.client.get("Volume", "imagenet", zone=h.ZONE,
+                                       workspace="datasets")
+        return list(got.volume.status.used_by)
+
+    assert await eventually(used, what="usedBy") == ["default/box (workload web)"]
