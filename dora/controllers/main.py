@@ -1,5 +1,5 @@
-"""``dora-controllers``: the workload controller, the scheduler and the node
-lifecycle controller of one zone, leader-elected.
+"""``dora-controllers``: the workload controller, the scheduler, the node
+lifecycle, volume and credit controllers of one zone, leader-elected.
 
     dora-controllers --server 127.0.0.1:3000 --token-file /etc/dora/token --zone dc-rov-01
 
@@ -117,8 +117,8 @@ def build(client: Client, options: Options, *, clock: Clock | None = None) -> Ma
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="dora-controllers",
-        description="Dora's workload controller, scheduler and node lifecycle controller "
-                    "for one zone (leader-elected).",
+        description="Dora's workload controller, scheduler, node lifecycle, volume and "
+                    "credit controllers for one zone (leader-elected).",
     )
     parser.add_argument("--server", default=os.environ.get("DORA_SERVER", "127.0.0.1:3000"),
                         help="apiserver HOST:PORT, or several separated by commas")
