@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.cluster import Cluster
-from dora.api import codec, conventions, errors
+from dora.api import codec, conventions, errors, objects
 from dora.api.client import Client
 from dora.api.v1 import object_pb2
 from tests.integration.etcd import free_port
@@ -69,21 +69,31 @@ def new_node_name() -> str:
     return f"bench-{uuid.uuid4().hex[:8]}"
 
 
-def local_cluster_objects(*, node: str, agent_addr: str, storage: Path) -> list[object_pb2.Object]:
-    """``hack/local-cluster.yaml`` with its variables filled, as bootstrap.sh applies it."""
+def local_cluster_objects(*, node: str, agent_addr: str, storage: Path,
+                          zone: str = ZONE) -> list[object_pb2.Object]:
+    """``hack/local-cluster.yaml`` with its variables filled, as bootstrap.sh applies it,
+    its zoned objects moved to ``zone``."""
     text = LOCAL_CLUSTER.read_text()
     for key, value in (("DORA_STORAGE_PATH", str(storage)), ("DORA_NODE_NAME", node),
                        ("DORA_AGENT_ADDR", agent_addr)):
         text = text.replace(f"${key}", value)
-    return codec.decode_yaml(text, source=str(LOCAL_CLUSTER))
+    found = codec.decode_yaml(text, source=str(LOCAL_CLUSTER))
+    for obj in found:
+        if obj.metadata.zone:
+            obj.metadata.zone = zone
+    return found
 
 
-async def declare_node(client: Client, *, node: str, workdir: Path) -> tuple[str, Path]:
-    """Declare ``node`` and make its token; the agent's listen address and token file."""
+async def declare_node(client: Client, *, node: str, workdir: Path,
+                       zone: str = ZONE) -> tuple[str, Path]:
+    """Declare ``node`` in ``zone`` (made if need be) and make its token; the agent's
+    listen address and token file."""
     agent_addr = f"127.0.0.1:{free_port()}"
     storage = workdir / "storage"
     storage.mkdir(parents=True, exist_ok=True)
-    for obj in local_cluster_objects(node=node, agent_addr=agent_addr, storage=storage):
+    await client.apply(objects.new("Zone", zone))
+    for obj in local_cluster_objects(node=node, agent_addr=agent_addr, storage=storage,
+                                     zone=zone):
         await client.apply(obj)
     token, _ = await client.create_token("node", "node", node)
     token_file = workdir / f"{node}.token"
@@ -129,20 +139,21 @@ def _remove_docker_containers(node: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def agent(cluster: Cluster, client: Client, *, node: str) -> AsyncIterator[Daemon]:
-    """A ``dora-agent`` process for a freshly declared ``node`` on the local Docker
-    engine, once its Node is Ready and it holds its Lease."""
+async def agent(cluster: Cluster, client: Client, *, node: str,
+                zone: str = ZONE) -> AsyncIterator[Daemon]:
+    """A ``dora-agent`` process for a freshly declared ``node`` of ``zone`` on the local
+    Docker engine, once its Node is Ready and it holds its Lease."""
     workdir = Path(tempfile.mkdtemp(prefix="dora-bench-agent-"))
-    agent_addr, token_file = await declare_node(client, node=node, workdir=workdir)
+    agent_addr, token_file = await declare_node(client, node=node, workdir=workdir, zone=zone)
     daemon = await _start("dora-agent", [
         "--server", cluster.target, "--token-file", str(token_file), "--node-name", node,
-        "--zone", ZONE, "--listen", agent_addr, "--stop-timeout", "1",
+        "--zone", zone, "--listen", agent_addr, "--stop-timeout", "1",
         "--log-level", "WARNING",
     ], workdir)
     try:
         async def ready() -> bool:
-            obj = await client.get("Node", node, zone=ZONE)
-            await client.get("Lease", conventions.node_lease_name(node), zone=ZONE)
+            obj = await client.get("Node", node, zone=zone)
+            await client.get("Lease", conventions.node_lease_name(node), zone=zone)
             return obj.node.status.phase == "Ready"
 
         await _until(daemon, ready, within=30, what=f"node {node} Ready")
