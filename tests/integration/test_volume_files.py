@@ -498,3 +498,22 @@ async def test_another_workspaces_volume_mounts_read_only(cluster: Cluster,
         return list(got.volume.status.used_by)
 
     assert await eventually(used, what="usedBy") == ["default/box (workload web)"]
+
+
+async def test_doractl_sync_once_with_prune_leaves_the_volume_like_the_folder(
+    cluster: Cluster, ctl: Ctl, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "a.py").write_text("a\n")
+    (project / "local.env").write_text("x\n")
+    (project / ".doraignore").write_text("*.env\n")
+    remote = cluster.home / "code"
+    remote.mkdir(parents=True)
+    (remote / "stale.py").write_text("old\n")
+    (remote / "server.env").write_text("kept: ignored names are never pruned\n")
+    result = await ctl.ok("sync", "--once", "--prune", str(project), "home:code")
+    assert "✗ code/stale.py" in result.err
+    assert sorted(p.name for p in remote.iterdir()) == [".doraignore", "a.py", "server.env"]
+    again = await ctl.ok("sync", "--once", str(project), "home:code")
+    assert "0 file(s) sent, 2 in sync" in again.err
