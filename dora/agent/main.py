@@ -9,7 +9,7 @@ import logging
 import signal
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dora.agent import inventory
@@ -18,7 +18,7 @@ from dora.agent.docker_driver import DEFAULT_HOST, DockerDriver
 from dora.agent.docker_streams import DockerStreams
 from dora.agent.server import AgentServer
 from dora.agent.streams import AgentStreamsService
-from dora.agent.volumefiles import AgentVolumeFilesService
+from dora.agent.volumefiles import AgentVolumeFilesService, parse_storage_mount
 from dora.agent.volumes import Resolver
 from dora.api import agentauth
 from dora.api.client import Client, target_of
@@ -36,11 +36,20 @@ class Options:
     listen: tuple[str, int]
     docker_host: str
     simulated_gpus: list[str]
+    # NFS Storage name -> where its export is mounted here (--storage-mount).
+    storage_mounts: dict[str, str] = field(default_factory=dict)
     # The secret apiservers present (--agent-secret-file); None: every call refused.
     agent_secret: str | None = None
     # PEM certificate and key: serve --listen with TLS (a Node endpoint https://...).
     listen_cert: bytes | None = None
     listen_key: bytes | None = None
+
+
+def _storage_mount(value: str) -> tuple[str, str]:
+    try:
+        return parse_storage_mount(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -87,6 +96,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, str]:
     parser.add_argument("--simulate-gpus", type=_simulated, default=[],
                         metavar="'2xTesla V100-SXM2-16GB'",
                         help="advertise fake GPUs instead of NVML's; the Node status says so")
+    parser.add_argument("--storage-mount", type=_storage_mount, action="append", default=[],
+                        metavar="NAME=DIR",
+                        help="the NFS Storage NAME's export is mounted at DIR on this node: "
+                             "serve its volumes' files (doractl volume, sync); repeatable")
     parser.add_argument("--lease-ttl", type=int, default=15,
                         help="seconds without a heartbeat before the node counts as gone")
     parser.add_argument("--stop-timeout", type=float, default=10.0,
@@ -120,6 +133,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, str]:
         listen=args.listen,
         docker_host=args.docker_host,
         simulated_gpus=args.simulate_gpus,
+        storage_mounts=dict(args.storage_mount),
         agent_secret=secret,
         listen_cert=args.listen_tls_cert.read_bytes() if args.listen_tls_cert else None,
         listen_key=args.listen_tls_key.read_bytes() if args.listen_tls_key else None,
@@ -142,7 +156,8 @@ async def serve(options: Options) -> None:
         listen=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         secret=options.agent_secret,
         handlers=[AgentStreamsService(docker=streams).handler(),
-                  AgentVolumeFilesService(resolver=Resolver(client=client)).handler()],
+                  AgentVolumeFilesService(resolver=Resolver(client=client),
+                                          storage_mounts=options.storage_mounts).handler()],
         tls_cert=options.listen_cert, tls_key=options.listen_key,
     )
     await server.start()

@@ -14,9 +14,11 @@ path goes through two checks:
   link in the instant between check and open is the remaining window
   (``openat2(RESOLVE_BENEATH)`` would close it; Python does not offer it).
 
-Only ``Local`` storages are served: the agent reads and writes the host
-directory. An NFS Volume's files are refused with a clear reason (the agent
-would have to mount the export itself).
+A ``Local`` storage is the host directory itself. An NFS storage is served
+only where the administrator mounted its export on the node and told the agent
+(``dora-agent --storage-mount NAME=DIR``: DIR holds what the export's
+``spec.mountpath`` holds); elsewhere the call is answered ``UNIMPLEMENTED``
+("this node does not reach that storage"), and the apiserver tries another node.
 
 Uploads go to ``.<name>.dora-partial`` beside the file, are checked against the
 header's size and sha256, then renamed over the file: a reader never sees half
@@ -30,6 +32,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import posixpath
 import shutil
 import stat
 from collections.abc import AsyncIterator
@@ -226,21 +229,40 @@ class VolumeDir:
         return deleted
 
 
+def parse_storage_mount(value: str) -> tuple[str, str]:
+    """``NAME=DIR`` of ``--storage-mount``; ``ValueError`` saying what is wrong."""
+    name, sep, directory = value.partition("=")
+    if not sep or not name or not directory:
+        raise ValueError(f"{value!r} is not NAME=DIR")
+    if not os.path.isabs(directory):
+        raise ValueError(f"{value!r}: DIR must be an absolute path")
+    return name, os.path.normpath(directory)
+
+
 class AgentVolumeFilesService:
-    def __init__(self, *, resolver: Resolver) -> None:
+    def __init__(self, *, resolver: Resolver,
+                 storage_mounts: dict[str, str] | None = None) -> None:
         self.resolver = resolver
+        # Storage name -> where its export is mounted on this node (NFS).
+        self.storage_mounts = dict(storage_mounts or {})
 
     async def _dir(self, target: volumes_pb2.VolumeTarget) -> VolumeDir:
         label = f"volume {target.workspace}/{target.name}"
         volume, storage = await self.resolver.volume(zone=target.zone,
                                                       workspace=target.workspace,
                                                       name=target.name)
-        spec = storage.storage.spec
-        if spec.kind != volumes.LOCAL:
-            raise Refused(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"{label} is on {spec.kind} storage {storage.metadata.name!r}: this "
-                          "agent transfers files of Local storages only")
-        root = volumes.path_of(volume, storage)
+        spec, storage_name = storage.storage.spec, storage.metadata.name
+        path = volumes.path_of(volume, storage)
+        if spec.kind == volumes.LOCAL:
+            root = path
+        elif storage_name in self.storage_mounts:
+            export = posixpath.normpath("/" + spec.mountpath.strip("/"))
+            inside = path.removeprefix(export).lstrip("/")  # path_of keeps it under export
+            root = posixpath.join(self.storage_mounts[storage_name], inside)
+        else:
+            raise Refused(grpc.StatusCode.UNIMPLEMENTED,
+                          f"this node does not reach {spec.kind} storage {storage_name!r} "
+                          f"of {label} (dora-agent --storage-mount {storage_name}=DIR)")
         await make_directory(root)
         return VolumeDir(root, label)
 

@@ -10,11 +10,15 @@ storage's address is never sent to nor learnt by the caller. Each call:
    ``doractl sync``;
 2. refuses a path with ``..`` (``dora.api.volumes.clean``) before any node is
    involved, and a Volume that is not Ready (missing storage, being deleted);
-3. picks the node: a Ready node of the zone (Node ``Ready`` and its Lease
-   ``node.<name>`` present), preferring one that runs a Container mounting the
-   Volume, then by name. For a ``Local`` storage that is any agent of the
+3. picks the node: the Ready nodes of the zone (Node ``Ready`` and its Lease
+   ``node.<name>`` present), those running a Container that mounts the Volume
+   first, then by name. For a ``Local`` storage that is any agent of the
    machine that holds the directory: Local storages are for single-machine
-   clusters, where every agent sees the same host directory;
+   clusters, where every agent sees the same host directory. An NFS storage is
+   reached by the agents whose node mounts its export (``dora-agent
+   --storage-mount``); the others answer ``UNIMPLEMENTED`` and the next node is
+   asked (also past one that does not answer). An upload first asks with a List
+   of its path (which it needs anyway, to resume), then streams to that node;
 4. relays the call to that agent's ``AgentVolumeFiles`` with the resolved
    Volume; the agent resolves the Volume again and confines every path.
 
@@ -25,8 +29,8 @@ whole, so a file of any size crosses with bounded memory.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 
@@ -44,6 +48,10 @@ from dora.apiserver.watchcache import WatchCache
 log = logging.getLogger(__name__)
 
 SERVICE = "dora.api.v1.VolumeFiles"
+# An agent that does not reach the storage says UNIMPLEMENTED; one that does not
+# answer, UNAVAILABLE: the next node is asked.
+NEXT_NODE = (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAVAILABLE)
+T = TypeVar("T")
 
 
 class VolumeFilesService:
@@ -61,8 +69,8 @@ class VolumeFilesService:
                      workspace=principal.workspace or default.workspace)
 
     async def _target(self, context: Context, target: volumes_pb2.VolumeTarget, *,
-                      verb: str) -> tuple[volumes_pb2.VolumeTarget, str]:
-        """Authorize ``verb`` on the Volume; the resolved Volume and the node to ask."""
+                      verb: str) -> tuple[volumes_pb2.VolumeTarget, list[str]]:
+        """Authorize ``verb`` on the Volume; the resolved Volume and the nodes to ask."""
         principal = await self.authn.authenticate(context)
         if not target.name:
             raise errors.Invalid("the volume's name is required", field="volume.name")
@@ -78,12 +86,11 @@ class VolumeFilesService:
                         if c.type == "Ready" and c.message), "")
             raise FailedPrecondition(f"{label} is {volume.volume.status.phase or 'Pending'}"
                                      + (f": {why}" if why else ""))
-        node = self._node_for(ref)
         resolved = volumes_pb2.VolumeTarget(zone=ref.zone, workspace=ref.workspace,
                                             name=ref.name)
-        return resolved, node
+        return resolved, self._nodes_for(ref)
 
-    def _node_for(self, ref: Ref) -> str:
+    def _nodes_for(self, ref: Ref) -> list[str]:
         ready = sorted(
             n.metadata.name for n in self.cache["Node"].items()
             if n.metadata.zone == ref.zone and n.node.status.phase == "Ready"
@@ -97,8 +104,7 @@ class VolumeFilesService:
             if c.metadata.zone == ref.zone and c.container.status.phase == "Running"
             and (ref.workspace, ref.name) in volumes.mounts_of(c)
         }
-        preferred = [n for n in ready if n in users]
-        return (preferred or ready)[0]
+        return [n for n in ready if n in users] + [n for n in ready if n not in users]
 
     def _lease_held(self, zone: str, node: str) -> bool:
         lease = Ref("Lease", zone, "", conventions.node_lease_name(node))
@@ -110,17 +116,33 @@ class VolumeFilesService:
         channel = await self.link.channel_for_node(zone=target.zone, node=node)
         return volumes_pb2_grpc.AgentVolumeFilesStub(channel)
 
+    async def _ask(self, target: volumes_pb2.VolumeTarget, nodes: list[str],
+                   call: Callable[[Any], Awaitable[T]]) -> tuple[T, str]:
+        """``call`` on the first node whose agent reaches the storage; its answer and
+        the node."""
+        passed = []
+        for node in nodes:
+            try:
+                return await call(await self._stub(target, node)), node
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in NEXT_NODE:
+                    raise rpc_error(exc, node=node) from None
+                passed.append(f"{node}: {exc.details() or exc.code().name}")
+        raise FailedPrecondition(
+            f"no Ready node of zone {target.zone!r} reaches the storage of volume "
+            f"{target.workspace}/{target.name} ({'; '.join(passed)})")
+
     async def List(self, request: volumes_pb2.ListFilesRequest,
                    context: Context) -> volumes_pb2.ListFilesResponse:
         node = ""
         try:
             volumes.clean(request.path, field="path")
-            target, node = await self._target(context, request.volume,
-                                              verb="Sync" if request.sync else "Ls")
+            target, nodes = await self._target(context, request.volume,
+                                               verb="Sync" if request.sync else "Ls")
             request.volume.CopyFrom(target)
-            stub = await self._stub(target, node)
-            response: volumes_pb2.ListFilesResponse = await stub.List(
-                request, metadata=self.link.metadata(), timeout=600)
+            response, node = await self._ask(target, nodes, lambda stub: stub.List(
+                request, metadata=self.link.metadata(), timeout=600))
+            assert isinstance(response, volumes_pb2.ListFilesResponse)
             return response
         except grpc.aio.AioRpcError as exc:
             await abort(context, rpc_error(exc, node=node))
@@ -136,12 +158,12 @@ class VolumeFilesService:
                 if not volumes.clean(path, field=f"paths[{index}]"):
                     raise errors.Invalid("the volume's root cannot be deleted",
                                          field=f"paths[{index}]")
-            target, node = await self._target(context, request.volume,
-                                              verb="Sync" if request.sync else "Upload")
+            target, nodes = await self._target(context, request.volume,
+                                               verb="Sync" if request.sync else "Upload")
             request.volume.CopyFrom(target)
-            stub = await self._stub(target, node)
-            response: volumes_pb2.DeleteFilesResponse = await stub.Delete(
-                request, metadata=self.link.metadata(), timeout=600)
+            response, node = await self._ask(target, nodes, lambda stub: stub.Delete(
+                request, metadata=self.link.metadata(), timeout=600))
+            assert isinstance(response, volumes_pb2.DeleteFilesResponse)
             return response
         except grpc.aio.AioRpcError as exc:
             await abort(context, rpc_error(exc, node=node))
@@ -162,9 +184,12 @@ class VolumeFilesService:
             if header.size < 0 or not 0 <= header.offset <= header.size:
                 raise errors.Invalid(f"offset {header.offset} is not within the file's "
                                      f"{header.size} bytes", field="header.offset")
-            target, node = await self._target(context, header.volume,
-                                              verb="Sync" if header.sync else "Upload")
+            target, nodes = await self._target(context, header.volume,
+                                               verb="Sync" if header.sync else "Upload")
             header.volume.CopyFrom(target)
+            probe = volumes_pb2.ListFilesRequest(volume=target, path=header.path)
+            _, node = await self._ask(target, nodes, lambda stub: stub.List(
+                probe, metadata=self.link.metadata(), timeout=60))
             stub = await self._stub(target, node)
 
             async def relayed() -> AsyncIterator[volumes_pb2.UploadRequest]:
@@ -191,12 +216,23 @@ class VolumeFilesService:
                 raise errors.Invalid("name a file, not the volume's root", field="path")
             if request.offset < 0:
                 raise errors.Invalid("must not be negative", field="offset")
-            target, node = await self._target(context, request.volume, verb="Download")
+            target, nodes = await self._target(context, request.volume, verb="Download")
             request.volume.CopyFrom(target)
-            call = (await self._stub(target, node)).Download(request,
-                                                             metadata=self.link.metadata())
-            async for chunk in call:
+
+            async def opened(stub: Any) -> tuple[Any, volumes_pb2.DownloadChunk]:
+                started = stub.Download(request, metadata=self.link.metadata())
+                try:
+                    first = await started.read()
+                except BaseException:
+                    started.cancel()
+                    raise
+                return started, first
+
+            (call, chunk), node = await self._ask(target, nodes, opened)
+            # read() all along: grpc.aio does not mix read() with async iteration.
+            while chunk is not grpc.aio.EOF:  # type: ignore[attr-defined]
                 yield chunk
+                chunk = await call.read()
         except grpc.aio.AioRpcError as exc:
             await abort(context, rpc_error(exc, node=node))
         except errors.DoraError as exc:

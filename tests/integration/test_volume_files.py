@@ -31,7 +31,13 @@ from dora.api.client import Client
 from dora.api.v1 import object_pb2, volumes_pb2
 from dora.apiserver.server import APIServer, Config
 from tests.integration import agent_harness as h
-from tests.integration.controllers_harness import Controllers, TaskGroup, eventually, group
+from tests.integration.controllers_harness import (
+    Controllers,
+    SimNode,
+    TaskGroup,
+    eventually,
+    group,
+)
 from tests.integration.test_ctl_support import Background, Ctl
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
@@ -517,3 +523,56 @@ async def test_doractl_sync_once_with_prune_leaves_the_volume_like_the_folder(
     assert sorted(p.name for p in remote.iterdir()) == [".doraignore", "a.py", "server.env"]
     again = await ctl.ok("sync", "--once", str(project), "home:code")
     assert "0 file(s) sent, 2 in sync" in again.err
+
+
+async def test_nfs_volume_files_go_to_a_node_that_mounts_the_export(
+    cluster: Cluster, apiserver: APIServer, tmp_path: Path, group: TaskGroup
+) -> None:
+    nfs = objects.new("Storage", "nfs", zone=h.ZONE)
+    nfs.storage.spec.kind, nfs.storage.spec.endpoint = "NFS", "10.10.10.1"
+    nfs.storage.spec.mountpath = "/exports/share"
+    await cluster.client.apply(nfs)
+    shared = objects.new("Volume", "shared", zone=h.ZONE, workspace=h.WORKSPACE)
+    shared.volume.spec.storage = "nfs"
+    await cluster.client.apply(shared)
+    target = volumes_pb2.VolumeTarget(name="shared")
+
+    async def ready() -> bool:
+        got = await cluster.client.get("Volume", "shared", zone=h.ZONE, workspace=h.WORKSPACE)
+        return got.volume.status.phase == "Ready"
+
+    await eventually(ready, what="shared Ready")
+    files = cluster.client.volume_files()
+    # The only node does not mount the export: refused, naming why.
+    with pytest.raises(errors.DoraError, match=r"no Ready node of zone 'default' reaches "
+                       r"the storage of volume default/shared \(node-.*does not reach NFS "
+                       r"storage 'nfs'"):
+        await files.list(target)
+
+    # A second node has the export mounted (here: a directory standing for the mount).
+    export = tmp_path / "mnt-share"
+    export.mkdir()
+    server = AgentServer(listen="127.0.0.1:0", secret=SECRET, handlers=[
+        AgentVolumeFilesService(resolver=Resolver(client=cluster.client),
+                                storage_mounts={"nfs": str(export)}).handler(),
+    ])
+    await server.start()
+    try:
+        nfs_node = SimNode(cluster.client, "zz-nfs")  # asked after the first node
+        await nfs_node.start(group)
+        declared = objects.new("Node", "zz-nfs", zone=h.ZONE)
+        declared.node.spec.endpoint = f"127.0.0.1:{server.port}"
+        declared.node.spec.allow.append("CPUWorkload")
+        await cluster.client.apply(declared)
+        local = tmp_path / "weights.bin"
+        local.write_bytes(os.urandom(100_000))
+        await files.upload(target, "models/weights.bin", local)
+        assert (export / "default" / "shared" / "models" / "weights.bin").read_bytes() == \
+            local.read_bytes()
+        assert [f.path for f in (await files.list(target, recursive=True)).files] == \
+            ["models", "models/weights.bin"]
+        await files.download(target, "models/weights.bin", tmp_path / "back.bin")
+        assert (tmp_path / "back.bin").read_bytes() == local.read_bytes()
+        nfs_node.kill()
+    finally:
+        await server.stop(0)
