@@ -22,6 +22,12 @@ from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
+
+class Retry(Exception):
+    """An expected wait (a Volume not Ready yet): retried with backoff like any
+    error, but logged as a line, never with a traceback."""
+
+
 K = TypeVar("K", bound=Hashable)
 
 _current_id: contextvars.ContextVar[int] = contextvars.ContextVar("reconcile_id", default=0)
@@ -108,8 +114,12 @@ class WorkQueue(Generic[K]):
             self.errors += 1
             failures = self._failures[key] = self._failures.get(key, 0) + 1
             delay = min(self._backoff_base * 2 ** (failures - 1), self._backoff_max)
-            log.warning("[r%d] reconcile of %s failed (attempt %d), retrying in %.1fs: %s",
-                        rid, key, failures, delay, exc, exc_info=failures == 1)
+            if isinstance(exc, Retry):
+                log.info("[r%d] %s waits (attempt %d), again in %.1fs: %s",
+                         rid, key, failures, delay, exc)
+            else:
+                log.warning("[r%d] reconcile of %s failed (attempt %d), retrying in %.1fs: %s",
+                            rid, key, failures, delay, exc, exc_info=failures == 1)
             self.add_after(key, delay)
         else:
             self._failures.pop(key, None)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from dora.agent.workqueue import WorkQueue
+from dora.agent.workqueue import Retry, WorkQueue
 
 
 @contextlib.asynccontextmanager
@@ -111,3 +112,23 @@ async def test_failures_are_retried_with_backoff_and_reset_by_success(
     assert queue.failures("a") == 0
     assert queue.errors == 3
     assert "reconcile of a failed (attempt 1)" in caplog.text
+
+
+
+async def test_an_expected_wait_is_retried_and_logged_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls: list[str] = []
+
+    async def reconcile(key: str) -> None:
+        calls.append(key)
+        if len(calls) == 1:
+            raise Retry("volume v is Pending")
+
+    queue: WorkQueue[str] = WorkQueue(reconcile, backoff_base=0.01, backoff_max=0.01)
+    caplog.set_level(logging.INFO, logger="dora.agent.workqueue")
+    async with running(queue):
+        queue.add("a")
+        await until(lambda: len(calls) >= 2)
+    [record] = [r for r in caplog.records if "volume v is Pending" in r.getMessage()]
+    assert record.levelno == logging.INFO and record.exc_info is None
