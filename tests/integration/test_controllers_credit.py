@@ -281,8 +281,8 @@ async def test_a_spent_budget_stops_workloads_until_it_is_raised(
     CreditRun(client, clock).start(group)
     await exhaust(cluster)
 
-    # Started again, or a new one: admitted, and stopped with the same reason; the
-    # restarted one never gets a container, not even for a moment.
+    # Started again, or a new one: admitted, and stopped with the same reason; neither
+    # gets a container, not even for a moment.
     _, version = await client.list("Container", workspace=USER)
     added: list[str] = []
 
@@ -302,6 +302,8 @@ async def test_a_spent_budget_stops_workloads_until_it_is_raised(
     wl = await blocked(client, "second")
     cond = condition(wl)
     assert cond is not None and "weekly budget of 10 credits" in cond.message
+    await anyio.sleep(1)
+    assert [n for n in added if n.startswith("second.")] == []
 
     # A larger budget: the reason goes; the user starts it, and it runs.
     await setup_user(client, budgets={"default": 20})

@@ -192,6 +192,7 @@ class UsercreditStatus(_message.Message):
     UNLIMITED_FIELD_NUMBER: _builtins.int
     EXHAUSTED_FIELD_NUMBER: _builtins.int
     SETTLED_FIELD_NUMBER: _builtins.int
+    WORKSPACES_FIELD_NUMBER: _builtins.int
     weekly: _builtins.float
     used: _builtins.float
     remaining: _builtins.float
@@ -220,6 +221,12 @@ class UsercreditStatus(_message.Message):
     def week_end(self) -> _timestamp_pb2.Timestamp:
         """When the week ends (the next weekStart)."""
 
+    @_builtins.property
+    def workspaces(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The workspaces whose containers the user pays for. While the user is
+        exhausted, the workload controller starts no container in them.
+        """
+
     def __init__(
         self,
         *,
@@ -235,10 +242,11 @@ class UsercreditStatus(_message.Message):
         unlimited: _builtins.bool = ...,
         exhausted: _builtins.bool = ...,
         settled: _builtins.float = ...,
+        workspaces: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_update", b"last_update", "week_end", b"week_end", "week_start", b"week_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["charges", b"charges", "exhausted", b"exhausted", "last_update", b"last_update", "price_unit", b"price_unit", "remaining", b"remaining", "running_per_hour", b"running_per_hour", "settled", b"settled", "unlimited", b"unlimited", "used", b"used", "week_end", b"week_end", "week_start", b"week_start", "weekly", b"weekly"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charges", b"charges", "exhausted", b"exhausted", "last_update", b"last_update", "price_unit", b"price_unit", "remaining", b"remaining", "running_per_hour", b"running_per_hour", "settled", b"settled", "unlimited", b"unlimited", "used", b"used", "week_end", b"week_end", "week_start", b"week_start", "weekly", b"weekly", "workspaces", b"workspaces"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

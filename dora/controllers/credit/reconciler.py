@@ -191,6 +191,7 @@ class CreditController:
                     and account.running_per_hour <= 0):
                 return DONE  # nothing to meter, nothing to say
             status = self._status(account, budget=budget, week=week, now=now, prices=prices)
+            status.workspaces.extend(workspaces)
             try:
                 current = await self._write(key, current, status)
                 break

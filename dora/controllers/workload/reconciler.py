@@ -65,11 +65,35 @@ class WorkloadController:
                                              "owner-name": _by_owner_name})
         manager.store("Workloadversion", indexers={"owner": by_owner,
                                                    "owner-name": _by_owner_name})
+        manager.store("Workload", indexers={_WORKSPACE_INDEX: _by_workspace})
+        manager.store("Usercredit", indexers={_WORKSPACE_INDEX: _paid_workspaces})
         manager.add_controller(self, workers=workers, watches=[
             Watch("Workload", own_key),
             Watch("Container", _owner_key),
             Watch("Workloadversion", _owner_key),
+            Watch("Usercredit", self._workloads_paid_by),
         ])
+
+    def _workloads_paid_by(self, delta: Delta) -> Iterable[Ref]:
+        """When a user's credit runs out or comes back: the workloads it pays for."""
+        old, new = delta.old, delta.new
+        if (old is not None and new is not None
+                and old.usercredit.status.exhausted == new.usercredit.status.exhausted
+                and old.usercredit.status.workspaces == new.usercredit.status.workspaces):
+            return []
+        zone = delta.object.metadata.zone
+        workspaces = {ws for o in (old, new) if o is not None
+                      for ws in o.usercredit.status.workspaces}
+        return [objects.ref_of(w) for ws in workspaces
+                for w in self.cache.store("Workload").by_index(_WORKSPACE_INDEX, ws)
+                if w.metadata.zone == zone]
+
+    def _credit_spent(self, workload: object_pb2.Object) -> bool:
+        """Whether the user who pays for ``workload`` has no credit left in its zone."""
+        meta = workload.metadata
+        return any(u.usercredit.status.exhausted and u.metadata.zone == meta.zone
+                   for u in self.cache.store("Usercredit").by_index(_WORKSPACE_INDEX,
+                                                                     meta.workspace))
 
     async def reconcile(self, *, key: Ref) -> Result:
         workload = self.cache.store("Workload").get(key)
@@ -82,12 +106,13 @@ class WorkloadController:
         if created:
             self.recorder.normal(workload, "NewVersion", f"version {number} of the spec")
         spec = workload.workload.spec
-        # A workload started again while its user's credit is spent stays without
-        # containers until the credit controller lifts the condition: none starts
-        # for the moment it would take that controller to stop it again.
+        # While its user's credit is spent a workload runs no container, also when it
+        # is new or started again: none starts for the moment the credit controller
+        # would take to stop it (it sets spec.stopped and the condition).
         held = conditions.get(workload.workload.status.conditions,
                               conventions.CREDITS_EXHAUSTED_CONDITION)
-        stopped = spec.stopped or (held is not None and held.status == "True")
+        stopped = (spec.stopped or (held is not None and held.status == "True")
+                   or self._credit_spent(workload))
         desired = 0 if stopped else max(0, spec.replica.count)
         containers = self.cache.store("Container").by_index("owner", workload.metadata.uid)
         now = self.clock.wall()
@@ -248,6 +273,17 @@ def _seconds(stamp: timestamp_pb2.Timestamp) -> float:
 def _index(name: str) -> int:
     suffix = name.rpartition(".")[2]
     return int(suffix) if suffix.isdigit() else 1 << 30
+
+
+_WORKSPACE_INDEX = "workspace"
+
+
+def _by_workspace(obj: object_pb2.Object) -> list[str]:
+    return [obj.metadata.workspace]
+
+
+def _paid_workspaces(obj: object_pb2.Object) -> list[str]:
+    return list(obj.usercredit.status.workspaces)
 
 
 def _owner_key(delta: Delta) -> Iterable[Ref]:
