@@ -41,7 +41,7 @@ from typing import Any, BinaryIO
 import grpc
 
 from dora.agent.volumes import NotReady, Resolver, make_directory
-from dora.api import errors, volumes
+from dora.api import errors, volumefiles, volumes
 from dora.api.v1 import volumes_pb2
 
 log = logging.getLogger(__name__)
@@ -359,21 +359,4 @@ class AgentVolumeFilesService:
                 stream.close()
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        return grpc.method_handlers_generic_handler(SERVICE, {
-            "List": grpc.unary_unary_rpc_method_handler(
-                self.List, request_deserializer=volumes_pb2.ListFilesRequest.FromString,
-                response_serializer=volumes_pb2.ListFilesResponse.SerializeToString,
-            ),
-            "Delete": grpc.unary_unary_rpc_method_handler(
-                self.Delete, request_deserializer=volumes_pb2.DeleteFilesRequest.FromString,
-                response_serializer=volumes_pb2.DeleteFilesResponse.SerializeToString,
-            ),
-            "Upload": grpc.stream_unary_rpc_method_handler(
-                self.Upload, request_deserializer=volumes_pb2.UploadRequest.FromString,
-                response_serializer=volumes_pb2.UploadResponse.SerializeToString,
-            ),
-            "Download": grpc.unary_stream_rpc_method_handler(
-                self.Download, request_deserializer=volumes_pb2.DownloadRequest.FromString,
-                response_serializer=volumes_pb2.DownloadChunk.SerializeToString,
-            ),
-        })
+        return volumefiles.files_handler(SERVICE, self)

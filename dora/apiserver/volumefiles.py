@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from dora.api import conventions, errors, volumes
+from dora.api import conventions, errors, volumefiles, volumes
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, volumes_pb2, volumes_pb2_grpc
 from dora.apiserver import registry as registry_module
@@ -242,21 +242,4 @@ class VolumeFilesService:
                 call.cancel()
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        return grpc.method_handlers_generic_handler(SERVICE, {
-            "List": grpc.unary_unary_rpc_method_handler(
-                self.List, request_deserializer=volumes_pb2.ListFilesRequest.FromString,
-                response_serializer=volumes_pb2.ListFilesResponse.SerializeToString,
-            ),
-            "Delete": grpc.unary_unary_rpc_method_handler(
-                self.Delete, request_deserializer=volumes_pb2.DeleteFilesRequest.FromString,
-                response_serializer=volumes_pb2.DeleteFilesResponse.SerializeToString,
-            ),
-            "Upload": grpc.stream_unary_rpc_method_handler(
-                self.Upload, request_deserializer=volumes_pb2.UploadRequest.FromString,
-                response_serializer=volumes_pb2.UploadResponse.SerializeToString,
-            ),
-            "Download": grpc.unary_stream_rpc_method_handler(
-                self.Download, request_deserializer=volumes_pb2.DownloadRequest.FromString,
-                response_serializer=volumes_pb2.DownloadChunk.SerializeToString,
-            ),
-        })
+        return volumefiles.files_handler(SERVICE, self)
