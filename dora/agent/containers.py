@@ -36,7 +36,7 @@ from dora.agent import volumes as agent_volumes
 from dora.agent.docker_driver import Engine, EngineError, EngineUnavailable, ImageNotFound
 from dora.agent.dockerspec import Observed
 from dora.agent.workqueue import reconcile_id
-from dora.api import conventions, errors
+from dora.api import conventions, errors, finalizers
 from dora.api.client import Client
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, workloads_pb2
@@ -343,29 +343,8 @@ class Reconciler:
 
     async def _release(self, obj: object_pb2.Object) -> None:
         """Remove the agent's finalizer from a Container being deleted."""
-        key, uid = key_of(obj), obj.metadata.uid
-        for _ in range(8):
-            if FINALIZER not in obj.metadata.finalizers:
-                return
-            updated = object_pb2.Object()
-            updated.CopyFrom(obj)
-            del updated.metadata.finalizers[:]
-            updated.metadata.finalizers.extend(f for f in obj.metadata.finalizers
-                                               if f != FINALIZER)
-            try:
-                await self.client.apply(updated)
-                log.info("[%s] %s: Docker container removed, finalizer %s released",
-                         reconcile_id(), key, FINALIZER)
-                return
-            except errors.Conflict:
-                pass
-            except errors.NotFound:
-                return
-            try:
-                obj = await self.client.get("Container", key.name, zone=key.zone,
-                                            workspace=key.workspace)
-            except errors.NotFound:
-                return
-            if obj.metadata.uid != uid:
-                return
-        raise errors.Conflict(f"{key}: could not remove finalizer {FINALIZER}")
+        if FINALIZER not in obj.metadata.finalizers:
+            return
+        if await finalizers.change(self.client, obj, FINALIZER, add=False):
+            log.info("[%s] %s: Docker container removed, finalizer %s released",
+                     reconcile_id(), key_of(obj), FINALIZER)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from dora.api import errors, objects, volumes
+from dora.api import errors, finalizers, objects, volumes
 from dora.api.client import Client
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
@@ -120,14 +120,8 @@ class VolumeController:
     async def _release(self, volume: object_pb2.Object) -> None:
         if volumes.FINALIZER not in volume.metadata.finalizers:
             return
-        obj = clone(volume)
-        obj.metadata.finalizers.remove(volumes.FINALIZER)
-        obj.volume.ClearField("status")
-        try:
-            await self.client.apply(obj)
-        except errors.NotFound:
-            return
-        log.info("%s: no container uses it any more; deleted", objects.ref_of(volume))
+        if await finalizers.change(self.client, volume, volumes.FINALIZER, add=False):
+            log.info("%s: no container uses it any more; deleted", objects.ref_of(volume))
 
     async def _write_status(self, volume: object_pb2.Object, *, users: list[str],
                             deleting: bool) -> None:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
-from dora.api import conventions, errors, objects
+from dora.api import conventions, errors, finalizers, objects
 from dora.api.client import Client
 from dora.api.objects import Ref
 from dora.api.v1 import credits_pb2, object_pb2
@@ -287,34 +287,7 @@ class CreditController:
                 await self._change_finalizers(container, add=False)
 
     async def _change_finalizers(self, container: object_pb2.Object, *, add: bool) -> None:
-        meta = container.metadata
-        uid = meta.uid
-        current = container
-        for _ in range(_RETRIES):
-            has = FINALIZER in current.metadata.finalizers
-            if has == add or (add and current.metadata.HasField("deletion_timestamp")):
-                return
-            obj = clone(current)
-            if add:
-                obj.metadata.finalizers.append(FINALIZER)
-            else:
-                obj.metadata.finalizers.remove(FINALIZER)
-            obj.container.ClearField("status")
-            try:
-                await self.client.apply(obj)
-                return
-            except errors.Conflict:
-                pass
-            except errors.NotFound:
-                return
-            try:
-                current = await self.client.get("Container", meta.name, zone=meta.zone,
-                                                workspace=meta.workspace)
-            except errors.NotFound:
-                return
-            if current.metadata.uid != uid:
-                return
-        raise errors.Conflict(f"{objects.ref_of(container)}: its finalizers kept changing")
+        await finalizers.change(self.client, container, FINALIZER, add=add, attempts=_RETRIES)
 
     # -- enforcement ------------------------------------------------------------------
 
