@@ -8,8 +8,10 @@
 #
 # Steps, each as a newcomer types them: make up (twice: the second finds it running),
 # doractl get nodes, apply examples/01-hello.yaml, its container Running in Docker,
-# doractl logs, doractl exec (the remote exit code comes back), make down + make up
-# (the workload is still there and its container was adopted, not restarted), delete.
+# doractl logs, doractl exec (the remote exit code comes back), examples/04-volumes.yaml
+# (a file the workload writes is downloaded, a synced folder is seen inside), make
+# down + make up (the workload is still there and its container was adopted, not
+# restarted), delete.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=hack/lib.sh
@@ -108,6 +110,23 @@ out="$(doractl exec hello.0 -- sh -c 'echo inside; exit 3')" || rc=$?
 echo "$out"
 [[ "$out" == inside ]] || die "exec printed '$out', expected 'inside'"
 ((rc == 3)) || die "exec exited $rc, expected the remote exit code 3"
+
+step "doractl apply -f examples/04-volumes.yaml; files in and out of the volume"
+doractl apply -f examples/04-volumes.yaml
+eventually 60 "notes-writer.0 Running" is_running notes-writer.0
+has_notes() {
+  doractl volume download notes:hello.txt "$work/hello.txt" >/dev/null 2>&1 &&
+    [[ -s "$work/hello.txt" ]]
+}
+eventually 30 "hello.txt written by the workload, downloaded" has_notes
+log "notes:hello.txt starts with: $(head -1 "$work/hello.txt")"
+mkdir -p "$work/code"
+echo "print('hi')" >"$work/code/train.py"
+doractl sync --once "$work/code" notes:/code
+out="$(doractl exec notes-writer.0 -- cat /notes/code/train.py)"
+[[ "$out" == "print('hi')" ]] || die "the container sees '$out' in /notes/code/train.py"
+doractl delete workload notes-writer --wait
+doractl delete volume notes --wait
 
 step "make down, make up: nothing is lost, nothing restarted"
 make --no-print-directory down
