@@ -8,6 +8,7 @@ them into text, so commands raise rather than print-and-exit.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -18,36 +19,35 @@ import typer
 
 from dora.api import errors
 from dora.ctl import printers
-from dora.ctl.commands import (
-    apply,
-    config,
-    credits,
-    delete,
-    describe,
-    get,
-    streams,
-    token,
-    volumes,
-    workload,
-    workspaces,
-)
 from dora.ctl.options import GLOBALS, Settings, global_option
-
-app = typer.Typer(
-    name="doractl",
-    help="doractl drives Dora: apply YAML, get, describe, delete; scale, stop, start "
-         "and roll back workloads; tokens and contexts.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
 
 SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
 
+# Every module of dora/ctl/commands, in the order `doractl --help` lists them, and
+# the top-level command names each one registers. `doractl NAME ...` imports and
+# registers only NAME's module: importing every module (rich, progress bars...)
+# and having typer build every command cost a few hundred milliseconds on each
+# run. A name missing here still works (the line then registers every module);
+# tests/unit/test_ctl_cli.py checks this table against what the modules register.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "config": ("config",),
+    "apply": ("apply", "diff"),
+    "get": ("get",),
+    "describe": ("describe",),
+    "delete": ("delete",),
+    "workload": ("scale", "stop", "start", "versions", "rollback"),
+    "token": ("token", "whoami"),
+    "workspaces": ("clone",),
+    "streams": ("logs", "exec", "shell"),
+    "credits": ("credits",),
+    "volumes": ("volume", "volumes", "sync"),
+}
+
 _SERVER, _TOKEN, _CONTEXT, _ZONE, _WORKSPACE, _DEBUG = (global_option(o) for o in GLOBALS)
+# Global options that take a value: skipped when looking for the command's name.
+_VALUED = frozenset(d for o in GLOBALS if not o.is_flag for d in o.decls)
 
 
-@app.callback()
 def root(
     ctx: typer.Context,
     server: Annotated[str | None, _SERVER] = None,
@@ -67,17 +67,56 @@ def root(
                        workspace=workspace, debug=debug)
 
 
-app.add_typer(config.app, name="config")
-apply.register(app)
-get.register(app)
-describe.register(app)
-delete.register(app)
-workload.register(app)
-token.register(app)
-workspaces.register(app)
-streams.register(app)
-credits.register(app)
-volumes.register(app)
+def build(modules: Sequence[str] = tuple(COMMANDS)) -> typer.Typer:
+    """The doractl app with the commands of ``modules`` (of ``dora.ctl.commands``)."""
+    app = typer.Typer(
+        name="doractl",
+        help="doractl drives Dora: apply YAML, get, describe, delete; scale, stop, start "
+             "and roll back workloads; tokens and contexts.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(root)
+    for name in modules:
+        module = importlib.import_module(f"dora.ctl.commands.{name}")
+        if name == "config":
+            app.add_typer(module.app, name="config")
+        else:
+            module.register(app)
+    return app
+
+
+def app_for(args: Sequence[str]) -> typer.Typer:
+    """The app for a command line: only the module of the command it names, when known."""
+    word = _command_word(args)
+    for module, names in COMMANDS.items():
+        if word in names:
+            return build((module,))
+    return build()
+
+
+def _command_word(args: Sequence[str]) -> str | None:
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--":
+            return None
+        elif arg.startswith("-"):
+            skip = arg in _VALUED
+        else:
+            return arg
+    return None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # ``main.app``: every command, built when first asked for (tests, completion).
+    if name == "app":
+        app = build()
+        globals()["app"] = app
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -89,7 +128,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         # line names one (`--show-completion zsh`), that one is meant.
         os.environ["_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"] = "1"
     try:
-        app(args=args, prog_name="doractl")
+        app_for(args)(args=args, prog_name="doractl")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except errors.DoraError as exc:

@@ -13,16 +13,18 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import TextIO
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from dora.api import codec, errors
 from dora.api.v1 import object_pb2
-from dora.ctl import columns
 from dora.ctl.options import Output
+
+if TYPE_CHECKING:
+    from dora.ctl import columns
+
+# rich and the column tables are imported where a table is printed: most commands
+# (apply, delete, -o yaml) never print one, and doractl's start-up is part of every
+# command's latency.
 
 GAP = "   "
 
@@ -59,6 +61,10 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *,
     if not is_terminal(out):
         out.write(plain_table(headers, rows, show_headers=show_headers))
         return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     natural = len(plain_table(headers, rows, show_headers=show_headers).partition("\n")[0])
     console = Console(file=out, highlight=False)
     console.width = max(console.width, natural + 1)
@@ -83,6 +89,8 @@ _STATE_STYLES = {
 
 def table_rows(objs: Sequence[object_pb2.Object], cols: Sequence[columns.Column], *,
                now: dt.datetime) -> list[list[str]]:
+    from dora.ctl import columns
+
     return [columns.row(obj, cols, now=now) for obj in objs]
 
 
@@ -92,6 +100,8 @@ def print_objects(objs: Sequence[object_pb2.Object], output: Output, *, kind: st
     """``objs`` (all of ``kind``) in the format ``output`` names."""
     out = out or sys.stdout
     if output in (Output.table, Output.wide):
+        from dora.ctl import columns
+
         cols = columns.columns(kind, wide=output is Output.wide)
         rows = table_rows(objs, cols, now=now or dt.datetime.now(dt.UTC))
         print_table([c.header for c in cols], rows, show_headers=show_headers, out=out)

@@ -4,6 +4,8 @@ options anywhere, error output and shell completion."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -195,3 +197,41 @@ def test_completion_offers_kinds(capsys: pytest.CaptureFixture[str],
     assert code == 0
     assert out.split() == ["workload", "workloads", *(
         w for w in out.split() if w.startswith("workloadv")), "workspace", "workspaces"]
+
+
+def _command_names(app: typer.Typer) -> set[str]:
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    return set(group.commands)
+
+
+def test_the_command_table_names_what_each_module_registers() -> None:
+    for module, names in main.COMMANDS.items():
+        assert _command_names(main.build((module,))) == set(names), module
+    every = {name for names in main.COMMANDS.values() for name in names}
+    assert _command_names(main.build()) == every
+    assert _command_names(main.app) == every
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["apply", "-f", "x.yaml"], {"apply", "diff"}),
+    (["--server", "get", "-z", "logs", "describe", "wk", "a"], {"describe"}),
+    (["--debug", "volume", "ls"], {"volume", "volumes", "sync"}),
+    (["--help"], None),
+    (["no-such-command"], None),
+    ([], None),
+])
+def test_a_command_line_builds_only_its_command(args: list[str],
+                                                expected: set[str] | None) -> None:
+    every = {name for names in main.COMMANDS.values() for name in names}
+    assert _command_names(main.app_for(args)) == (expected or every)
+
+
+def test_apply_starts_without_rich_or_other_commands() -> None:
+    """What ``doractl apply`` imports before it parses its line: no rich, no other
+    command module (start-up time is part of apply-to-running)."""
+    code = ("import sys; from dora.ctl import main; main.app_for(['apply']); "
+            "print(sorted(m for m in sys.modules if m.startswith(('rich', 'dora.ctl.commands.'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "['dora.ctl.commands.apply']"

@@ -17,7 +17,6 @@ from typing import Annotated
 
 import typer
 import yaml
-from rich.console import Console
 
 from dora.api import codec, errors
 from dora.api.client import ApplyResult
@@ -166,6 +165,8 @@ def _print_diffs(diffs: list[str]) -> None:
     if not printers.is_terminal(sys.stdout):
         sys.stdout.write("".join(diffs))
         return
+    from rich.console import Console  # only diff prints with rich: apply starts faster
+
     console = Console(highlight=False)
     styles = {"+": "green", "-": "red", "@": "cyan"}
     for text in diffs:
