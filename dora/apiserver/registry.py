@@ -85,10 +85,15 @@ def decode(kv: KV) -> object_pb2.Object:
 
 
 def encode(obj: object_pb2.Object) -> bytes:
-    stored = object_pb2.Object()
-    stored.CopyFrom(obj)
-    stored.metadata.resource_version = 0
-    return stored.SerializeToString()
+    """``obj`` as stored: without its resourceVersion (``obj`` is left as it was)."""
+    version = obj.metadata.resource_version
+    if not version:
+        return obj.SerializeToString()
+    obj.metadata.resource_version = 0
+    try:
+        return obj.SerializeToString()
+    finally:
+        obj.metadata.resource_version = version
 
 
 class Registry:
@@ -206,8 +211,8 @@ class Registry:
         return key(objects.ref_of(new)), encode(new)
 
     def _created(self, incoming: object_pb2.Object) -> object_pb2.Object:
-        new = object_pb2.Object()
-        new.CopyFrom(incoming)
+        """``incoming`` (the private copy ``_admit`` made) made a new object."""
+        new = incoming
         meta = new.metadata
         meta.uid = str(uuid.uuid4())
         meta.generation = 1

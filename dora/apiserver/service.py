@@ -5,6 +5,10 @@ share an etcd watch (``watchcache``). This module names the verb each call
 needs, checks it on the resolved object (its zone and workspace after
 defaults, never what the client claims elsewhere), and turns
 ``errors.DoraError`` into gRPC status codes with field details.
+
+Get and List served from the watch cache send the objects as the cache
+serialized them (a handler may return bytes: ``unary_handler``), so a read
+copies and serializes nothing per object.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dora.apiserver import registry
 from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer, Principal
 from dora.apiserver.registry import Registry, Scope
-from dora.apiserver.watchcache import Filter, WatchCache
+from dora.apiserver.watchcache import Filter, WatchCache, message_field
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,7 @@ Request = TypeVar("Request")
 Response = TypeVar("Response")
 Context = grpc.aio.ServicerContext[Any, Any]
 SERVICE = "dora.api.v1.Resources"
+_LIST_ITEMS = resources_pb2.ListResponse.DESCRIPTOR.fields_by_name["items"].number
 
 
 def unary(
@@ -116,7 +121,9 @@ class ResourcesService:
             )
 
     @unary
-    async def Get(self, request: resources_pb2.GetRequest, context: Context) -> object_pb2.Object:
+    async def Get(
+        self, request: resources_pb2.GetRequest, context: Context
+    ) -> object_pb2.Object | bytes:
         principal = await self.authn.authenticate(context)
         ref = self._resolve(Ref.from_proto(request.ref), principal)
         if not self.authz.allows_own(principal, ref.kind, ref.zone, ref.name):
@@ -124,10 +131,10 @@ class ResourcesService:
         if request.resource_version:
             cache = self.cache[ref.kind]
             if await cache.caught_up(request.resource_version):
-                obj = cache.get(registry.key(ref))
-                if obj is None:
+                entry = cache.entry(registry.key(ref))
+                if entry is None:
                     raise errors.NotFound(f"{ref} not found")
-                return obj
+                return entry.object_bytes
         return await self.registry.get(ref)
 
     async def _authorize_read(
@@ -149,25 +156,29 @@ class ResourcesService:
     @unary
     async def List(
         self, request: resources_pb2.ListRequest, context: Context
-    ) -> resources_pb2.ListResponse:
+    ) -> resources_pb2.ListResponse | bytes:
         principal = await self.authn.authenticate(context)
         zone, workspace = _scope_of(request.kind, request.zone, request.workspace)
         permits = await self._authorize_read(principal, request.kind, zone, workspace)
         selector = labels.parse(request.label_selector)
         cache = self.cache[request.kind]
         if request.resource_version and await cache.caught_up(request.resource_version):
-            revision, token = cache.revision, ""
-            items = [
-                o for o in cache.items()
-                if (not zone or o.metadata.zone == zone)
-                and (not workspace or o.metadata.workspace == workspace)
-                and selector.matches(o.metadata.labels)
+            # A ListResponse assembled from the cached serializations: its items
+            # (field 1), then its resourceVersion; no continue token.
+            parts = [
+                message_field(_LIST_ITEMS, e.object_bytes) for e in cache.entries()
+                if (not zone or e.zone == zone)
+                and (not workspace or e.workspace == workspace)
+                and selector.matches(e.labels)
+                and permits(e.zone, e.workspace, e.object.metadata.name)
             ]
-        else:
-            items, revision, token = await self.registry.list(
-                request.kind, zone=zone, workspace=workspace,
-                selector=selector, limit=request.limit, continue_token=request.continue_token,
-            )
+            parts.append(resources_pb2.ListResponse(
+                resource_version=cache.revision).SerializeToString())
+            return b"".join(parts)
+        items, revision, token = await self.registry.list(
+            request.kind, zone=zone, workspace=workspace,
+            selector=selector, limit=request.limit, continue_token=request.continue_token,
+        )
         visible = [o for o in items
                    if permits(o.metadata.zone, o.metadata.workspace, o.metadata.name)]
         return resources_pb2.ListResponse(
@@ -217,7 +228,12 @@ class ResourcesService:
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
         """The service's method handlers; Watch passes pre-serialized events through."""
-        return grpc.method_handlers_generic_handler(SERVICE, {
+        return grpc.method_handlers_generic_handler(SERVICE, self.methods())
+
+    def methods(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+        """The handler of each method, for ``add_registered_method_handlers`` (the
+        server then matches calls to them without asking each generic handler)."""
+        return {
             "Apply": unary_handler(self.Apply, resources_pb2.ApplyRequest,
                                    resources_pb2.ApplyResponse),
             "Get": unary_handler(self.Get, resources_pb2.GetRequest, object_pb2.Object),
@@ -231,13 +247,19 @@ class ResourcesService:
                 self.Watch, request_deserializer=resources_pb2.WatchRequest.FromString,
                 response_serializer=_passthrough,
             ),
-        })
+        }
 
 
 def unary_handler(method: Any, request: Any, response: Any) -> grpc.RpcMethodHandler[Any, Any]:
+    """A unary method whose handler returns a ``response`` message or that message
+    already serialized."""
+    serialize = response.SerializeToString
+
+    def serializer(message: Any) -> bytes:
+        return message if isinstance(message, bytes) else serialize(message)
+
     return grpc.unary_unary_rpc_method_handler(
-        method, request_deserializer=request.FromString,
-        response_serializer=response.SerializeToString,
+        method, request_deserializer=request.FromString, response_serializer=serializer,
     )
 
 

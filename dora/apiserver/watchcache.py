@@ -11,6 +11,10 @@ kind's prefix. It keeps
 - its revision: everything up to it has been seen. Progress marks requested from
   etcd move it on even when the kind is idle, and watchers get it as bookmarks.
 
+Each object is serialized once, when its event arrives: the event sent to
+watchers is that serialization framed as a ``WatchEvent``, and a Get or List
+served from the cache sends it as it is (``object_bytes``, ``message_field``).
+
 A version older than the window is ``errors.Gone``: the client lists again
 (Kubernetes' "too old resource version"). A watcher that cannot keep up loses its
 stream with ``errors.Unavailable`` and resumes from its last version.
@@ -46,6 +50,30 @@ class CachedEvent:
     payload: bytes
     # Shared by every reader: never mutate it.
     object: object_pb2.Object
+    # ``object`` serialized (``payload`` ends with it).
+    object_bytes: bytes
+
+
+def varint(value: int) -> bytes:
+    """A non-negative integer in protobuf's base-128 varint encoding."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def message_field(number: int, data: bytes) -> bytes:
+    """Field ``number`` holding the serialized message ``data``, in protobuf's wire
+    format: a serialized message is the concatenation of its fields, so a message
+    can be assembled from pieces already serialized without parsing them again."""
+    return varint(number << 3 | 2) + varint(len(data)) + data
+
+
+# ``WatchEvent.type`` (field 1, a varint) of each event type, as serialized.
+_TYPE_FIELD = {t: b"\x08" + varint(t) for t in EventType.values() if t}
+_OBJECT_FIELD = 2  # WatchEvent.object
 
 
 def _everywhere(zone: str, workspace: str, name: str) -> bool:
@@ -111,6 +139,9 @@ class KindCache:
         self._window_start = 0
         self._objects: dict[bytes, CachedEvent] = {}
         self._subscribers: set[_Subscriber] = set()
+        # Moves on every change of the cached objects (a relist included), so a
+        # reader can tell that what it derived from them still holds.
+        self.changes = 0
         self._progress_every = progress_every
         self._capacity = subscriber_capacity
         self.revision = 0
@@ -143,6 +174,7 @@ class KindCache:
                 log.warning("listing %s failed (%s); retrying", self.kind.plural, exc)
                 await asyncio.sleep(1.0)
         self._objects = {}
+        self.changes += 1
         for kv in listing.kvs:
             obj = registry.decode(kv)
             self._objects[kv.key] = self._cached(EventType.ADDED, obj, kv.key, kv.mod_revision)
@@ -152,6 +184,7 @@ class KindCache:
         self.ready.set()
 
     def _apply(self, event: Event) -> None:
+        self.changes += 1
         if event.deleted:
             if event.prev is None:
                 return
@@ -189,11 +222,13 @@ class KindCache:
         *,
         prev_labels: dict[str, str] | None = None,
     ) -> CachedEvent:
-        payload = resources_pb2.WatchEvent(type=type, object=obj).SerializeToString()
+        object_bytes = obj.SerializeToString()
+        # == WatchEvent(type=type, object=obj).SerializeToString(), without copying obj.
+        payload = _TYPE_FIELD[type] + message_field(_OBJECT_FIELD, object_bytes)
         return CachedEvent(
             revision=revision, key=key, zone=obj.metadata.zone,
             workspace=obj.metadata.workspace, labels=dict(obj.metadata.labels),
-            prev_labels=prev_labels, payload=payload, object=obj,
+            prev_labels=prev_labels, payload=payload, object=obj, object_bytes=object_bytes,
         )
 
     def _advance(self, revision: int) -> None:
@@ -204,6 +239,8 @@ class KindCache:
 
     async def caught_up(self, revision: int, *, within: float = 1.0) -> bool:
         """Wait until the cache has seen revision ``revision``; False if it did not in time."""
+        if self.revision >= revision and self.ready.is_set():
+            return True  # the usual case, without arming a timeout
         try:
             async with asyncio.timeout(within):
                 await self.ready.wait()
@@ -216,6 +253,14 @@ class KindCache:
     def items(self) -> list[object_pb2.Object]:
         """Every cached object, in key order (shared: copy before changing them)."""
         return [self._objects[key].object for key in sorted(self._objects)]
+
+    def entries(self) -> list[CachedEvent]:
+        """Every cached object's ADDED event, in key order (their objects are shared)."""
+        return [self._objects[key] for key in sorted(self._objects)]
+
+    def entry(self, key: bytes) -> CachedEvent | None:
+        """The cached object at ``key`` with its serialization."""
+        return self._objects.get(key)
 
     def get(self, key: bytes) -> object_pb2.Object | None:
         """The cached object at ``key`` (shared: copy before changing it)."""

@@ -21,7 +21,9 @@ binding covers), and no one else's. Checks that may meet them take the object's
 name.
 
 Decisions are made on the cached Users and Roles; a denial is checked once more
-against etcd, so a role applied a moment ago is honoured at once.
+against etcd, so a role applied a moment ago is honoured at once. What a user's
+cached bindings and roles come to is kept until the User or Role cache changes
+at all (``KindCache.changes``), so a call does not rebuild it.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ IMPLIED: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
 }
 
 
+_USER_PREFIX = registry.prefix(kinds.get("User"))
+
+
 @dataclass(frozen=True)
 class Principal:
     """An authenticated caller and where their objects go by default."""
@@ -74,9 +79,14 @@ class Authorizer:
     def __init__(self, *, cache: WatchCache, registry: registry.Registry) -> None:
         self._cache = cache
         self._registry = registry
+        self._users = cache["User"]
+        self._roles = cache["Role"]
+        # user -> their cached rules, valid while (User, Role) changes are _stamp.
+        self._rules: dict[str, _Rules] = {}
+        self._stamp = (-1, -1)
 
     def user(self, name: str) -> object_pb2.Object | None:
-        return self._cache["User"].get(registry.key(Ref("User", "", "", name)))
+        return self._users.get(_USER_PREFIX + name.encode())
 
     def allows(self, principal: Principal, verb: str, kind: str, zone: str,
                workspace: str) -> bool:
@@ -103,10 +113,21 @@ class Authorizer:
     ) -> Callable[[str, str, str], bool]:
         """A check of (zone, workspace, name) for filtering lists and watch events."""
         own = verb == "Get" and kind == "Usercredit"
+        # (zone, workspace) -> allowed, for the rules it was decided on: a list asks
+        # for every object, mostly of a few places.
+        decided: dict[tuple[str, str], bool] = {}
+        decided_on: list[_Rules] = []
 
         def check(zone: str, workspace: str, name: str) -> bool:
-            return self.allows(principal, verb, kind, zone, workspace) or (
-                own and self.allows_own(principal, kind, zone, name))
+            rules = self._cached_rules(principal)
+            if not decided_on or decided_on[0] is not rules:
+                decided.clear()
+                decided_on[:] = [rules]
+            allowed = decided.get((zone, workspace))
+            if allowed is None:
+                allowed = decided[zone, workspace] = self._allows(
+                    rules, verb, kind, zone, workspace)
+            return allowed or (own and self.allows_own(principal, kind, zone, name))
 
         return check
 
@@ -130,12 +151,22 @@ class Authorizer:
         return False
 
     def _cached_rules(self, principal: Principal) -> _Rules:
-        user = self.user(principal.user)
+        stamp = (self._users.changes, self._roles.changes)
+        if stamp != self._stamp:
+            self._rules.clear()
+            self._stamp = stamp
+        rules = self._rules.get(principal.user)
+        if rules is None:
+            rules = self._rules[principal.user] = self._rules_of(principal.user)
+        return rules
+
+    def _rules_of(self, name: str) -> _Rules:
+        user = self.user(name)
         if user is None:
             return _Rules((), {})
         roles = {}
         for binding in user.user.spec.resources:
-            role = self._cache["Role"].get(registry.key(Ref("Role", "", "", binding.role)))
+            role = self._roles.get(registry.key(Ref("Role", "", "", binding.role)))
             if role is not None:
                 roles[binding.role] = role.role.spec
         return _Rules(tuple(user.user.spec.resources), roles)
