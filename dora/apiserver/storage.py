@@ -231,15 +231,16 @@ class Etcd:
     ) -> WriteResult:
         """Write ``key`` if it is at ``mod_revision`` (0: if it does not exist) and
         every key in ``requires`` exists, in one transaction."""
-        compare = [_compare_key(key, mod_revision)]
-        compare += [
-            rpc.Compare(
-                key=k, target=rpc.Compare.CREATE, result=rpc.Compare.GREATER, create_revision=0
-            )
-            for k in requires
-        ]
-        put = rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value, lease=lease))
-        return await self._txn(key, compare, [put], requires)
+        # Filled in place: building the parts and passing them to constructors copies
+        # each (the value too) once more, on the path of every write.
+        request = rpc.TxnRequest()
+        _add_compare(request, key, mod_revision)
+        for k in requires:
+            compare = request.compare.add()
+            compare.key, compare.target, compare.result = k, _CREATE, _GREATER
+        put = request.success.add().request_put
+        put.key, put.value, put.lease = key, value, lease
+        return await self._txn(request, key, requires)
 
     async def create_all(self, items: Sequence[tuple[bytes, bytes]]) -> bool:
         """Write every key, in one transaction, if none of them exists yet."""
@@ -262,9 +263,10 @@ class Etcd:
         return int(response.header.revision)
 
     async def delete_if(self, key: bytes, *, mod_revision: int) -> WriteResult:
-        compare = [_compare_key(key, mod_revision)]
-        delete = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))
-        return await self._txn(key, compare, [delete], ())
+        request = rpc.TxnRequest()
+        _add_compare(request, key, mod_revision)
+        request.success.add().request_delete_range.key = key
+        return await self._txn(request, key, ())
 
     async def put(self, key: bytes, value: bytes, *, lease: int = 0) -> int:
         response = await self._call(
@@ -288,11 +290,11 @@ class Etcd:
             self._kv.Compact, rpc.CompactionRequest(revision=revision, physical=True)
         )
 
-    async def _txn(
-        self, key: bytes, compare: list[Any], success: list[Any], requires: Sequence[bytes]
-    ) -> WriteResult:
-        failure = [rpc.RequestOp(request_range=rpc.RangeRequest(key=k)) for k in (key, *requires)]
-        request = rpc.TxnRequest(compare=compare, success=success, failure=failure)
+    async def _txn(self, request: Any, key: bytes, requires: Sequence[bytes]) -> WriteResult:
+        """Run ``request`` (its compares and success ops set); on failure it reads ``key``
+        and ``requires``."""
+        for k in (key, *requires):
+            request.failure.add().request_range.key = k
         response = await self._call(self._kv.Txn, request)
         revision = int(response.header.revision)
         if response.succeeded:
@@ -414,6 +416,20 @@ class Etcd:
         with contextlib.suppress(errors.NotFound):
             await self._call(self._client.leasestub.LeaseRevoke,
                              rpc.LeaseRevokeRequest(ID=lease_id))
+
+
+_CREATE, _MOD = rpc.Compare.CREATE, rpc.Compare.MOD
+_EQUAL, _GREATER = rpc.Compare.EQUAL, rpc.Compare.GREATER
+
+
+def _add_compare(request: Any, key: bytes, mod_revision: int) -> None:
+    """``_compare_key`` added to ``request.compare`` in place."""
+    compare = request.compare.add()
+    compare.key, compare.result = key, _EQUAL
+    if mod_revision == 0:
+        compare.target, compare.create_revision = _CREATE, 0
+    else:
+        compare.target, compare.mod_revision = _MOD, mod_revision
 
 
 def _compare_key(key: bytes, mod_revision: int) -> Any:

@@ -112,3 +112,17 @@ async def test_cached_lists_follow_bindings_granted_and_taken_away(
     }))
     with pytest.raises(errors.Forbidden):
         await cached_names(reader, admin)
+
+
+async def test_a_callers_new_defaults_count_at_once(admin: Client, reader: Client) -> None:
+    """The authenticator keeps what a token comes to, but not past a change of its User."""
+    await admin.apply(objects.new("Zone", "elsewhere"))
+    await admin.apply(workload("a", MINE))
+    assert (await reader.get("Workload", "a")).metadata.zone == ZONE
+    moved = user(MINE)
+    moved.user.spec.defaults.zone = "elsewhere"
+    await admin.apply(moved)
+    _, version = await admin.list("User")
+    await admin.list_page("User", resource_version=version)  # the User cache has it
+    with pytest.raises(errors.Forbidden, match="elsewhere"):
+        await reader.get("Workload", "a")

@@ -4,7 +4,8 @@
 default workspace, id, expiry); ``/dora/tokenids/<user>/<id>`` points at that
 hash so ``revoke USER ID`` and ``token ls`` need no token. Both keys are written
 and deleted together in one transaction. Lookups are cached for a second per
-replica; a revoke on this replica drops the cache entry at once.
+replica; a revoke on this replica drops the cache entry at once (and moves
+``revocations``, so what callers derived from lookups is dropped too).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class TokenStore:
         self.etcd = etcd
         self._now = now
         self._cache: dict[str, tuple[float, tokens_pb2.TokenInfo | None]] = {}
+        # How many revokes this replica has made.
+        self.revocations = 0
 
     def records(
         self, *, user: str, workspace: str, token_id: str, ttl_seconds: int = 0
@@ -73,19 +76,28 @@ class TokenStore:
 
     async def lookup(self, token: str) -> tokens_pb2.TokenInfo | None:
         """The info of a valid token; None when unknown, revoked or expired."""
+        info, _ = await self.lookup_since(token)
+        return info
+
+    async def lookup_since(self, token: str) -> tuple[tokens_pb2.TokenInfo | None, float]:
+        """``lookup``, and the ``time.monotonic()`` at which etcd said so: what is
+        derived from the answer may be kept until a second after that, no longer."""
         hashed = digest(token)
         cached = self._cache.get(hashed)
         if cached is not None and time.monotonic() - cached[0] < _CACHE_SECONDS:
-            info = cached[1]
+            read_at, info = cached
         else:
             kv = await self.etcd.get(PREFIX + hashed.encode())
             info = tokens_pb2.StoredToken.FromString(kv.value).info if kv else None
-            self._cache[hashed] = (time.monotonic(), info)
-        if info is not None and info.HasField("expires") and (
-            info.expires.ToDatetime(tzinfo=dt.UTC) <= self._now()
-        ):
-            return None
-        return info
+            read_at = time.monotonic()
+            self._cache[hashed] = (read_at, info)
+        if info is not None and self.expired(info):
+            return None, read_at
+        return info, read_at
+
+    def expired(self, info: tokens_pb2.TokenInfo) -> bool:
+        return info.HasField("expires") and (
+            info.expires.ToDatetime(tzinfo=dt.UTC) <= self._now())
 
     async def list(self, user: str = "") -> list[tokens_pb2.TokenInfo]:
         listing = await self.etcd.range(PREFIX)
@@ -101,6 +113,7 @@ class TokenStore:
             raise errors.NotFound(f"user {user!r} has no token {token_id!r}")
         await self.etcd.delete_all([PREFIX + kv.value, id_key])
         self._cache.pop(kv.value.decode(), None)
+        self.revocations += 1
 
 
 def _id_key(user: str, token_id: str) -> bytes:
