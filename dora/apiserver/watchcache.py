@@ -197,14 +197,19 @@ class KindCache:
             added = event.kv.create_revision == event.kv.mod_revision
             prev_labels = None
             if event.prev is not None:
-                prev_labels = dict(registry.decode(event.prev).metadata.labels)
+                previous = self._objects.get(event.key)
+                if previous is not None and previous.revision == event.prev.mod_revision:
+                    prev_labels = previous.labels  # that version, parsed when it came
+                else:
+                    prev_labels = dict(registry.decode(event.prev).metadata.labels)
             cached = self._cached(
                 EventType.ADDED if added else EventType.MODIFIED, obj, event.key,
                 event.kv.mod_revision, prev_labels=prev_labels,
             )
             self._objects[event.key] = (
                 cached if added else self._cached(EventType.ADDED, obj, event.key,
-                                                  event.kv.mod_revision)
+                                                  event.kv.mod_revision,
+                                                  object_bytes=cached.object_bytes)
             )
         if len(self._window) == self._window.maxlen:
             self._window_start = self._window[0].revision
@@ -221,8 +226,10 @@ class KindCache:
         revision: int,
         *,
         prev_labels: dict[str, str] | None = None,
+        object_bytes: bytes | None = None,
     ) -> CachedEvent:
-        object_bytes = obj.SerializeToString()
+        if object_bytes is None:
+            object_bytes = obj.SerializeToString()
         # == WatchEvent(type=type, object=obj).SerializeToString(), without copying obj.
         payload = _TYPE_FIELD[type] + message_field(_OBJECT_FIELD, object_bytes)
         return CachedEvent(

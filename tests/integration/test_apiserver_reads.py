@@ -5,12 +5,14 @@ between calls)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
 
 from dora.api import codec, errors, objects
-from dora.api.client import Client
+from dora.api.client import Client, WatchEvent
 from dora.api.v1 import object_pb2
 from dora.apiserver.server import APIServer
 
@@ -126,3 +128,22 @@ async def test_a_callers_new_defaults_count_at_once(admin: Client, reader: Clien
     await admin.list_page("User", resource_version=version)  # the User cache has it
     with pytest.raises(errors.Forbidden, match="elsewhere"):
         await reader.get("Workload", "a")
+
+
+async def test_a_selector_watch_sees_an_object_leave_its_selection(admin: Client) -> None:
+    """A MODIFIED event reaches a selector that matched the object's previous labels
+    (the cache takes them from the version it holds) and not one that matches neither."""
+    _, version = await admin.list("Workload", zone=ZONE)
+    stream = admin.watch("Workload", zone=ZONE, label_selector="tier=gold",
+                         resource_version=version)
+    obj = workload("w", MINE, tier="gold")
+    for tier in ("gold", "tin", "lead"):
+        obj.metadata.labels["tier"] = tier
+        await admin.apply(obj)
+    seen: list[tuple[int, str]] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(2):
+            async for event in stream:
+                seen.append((event.type, event.object.metadata.labels["tier"]))
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert seen == [(WatchEvent.ADDED, "gold"), (WatchEvent.MODIFIED, "tin")]
