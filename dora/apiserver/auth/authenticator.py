@@ -18,7 +18,7 @@ import grpc
 from dora.api import errors
 from dora.api.v1 import object_pb2, tokens_pb2
 from dora.apiserver.auth.authorizer import Authorizer, Principal
-from dora.apiserver.auth.tokens import TokenStore
+from dora.apiserver.auth.tokens import TokenStore, digest
 
 _SCHEME = "bearer "
 _KEEP_SECONDS = 1.0
@@ -29,8 +29,8 @@ class Authenticator:
     def __init__(self, *, tokens: TokenStore, authorizer: Authorizer) -> None:
         self._tokens = tokens
         self._authorizer = authorizer
-        # token -> (when etcd was read, revocations then, its info, its User then,
-        # the principal)
+        # sha256 of the token (never the token itself) -> (when etcd was read,
+        # revocations then, its info, its User then, the principal)
         self._kept: dict[str, tuple[float, int, tokens_pb2.TokenInfo,
                                     object_pb2.Object | None, Principal]] = {}
 
@@ -46,7 +46,8 @@ class Authenticator:
                 "no token: send 'authorization: Bearer <token>' (doractl: --token or a profile)"
             )
         now = time.monotonic()
-        kept = self._kept.get(token)
+        hashed = digest(token)
+        kept = self._kept.get(hashed)
         if kept is not None:
             when, revocations, info, user, principal = kept
             if (now - when < _KEEP_SECONDS and revocations == self._tokens.revocations
@@ -67,5 +68,5 @@ class Authenticator:
         )
         if len(self._kept) >= _MAX_KEPT:
             self._kept = {t: k for t, k in self._kept.items() if now - k[0] < _KEEP_SECONDS}
-        self._kept[token] = (read_at, revocations, found, user, principal)
+        self._kept[hashed] = (read_at, revocations, found, user, principal)
         return principal
