@@ -41,6 +41,21 @@ up_or_dead() {
   apiserver_up || ! pid_running "$pidfile" dora-apiserver
 }
 
+if [[ ! -s "$agent_secret_file" ]]; then
+  mkdir -p "$DATA_DIR"
+  (umask 077 && "$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(32))' \
+    > "$agent_secret_file")
+  log "made the agent secret $agent_secret_file"
+  # An apiserver or agent of an older `make up` runs without it: logs and exec would
+  # fail until they are restarted, so restart them now.
+  if pid_running "$DATA_DIR/agent.pid" dora-agent; then
+    stop_pidfile "$DATA_DIR/agent.pid" dora-agent 15
+  fi
+  if pid_running "$pidfile" dora-apiserver; then
+    stop_pidfile "$pidfile" dora-apiserver 15
+  fi
+fi
+
 if pid_running "$pidfile" dora-apiserver; then
   if wait_for "$timeout" "the apiserver on $api_host:$api_port" apiserver_up; then
     log "dora-apiserver (pid $(<"$pidfile")) is already up on $api_host:$api_port"
@@ -50,13 +65,6 @@ if pid_running "$pidfile" dora-apiserver; then
   fi
 elif apiserver_up; then
   die "port $api_port is taken by something hack/up.sh did not start (set DORA_API_PORT)"
-fi
-
-if [[ ! -s "$agent_secret_file" ]]; then
-  mkdir -p "$DATA_DIR"
-  (umask 077 && "$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(32))' \
-    > "$agent_secret_file")
-  log "made the agent secret $agent_secret_file"
 fi
 
 if ! pid_running "$pidfile" dora-apiserver; then
