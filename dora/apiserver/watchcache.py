@@ -88,6 +88,11 @@ class Filter:
     # Whether the watcher may see the object of this zone, workspace and name.
     permits: Callable[[str, str, str], bool] = _everywhere
 
+    def everything(self) -> bool:
+        """Whether every event matches (no need to ask for each)."""
+        return (not self.zone and not self.workspace and self.permits is _everywhere
+                and not self.selector)
+
     def matches(self, event: CachedEvent) -> bool:
         if self.zone and event.zone != self.zone:
             return False
@@ -103,24 +108,80 @@ class Filter:
 
 
 class _Subscriber:
-    def __init__(self, *, filter: Filter, capacity: int) -> None:
-        self.filter = filter
-        self.queue: asyncio.Queue[CachedEvent | errors.DoraError] = asyncio.Queue(capacity)
-        self.closed = False
+    """One client watcher's events not yet sent, and how to wake it.
 
-    def offer(self, item: CachedEvent | errors.DoraError) -> None:
-        if self.closed:
+    Fan-out is the apiserver's hottest path (a write to a thousand watchers is a
+    thousand of these), so an event costs a deque append and, when the watcher is
+    waiting, setting one future; a watcher woken for several events sends them
+    one after another without waiting again. Its bookmark timer is armed once and
+    re-armed only when it fires (every ``bookmark_every`` while the watcher is
+    busy), not set and cancelled around every event.
+    """
+
+    __slots__ = ("_loop", "_match", "bookmark_due", "bookmark_every", "capacity", "error",
+                 "idle_since", "pending", "timer", "waiter")
+
+    def __init__(self, *, filter: Filter, capacity: int, bookmark_every: float) -> None:
+        self._match = None if filter.everything() else filter.matches
+        self.pending: collections.deque[CachedEvent] = collections.deque()
+        # Sent once the pending events are: the watch ends with it.
+        self.error: errors.DoraError | None = None
+        self.capacity = capacity
+        self.waiter: asyncio.Future[None] | None = None
+        self.bookmark_due = False
+        self._loop = asyncio.get_running_loop()
+        self.idle_since = self._loop.time()
+        self.bookmark_every = bookmark_every
+        self.timer = self._loop.call_at(self.idle_since + bookmark_every, self._tick)
+
+    def offer(self, event: CachedEvent) -> None:
+        if self.error is not None:
             return
-        if isinstance(item, CachedEvent) and not self.filter.matches(item):
+        if self._match is not None and not self._match(event):
             return
+        if len(self.pending) >= self.capacity:
+            self.pending.clear()
+            self.fail(errors.Unavailable(
+                "watcher too slow; resume from your last resourceVersion"))
+            return
+        self.pending.append(event)
+        self._wake()
+
+    def fail(self, error: errors.DoraError) -> None:
+        """End the watch with ``error`` after the events already pending."""
+        if self.error is None:
+            self.error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _tick(self) -> None:
+        """The bookmark timer: a bookmark is due once the watcher has waited
+        ``bookmark_every`` for an event."""
+        now = self._loop.time()
+        due = self.idle_since + self.bookmark_every
+        if due - now > 0.01:  # it has sent something since: due later
+            self.timer = self._loop.call_at(due, self._tick)
+            return
+        if self.waiter is not None:
+            self.bookmark_due = True
+            self._wake()
+        self.timer = self._loop.call_at(now + self.bookmark_every, self._tick)
+
+    async def wait(self) -> None:
+        """Until an event or the error is offered, or a bookmark is due."""
+        self.idle_since = self._loop.time()
+        self.waiter = self._loop.create_future()
         try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self.closed = True
-            self.queue = asyncio.Queue(1)
-            self.queue.put_nowait(
-                errors.Unavailable("watcher too slow; resume from your last resourceVersion")
-            )
+            await self.waiter
+        finally:
+            self.waiter = None
+
+    def close(self) -> None:
+        self.timer.cancel()
 
 
 class KindCache:
@@ -276,15 +337,13 @@ class KindCache:
 
     def _fail_all(self, error: errors.DoraError) -> None:
         for subscriber in list(self._subscribers):
-            subscriber.offer(error)
-            subscriber.closed = True
+            subscriber.fail(error)
 
     async def watch(
         self, *, resource_version: int, filter: Filter, bookmark_every: float = 5.0
     ) -> AsyncIterator[bytes]:
         """Serialized ``WatchEvent`` messages for one client watcher."""
         await self.ready.wait()
-        subscriber = _Subscriber(filter=filter, capacity=self._capacity)
         initial: list[bytes] = []
         if resource_version == 0:
             initial = [e.payload for e in self._objects.values() if filter.matches(e)]
@@ -302,26 +361,32 @@ class KindCache:
                 f"resourceVersion {resource_version} is too old (oldest kept: "
                 f"{self._window_start}); list again and watch from the list's version"
             )
+        subscriber = _Subscriber(filter=filter, capacity=self._capacity,
+                                 bookmark_every=bookmark_every)
         self._subscribers.add(subscriber)
+        pending = subscriber.pending
         try:
             for payload in initial:
                 yield payload
             while True:
-                try:
-                    async with asyncio.timeout(bookmark_every):
-                        item = await subscriber.queue.get()
-                except TimeoutError:
-                    if self.revision > seen:
-                        seen = self.revision
+                if pending:
+                    item = pending.popleft()
+                    subscriber.bookmark_due = False
+                    if item.revision > seen:
+                        seen = item.revision
+                        yield item.payload
+                elif subscriber.error is not None:
+                    raise subscriber.error
+                elif subscriber.bookmark_due:
+                    # Every event up to the cache's revision was offered (and none
+                    # is pending): the bookmark skips nothing.
+                    subscriber.bookmark_due = False
+                    seen = max(seen, self.revision)
                     yield _bookmark(seen)
-                    continue
-                if isinstance(item, errors.DoraError):
-                    raise item
-                if item.revision <= seen:
-                    continue
-                seen = item.revision
-                yield item.payload
+                else:
+                    await subscriber.wait()
         finally:
+            subscriber.close()
             self._subscribers.discard(subscriber)
 
 
