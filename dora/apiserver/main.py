@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from pathlib import Path
@@ -74,9 +75,23 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
 
 
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector's pauses out of watch fan-out.
+
+    Everything loaded at start (modules, the watch cache's first listing) is moved
+    out of the collector's reach, and it runs after 50,000 allocations rather than
+    700: a full collection over a thousand watchers' streams stopped the event loop
+    for 20-40 ms several times a minute under load, delaying every delivery pending
+    at the time (the p99 of ``bench.apiserver.watch_fanout``).
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 async def serve(config: Config) -> None:
     server = APIServer(config)
     await server.start()
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
