@@ -9,5 +9,6 @@ Never part of the test suite (beyond ``--smoke``, which only proves it runs).
 Modules, one idea each: ``apiserver`` (Apply, Get/List, watch fan-out against raw
 etcd), ``running`` (Apply to Running on the real Docker engine against ``docker
 run``), ``scheduler`` (placements per second), ``agent_idle`` (an idle agent's CPU
-and memory); ``cluster`` and ``daemons`` start the real processes they measure.
+and memory); ``cluster`` and ``daemons`` start the real processes they measure; ``watchers`` is
+a client process of the watch fan-out figure.
 """
