@@ -26,11 +26,12 @@ async def watch(*, target: str, token: str, version: int, watchers: int, events:
                 warmup: str) -> list[tuple[str, float]]:
     arrivals: list[tuple[str, float]] = []
     ready = asyncio.Event()
-    subscribed = 0
+    finished = asyncio.Event()
+    subscribed = done = 0
     async with Client(target, token=token) as client:
 
         async def watcher() -> None:
-            nonlocal subscribed
+            nonlocal subscribed, done
             stream = client.watch("Workload", resource_version=version)
             seen = 0
             async for event in stream:
@@ -43,6 +44,12 @@ async def watch(*, target: str, token: str, version: int, watchers: int, events:
                         ready.set()
                 if seen == events:
                     break
+            # Streams close once every watcher has the last write: closing a
+            # thousand streams would hold up its delivery to the others.
+            done += 1
+            if done == watchers:
+                finished.set()
+            await finished.wait()
             await stream.aclose()  # type: ignore[attr-defined]
 
         tasks = [asyncio.create_task(watcher()) for _ in range(watchers)]
