@@ -265,8 +265,9 @@ async def _fan_out(client: Client, etcd: Etcd, children: list[asyncio.subprocess
                   "unit": "ms"},
         target="<= 100 ms p99", met=p99 <= 0.100,
         notes=f"{watchers} watchers x {writes} writes (one every {PERIOD * 1000:.0f} ms) = "
-              f"{len(delays)} deliveries, the watchers spread over {len(children)} client "
-              "processes (bench.watchers); measured from "
+              f"{len(delays)} deliveries, the watchers in {len(children)} client "
+              f"process{'es' if len(children) > 1 else ''} of their own (bench.watchers); "
+              "measured from "
               "the send of the etcd create transaction of each write (this process commits "
               "it straight to etcd, the object as the apiserver stores it) to each watcher's "
               "receipt: the commit lies between that send and the transaction's answer (p50 "
