@@ -6,6 +6,7 @@ pytest starts (hack/suite.sh); nothing is pulled.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import docker
 import pytest
 
 from e2e.cluster import ZONE, Doractl, compose, eventually
+
+LOCAL_STORAGE = "/tmp/dora-e2e-storage"
 
 
 @pytest.fixture(scope="session")
@@ -48,9 +51,14 @@ def _nodes_ready(ctl: Doractl) -> bool:
 
 
 def _remove_workload_containers() -> None:
+    """What the agents leave on the engine: workload containers, the Docker volumes
+    of Dora volumes, and the Local storage's directory (cluster.yaml)."""
     client = docker.from_env()
     try:
         for container in client.containers.list(all=True, filters={"label": f"dora.zone={ZONE}"}):
             container.remove(force=True)
+        for volume in client.volumes.list(filters={"label": f"dora.zone={ZONE}"}):
+            volume.remove(force=True)
     finally:
         client.close()
+    shutil.rmtree(LOCAL_STORAGE, ignore_errors=True)
