@@ -90,7 +90,12 @@ def docker_containers(workload: str) -> list[Any]:
     """The Docker containers Dora runs for ``workload`` (any node), running ones."""
     client = docker.from_env()
     try:
-        return list(client.containers.list(
-            filters={"label": [f"dora.zone={ZONE}", f"dora.workload={workload}"]}))
+        for _ in range(20):
+            try:
+                return list(client.containers.list(
+                    filters={"label": [f"dora.zone={ZONE}", f"dora.workload={workload}"]}))
+            except docker.errors.NotFound:
+                continue  # removed between docker-py's list and its inspect of it
+        raise AssertionError(f"the containers of {workload} kept vanishing while listed")
     finally:
         client.close()

@@ -51,7 +51,17 @@ def docker_or_skip() -> Any:
 
 
 def node_containers(docker: Any, node: str) -> list[Any]:
-    return list(docker.containers.list(all=True, filters={"label": f"dora.node={node}"}))
+    """The node's Docker containers. docker-py inspects each one it lists, so one
+    removed in between (the agent at work) fails the call: then it lists again."""
+    import docker as docker_py
+
+    for _ in range(20):
+        try:
+            return list(docker.containers.list(all=True,
+                                               filters={"label": f"dora.node={node}"}))
+        except docker_py.errors.NotFound:
+            continue
+    raise AssertionError(f"the containers of node {node} kept vanishing while listed")
 
 
 @contextlib.contextmanager
