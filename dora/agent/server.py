@@ -24,19 +24,12 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from dora.api import agentauth
+from dora.api import agentauth, grpcoptions
 
 log = logging.getLogger(__name__)
 
-SERVER_OPTIONS = [
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-    ("grpc.max_send_message_length", 8 * 1024 * 1024),
-]
+SERVER_OPTIONS = grpcoptions.server()
+
 
 class _SecretCheck(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Refuses every call whose metadata lacks the shared secret."""

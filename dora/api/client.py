@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from dora.api import errors
+from dora.api import errors, grpcoptions
 from dora.api.execstream import ExecStream
 from dora.api.objects import Ref
 from dora.api.v1 import (
@@ -35,14 +35,8 @@ from dora.api.volumefiles import VolumeFiles
 WatchEvent = resources_pb2.WatchEvent
 ApplyResult = resources_pb2.ApplyResponse.Result
 
-CHANNEL_OPTIONS = [
-    ("grpc.keepalive_time_ms", 15_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 8 * 1024 * 1024),
-]
+CHANNEL_OPTIONS = grpcoptions.channel(max_receive=64 * grpcoptions.MiB)
+
 
 
 class Client:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import grpc
 import grpc.aio
 
-from dora.api import agentauth, errors
+from dora.api import agentauth, errors, grpcoptions
 from dora.api.objects import Ref
 from dora.apiserver.registry import Registry
 
@@ -34,14 +34,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 3001
 
-CHANNEL_OPTIONS = [
-    ("grpc.keepalive_time_ms", 15_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-    ("grpc.max_send_message_length", 8 * 1024 * 1024),
-]
+CHANNEL_OPTIONS = grpcoptions.channel()
+
 
 
 class FailedPrecondition(errors.DoraError):

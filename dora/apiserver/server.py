@@ -20,6 +20,7 @@ import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from dora.api import grpcoptions
 from dora.api.v1 import coordination_pb2, resources_pb2, streams_pb2, tokens_pb2, volumes_pb2
 from dora.apiserver.agentlink import AgentLink
 from dora.apiserver.auth.authenticator import Authenticator
@@ -38,15 +39,8 @@ from dora.apiserver.workspaces import WorkspacesService
 
 log = logging.getLogger(__name__)
 
-SERVER_OPTIONS = [
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-]
+SERVER_OPTIONS = grpcoptions.server(max_send=64 * grpcoptions.MiB)
+
 
 
 @dataclass
