@@ -15,6 +15,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -62,6 +63,19 @@ def node_containers(docker: Any, node: str) -> list[Any]:
         except docker_py.errors.NotFound:
             continue
     raise AssertionError(f"the containers of node {node} kept vanishing while listed")
+
+
+@contextlib.contextmanager
+def volumes_removed(docker: Any, under: Path) -> Iterator[None]:
+    """Remove the Docker named volumes bound under ``under`` afterwards, pass or fail."""
+    try:
+        yield
+    finally:
+        for found in docker.volumes.list(filters={"label": "dora.volume"}):
+            device = (found.attrs.get("Options") or {}).get("device", "")
+            if device.startswith(str(under)):
+                with contextlib.suppress(Exception):
+                    found.remove(force=True)
 
 
 @contextlib.contextmanager

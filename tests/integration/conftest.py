@@ -4,6 +4,7 @@ real apiserver in-process on a free port."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,7 @@ from dora.api import client as dora_client
 from dora.api import objects
 from dora.apiserver.server import APIServer, Config
 from dora.apiserver.storage import Etcd
+from tests.integration import agent_harness
 from tests.integration.etcd import EtcdProcess
 
 
@@ -71,3 +73,11 @@ async def default_scope(client: dora_client.Client) -> None:
     apiserver's first start makes them; this checks they are there)."""
     await client.apply(objects.new("Zone", "default"))
     await client.apply(objects.new("Workspace", "default"))
+
+
+@pytest.fixture
+def docker() -> Iterator[Any]:
+    """A docker-py client of the local engine (the test is skipped without one)."""
+    client = agent_harness.docker_or_skip()
+    yield client
+    client.close()

@@ -21,13 +21,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
 
 
 @pytest.fixture
-def docker() -> Iterator[Any]:
-    client = h.docker_or_skip()
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def node(docker: Any) -> Iterator[str]:
     name = h.new_node_name()
     with h.cleaned(docker, name):

@@ -47,13 +47,6 @@ def apiserver_config(apiserver_config: Config) -> Config:
 
 
 @pytest.fixture
-def docker() -> Iterator[Any]:
-    client = h.docker_or_skip()
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def node(docker: Any) -> Iterator[str]:
     name = h.new_node_name()
     with h.cleaned(docker, name):

@@ -53,30 +53,10 @@ def apiserver_config(apiserver_config: Config) -> Config:
 
 
 @pytest.fixture
-def docker() -> Iterator[Any]:
-    client = h.docker_or_skip()
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def node(docker: Any, tmp_path: Path) -> Iterator[str]:
     name = h.new_node_name()
-    with volumes_removed(docker, tmp_path), h.cleaned(docker, name):
+    with h.volumes_removed(docker, tmp_path), h.cleaned(docker, name):
         yield name
-
-
-@contextlib.contextmanager
-def volumes_removed(docker: Any, under: Path) -> Iterator[None]:
-    """Remove the Docker named volumes bound under ``under`` afterwards, pass or fail."""
-    try:
-        yield
-    finally:
-        for found in docker.volumes.list(filters={"label": "dora.volume"}):
-            device = (found.attrs.get("Options") or {}).get("device", "")
-            if device.startswith(str(under)):
-                with contextlib.suppress(Exception):
-                    found.remove(force=True)
 
 
 async def node_token(client: Client) -> str:
