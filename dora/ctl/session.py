@@ -22,6 +22,8 @@ from dora.ctl import profiles
 
 T = TypeVar("T")
 
+CONFLICT_RETRIES = 10
+
 
 @dataclass(frozen=True)
 class Session:
@@ -53,6 +55,18 @@ class Session:
     def ref(self, kind: kinds.Kind, name: str) -> objects.Ref:
         zone, workspace = self.scope(kind)
         return objects.Ref(kind.name, zone, workspace, name)
+
+
+async def retry_on_conflict(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run ``attempt`` (read, change, apply at the version read) again while the
+    object moved on under it, pausing a little longer each time; after
+    ``CONFLICT_RETRIES`` give up naming ``what``."""
+    for tries in range(CONFLICT_RETRIES):
+        try:
+            return await attempt()
+        except errors.Conflict:
+            await asyncio.sleep(0.05 * (tries + 1))
+    raise errors.Conflict(f"{what} kept changing; try again")
 
 
 def run(connection: profiles.Connection, work: Callable[[Session], Awaitable[T]], *,

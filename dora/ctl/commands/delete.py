@@ -167,9 +167,10 @@ def _targets(
     return found_kind, wanted, None
 
 
-async def _scale_down(s: session.Session, ref: Ref, attempts: int = 5) -> object_pb2.Object:
+async def _scale_down(s: session.Session, ref: Ref) -> object_pb2.Object:
     """Remove the Container ``ref`` through its Workload; the Container as it was."""
-    for attempt in range(attempts):
+
+    async def attempt() -> object_pb2.Object:
         container = await s.client.get("Container", ref.name, zone=ref.zone,
                                        workspace=ref.workspace)
         owner = container.container.spec.workload
@@ -178,14 +179,10 @@ async def _scale_down(s: session.Session, ref: Ref, attempts: int = 5) -> object
                                  "delete it without --scale-down")
         workload = await s.client.get("Workload", owner, zone=container.metadata.zone,
                                       workspace=container.metadata.workspace)
-        try:
-            await s.client.apply(conventions.scale_down(workload, ref.name))
-        except errors.Conflict:
-            if attempt + 1 == attempts:
-                raise
-            continue
+        await s.client.apply(conventions.scale_down(workload, ref.name))
         return container
-    raise AssertionError("unreachable")
+
+    return await session.retry_on_conflict(f"the workload of container/{ref.name}", attempt)
 
 
 def _refuse_everywhere_unasked(kind: kinds.Kind, zone: str, workspace: str,

@@ -14,7 +14,6 @@ controller recognises the spec as that version again.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import sys
 from collections.abc import Callable
@@ -35,8 +34,6 @@ from dora.ctl.options import (
     kind_of,
     settings_of,
 )
-
-RETRIES = 10
 
 NamesArg = Annotated[list[str], typer.Argument(
     metavar="NAME", help="The workloads' names.", show_default=False,
@@ -121,16 +118,14 @@ def _change(ctx: typer.Context, kind: kinds.Kind, names: list[str], mutate: Muta
 async def update_spec(s: session.Session, kind: kinds.Kind, name: str,
                       mutate: Mutation) -> ApplyResult.ValueType:
     """Get, change and apply back at the version read; again on a conflict."""
-    for attempt in range(RETRIES):
+
+    async def attempt() -> ApplyResult.ValueType:
         obj = await s.get(kind, name)
         mutate(obj.workload.spec)
-        try:
-            _, result = await s.client.apply(obj)
-        except errors.Conflict:
-            await asyncio.sleep(0.05 * (attempt + 1))
-            continue
+        _, result = await s.client.apply(obj)
         return result
-    raise errors.Conflict(f"{kind.name.lower()}/{name} kept changing; try again")
+
+    return await session.retry_on_conflict(f"{kind.name.lower()}/{name}", attempt)
 
 
 NameArg = Annotated[str, typer.Argument(
@@ -192,16 +187,13 @@ def rollback(
     connection = settings_of(ctx).connection()
 
     async def work(s: session.Session) -> tuple[int, ApplyResult.ValueType]:
-        for attempt in range(RETRIES):
+        async def attempt() -> tuple[int, ApplyResult.ValueType]:
             workload = await s.get(found, name)
             target = await _target_version(s, workload, to_version)
-            try:
-                _, result = await s.client.apply(conventions.rollback(workload, target))
-            except errors.Conflict:
-                await asyncio.sleep(0.05 * (attempt + 1))
-                continue
+            _, result = await s.client.apply(conventions.rollback(workload, target))
             return target.workloadversion.spec.version, result
-        raise errors.Conflict(f"workload/{name} kept changing; try again")
+
+        return await session.retry_on_conflict(f"workload/{name}", attempt)
 
     number, result = session.run(connection, work)
     if result == ApplyResult.UNCHANGED:
