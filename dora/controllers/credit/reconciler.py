@@ -38,7 +38,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
-from dora.api import conventions, errors, finalizers, objects
+from dora.api import changes, conventions, errors, finalizers, objects
 from dora.api.client import Client
 from dora.api.objects import Ref
 from dora.api.v1 import credits_pb2, object_pb2
@@ -46,7 +46,7 @@ from dora.controllers import conditions
 from dora.controllers.credit import accrual, ledger
 from dora.controllers.events import Recorder
 from dora.controllers.runtime import reconcile
-from dora.controllers.runtime.cache import Cache, Delta, clone
+from dora.controllers.runtime.cache import Cache, Delta
 from dora.controllers.runtime.clock import Clock
 from dora.controllers.runtime.manager import Manager, Watch
 from dora.controllers.runtime.reconcile import DONE, Result
@@ -315,31 +315,22 @@ class CreditController:
                     f"`doractl start workload {workload.metadata.name}` runs it")
 
     async def _stop(self, workload: object_pb2.Object) -> bool:
-        """``spec.stopped = true`` (a conditional apply, retried on a conflict)."""
-        meta = workload.metadata
-        current = workload
-        for _ in range(_RETRIES):
-            if current.workload.spec.stopped:
-                return False
-            obj = clone(current)
-            obj.workload.spec.stopped = True
-            obj.workload.ClearField("status")
-            try:
-                await self.client.apply(obj)
-                log.info("%s stopped: its user's credits are spent", objects.ref_of(workload))
-                return True
-            except errors.Conflict:
-                pass
-            except errors.NotFound:
-                return False
-            try:
-                current = await self.client.get("Workload", meta.name, zone=meta.zone,
-                                                workspace=meta.workspace)
-            except errors.NotFound:
-                return False
-            if current.metadata.uid != meta.uid:
-                return False
-        raise errors.Conflict(f"{objects.ref_of(workload)}: its spec kept changing")
+        """``spec.stopped = true`` (a conditional apply, retried on a conflict); whether
+        this call stopped it."""
+        stopped_here = False
+
+        def edit(updated: object_pb2.Object) -> bool:
+            nonlocal stopped_here
+            stopped_here = not updated.workload.spec.stopped
+            updated.workload.spec.stopped = True
+            return stopped_here
+
+        written = await changes.apply_change(self.client, workload, edit, what="its spec",
+                                             attempts=_RETRIES)
+        if written is None or not stopped_here:
+            return False
+        log.info("%s stopped: its user's credits are spent", objects.ref_of(workload))
+        return True
 
     async def _mark(self, workload: object_pb2.Object, *, message: str | None) -> None:
         """Set (or, with None, remove) the ``CreditsExhausted`` condition."""
