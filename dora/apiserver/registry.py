@@ -112,6 +112,11 @@ class Registry:
         self._now = now
         self._cached = cached
 
+    def scope_for(self, *, zone: str, workspace: str) -> Scope:
+        """A caller's defaults (its User's, or its token's) where it has them, else the
+        server's."""
+        return Scope(zone=zone or self.scope.zone, workspace=workspace or self.scope.workspace)
+
     def resolve(self, ref: Ref, *, scope: Scope | None = None) -> Ref:
         """``ref`` with the default zone and workspace filled in where the kind has them."""
         kind = kinds.get(ref.kind)

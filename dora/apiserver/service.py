@@ -74,9 +74,7 @@ class ResourcesService:
         self.bookmark_every = bookmark_every
 
     def _scope(self, principal: Principal) -> Scope:
-        default = self.registry.scope
-        return Scope(zone=principal.zone or default.zone,
-                     workspace=principal.workspace or default.workspace)
+        return self.registry.scope_for(zone=principal.zone, workspace=principal.workspace)
 
     def _resolve(self, ref: Ref, principal: Principal) -> Ref:
         return self.registry.resolve(ref, scope=self._scope(principal))

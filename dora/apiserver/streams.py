@@ -29,8 +29,8 @@ from dora.api.objects import Ref
 from dora.api.v1 import streams_pb2, streams_pb2_grpc
 from dora.apiserver.agentlink import AgentLink, FailedPrecondition, rpc_error
 from dora.apiserver.auth.authenticator import Authenticator
-from dora.apiserver.auth.authorizer import Authorizer, Principal
-from dora.apiserver.registry import Registry, Scope
+from dora.apiserver.auth.authorizer import Authorizer
+from dora.apiserver.registry import Registry
 from dora.apiserver.service import Context, abort
 
 log = logging.getLogger(__name__)
@@ -56,19 +56,14 @@ class StreamsService:
         self.authn = authenticator
         self.authz = authorizer
 
-    def _scope(self, principal: Principal) -> Scope:
-        default = self.registry.scope
-        return Scope(zone=principal.zone or default.zone,
-                     workspace=principal.workspace or default.workspace)
-
     async def _target(self, context: Context, *, verb: str, zone: str, workspace: str,
                       name: str) -> Target:
         """Authenticate, authorize ``verb`` on the Container, and resolve where it runs."""
         principal = await self.authn.authenticate(context)
         if not name:
             raise errors.Invalid("the container's name is required", field="name")
-        ref = self.registry.resolve(Ref("Container", zone, workspace, name),
-                                    scope=self._scope(principal))
+        scope = self.registry.scope_for(zone=principal.zone, workspace=principal.workspace)
+        ref = self.registry.resolve(Ref("Container", zone, workspace, name), scope=scope)
         await self.authz.require(principal, verb, "Container", ref.zone, ref.workspace)
         obj = await self.registry.get(ref)
         spec, status = obj.container.spec, obj.container.status

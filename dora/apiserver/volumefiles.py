@@ -40,8 +40,8 @@ from dora.api.v1 import object_pb2, volumes_pb2, volumes_pb2_grpc
 from dora.apiserver import registry as registry_module
 from dora.apiserver.agentlink import AgentLink, FailedPrecondition, rpc_error
 from dora.apiserver.auth.authenticator import Authenticator
-from dora.apiserver.auth.authorizer import Authorizer, Principal
-from dora.apiserver.registry import Registry, Scope
+from dora.apiserver.auth.authorizer import Authorizer
+from dora.apiserver.registry import Registry
 from dora.apiserver.service import Context, abort
 from dora.apiserver.watchcache import WatchCache
 
@@ -63,19 +63,15 @@ class VolumeFilesService:
         self.authn = authenticator
         self.authz = authorizer
 
-    def _scope(self, principal: Principal) -> Scope:
-        default = self.registry.scope
-        return Scope(zone=principal.zone or default.zone,
-                     workspace=principal.workspace or default.workspace)
-
     async def _target(self, context: Context, target: volumes_pb2.VolumeTarget, *,
                       verb: str) -> tuple[volumes_pb2.VolumeTarget, list[str]]:
         """Authorize ``verb`` on the Volume; the resolved Volume and the nodes to ask."""
         principal = await self.authn.authenticate(context)
         if not target.name:
             raise errors.Invalid("the volume's name is required", field="volume.name")
-        ref = self.registry.resolve(Ref("Volume", target.zone, target.workspace, target.name),
-                                    scope=self._scope(principal))
+        scope = self.registry.scope_for(zone=principal.zone, workspace=principal.workspace)
+        ref = self.registry.resolve(
+            Ref("Volume", target.zone, target.workspace, target.name), scope=scope)
         await self.authz.require(principal, verb, "Volume", ref.zone, ref.workspace)
         volume = await self.registry.get(ref)
         label = f"volume {ref.workspace}/{ref.name}"
