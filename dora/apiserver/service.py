@@ -164,10 +164,9 @@ class ResourcesService:
             # A ListResponse assembled from the cached serializations: its items
             # (field 1), then its resourceVersion; no continue token.
             parts = [
-                message_field(_LIST_ITEMS, e.object_bytes) for e in cache.entries()
+                message_field(_LIST_ITEMS, e.object_bytes) for e in cache.select(selector)
                 if (not zone or e.zone == zone)
                 and (not workspace or e.workspace == workspace)
-                and selector.matches(e.labels)
                 and permits(e.zone, e.workspace, e.object.metadata.name)
             ]
             parts.append(resources_pb2.ListResponse(

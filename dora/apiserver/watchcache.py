@@ -199,6 +199,8 @@ class KindCache:
         self._window: collections.deque[CachedEvent] = collections.deque(maxlen=window)
         self._window_start = 0
         self._objects: dict[bytes, CachedEvent] = {}
+        # (label, value) -> keys of the cached objects with that label value.
+        self._by_label: dict[tuple[str, str], set[bytes]] = {}
         self._subscribers: set[_Subscriber] = set()
         # Moves on every change of the cached objects (a relist included), so a
         # reader can tell that what it derived from them still holds.
@@ -235,10 +237,11 @@ class KindCache:
                 log.warning("listing %s failed (%s); retrying", self.kind.plural, exc)
                 await asyncio.sleep(1.0)
         self._objects = {}
+        self._by_label = {}
         self.changes += 1
         for kv in listing.kvs:
             obj = registry.decode(kv)
-            self._objects[kv.key] = self._cached(EventType.ADDED, obj, kv.key, kv.mod_revision)
+            self._store(kv.key, self._cached(EventType.ADDED, obj, kv.key, kv.mod_revision))
         self._advance(listing.revision)
         self._window.clear()
         self._window_start = listing.revision
@@ -252,7 +255,7 @@ class KindCache:
             obj = registry.decode(event.prev)
             obj.metadata.resource_version = event.kv.mod_revision
             cached = self._cached(EventType.DELETED, obj, event.key, event.kv.mod_revision)
-            self._objects.pop(event.key, None)
+            self._store(event.key, None)
         else:
             obj = registry.decode(event.kv)
             added = event.kv.create_revision == event.kv.mod_revision
@@ -267,17 +270,33 @@ class KindCache:
                 EventType.ADDED if added else EventType.MODIFIED, obj, event.key,
                 event.kv.mod_revision, prev_labels=prev_labels,
             )
-            self._objects[event.key] = (
+            self._store(event.key, (
                 cached if added else self._cached(EventType.ADDED, obj, event.key,
                                                   event.kv.mod_revision,
                                                   object_bytes=cached.object_bytes)
-            )
+            ))
         if len(self._window) == self._window.maxlen:
             self._window_start = self._window[0].revision
         self._window.append(cached)
         self._advance(cached.revision)
         for subscriber in list(self._subscribers):
             subscriber.offer(cached)
+
+    def _store(self, key: bytes, entry: CachedEvent | None) -> None:
+        """Keep ``entry`` as the object at ``key`` (None: it is gone), and the label
+        index with it."""
+        old = self._objects.pop(key, None)
+        if old is not None:
+            for pair in old.labels.items():
+                keys = self._by_label.get(pair)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self._by_label[pair]
+        if entry is not None:
+            self._objects[key] = entry
+            for pair in entry.labels.items():
+                self._by_label.setdefault(pair, set()).add(key)
 
     def _cached(
         self,
@@ -322,9 +341,23 @@ class KindCache:
         """Every cached object, in key order (shared: copy before changing them)."""
         return [self._objects[key].object for key in sorted(self._objects)]
 
-    def entries(self) -> list[CachedEvent]:
-        """Every cached object's ADDED event, in key order (their objects are shared)."""
-        return [self._objects[key] for key in sorted(self._objects)]
+    def select(self, selector: labels.Selector) -> list[CachedEvent]:
+        """The cached objects ``selector`` matches, in key order. A requirement that a
+        label have one of a few values is answered from the label index, so a narrow
+        selector (the scheduler's ``dora.io/placement=<node>``) costs what it finds,
+        not a pass over the whole kind."""
+        candidates: set[bytes] | None = None
+        for requirement in selector.requirements:
+            if requirement.op != "in":
+                continue
+            found: set[bytes] = set()
+            for value in requirement.values:
+                found |= self._by_label.get((requirement.key, value), set())
+            if candidates is None or len(found) < len(candidates):
+                candidates = found
+        keys = self._objects.keys() if candidates is None else candidates
+        return [entry for entry in (self._objects[key] for key in sorted(keys))
+                if selector.matches(entry.labels)]
 
     def entry(self, key: bytes) -> CachedEvent | None:
         """The cached object at ``key`` with its serialization."""
