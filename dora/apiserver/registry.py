@@ -157,11 +157,7 @@ class Registry:
         precondition = request.metadata.resource_version
         from_cache = self._cached is not None and not dry_run
         for _ in range(_RETRIES):
-            if from_cache:
-                current = self._cached(ref, key(ref))  # type: ignore[misc]
-            else:
-                current_kv = await self.etcd.get(key(ref))
-                current = decode(current_kv) if current_kv else None
+            current = await self._current(ref, from_cache=from_cache)
             if precondition and (current is None or current.metadata.resource_version
                                  != precondition):
                 if from_cache:
@@ -209,6 +205,15 @@ class Registry:
                 raise _conflict(ref, precondition, decode(write.current) if write.current else None)
             from_cache = False
         raise errors.Unavailable(f"{ref}: too many concurrent writers; try again")
+
+    async def _current(self, ref: Ref, *, from_cache: bool) -> object_pb2.Object | None:
+        """The object at ``ref`` from the watch cache (shared: never change it), or from
+        etcd. A write based on a cached object is conditional on its resourceVersion,
+        so a stale cache costs a retry from etcd, never a lost update."""
+        if from_cache and self._cached is not None:
+            return self._cached(ref, key(ref))
+        kv = await self.etcd.get(key(ref))
+        return decode(kv) if kv else None
 
     def record(self, request: object_pb2.Object) -> tuple[bytes, bytes]:
         """The key and value a new object would be stored as (for bootstrap transactions)."""
@@ -259,14 +264,24 @@ class Registry:
         ref = self.resolve(objects.ref_of(request))
         precondition = request.metadata.resource_version
         status = objects.body(request).status  # type: ignore[attr-defined]
+        from_cache = self._cached is not None
         for _ in range(_RETRIES):
-            current = await self.get(ref)
-            if precondition and current.metadata.resource_version != precondition:
+            current = await self._current(ref, from_cache=from_cache)
+            if current is None or (precondition
+                                   and current.metadata.resource_version != precondition):
+                if from_cache:  # the cache may be behind: ask etcd before refusing
+                    from_cache = False
+                    continue
+                if current is None:
+                    raise errors.NotFound(f"{ref} not found")
                 raise _conflict(ref, precondition, current)
             new = object_pb2.Object()
             new.CopyFrom(current)
             objects.body(new).status.CopyFrom(status)  # type: ignore[attr-defined]
             if new == current:
+                if from_cache:  # a stale cache must not hide a newer write
+                    from_cache = False
+                    continue
                 return current
             write = await self.etcd.put_if(
                 key(ref), encode(new), mod_revision=current.metadata.resource_version
@@ -274,8 +289,9 @@ class Registry:
             if write.succeeded:
                 new.metadata.resource_version = write.revision
                 return new
-            if precondition:
+            if precondition and not from_cache:
                 raise _conflict(ref, precondition, None)
+            from_cache = False
         raise errors.Unavailable(f"{ref}: too many concurrent writers; try again")
 
     async def delete(self, ref: Ref, *, resource_version: int = 0) -> object_pb2.Object:
