@@ -55,6 +55,7 @@ class Options:
     resync: float = 300.0
     stall_timeout: float = 60.0
     workers: int = 4
+    scheduler_workers: int = 16
     seed: int | None = None
     credit_week_start: str = "monday"
     credit_interval: float = 60.0
@@ -99,7 +100,7 @@ def build(client: Client, options: Options, *, clock: Clock | None = None) -> Ma
     if "scheduler" in options.controllers:
         rng = random.Random(options.seed)
         Scheduler(client=client, cache=manager.cache, zone=options.zone, clock=clock,
-                  recorder=recorder, rng=rng).register(manager, workers=options.workers)
+                  recorder=recorder, rng=rng).register(manager, workers=options.scheduler_workers)
     if "nodelifecycle" in options.controllers:
         NodeLifecycle(client=client, cache=manager.cache, clock=clock, recorder=recorder,
                       zone=options.zone, grace=options.node_grace).register(manager)
@@ -144,6 +145,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="seconds between full resyncs of the caches (default 300)")
     parser.add_argument("--workers", type=int, default=4, help="reconciles at once, per "
                         "controller (default 4)")
+    parser.add_argument("--scheduler-workers", type=int, default=16,
+                        help="binds at once (default 16): each is a few apiserver round "
+                             "trips, and choosing the nodes is done one at a time anyway")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the Random placement strategy")
     parser.add_argument("--credit-week-start", default="monday",
@@ -166,6 +170,7 @@ def options_from(args: argparse.Namespace) -> Options:
         rollout_timeout=args.rollout_timeout,
         resync=args.resync,
         workers=args.workers,
+        scheduler_workers=args.scheduler_workers,
         seed=args.seed,
         credit_week_start=args.credit_week_start,
         credit_interval=args.credit_interval,

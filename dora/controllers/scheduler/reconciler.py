@@ -5,7 +5,7 @@ A reconcile of a Container key:
 - gone, being deleted or committed (``dora.io/node``): nothing to do;
 - reserved but not committed (a scheduler stopped half-way): verify, then
   commit or release;
-- pending: mark it ``Pending`` if it has no phase yet, filter the nodes
+- pending (no phase yet reads as ``Pending``): filter the nodes
   (``filters``), pick one (``strategies``, by ``config.affinity``; both kept
   up to date incrementally by ``placer``), then
   reserve, verify and commit (``binder``). When nothing fits, the container's
@@ -145,8 +145,6 @@ class Scheduler:
         return await self._schedule(key, container)
 
     async def _schedule(self, key: Ref, container: object_pb2.Object) -> Result:
-        if not container.container.status.phase:
-            container = await self._mark_pending(container)
         request = request_of(container)
         strategy = container.container.spec.template.config.affinity
         async with self._lock:
@@ -204,11 +202,6 @@ class Scheduler:
             current = store.get(key)
             if current is None or current.container.spec.node_name == placement.node:
                 del self.assumed[key]
-
-    async def _mark_pending(self, container: object_pb2.Object) -> object_pb2.Object:
-        obj = clone(container)
-        obj.container.status.phase = PENDING
-        return await self.client.update_status(obj)
 
     async def _unschedulable(self, container: object_pb2.Object, message: str) -> None:
         obj = clone(container)
