@@ -27,6 +27,7 @@ from dora.agent.docker_streams import (
     StreamError,
     TerminalSize,
 )
+from dora.api import grpcservice
 from dora.api.v1 import streams_pb2
 
 log = logging.getLogger(__name__)
@@ -95,16 +96,7 @@ class AgentStreamsService:
             session.close()
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        return grpc.method_handlers_generic_handler(SERVICE, {
-            "Logs": grpc.unary_stream_rpc_method_handler(
-                self.Logs, request_deserializer=streams_pb2.AgentLogsRequest.FromString,
-                response_serializer=streams_pb2.LogChunk.SerializeToString,
-            ),
-            "Exec": grpc.stream_stream_rpc_method_handler(
-                self.Exec, request_deserializer=streams_pb2.AgentExecInput.FromString,
-                response_serializer=streams_pb2.ExecOutput.SerializeToString,
-            ),
-        })
+        return grpcservice.handler(streams_pb2.DESCRIPTOR.services_by_name["AgentStreams"], self)
 
 
 async def _feed(*, requests: AsyncIterator[streams_pb2.AgentExecInput],

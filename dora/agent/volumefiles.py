@@ -41,7 +41,7 @@ from typing import Any, BinaryIO
 import grpc
 
 from dora.agent.volumes import NotReady, Resolver, make_directory
-from dora.api import errors, volumefiles, volumes
+from dora.api import errors, grpcservice, volumes
 from dora.api.v1 import volumes_pb2
 
 log = logging.getLogger(__name__)
@@ -359,4 +359,5 @@ class AgentVolumeFilesService:
                 stream.close()
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        return volumefiles.files_handler(SERVICE, self)
+        return grpcservice.handler(
+            volumes_pb2.DESCRIPTOR.services_by_name["AgentVolumeFiles"], self)

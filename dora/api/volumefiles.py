@@ -170,27 +170,3 @@ class VolumeFiles:
         if info.mtime_ns:
             await asyncio.to_thread(os.utime, local, ns=(info.mtime_ns, info.mtime_ns))
         return info
-
-
-def files_handler(service: str, servicer: Any) -> grpc.GenericRpcHandler[Any, Any]:
-    """The method table of a service shaped like ``VolumeFiles``: the apiserver's
-    ``VolumeFiles`` and the agent's ``AgentVolumeFiles`` have the same four methods
-    and messages, served by ``servicer.List``, ``Delete``, ``Upload``, ``Download``."""
-    return grpc.method_handlers_generic_handler(service, {
-        "List": grpc.unary_unary_rpc_method_handler(
-            servicer.List, request_deserializer=volumes_pb2.ListFilesRequest.FromString,
-            response_serializer=volumes_pb2.ListFilesResponse.SerializeToString,
-        ),
-        "Delete": grpc.unary_unary_rpc_method_handler(
-            servicer.Delete, request_deserializer=volumes_pb2.DeleteFilesRequest.FromString,
-            response_serializer=volumes_pb2.DeleteFilesResponse.SerializeToString,
-        ),
-        "Upload": grpc.stream_unary_rpc_method_handler(
-            servicer.Upload, request_deserializer=volumes_pb2.UploadRequest.FromString,
-            response_serializer=volumes_pb2.UploadResponse.SerializeToString,
-        ),
-        "Download": grpc.unary_stream_rpc_method_handler(
-            servicer.Download, request_deserializer=volumes_pb2.DownloadRequest.FromString,
-            response_serializer=volumes_pb2.DownloadChunk.SerializeToString,
-        ),
-    })

@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from dora.api import errors
+from dora.api import errors, grpcservice
 from dora.api.v1 import coordination_pb2
 from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer
@@ -72,18 +72,4 @@ class LeasesService:
         return coordination_pb2.RevokeLeaseResponse()
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        messages = coordination_pb2
-        return grpc.method_handlers_generic_handler(SERVICE, {
-            "Grant": grpc.unary_unary_rpc_method_handler(
-                self.Grant, request_deserializer=messages.GrantLeaseRequest.FromString,
-                response_serializer=messages.GrantLeaseResponse.SerializeToString,
-            ),
-            "KeepAlive": grpc.stream_stream_rpc_method_handler(
-                self.KeepAlive, request_deserializer=messages.KeepAliveRequest.FromString,
-                response_serializer=messages.KeepAliveResponse.SerializeToString,
-            ),
-            "Revoke": grpc.unary_unary_rpc_method_handler(
-                self.Revoke, request_deserializer=messages.RevokeLeaseRequest.FromString,
-                response_serializer=messages.RevokeLeaseResponse.SerializeToString,
-            ),
-        })
+        return grpcservice.handler(coordination_pb2.DESCRIPTOR.services_by_name["Leases"], self)

@@ -7,7 +7,7 @@ defaults, never what the client claims elsewhere), and turns
 ``errors.DoraError`` into gRPC status codes with field details.
 
 Get and List served from the watch cache send the objects as the cache
-serialized them (a handler may return bytes: ``unary_handler``), so a read
+serialized them (a handler may return bytes: ``grpcservice``), so a read
 copies and serializes nothing per object.
 """
 
@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from dora.api import errors, kinds, labels, objects
+from dora.api import errors, grpcservice, kinds, labels, objects
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, resources_pb2, workloads_pb2
 from dora.apiserver import registry
@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 Request = TypeVar("Request")
 Response = TypeVar("Response")
 Context = grpc.aio.ServicerContext[Any, Any]
-SERVICE = "dora.api.v1.Resources"
+_DESCRIPTOR = resources_pb2.DESCRIPTOR.services_by_name["Resources"]
+SERVICE = _DESCRIPTOR.full_name
 _LIST_ITEMS = resources_pb2.ListResponse.DESCRIPTOR.fields_by_name["items"].number
 
 
@@ -224,40 +225,12 @@ class ResourcesService:
             await abort(context, exc)
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        """The service's method handlers; Watch passes pre-serialized events through."""
-        return grpc.method_handlers_generic_handler(SERVICE, self.methods())
+        return grpcservice.handler(_DESCRIPTOR, self)
 
     def methods(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         """The handler of each method, for ``add_registered_method_handlers`` (the
         server then matches calls to them without asking each generic handler)."""
-        return {
-            "Apply": unary_handler(self.Apply, resources_pb2.ApplyRequest,
-                                   resources_pb2.ApplyResponse),
-            "Get": unary_handler(self.Get, resources_pb2.GetRequest, object_pb2.Object),
-            "List": unary_handler(self.List, resources_pb2.ListRequest,
-                                  resources_pb2.ListResponse),
-            "UpdateStatus": unary_handler(self.UpdateStatus, resources_pb2.UpdateStatusRequest,
-                                          object_pb2.Object),
-            "Delete": unary_handler(self.Delete, resources_pb2.DeleteRequest,
-                                    resources_pb2.DeleteResponse),
-            "Watch": grpc.unary_stream_rpc_method_handler(
-                self.Watch, request_deserializer=resources_pb2.WatchRequest.FromString,
-                response_serializer=_passthrough,
-            ),
-        }
-
-
-def unary_handler(method: Any, request: Any, response: Any) -> grpc.RpcMethodHandler[Any, Any]:
-    """A unary method whose handler returns a ``response`` message or that message
-    already serialized."""
-    serialize = response.SerializeToString
-
-    def serializer(message: Any) -> bytes:
-        return message if isinstance(message, bytes) else serialize(message)
-
-    return grpc.unary_unary_rpc_method_handler(
-        method, request_deserializer=request.FromString, response_serializer=serializer,
-    )
+        return grpcservice.method_handlers(_DESCRIPTOR, self)
 
 
 def _workload_spec(obj: object_pb2.Object) -> workloads_pb2.WorkloadSpec | None:
@@ -266,10 +239,6 @@ def _workload_spec(obj: object_pb2.Object) -> workloads_pb2.WorkloadSpec | None:
     if obj.kind == "Container":
         return obj.container.spec.template
     return None
-
-
-def _passthrough(payload: bytes) -> bytes:
-    return payload
 
 
 def _scope_of(kind_name: str, zone: str, workspace: str) -> tuple[str, str]:

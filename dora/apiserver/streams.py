@@ -24,7 +24,7 @@ from typing import Any
 
 import grpc
 
-from dora.api import errors
+from dora.api import errors, grpcservice
 from dora.api.objects import Ref
 from dora.api.v1 import streams_pb2, streams_pb2_grpc
 from dora.apiserver.agentlink import AgentLink, FailedPrecondition, rpc_error
@@ -165,16 +165,7 @@ class StreamsService:
                 call.cancel()
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        return grpc.method_handlers_generic_handler(SERVICE, {
-            "Logs": grpc.unary_stream_rpc_method_handler(
-                self.Logs, request_deserializer=streams_pb2.LogsRequest.FromString,
-                response_serializer=streams_pb2.LogChunk.SerializeToString,
-            ),
-            "Exec": grpc.stream_stream_rpc_method_handler(
-                self.Exec, request_deserializer=streams_pb2.ExecInput.FromString,
-                response_serializer=streams_pb2.ExecOutput.SerializeToString,
-            ),
-        })
+        return grpcservice.handler(streams_pb2.DESCRIPTOR.services_by_name["Streams"], self)
 
 
 async def _relay_inputs(*, requests: AsyncIterator[streams_pb2.ExecInput], call: Any) -> None:

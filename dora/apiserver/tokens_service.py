@@ -11,12 +11,12 @@ from typing import Any
 
 import grpc
 
-from dora.api import errors
+from dora.api import errors, grpcservice
 from dora.api.v1 import tokens_pb2
 from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer, Principal
 from dora.apiserver.auth.tokens import TokenStore
-from dora.apiserver.service import Context, unary, unary_handler
+from dora.apiserver.service import Context, unary
 
 SERVICE = "dora.api.v1.Tokens"
 
@@ -78,14 +78,4 @@ class TokensService:
         )
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        messages = tokens_pb2
-        return grpc.method_handlers_generic_handler(SERVICE, {
-            "Create": unary_handler(self.Create, messages.CreateTokenRequest,
-                                    messages.CreateTokenResponse),
-            "List": unary_handler(self.List, messages.ListTokensRequest,
-                                  messages.ListTokensResponse),
-            "Revoke": unary_handler(self.Revoke, messages.RevokeTokenRequest,
-                                    messages.RevokeTokenResponse),
-            "WhoAmI": unary_handler(self.WhoAmI, messages.WhoAmIRequest,
-                                    messages.WhoAmIResponse),
-        })
+        return grpcservice.handler(tokens_pb2.DESCRIPTOR.services_by_name["Tokens"], self)

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from dora.api import conventions, errors, volumefiles, volumes
+from dora.api import conventions, errors, grpcservice, volumes
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, volumes_pb2, volumes_pb2_grpc
 from dora.apiserver import registry as registry_module
@@ -238,4 +238,4 @@ class VolumeFilesService:
                 call.cancel()
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        return volumefiles.files_handler(SERVICE, self)
+        return grpcservice.handler(volumes_pb2.DESCRIPTOR.services_by_name["VolumeFiles"], self)

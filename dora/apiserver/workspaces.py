@@ -12,13 +12,13 @@ from typing import Any
 
 import grpc
 
-from dora.api import errors, objects
+from dora.api import errors, grpcservice, objects
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, tokens_pb2
 from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer
 from dora.apiserver.registry import Registry
-from dora.apiserver.service import Context, unary, unary_handler
+from dora.apiserver.service import Context, unary
 
 SERVICE = "dora.api.v1.Workspaces"
 CLONED_KINDS = ("Volume", "Workload")
@@ -62,10 +62,7 @@ class WorkspacesService:
         return tokens_pb2.CloneWorkspaceResponse(copied=copied)
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        return grpc.method_handlers_generic_handler(SERVICE, {
-            "Clone": unary_handler(self.Clone, tokens_pb2.CloneWorkspaceRequest,
-                                   tokens_pb2.CloneWorkspaceResponse),
-        })
+        return grpcservice.handler(tokens_pb2.DESCRIPTOR.services_by_name["Workspaces"], self)
 
 
 def _copy(item: object_pb2.Object, workspace: str) -> object_pb2.Object:
