@@ -6,7 +6,7 @@ cache shows, the ``Snapshot`` of every node, ``filters.fits``, the strategy),
 then the bound Container landing in the informer's cache and the scheduler's
 watch handler invalidating that node, as the informer would. The apiserver round
 trips of a bind (reserve, verify, commit) are not part of it: they are the
-apiserver's figures, and four workers overlap them with the next choice.
+apiserver's figures, and sixteen workers overlap them with the next choice.
 
 ``end_to_end`` is the same work at a smaller size through the apiserver, by a real
 ``dora-controllers`` process running only the scheduler: there every bind is two
@@ -297,7 +297,8 @@ async def end_to_end(cluster: Cluster, client: Client, *, nodes: int, containers
                   "unit": "placements/s"},
         ratio=round(rate / TARGET, 3), target=f">= {TARGET:,.0f} placements/s", met=rate >= TARGET,
         notes=f"end to end through the apiserver (a smaller size): a dora-controllers process "
-              f"running only the scheduler binds {containers} pending Containers onto {nodes} "
+              f"running only the scheduler (16 binds at once) binds {containers} pending "
+              f"Containers onto {nodes} "
               f"simulated Nodes (declared, Ready, leased; no agents); each bind is two "
               f"conditional Applies, a List and an Event; rate from the first bind to the "
               f"last seen by a watch ({span:.2f}s)",
