@@ -20,7 +20,9 @@ into a user-facing ``errors.DoraError`` naming the node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
@@ -29,6 +31,7 @@ import grpc.aio
 from dora.api import agentauth, errors, grpcoptions
 from dora.api.objects import Ref
 from dora.apiserver.registry import Registry
+from dora.apiserver.service import Context, abort
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +154,27 @@ class AgentLink:
             channels, self._channels = list(self._channels.values()), {}
         for channel in channels:
             await channel.close(None)
+
+
+@dataclass
+class Relay:
+    """Where a client's call is being relayed: the node, once one is chosen."""
+
+    node: str = ""
+
+
+@contextlib.asynccontextmanager
+async def relaying(context: Context) -> AsyncIterator[Relay]:
+    """Around a client's call that the apiserver relays to a node's agent: a
+    ``DoraError``, or the agent's own failure (``rpc_error``, named after
+    ``Relay.node``), ends the client's call with its status."""
+    relay = Relay()
+    try:
+        yield relay
+    except grpc.aio.AioRpcError as exc:
+        await abort(context, rpc_error(exc, node=relay.node))
+    except errors.DoraError as exc:
+        await abort(context, exc)
 
 
 def rpc_error(exc: grpc.aio.AioRpcError, *, node: str) -> errors.DoraError:

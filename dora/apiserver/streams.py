@@ -27,11 +27,11 @@ import grpc
 from dora.api import errors, grpcservice
 from dora.api.objects import Ref
 from dora.api.v1 import streams_pb2, streams_pb2_grpc
-from dora.apiserver.agentlink import AgentLink, FailedPrecondition, rpc_error
+from dora.apiserver.agentlink import AgentLink, FailedPrecondition, relaying
 from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer
 from dora.apiserver.registry import Registry
-from dora.apiserver.service import Context, abort
+from dora.apiserver.service import Context
 
 log = logging.getLogger(__name__)
 
@@ -87,82 +87,74 @@ class StreamsService:
     async def Logs(self, request: streams_pb2.LogsRequest,
                    context: Context) -> AsyncIterator[streams_pb2.LogChunk]:
         call: Any = None
-        target: Target | None = None
-        try:
-            target = await self._target(context, verb="Log", zone=request.zone,
-                                        workspace=request.workspace, name=request.name)
-            agent_request = streams_pb2.AgentLogsRequest(
-                docker_id=target.docker_id, follow=request.follow,
-                timestamps=request.timestamps,
-            )
-            if request.HasField("tail_lines"):
-                agent_request.tail_lines = request.tail_lines
-            call = (await self._stub(target)).Logs(agent_request,
-                                                   metadata=self.link.metadata())
-            async for chunk in call:
-                yield chunk
-        except grpc.aio.AioRpcError as exc:
-            assert target is not None
-            await abort(context, rpc_error(exc, node=target.node))
-        except errors.DoraError as exc:
-            await abort(context, exc)
-        finally:
-            if call is not None:
-                call.cancel()
+        async with relaying(context) as relay:
+            try:
+                target = await self._target(context, verb="Log", zone=request.zone,
+                                            workspace=request.workspace, name=request.name)
+                relay.node = target.node
+                agent_request = streams_pb2.AgentLogsRequest(
+                    docker_id=target.docker_id, follow=request.follow,
+                    timestamps=request.timestamps,
+                )
+                if request.HasField("tail_lines"):
+                    agent_request.tail_lines = request.tail_lines
+                call = (await self._stub(target)).Logs(agent_request,
+                                                       metadata=self.link.metadata())
+                async for chunk in call:
+                    yield chunk
+            finally:
+                if call is not None:
+                    call.cancel()
 
     async def Exec(self, requests: AsyncIterator[streams_pb2.ExecInput],
                    context: Context) -> AsyncIterator[streams_pb2.ExecOutput]:
         call: Any = None
-        target: Target | None = None
         inputs: asyncio.Task[None] | None = None
-        try:
-            first = await anext(aiter(requests), None)
-            if first is None or first.WhichOneof("input") != "start":
-                raise errors.Invalid("the first message must be start", field="start")
-            start = first.start
-            if not start.command:
-                raise errors.Invalid("empty: name the command to run", field="start.command")
-            target = await self._target(context, verb="Shell", zone=start.zone,
-                                        workspace=start.workspace, name=start.name)
-            if target.phase != "Running":
-                raise FailedPrecondition(
-                    f"container {target.ref.workspace}/{target.ref.name} is {target.phase}: "
-                    "exec needs a running container"
+        async with relaying(context) as relay:
+            try:
+                first = await anext(aiter(requests), None)
+                if first is None or first.WhichOneof("input") != "start":
+                    raise errors.Invalid("the first message must be start", field="start")
+                start = first.start
+                if not start.command:
+                    raise errors.Invalid("empty: name the command to run", field="start.command")
+                target = await self._target(context, verb="Shell", zone=start.zone,
+                                            workspace=start.workspace, name=start.name)
+                relay.node = target.node
+                if target.phase != "Running":
+                    raise FailedPrecondition(
+                        f"container {target.ref.workspace}/{target.ref.name} is {target.phase}: "
+                        "exec needs a running container"
+                    )
+                agent_start = streams_pb2.AgentExecStart(
+                    docker_id=target.docker_id, command=list(start.command), tty=start.tty,
+                    stdin=start.stdin,
                 )
-            agent_start = streams_pb2.AgentExecStart(
-                docker_id=target.docker_id, command=list(start.command), tty=start.tty,
-                stdin=start.stdin,
-            )
-            if start.HasField("size"):
-                agent_start.size.CopyFrom(start.size)
-            call = (await self._stub(target)).Exec(metadata=self.link.metadata())  # type: ignore[call-arg]
-            await call.write(streams_pb2.AgentExecInput(start=agent_start))
-            inputs = asyncio.create_task(_relay_inputs(requests=requests, call=call))
-            exited = False
-            while True:
-                output = await call.read()
-                if output is grpc.aio.EOF:  # type: ignore[attr-defined]
-                    break
-                yield output
-                if output.WhichOneof("output") == "exit":
-                    exited = True
-                    break
-            if not exited:
-                raise errors.Unavailable(
-                    f"the exec stream from node {target.node!r} ended without an exit code"
-                )
-        except grpc.aio.AioRpcError as exc:
-            assert target is not None
-            await abort(context, rpc_error(exc, node=target.node))
-        except errors.DoraError as exc:
-            await abort(context, exc)
-        finally:
-            if inputs is not None:
-                inputs.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await inputs
-            if call is not None:
-                call.cancel()
+                if start.HasField("size"):
+                    agent_start.size.CopyFrom(start.size)
+                call = (await self._stub(target)).Exec(metadata=self.link.metadata())  # type: ignore[call-arg]
+                await call.write(streams_pb2.AgentExecInput(start=agent_start))
+                inputs = asyncio.create_task(_relay_inputs(requests=requests, call=call))
+                exited = False
+                while True:
+                    output = await call.read()
+                    if output is grpc.aio.EOF:  # type: ignore[attr-defined]
+                        break
+                    yield output
+                    if output.WhichOneof("output") == "exit":
+                        exited = True
+                        break
+                if not exited:
+                    raise errors.Unavailable(
+                        f"the exec stream from node {target.node!r} ended without an exit code"
+                    )
+            finally:
+                if inputs is not None:
+                    inputs.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await inputs
+                if call is not None:
+                    call.cancel()
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
         return grpcservice.handler(streams_pb2.DESCRIPTOR.services_by_name["Streams"], self)

@@ -38,11 +38,11 @@ from dora.api import conventions, errors, grpcservice, volumes
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, volumes_pb2, volumes_pb2_grpc
 from dora.apiserver import registry as registry_module
-from dora.apiserver.agentlink import AgentLink, FailedPrecondition, rpc_error
+from dora.apiserver.agentlink import AgentLink, FailedPrecondition, relaying, rpc_error
 from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer
 from dora.apiserver.registry import Registry
-from dora.apiserver.service import Context, abort
+from dora.apiserver.service import Context
 from dora.apiserver.watchcache import WatchCache
 
 log = logging.getLogger(__name__)
@@ -130,26 +130,20 @@ class VolumeFilesService:
 
     async def List(self, request: volumes_pb2.ListFilesRequest,
                    context: Context) -> volumes_pb2.ListFilesResponse:
-        node = ""
-        try:
+        async with relaying(context) as relay:
             volumes.clean(request.path, field="path")
             target, nodes = await self._target(context, request.volume,
                                                verb="Sync" if request.sync else "Ls")
             request.volume.CopyFrom(target)
-            response, node = await self._ask(target, nodes, lambda stub: stub.List(
+            response, relay.node = await self._ask(target, nodes, lambda stub: stub.List(
                 request, metadata=self.link.metadata(), timeout=600))
             assert isinstance(response, volumes_pb2.ListFilesResponse)
             return response
-        except grpc.aio.AioRpcError as exc:
-            await abort(context, rpc_error(exc, node=node))
-        except errors.DoraError as exc:
-            await abort(context, exc)
         raise AssertionError("unreachable")
 
     async def Delete(self, request: volumes_pb2.DeleteFilesRequest,
                      context: Context) -> volumes_pb2.DeleteFilesResponse:
-        node = ""
-        try:
+        async with relaying(context) as relay:
             for index, path in enumerate(request.paths):
                 if not volumes.clean(path, field=f"paths[{index}]"):
                     raise errors.Invalid("the volume's root cannot be deleted",
@@ -157,20 +151,15 @@ class VolumeFilesService:
             target, nodes = await self._target(context, request.volume,
                                                verb="Sync" if request.sync else "Upload")
             request.volume.CopyFrom(target)
-            response, node = await self._ask(target, nodes, lambda stub: stub.Delete(
+            response, relay.node = await self._ask(target, nodes, lambda stub: stub.Delete(
                 request, metadata=self.link.metadata(), timeout=600))
             assert isinstance(response, volumes_pb2.DeleteFilesResponse)
             return response
-        except grpc.aio.AioRpcError as exc:
-            await abort(context, rpc_error(exc, node=node))
-        except errors.DoraError as exc:
-            await abort(context, exc)
         raise AssertionError("unreachable")
 
     async def Upload(self, requests: AsyncIterator[volumes_pb2.UploadRequest],
                      context: Context) -> volumes_pb2.UploadResponse:
-        node = ""
-        try:
+        async with relaying(context) as relay:
             first = await anext(aiter(requests), None)
             if first is None or first.WhichOneof("part") != "header":
                 raise errors.Invalid("the first message must be the header", field="header")
@@ -184,9 +173,9 @@ class VolumeFilesService:
                                                verb="Sync" if header.sync else "Upload")
             header.volume.CopyFrom(target)
             probe = volumes_pb2.ListFilesRequest(volume=target, path=header.path)
-            _, node = await self._ask(target, nodes, lambda stub: stub.List(
+            _, relay.node = await self._ask(target, nodes, lambda stub: stub.List(
                 probe, metadata=self.link.metadata(), timeout=60))
-            stub = await self._stub(target, node)
+            stub = await self._stub(target, relay.node)
 
             async def relayed() -> AsyncIterator[volumes_pb2.UploadRequest]:
                 yield first
@@ -197,45 +186,37 @@ class VolumeFilesService:
             response: volumes_pb2.UploadResponse = await stub.Upload(
                 relayed(), metadata=self.link.metadata())
             return response
-        except grpc.aio.AioRpcError as exc:
-            await abort(context, rpc_error(exc, node=node))
-        except errors.DoraError as exc:
-            await abort(context, exc)
         raise AssertionError("unreachable")
 
     async def Download(self, request: volumes_pb2.DownloadRequest,
                        context: Context) -> AsyncIterator[volumes_pb2.DownloadChunk]:
-        node = ""
         call: Any = None
-        try:
-            if not volumes.clean(request.path, field="path"):
-                raise errors.Invalid("name a file, not the volume's root", field="path")
-            if request.offset < 0:
-                raise errors.Invalid("must not be negative", field="offset")
-            target, nodes = await self._target(context, request.volume, verb="Download")
-            request.volume.CopyFrom(target)
+        async with relaying(context) as relay:
+            try:
+                if not volumes.clean(request.path, field="path"):
+                    raise errors.Invalid("name a file, not the volume's root", field="path")
+                if request.offset < 0:
+                    raise errors.Invalid("must not be negative", field="offset")
+                target, nodes = await self._target(context, request.volume, verb="Download")
+                request.volume.CopyFrom(target)
 
-            async def opened(stub: Any) -> tuple[Any, volumes_pb2.DownloadChunk]:
-                started = stub.Download(request, metadata=self.link.metadata())
-                try:
-                    first = await started.read()
-                except BaseException:
-                    started.cancel()
-                    raise
-                return started, first
+                async def opened(stub: Any) -> tuple[Any, volumes_pb2.DownloadChunk]:
+                    started = stub.Download(request, metadata=self.link.metadata())
+                    try:
+                        first = await started.read()
+                    except BaseException:
+                        started.cancel()
+                        raise
+                    return started, first
 
-            (call, chunk), node = await self._ask(target, nodes, opened)
-            # read() all along: grpc.aio does not mix read() with async iteration.
-            while chunk is not grpc.aio.EOF:  # type: ignore[attr-defined]
-                yield chunk
-                chunk = await call.read()
-        except grpc.aio.AioRpcError as exc:
-            await abort(context, rpc_error(exc, node=node))
-        except errors.DoraError as exc:
-            await abort(context, exc)
-        finally:
-            if call is not None:
-                call.cancel()
+                (call, chunk), relay.node = await self._ask(target, nodes, opened)
+                # read() all along: grpc.aio does not mix read() with async iteration.
+                while chunk is not grpc.aio.EOF:  # type: ignore[attr-defined]
+                    yield chunk
+                    chunk = await call.read()
+            finally:
+                if call is not None:
+                    call.cancel()
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
         return grpcservice.handler(volumes_pb2.DESCRIPTOR.services_by_name["VolumeFiles"], self)

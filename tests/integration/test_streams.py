@@ -381,8 +381,13 @@ async def test_an_https_endpoint_is_verified_with_the_agent_ca(
         async with h.running_agent(client, node):
             await running(client, "box", node)
             # Without the CA (system roots only) the agent's certificate is not trusted.
-            with pytest.raises(errors.Unavailable, match="is unreachable"):
+            with pytest.raises(errors.Unavailable,
+                               match=f"the agent of node '{node}' is unreachable"):
                 [c async for c in client.logs("box")]
+            with pytest.raises(errors.Unavailable,
+                               match=f"the agent of node '{node}' is unreachable"):
+                async with client.exec("box", ["true"]) as s:
+                    await s.wait()
             await second.start()
             async with (Client(f"127.0.0.1:{second.port}", token=admin_token) as trusted,
                         trusted.exec("box", ["echo", "over tls"]) as s):
