@@ -84,7 +84,7 @@ class Scheduler:
 
     # Wiring.
 
-    def register(self, manager: Manager, *, workers: int = 4) -> None:
+    def register(self, manager: Manager, *, workers: int = 16) -> None:
         manager.store("Container", indexers={"node": by_node, "unbound": unbound})
         manager.store("Node")
         manager.store("Lease")
