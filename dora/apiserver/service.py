@@ -224,9 +224,6 @@ class ResourcesService:
         except errors.DoraError as exc:
             await abort(context, exc)
 
-    def handler(self) -> grpc.GenericRpcHandler[Any, Any]:
-        return grpcservice.handler(_DESCRIPTOR, self)
-
     def methods(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         """The handler of each method, for ``add_registered_method_handlers`` (the
         server then matches calls to them without asking each generic handler)."""
