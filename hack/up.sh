@@ -67,6 +67,9 @@ elif apiserver_up; then
   die "port $api_port is taken by something hack/up.sh did not start (set DORA_API_PORT)"
 fi
 
+first_start=0
+[[ -s "$token_file" ]] || first_start=1
+
 if ! pid_running "$pidfile" dora-apiserver; then
   mkdir -p "$DATA_DIR"
   log "starting dora-apiserver on $api_host:$api_port (log: $logfile)"
@@ -115,6 +118,13 @@ ensure_daemon dora-agent "$DATA_DIR/agent.pid" \
   "$VENV/bin/dora-agent" --server "$api_host:$api_port" --token-file "$DATA_DIR/node.token" \
   --node-name "$node_name" --zone default --listen "$agent_addr" \
   --agent-secret-file "$agent_secret_file"
+
+if ((first_start)) && [[ -s "$token_file" ]]; then
+  # The only time the admin token is shown: here, on this terminal. It is kept in
+  # $token_file (mode 0600), never in a log.
+  printf '\nThe admin token (kept in %s, shown only this once):\n\n    %s\n' \
+    "$token_file" "$(<"$token_file")"
+fi
 
 cat <<EOF
 

@@ -21,6 +21,8 @@ from dora.api.objects import Ref
 from dora.api.v1 import (
     coordination_pb2,
     coordination_pb2_grpc,
+    devices_pb2,
+    devices_pb2_grpc,
     object_pb2,
     resources_pb2,
     resources_pb2_grpc,
@@ -62,6 +64,7 @@ class Client:
         self._leases = coordination_pb2_grpc.LeasesStub(self._channel)
         self._tokens = tokens_pb2_grpc.TokensStub(self._channel)
         self._workspaces = tokens_pb2_grpc.WorkspacesStub(self._channel)
+        self._devices = devices_pb2_grpc.DevicesStub(self._channel)
         self._streams = streams_pb2_grpc.StreamsStub(self._channel)
         self._volume_files = volumes_pb2_grpc.VolumeFilesStub(self._channel)
         self._metadata: tuple[tuple[str, str], ...] = (
@@ -266,6 +269,12 @@ class Client:
         )
         response = await self._call(self._workspaces.Clone, request)
         return list(response.copied)
+
+    async def list_devices(self, kind: str, *, zone: str = "") -> devices_pb2.ListDevicesResponse:
+        """The GPUs (``kind="GPU"``) or CPUs of a zone's nodes (the caller's default zone)."""
+        response: devices_pb2.ListDevicesResponse = await self._call(
+            self._devices.List, devices_pb2.ListDevicesRequest(kind=kind, zone=zone))
+        return response
 
     async def logs(
         self, name: str, *, zone: str = "", workspace: str = "", follow: bool = False,

@@ -28,7 +28,7 @@ import contextlib
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from google.protobuf import message
@@ -214,6 +214,30 @@ class Registry:
             return self._cached(ref, key(ref))
         kv = await self.etcd.get(key(ref))
         return decode(kv) if kv else None
+
+    async def write_all(
+        self, *, create: Sequence[object_pb2.Object] = (),
+        update: Sequence[tuple[object_pb2.Object, object_pb2.Object]] = (),
+    ) -> bool:
+        """Create every object of ``create`` (none may exist yet) and apply each
+        ``(current, wanted)`` of ``update`` (``current`` as read, so the write is
+        conditional on its resourceVersion), in one etcd transaction: all or nothing.
+        False when something moved or already exists; nothing is written then."""
+        items: list[tuple[bytes, bytes, int]] = []
+        requires: set[bytes] = set()
+        for request in create:
+            new = self._created(_admit(request, resolve=self.resolve))
+            ref = objects.ref_of(new)
+            items.append((key(ref), encode(new), 0))
+            requires.update(self._requires(ref))
+        for current, wanted in update:
+            new, result = self._updated(current, _admit(wanted, resolve=self.resolve),
+                                        full=False)
+            if result != Result.UNCHANGED:
+                items.append((key(objects.ref_of(new)), encode(new),
+                              current.metadata.resource_version))
+        created = {k for k, _, _ in items}
+        return await self.etcd.put_all_if(items, requires=sorted(requires - created))
 
     def record(self, request: object_pb2.Object) -> tuple[bytes, bytes]:
         """The key and value a new object would be stored as (for bootstrap transactions)."""

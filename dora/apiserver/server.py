@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,12 +22,20 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from dora.api import grpcoptions
-from dora.api.v1 import coordination_pb2, resources_pb2, streams_pb2, tokens_pb2, volumes_pb2
+from dora.api.v1 import (
+    coordination_pb2,
+    devices_pb2,
+    resources_pb2,
+    streams_pb2,
+    tokens_pb2,
+    volumes_pb2,
+)
 from dora.apiserver.agentlink import AgentLink
 from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer
 from dora.apiserver.auth.bootstrap import bootstrap
 from dora.apiserver.auth.tokens import TokenStore
+from dora.apiserver.devices import DevicesService
 from dora.apiserver.leases import LeasesService
 from dora.apiserver.registry import Registry, Scope
 from dora.apiserver.service import SERVICE, ResourcesService
@@ -103,6 +112,8 @@ class APIServer:
             TokensService(tokens=self.tokens, authenticator=authn, authorizer=authz).handler(),
             WorkspacesService(registry=self.registry, authenticator=authn,
                               authorizer=authz).handler(),
+            DevicesService(registry=self.registry, cache=self.cache, authenticator=authn,
+                           authorizer=authz).handler(),
             StreamsService(registry=self.registry, link=self.agents, authenticator=authn,
                            authorizer=authz).handler(),
             VolumeFilesService(registry=self.registry, cache=self.cache, link=self.agents,
@@ -115,6 +126,7 @@ class APIServer:
                 coordination_pb2.DESCRIPTOR.services_by_name["Leases"].full_name,
                 tokens_pb2.DESCRIPTOR.services_by_name["Tokens"].full_name,
                 tokens_pb2.DESCRIPTOR.services_by_name["Workspaces"].full_name,
+                devices_pb2.DESCRIPTOR.services_by_name["Devices"].full_name,
                 streams_pb2.DESCRIPTOR.services_by_name["Streams"].full_name,
                 volumes_pb2.DESCRIPTOR.services_by_name["VolumeFiles"].full_name,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -138,16 +150,21 @@ class APIServer:
         log.info("dora-apiserver listening on %s (port %d)", self.config.listen, self.port)
 
     def _announce_admin_token(self, token: str) -> None:
-        """The one time the admin token is shown: the log, and the file when asked."""
+        """The one time the admin token exists in clear: into the 0600 file when one is
+        given (the log then names the file, never the token: logs are read by many),
+        else onto this process's terminal, outside the log."""
         path = self.config.admin_token_file
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(token + "\n")
-        where = f" (written to {path})" if path else ""
-        log.warning("first start: created user admin; admin token%s:\n\n    %s\n\n"
-                    "It is shown only this once.", where, token)
+            log.warning("first start: created user admin; its token is in %s (mode 0600)",
+                        path)
+            return
+        log.warning("first start: created user admin; its token follows on stderr, once")
+        sys.stderr.write(f"\nadmin token (shown only this once):\n\n    {token}\n\n")
+        sys.stderr.flush()
 
     async def wait(self) -> None:
         assert self._server is not None

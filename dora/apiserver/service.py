@@ -25,7 +25,7 @@ from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, resources_pb2, workloads_pb2
 from dora.apiserver import registry
 from dora.apiserver.auth.authenticator import Authenticator
-from dora.apiserver.auth.authorizer import Authorizer, Principal
+from dora.apiserver.auth.authorizer import PLACE_KINDS, Authorizer, Principal
 from dora.apiserver.registry import Registry, Scope
 from dora.apiserver.watchcache import Filter, WatchCache, message_field
 
@@ -89,7 +89,9 @@ class ResourcesService:
         kinds.get(obj.kind)
         ref = self._resolve(objects.ref_of(obj), principal)
         finalizers_only = False
-        if not self.authz.allows(principal, "Apply", ref.kind, ref.zone, ref.workspace):
+        if ref.kind in PLACE_KINDS:
+            await self.authz.require_place(principal, "Apply", ref.kind, ref.name)
+        elif not self.authz.allows(principal, "Apply", ref.kind, ref.zone, ref.workspace):
             if self.authz.allows(principal, "Finalize", ref.kind, ref.zone, ref.workspace):
                 finalizers_only = True
             else:
@@ -125,7 +127,11 @@ class ResourcesService:
     ) -> object_pb2.Object | bytes:
         principal = await self.authn.authenticate(context)
         ref = self._resolve(Ref.from_proto(request.ref), principal)
-        if not self.authz.allows_own(principal, ref.kind, ref.zone, ref.name):
+        if not ref.name:
+            raise errors.Invalid("required", field="ref.name")
+        if ref.kind in PLACE_KINDS:
+            await self.authz.require_place(principal, "Get", ref.kind, ref.name)
+        elif not self.authz.allows_own(principal, ref.kind, ref.zone, ref.name):
             await self.authz.require(principal, "Get", ref.kind, ref.zone, ref.workspace)
         if request.resource_version:
             cache = self.cache[ref.kind]
@@ -144,8 +150,8 @@ class ResourcesService:
         narrowed = (not kind.zoned or zone) and (not kind.workspaced or workspace)
         own = kind.name == "Usercredit" and self.authz.grants_own_credits(
             principal, zone=zone or None)
-        if own:
-            pass  # the filter shows them their own Usercredit, nothing else
+        if own or kind.name in PLACE_KINDS:
+            pass  # the filter shows their own Usercredit, or the places they are bound in
         elif narrowed:
             await self.authz.require(principal, "Get", kind.name, zone, workspace)
         else:
@@ -199,7 +205,10 @@ class ResourcesService:
     ) -> resources_pb2.DeleteResponse:
         principal = await self.authn.authenticate(context)
         ref = self._resolve(Ref.from_proto(request.ref), principal)
-        await self.authz.require(principal, "Delete", ref.kind, ref.zone, ref.workspace)
+        if ref.kind in PLACE_KINDS:
+            await self.authz.require_place(principal, "Delete", ref.kind, ref.name)
+        else:
+            await self.authz.require(principal, "Delete", ref.kind, ref.zone, ref.workspace)
         obj = await self.registry.delete(ref, resource_version=request.resource_version)
         return resources_pb2.DeleteResponse(object=obj)
 

@@ -249,6 +249,23 @@ class Etcd:
         response = await self._call(self._kv.Txn, rpc.TxnRequest(compare=compare, success=puts))
         return bool(response.succeeded)
 
+    async def put_all_if(
+        self, items: Sequence[tuple[bytes, bytes, int]], *, requires: Sequence[bytes] = ()
+    ) -> bool:
+        """Write every ``(key, value, mod_revision)`` in one transaction, if each key is
+        at its ``mod_revision`` (0: does not exist yet) and every key of ``requires``
+        exists; otherwise write nothing."""
+        request = rpc.TxnRequest()
+        for key, value, mod_revision in items:
+            _add_compare(request, key, mod_revision)
+            put = request.success.add().request_put
+            put.key, put.value = key, value
+        for k in requires:
+            compare = request.compare.add()
+            compare.key, compare.target, compare.result = k, _CREATE, _GREATER
+        response = await self._call(self._kv.Txn, request)
+        return bool(response.succeeded)
+
     async def put_all_unless(self, guard: bytes, items: Sequence[tuple[bytes, bytes]]) -> bool:
         """Write every key, in one transaction, unless ``guard`` exists."""
         puts = [rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=v)) for k, v in items]

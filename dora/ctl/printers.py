@@ -109,12 +109,14 @@ def print_objects(objs: Sequence[object_pb2.Object], output: Output, *, kind: st
         out.write(serialize(objs, output))
 
 
-def serialize(objs: Sequence[object_pb2.Object], output: Output) -> str:
-    """``objs`` as YAML, JSON or names."""
+def serialize(objs: Sequence[object_pb2.Object], output: Output, *,
+              single: bool = False) -> str:
+    """``objs`` as YAML, JSON or names. JSON is a ``List`` (kubectl's shape, what a
+    script can rely on) unless ``single``: one object asked for by name."""
     if output is Output.yaml:
         return codec.to_yaml(list(objs)) if objs else ""
     if output is Output.json:
-        data = (codec.to_dict(objs[0]) if len(objs) == 1 else
+        data = (codec.to_dict(objs[0]) if single and len(objs) == 1 else
                 {"apiVersion": "v1", "kind": "List", "items": [codec.to_dict(o) for o in objs]})
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     if output is Output.name:

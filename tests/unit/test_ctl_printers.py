@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from dora.api import codec, errors, kinds
+from dora.api import codec, errors, kinds, objects
 from dora.api.v1 import object_pb2
 from dora.ctl import columns, humanize, printers
 from dora.ctl.commands import describe
@@ -220,7 +220,7 @@ def test_name_yaml_and_json_outputs() -> None:
     assert listed["kind"] == "List" and [i["metadata"]["name"] for i in listed["items"]] == [
         "blue.red-7f2c1", "blue.red-9a0d4"
     ]
-    assert json.loads(printers.serialize(two[:1], Output.json))["kind"] == "Container"
+    assert json.loads(printers.serialize(two[:1], Output.json, single=True))["kind"] == "Container"
 
 
 def test_watch_rows_widen_as_they_come() -> None:
@@ -366,3 +366,9 @@ def test_events_and_versions_tables() -> None:
         "NAME          WORKLOAD   VERSION   IMAGE    AGE\n"
         "blue.red.v2   blue.red   2         debian   3h\n"
     )
+
+
+def test_json_of_a_list_of_one_is_still_a_list() -> None:
+    one = [objects.new("Container", "blue.red-7f2c1", zone="z", workspace="w")]
+    listed = json.loads(printers.serialize(one, Output.json))
+    assert listed["kind"] == "List" and len(listed["items"]) == 1

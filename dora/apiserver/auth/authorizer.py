@@ -12,7 +12,18 @@ Some verbs imply others, because the seeds' roles are written in the product's
 words: seed 004's ``node-rep`` role only says ``Node: [report]``, and a node
 must also read and report the Containers bound to it, hold its Lease, and read
 the Volumes and Storages those Containers mount.
-``Describe`` allows what ``Get`` allows.
+``Describe`` allows what ``Get`` allows. The seed ``user`` role's other words mean
+what a user of the seeds expects: ``Workload: [Event]`` and ``Container: [Event]``
+read the Events of that workspace (the Events are about its Workloads and
+Containers), ``Workload: [Version]`` reads the workload's Workloadversions
+(restoring one is an Apply of the Workload), and ``Project`` is the seeds' word
+for a Workspace.
+
+A Workspace has no workspace of its own, so its name stands for one: a binding to
+workspace ``amedeo.setti`` covers the Workspace object ``amedeo.setti`` (the user
+may get, apply, clone or delete it when the role says so) and no other. Zones and
+Workspaces are also readable wherever the caller has any binding at all, whatever
+its role: that is what the zone and workspace menus offer (``visible_place``).
 
 Two seed verbs are about one's own object rather than a kind in a place: the
 ``user`` role's ``Usercredit: [GetOne]`` and ``User: [Credits]`` let a user
@@ -53,7 +64,20 @@ IMPLIED: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
         "Volume": ("Get",),
         "Storage": ("Get",),
     },
+    ("Workload", "event"): {"Event": ("Get",)},
+    ("Container", "event"): {"Event": ("Get",)},
+    ("Workload", "version"): {"Workloadversion": ("Get",)},
 }
+
+# The seeds' words for kinds that Dora names otherwise.
+KIND_ALIASES: dict[str, str] = {"Project": "Workspace"}
+
+# Words of the seed roles that name no stored kind but what the nodes hold: a
+# binding's zone restricts them, its workspace does not.
+DEVICE_KINDS = frozenset({"CPU", "GPU"})
+
+# Kinds a binding names by the object's own name (a Workspace is its own workspace).
+PLACE_KINDS = frozenset({"Zone", "Workspace"})
 
 
 _USER_PREFIX = registry.prefix(kinds.get("User"))
@@ -123,6 +147,8 @@ class Authorizer:
             if not decided_on or decided_on[0] is not rules:
                 decided.clear()
                 decided_on[:] = [rules]
+            if kind in PLACE_KINDS:
+                return self._allows_place(rules, verb, kind, name)
             allowed = decided.get((zone, workspace))
             if allowed is None:
                 allowed = decided[zone, workspace] = self._allows(
@@ -130,6 +156,31 @@ class Authorizer:
             return allowed or (own and self.allows_own(principal, kind, zone, name))
 
         return check
+
+    def allows_place(self, principal: Principal, verb: str, kind: str, name: str) -> bool:
+        """Whether the caller may do ``verb`` on the Zone or Workspace called ``name``."""
+        return self._allows_place(self._cached_rules(principal), verb, kind, name)
+
+    async def require_place(self, principal: Principal, verb: str, kind: str,
+                            name: str) -> None:
+        """``require`` for a Zone or Workspace, which a binding names by its name."""
+        if self.allows_place(principal, verb, kind, name):
+            return
+        if self._allows_place(await self._fresh_rules(principal), verb, kind, name):
+            return
+        raise errors.Forbidden(f"user {principal.user!r} may not {verb} {kind} {name!r}")
+
+    def _allows_place(self, rules: _Rules, verb: str, kind: str, name: str) -> bool:
+        field = "zone" if kind == "Zone" else "workspace"
+        for binding in rules.bindings:
+            if getattr(binding, field) not in (ALL, name):
+                continue
+            if verb == "Get":
+                return True  # any binding there makes the place visible
+            for granted_kind, granted_verb in self._binding_grants(binding, rules):
+                if granted_kind in (kind, ANY_KIND) and _verb_ok(verb, granted_verb):
+                    return True
+        return False
 
     def allows_own(self, principal: Principal, kind: str, zone: str, name: str) -> bool:
         """Whether the caller may read ``kind/name`` in ``zone`` as their own object."""
@@ -187,14 +238,18 @@ class Authorizer:
 
     def _allows(self, rules: _Rules, verb: str, kind_name: str, zone: str,
                 workspace: str) -> bool:
-        kind = kinds.get(kind_name)
+        if kind_name in DEVICE_KINDS:
+            zoned, workspaced = True, False
+        else:
+            kind = kinds.get(kind_name)
+            kind_name, zoned, workspaced = kind.name, kind.zoned, kind.workspaced
         for binding in rules.bindings:
-            if kind.zoned and binding.zone not in (ALL, zone):
+            if zoned and binding.zone not in (ALL, zone):
                 continue
-            if kind.workspaced and binding.workspace not in (ALL, workspace):
+            if workspaced and binding.workspace not in (ALL, workspace):
                 continue
             for granted_kind, granted_verb in self._binding_grants(binding, rules):
-                if granted_kind in (kind.name, ANY_KIND) and _verb_ok(verb, granted_verb):
+                if granted_kind in (kind_name, ANY_KIND) and _verb_ok(verb, granted_verb):
                     return True
         return False
 
@@ -208,16 +263,18 @@ class Authorizer:
         role = rules.roles.get(binding.role)
         if role is None:
             return
-        for permitted_kind, verbs in role.permission.items():
+        for permitted, verbs in role.permission.items():
+            permitted_kind = KIND_ALIASES.get(permitted, permitted)
             if permitted_kind == ALL:
                 kind = ANY_KIND if binding.kind == ALL else binding.kind
-            elif binding.kind in (ALL, permitted_kind):
+            elif binding.kind in (ALL, permitted, permitted_kind):
                 kind = permitted_kind
             else:
                 continue
             for verb in verbs.verbs:
                 yield kind, verb
-                for implied_kind, implied_verbs in IMPLIED.get((kind, verb), {}).items():
+                implied_by = IMPLIED.get((kind, verb), IMPLIED.get((kind, verb.lower()), {}))
+                for implied_kind, implied_verbs in implied_by.items():
                     for implied in implied_verbs:
                         yield implied_kind, implied
 

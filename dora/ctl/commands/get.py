@@ -23,6 +23,7 @@ from dora.api import errors, kinds
 from dora.api.client import WatchEvent
 from dora.api.v1 import object_pb2
 from dora.ctl import columns, printers, profiles, session
+from dora.ctl.commands import devices
 from dora.ctl.options import (
     KindArg,
     Output,
@@ -81,8 +82,16 @@ def get(
 
     KIND is a plural, singular or short name: workloads, wk, containers, c, nodes,
     volumes, vol, zones, z, workspaces, ws, resourcecredits, rc, usercredits, uc...;
-    several kinds are comma-separated (wk,c).
+    several kinds are comma-separated (wk,c). ``gpus`` and ``cpus`` list the devices
+    of the zone's nodes (-o wide adds memory and UUID).
     """
+    if kind.lower() in devices.WORDS:
+        if names or selector or watch or watch_only:
+            raise typer.BadParameter(f"{kind} takes no names, selector or --watch",
+                                     param_hint="KIND")
+        devices.show(settings_of(ctx).connection(), kind, output,
+                     show_headers=not no_headers)
+        return
     if "," in kind:
         if names or "/" in kind:
             raise typer.BadParameter("names go with one kind, not a list of kinds",
@@ -122,7 +131,8 @@ def get(
                 printed = True
     else:
         everything = [o for _, (objs, _) in results for o in objs]
-        sys.stdout.write(printers.serialize(everything, output))
+        single = len(found_kinds) == 1 and len(wanted) == 1 and not all_workspaces
+        sys.stdout.write(printers.serialize(everything, output, single=single))
     missing = [e for _, (_, errs) in results for e in errs]
     if tabular and not missing and not any(objs for _, (objs, _) in results):
         plural = ",".join(k.plural for k in found_kinds)
@@ -235,7 +245,7 @@ class Watcher:
             self.stream.start(rows)
             return
         for event in events:
-            text = printers.serialize([event.object], self.output)
+            text = printers.serialize([event.object], self.output, single=True)
             if self.output is Output.yaml:
                 text = "---\n" + text
             sys.stdout.write(text)
