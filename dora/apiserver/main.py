@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -23,8 +24,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--etcd-endpoints", default="127.0.0.1:2379",
                         help="comma-separated etcd endpoints (host:port)")
     parser.add_argument("--listen", default="0.0.0.0:3000", help="HOST:PORT to serve gRPC on")
-    parser.add_argument("--default-zone", default="default",
-                        help="zone of objects that name none")
+    # Seed 004 starts each apiserver with ZONE=<its zone>: objects that name no zone
+    # (its Resourcecredit) go there, not into a zone the admin never made.
+    parser.add_argument("--default-zone",
+                        default=os.environ.get("DORA_ZONE") or os.environ.get("ZONE") or "default",
+                        help="zone of objects that name none (env DORA_ZONE or ZONE; "
+                             "default: default)")
     parser.add_argument("--default-workspace", default="default",
                         help="workspace of objects that name none")
     parser.add_argument("--etcd-cacert", type=Path, help="CA bundle to verify etcd with")

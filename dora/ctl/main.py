@@ -13,6 +13,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -128,7 +129,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         # line names one (`--show-completion zsh`), that one is meant.
         os.environ["_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION"] = "1"
     try:
-        app_for(args)(args=args, prog_name="doractl")
+        app_for(args)(args=args, prog_name=_prog_name())
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except errors.DoraError as exc:
@@ -140,6 +141,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _prog_name() -> str:
+    """``dora`` when started as seed 004's ``dora`` (the same program), else ``doractl``."""
+    return "dora" if Path(sys.argv[0]).name == "dora" else "doractl"
 
 
 def _names_completion_shell(args: list[str]) -> bool:

@@ -81,6 +81,28 @@ def load(paths: Sequence[str], *, recursive: bool = False,
     return objs
 
 
+# The order in which a set of manifests can be applied in one go (Helm's idea): the
+# places first, then who may act there, what they run on, and what runs. A kind not
+# listed comes last, in the order written.
+APPLY_ORDER: tuple[str, ...] = (
+    "Zone", "Workspace", "Role", "User", "Storage", "Node", "Volume", "Resourcecredit",
+    "Usercredit", "Workload", "Task", "Container",
+)
+
+
+def in_dependency_order(objs: Sequence[object_pb2.Object], *,
+                        reverse: bool = False) -> list[object_pb2.Object]:
+    """``objs`` sorted so each comes after what it needs (``reverse``: before, for a
+    delete); objects of one kind keep the order they were written in."""
+    rank = {kind: i for i, kind in enumerate(APPLY_ORDER)}
+
+    def key(obj: object_pb2.Object) -> int:
+        position = rank.get(obj.kind, len(APPLY_ORDER))
+        return -position if reverse else position
+
+    return sorted(objs, key=key)
+
+
 def _objects(document: codec.Document) -> list[object_pb2.Object]:
     data: Any = document.data
     if isinstance(data, Mapping) and data.get("kind") == "List":

@@ -13,6 +13,7 @@ import pytest
 from dora.api import codec, kinds
 from dora.api.client import Client
 from dora.apiserver.server import APIServer
+from dora.ctl import manifests
 from tests.integration.test_ctl_support import SEED_SCOPES, SEEDS, Ctl
 from tests.unit import seeds
 
@@ -59,7 +60,7 @@ async def test_apply_the_seeds_directory_recursively(ctl: Ctl, seed_dir: Path,
     empty = await ctl("apply", "-f", str(seed_dir))
     assert empty.code == 1 and "no objects in" in empty.err
     result = await ctl.ok("apply", "-R", "-f", str(seed_dir))
-    expected = [o for n in seeds.names() for o in seeds.decode(n)]
+    expected = manifests.in_dependency_order([o for n in seeds.names() for o in seeds.decode(n)])
     assert len(result.lines) == len(expected)
     for line, obj in zip(result.lines, expected, strict=True):
         name, verb = line.rsplit(" ", 1)
@@ -192,3 +193,26 @@ async def test_apply_a_json_list(ctl: Ctl, client: Client) -> None:
     text = json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
     result = await ctl.ok("apply", "-f", "-", input=text)
     assert result.lines == ["workload/blue.red created", "workload/green created"]
+
+
+async def test_a_pasted_product_document_applies_in_dependency_order(
+    ctl: Ctl, tmp_path: Path, client: Client
+) -> None:
+    """Seeds 001 and 004 pasted into one file, backwards (workloads first, zones last):
+    one apply creates it all, and delete -f removes it the other way round."""
+    names = [n for n in seeds.names() if n[:3] in ("001", "004")]
+    pasted = "\n".join((SEEDS / n).read_text().rstrip() + "\n" for n in reversed(names))
+    page = tmp_path / "page.yaml"
+    page.write_text(pasted)
+    applied = await ctl.ok("apply", "-f", str(page))
+    words = [line.split("/")[0] for line in applied.lines]
+    assert words.index("zone") < words.index("workspace") < words.index("role")
+    assert words.index("user") < words.index("storage") < words.index("node")
+    assert words.index("volume") < words.index("resourcecredit") < words.index("workload")
+    assert all(line.endswith(("created", "configured", "unchanged")) for line in applied.lines)
+    zones, _ = await client.list("Zone")
+    assert {"dc-rov-01", "dora-cluster-1"} <= {z.metadata.name for z in zones}
+    deleted = await ctl("delete", "-f", str(page))
+    kinds_deleted = [line.split("/")[0] for line in deleted.out.splitlines()]
+    assert kinds_deleted.index("workload") < kinds_deleted.index("volume")
+    assert kinds_deleted.index("volume") < kinds_deleted.index("zone")

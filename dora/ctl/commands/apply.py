@@ -2,10 +2,12 @@
 
 Both read every ``-f`` first (``manifests``): a document that does not parse
 stops the command before anything is sent. ``apply`` then applies objects in
-the order written and goes on past an object the server rejects, as kubectl
-does, reporting each and exiting 1. ``diff`` asks the server what an apply
-would store (a server-side dry run, so defaults and validation are the
-server's) and diffs its YAML against the live object.
+dependency order (zones, workspaces, roles, users, storages, nodes, volumes, credits,
+workloads: ``manifests.APPLY_ORDER``; the order written within a kind), so a
+product document's page pasted as one file applies in one go, and goes on past
+an object the server rejects, as kubectl does, reporting each and exiting 1.
+``diff`` asks the server what an apply would store (a server-side dry run, so
+defaults and validation are the server's) and diffs its YAML against the live object.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def apply(
 
     async def work(s: session.Session) -> bool:
         ok = True
-        for obj in objs:
+        for obj in manifests.in_dependency_order(objs):
             s.fill_scope(obj)
             try:
                 _, result = await s.client.apply(obj, dry_run=server_dry_run)

@@ -152,7 +152,9 @@ def _targets(
     if files:
         if kind or names or selector or all_objects:
             raise typer.BadParameter("with -f, give no KIND, NAME, -l or --all")
-        return None, [], manifests.load(files, recursive=recursive)
+        # The reverse of apply's order: what runs goes before what it runs on.
+        return None, [], manifests.in_dependency_order(
+            manifests.load(files, recursive=recursive), reverse=True)
     if kind is None:
         raise typer.BadParameter("give KIND and NAMEs, KIND and -l/--all, or -f FILE",
                                  param_hint="KIND")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -63,9 +63,14 @@ def describe(
         now = dt.datetime.now(dt.UTC)
         texts = []
         for obj in objs:
-            containers = await _containers_of(s, obj)
-            events = await _events_of(s, obj, containers or [])
-            texts.append(render(obj, now=now, containers=containers, events=events))
+            # A part the caller may not read is left out and said so: describe never
+            # fails as a whole for it (a user of a role without ``Event`` still sees
+            # their workload).
+            omitted: list[str] = []
+            containers = await _readable(_containers_of(s, obj), "Containers", omitted)
+            events = await _readable(_events_of(s, obj, containers or []), "Events", omitted)
+            texts.append(render(obj, now=now, containers=containers, events=events,
+                                omitted=omitted))
         return texts, missing
 
     texts, missing = session.run(connection, work)
@@ -77,6 +82,16 @@ def describe(
         raise typer.Exit(1)
     if not texts:
         typer.echo(f"No {found_kind.plural} found.", err=True)
+
+
+async def _readable(part: Awaitable[list[object_pb2.Object] | None], name: str,
+                    omitted: list[str]) -> list[object_pb2.Object] | None:
+    """``part``, or None (noted in ``omitted``) when the caller may not read it."""
+    try:
+        return await part
+    except errors.Forbidden as exc:
+        omitted.append(f"{name}: {exc.message}")
+        return None
 
 
 async def _containers_of(s: session.Session,
@@ -111,7 +126,8 @@ async def _events_of(s: session.Session, obj: object_pb2.Object,
 
 def render(obj: object_pb2.Object, *, now: dt.datetime,
            containers: Sequence[object_pb2.Object] | None = None,
-           events: Sequence[object_pb2.Object] | None = None) -> str:
+           events: Sequence[object_pb2.Object] | None = None,
+           omitted: Sequence[str] = ()) -> str:
     meta = obj.metadata
     kind = kinds.get(obj.kind)
     lines: list[str] = []
@@ -161,6 +177,8 @@ def render(obj: object_pb2.Object, *, now: dt.datetime,
         _containers(lines, obj, containers, now)
     if events is not None:
         _events(lines, obj, events, now)
+    for note in omitted:
+        lines.append(f"{'Not shown:':<{LABEL_WIDTH}}{note}")
     return "\n".join(lines) + "\n"
 
 

@@ -35,9 +35,9 @@ from dora.ctl.options import (
     settings_of,
 )
 
-NamesArg = Annotated[list[str], typer.Argument(
-    metavar="NAME", help="The workloads' names.", show_default=False,
-    autocompletion=complete_name,
+NamesArg = Annotated[list[str] | None, typer.Argument(
+    metavar="NAME", help="The workloads' names (or KIND/NAME, as get takes).",
+    show_default=False, autocompletion=complete_name,
 )]
 Mutation = Callable[[workloads_pb2.WorkloadSpec], None]
 
@@ -58,6 +58,16 @@ def _workload_kind(word: str) -> kinds.Kind:
     return found
 
 
+def _workloads(word: str, names: list[str] | None) -> tuple[kinds.Kind, list[str]]:
+    """``workload a b`` or ``workload/a b``, as ``get`` takes them: the kind and names."""
+    kind_word, slash, first = word.partition("/")
+    wanted = [*([first] if slash and first else []), *(names or [])]
+    if not wanted:
+        raise typer.BadParameter("name the workloads (workload NAME or workload/NAME)",
+                                 param_hint="NAME")
+    return _workload_kind(kind_word), wanted
+
+
 def scale(
     ctx: typer.Context,
     kind: KindArg,
@@ -70,7 +80,7 @@ def scale(
     def mutate(spec: workloads_pb2.WorkloadSpec) -> None:
         spec.replica.count = replicas
 
-    _change(ctx, _workload_kind(kind), names, mutate, done="scaled")
+    _change(ctx, *_workloads(kind, names), mutate, done="scaled")
 
 
 def stop(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
@@ -79,7 +89,7 @@ def stop(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
     def mutate(spec: workloads_pb2.WorkloadSpec) -> None:
         spec.stopped = True
 
-    _change(ctx, _workload_kind(kind), names, mutate, done="stopped")
+    _change(ctx, *_workloads(kind, names), mutate, done="stopped")
 
 
 def start(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
@@ -88,7 +98,7 @@ def start(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
     def mutate(spec: workloads_pb2.WorkloadSpec) -> None:
         spec.stopped = False
 
-    _change(ctx, _workload_kind(kind), names, mutate, done="started")
+    _change(ctx, *_workloads(kind, names), mutate, done="started")
 
 
 def _change(ctx: typer.Context, kind: kinds.Kind, names: list[str], mutate: Mutation, *,
