@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import logging
 import os
 import signal
 from pathlib import Path
@@ -15,6 +14,7 @@ from dora.api import agentauth
 from dora.apiserver.registry import Scope
 from dora.apiserver.server import APIServer, Config
 from dora.apiserver.storage import TLS
+from dora.observability import endpoint, logs
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -48,7 +48,17 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--agent-ca", type=Path,
                         help="CA bundle to verify agents whose Node endpoint is https://")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", default="text", choices=logs.FORMATS,
+                        help="text, or json: one JSON object per line")
+    parser.add_argument("--metrics-listen", default="", metavar="HOST:PORT",
+                        help="serve /metrics (Prometheus), /healthz and /readyz here, and "
+                             "count and time every request; default: off")
     args = parser.parse_args(argv)
+    if args.metrics_listen:
+        try:
+            endpoint.parse_listen(args.metrics_listen)
+        except ValueError as exc:
+            parser.error(str(exc))
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     agent_secret = None
@@ -57,8 +67,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
             agent_secret = agentauth.read_secret_file(args.agent_secret_file)
         except agentauth.SecretError as exc:
             parser.error(str(exc))
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(level=args.log_level, format=args.log_format)
     tls = None
     if args.etcd_cacert or args.etcd_cert:
         tls = TLS(
@@ -77,6 +86,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         watch_window=args.watch_window,
         agent_secret=agent_secret,
         agent_ca=args.agent_ca.read_bytes() if args.agent_ca else None,
+        metrics_listen=args.metrics_listen,
     )
 
 

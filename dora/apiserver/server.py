@@ -36,6 +36,7 @@ from dora.apiserver.auth.authorizer import Authorizer
 from dora.apiserver.auth.bootstrap import bootstrap
 from dora.apiserver.auth.tokens import TokenStore
 from dora.apiserver.devices import DevicesService
+from dora.apiserver.instrumentation import MetricsInterceptor
 from dora.apiserver.leases import LeasesService
 from dora.apiserver.registry import Registry, Scope
 from dora.apiserver.service import SERVICE, ResourcesService
@@ -45,6 +46,7 @@ from dora.apiserver.tokens_service import TokensService
 from dora.apiserver.volumefiles import VolumeFilesService
 from dora.apiserver.watchcache import WatchCache
 from dora.apiserver.workspaces import WorkspacesService
+from dora.observability import endpoint
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,9 @@ class Config:
     agent_secret: str | None = None
     # CA bundle for agents whose Node endpoint is https:// (None: the system roots).
     agent_ca: bytes | None = None
+    # HOST:PORT of /metrics, /healthz and /readyz (--metrics-listen); "" is off, and
+    # requests are then neither counted nor timed.
+    metrics_listen: str = ""
 
 
 class APIServer:
@@ -86,6 +91,7 @@ class APIServer:
         self.authenticator = Authenticator(tokens=self.tokens, authorizer=self.authorizer)
         self.agents = AgentLink(registry=self.registry, secret=config.agent_secret,
                                 ca=config.agent_ca)
+        self._endpoint: endpoint.Endpoint | None = None
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]  # stubs lack aio
         self._server: grpc.aio.Server | None = None
         self.port = 0
@@ -99,7 +105,8 @@ class APIServer:
         if self.admin_token is not None:
             self._announce_admin_token(self.admin_token)
         await self.cache.start()
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        interceptors = [MetricsInterceptor()] if self.config.metrics_listen else []
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         authn, authz = self.authenticator, self.authorizer
         resources = ResourcesService(registry=self.registry, cache=self.cache,
                                      authenticator=authn, authorizer=authz,
@@ -147,6 +154,11 @@ class APIServer:
         self._server = server
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        if self.config.metrics_listen:
+            host, port = endpoint.parse_listen(self.config.metrics_listen)
+            self._endpoint = endpoint.Endpoint(host=host, port=port)
+            self._endpoint.start()
+            log.info("metrics and health on http://%s:%d/metrics", host, self._endpoint.port)
         log.info("dora-apiserver listening on %s (port %d)", self.config.listen, self.port)
 
     def _announce_admin_token(self, token: str) -> None:
@@ -172,6 +184,8 @@ class APIServer:
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.health.enter_graceful_shutdown()
+        if self._endpoint is not None:
+            self._endpoint.stop()
         if self._server is not None:
             await self._server.stop(grace)
         await self.agents.close()

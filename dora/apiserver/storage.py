@@ -22,6 +22,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ import grpc
 from aetcd import rpc
 
 from dora.api import errors
+from dora.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -323,10 +325,14 @@ class Etcd:
 
     async def _call(self, method: Any, request: Any) -> Any:
         await self._client.connect()
+        started = time.monotonic()
         try:
             return await method(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise _error(exc) from exc
+        finally:
+            metrics.ETCD_SECONDS.labels(_method_name(method)).observe(
+                time.monotonic() - started)
 
     async def watch(
         self, prefix: bytes, *, start_revision: int, progress_every: float | None = None
@@ -437,6 +443,13 @@ class Etcd:
 
 _CREATE, _MOD = rpc.Compare.CREATE, rpc.Compare.MOD
 _EQUAL, _GREATER = rpc.Compare.EQUAL, rpc.Compare.GREATER
+
+
+def _method_name(method: Any) -> str:
+    """``Txn``, ``Range``...: the etcd method a bound stub callable calls."""
+    name = getattr(method, "_method", b"")
+    text = name.decode() if isinstance(name, bytes) else str(name)
+    return text.rpartition("/")[2] or "call"
 
 
 def _add_compare(request: Any, key: bytes, mod_revision: int) -> None:

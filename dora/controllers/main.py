@@ -36,6 +36,8 @@ from dora.controllers.runtime.manager import Manager
 from dora.controllers.scheduler.reconciler import Scheduler
 from dora.controllers.volume import VolumeController
 from dora.controllers.workload.reconciler import WorkloadController
+from dora.observability import endpoint as endpoint_
+from dora.observability import logs
 
 log = logging.getLogger("dora.controllers")
 
@@ -156,6 +158,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="seconds between credit updates while a user's containers "
                              "run (default 60)")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", default="text", choices=logs.FORMATS,
+                        help="text, or json: one JSON object per line")
+    parser.add_argument("--metrics-listen", default="", metavar="HOST:PORT",
+                        help="serve /metrics (Prometheus), /healthz and /readyz here; "
+                             "default: off")
     return parser.parse_args(argv)
 
 
@@ -183,6 +190,7 @@ async def serve(args: argparse.Namespace) -> None:
     target = target_of([s for s in args.server.split(",") if s])
     async with Client(target, token=token) as client:
         manager = build(client, options)
+        endpoint = _endpoint(args.metrics_listen, manager)
         log.info("dora-controllers %s for zone %s: %s", options.identity, options.zone,
                  ", ".join(options.controllers))
         async with anyio.create_task_group() as group:
@@ -195,16 +203,39 @@ async def serve(args: argparse.Namespace) -> None:
                         return
 
             group.start_soon(stop_on_signal)
-            await manager.run()
+            try:
+                await manager.run()
+            finally:
+                if endpoint is not None:
+                    endpoint.stop()
             group.cancel_scope.cancel()
+
+
+def _endpoint(listen: str, manager: Manager) -> endpoint_.Endpoint | None:
+    """The /metrics, /healthz and /readyz server, when asked for. Ready once every
+    informer has listed; the body says leader or standby (both are ready)."""
+    if not listen:
+        return None
+    host, port = endpoint_.parse_listen(listen)
+
+    def ready() -> tuple[bool, str]:
+        if not manager.synced():
+            return False, "informers syncing"
+        return True, "leader" if manager.is_leading else "standby"
+
+    served = endpoint_.Endpoint(host=host, port=port, readyz=ready)
+    served.start()
+    log.info("metrics and health on http://%s:%d/metrics", host, served.port)
+    return served
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(level=args.log_level, format=args.log_format)
     try:
         check(options_from(args))
+        if args.metrics_listen:
+            endpoint_.parse_listen(args.metrics_listen)
         if args.token_file and not args.token_file.is_file():
             raise ValueError(f"--token-file {args.token_file}: no such file")
         anyio.run(serve, args)

@@ -27,6 +27,7 @@ from dora.controllers.runtime.clock import Clock
 from dora.controllers.runtime.informer import Informer, ListWatcher
 from dora.controllers.runtime.leader import LeaderElector
 from dora.controllers.runtime.reconcile import Controller, OnTerminal, Reconciler
+from dora.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +140,17 @@ class Manager:
                 log.info("%s: %s (%d queued)%s", controller.name, counts or "idle",
                          len(controller.queue), "" if self.is_leading else " standby")
 
+    def synced(self) -> bool:
+        """Whether every informer has listed once (what ``/readyz`` waits for)."""
+        return all(informer.synced.is_set() for informer in self.informers.values())
+
     async def wait_synced(self) -> None:
         for informer in self.informers.values():
             await informer.synced.wait()
 
     async def _lead(self) -> None:
         self.is_leading = True
+        metrics.LEADER.set(1)
         try:
             async with anyio.create_task_group() as group:
                 for registered in self._controllers:
@@ -159,6 +165,7 @@ class Manager:
                          ", ".join(r.controller.name for r in self._controllers))
         finally:
             self.is_leading = False
+            metrics.LEADER.set(0)
             for registered in self._controllers:
                 registered.controller.queue.shutdown()
 

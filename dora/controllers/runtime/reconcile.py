@@ -30,6 +30,7 @@ from dora.api import errors
 from dora.api.objects import Ref
 from dora.controllers.runtime.clock import Clock
 from dora.controllers.runtime.queue import ShutDown, WorkQueue
+from dora.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ class Controller:
 
     def enqueue(self, key: Ref) -> None:
         self.queue.add(key)
+        metrics.QUEUE_ADDS.labels(self.name).inc()
+        metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))
 
     async def run(self) -> None:
         """Run the workers until the queue shuts down or the task is cancelled."""
@@ -131,6 +134,10 @@ class Controller:
             finally:
                 self.queue.done(key)
 
+    def _count(self, outcome: str) -> None:
+        self.counters[outcome] += 1
+        metrics.RECONCILES.labels(self.name, outcome).inc()
+
     async def process(self, key: Ref) -> None:
         """One reconcile of ``key``, with its outcome fed back to the queue."""
         rid = f"{self.name}-{next(_ids)}"
@@ -139,18 +146,20 @@ class Controller:
         try:
             result = await self.reconciler.reconcile(key=key)
         except TerminalError as exc:
-            self.counters["terminal"] += 1
+            self._count("terminal")
             self.queue.forget(key)
             log.error("[%s] %s: %s (not retried)", rid, key, exc)
             if self.on_terminal is not None:
                 await self.on_terminal(key, exc)
         except errors.Conflict as exc:
-            self.counters["conflict"] += 1
+            self._count("conflict")
             delay = self.queue.add_rate_limited(key)
+            metrics.QUEUE_RETRIES.labels(self.name).inc()
             log.debug("[%s] %s: %s; again in %.2fs", rid, key, exc, delay)
         except Exception as exc:
-            self.counters["error"] += 1
+            self._count("error")
             delay = self.queue.add_rate_limited(key)
+            metrics.QUEUE_RETRIES.labels(self.name).inc()
             if isinstance(exc, errors.DoraError):
                 log.warning("[%s] %s: %s; again in %.2fs", rid, key, exc, delay)
             else:
@@ -158,11 +167,13 @@ class Controller:
         else:
             self.queue.forget(key)
             if result.requeue_after > 0:
-                self.counters["requeue"] += 1
+                self._count("requeue")
                 self.queue.add_after(key, result.requeue_after)
             else:
-                self.counters["success"] += 1
+                self._count("success")
             log.debug("[%s] %s reconciled in %.1f ms", rid, key,
                       (time.monotonic() - started) * 1000)
         finally:
             _reconcile_id.reset(token)
+            metrics.RECONCILE_SECONDS.labels(self.name).observe(time.monotonic() - started)
+            metrics.QUEUE_DEPTH.labels(self.name).set(len(self.queue))

@@ -47,6 +47,7 @@ from dora.controllers.scheduler.snapshot import (
     placement_of,
     request_of,
 )
+from dora.observability import metrics
 
 log = reconcile.logger(__name__)
 
@@ -190,6 +191,7 @@ class Scheduler:
             raise
         bound = await binder.commit(self.client, reserved)
         self.bound += 1
+        metrics.SCHEDULER_BINDS.inc()
         placement = placement_of(bound)
         gpus = ", ".join(str(g.index) for g in placement.gpus)
         self.recorder.normal(bound, SCHEDULED, f"bound to node {placement.node}"
@@ -204,6 +206,7 @@ class Scheduler:
                 del self.assumed[key]
 
     async def _unschedulable(self, container: object_pb2.Object, message: str) -> None:
+        metrics.SCHEDULER_UNSCHEDULABLE.inc()
         obj = clone(container)
         status = obj.container.status
         status.phase = PENDING
