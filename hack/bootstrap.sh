@@ -25,6 +25,14 @@ doractl config set-context local --server "$api" --token "$(<"$token_file")" \
 doractl config use-context local >/dev/null
 log "doractl profile: context 'local' in ${DORA_CONFIG:-~/.dora/config.yaml}"
 
+# An open port is not an apiserver that serves: after an etcd restart it may still
+# be reconnecting ("connection refused" from etcd). Wait until a read goes through.
+answers() {
+  doractl get zones -o name >/dev/null 2>&1
+}
+wait_for "${DORA_APISERVER_TIMEOUT:-30}" "the apiserver to serve reads" answers ||
+  die "the apiserver at $api does not serve reads; see $DATA_DIR/apiserver.log"
+
 mkdir -p "$DATA_DIR/storage"
 doractl apply -f hack/local-cluster.yaml -e "DORA_STORAGE_PATH=$DATA_DIR/storage" \
   -e "DORA_NODE_NAME=$node_name" -e "DORA_AGENT_ADDR=$agent_addr"
