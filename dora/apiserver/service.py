@@ -27,7 +27,7 @@ from dora.apiserver import registry
 from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer, Principal
 from dora.apiserver.registry import Registry, Scope
-from dora.apiserver.watchcache import Filter, WatchCache, message_field
+from dora.apiserver.watchcache import Filter, KindCache, WatchCache, message_field, too_large
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +129,24 @@ class ResourcesService:
             await self.authz.require(principal, "Get", ref.kind, ref.zone, ref.workspace)
         if request.resource_version:
             cache = self.cache[ref.kind]
-            if await cache.caught_up(request.resource_version):
+            if await self._cached_at(cache, request.resource_version):
                 entry = cache.entry(registry.key(ref))
                 if entry is None:
                     raise errors.NotFound(f"{ref} not found")
                 return entry.object_bytes
         return await self.registry.get(ref)
+
+    async def _cached_at(self, cache: KindCache, resource_version: int) -> bool:
+        """Whether the cache can answer a read at ``resource_version``; False when it
+        lags (read etcd instead). A version the cluster has not reached is refused."""
+        if resource_version < 0:
+            raise errors.Invalid("must not be negative", field="resource_version")
+        if await cache.caught_up(resource_version):
+            return True
+        current = await self.registry.etcd.revision()
+        if resource_version > current:
+            raise too_large(resource_version, current)
+        return False
 
     async def _authorize_read(
         self, principal: Principal, kind_name: str, zone: str, workspace: str
@@ -161,7 +173,7 @@ class ResourcesService:
         permits = await self._authorize_read(principal, request.kind, zone, workspace)
         selector = labels.parse(request.label_selector)
         cache = self.cache[request.kind]
-        if request.resource_version and await cache.caught_up(request.resource_version):
+        if request.resource_version and await self._cached_at(cache, request.resource_version):
             # A ListResponse assembled from the cached serializations: its items
             # (field 1), then its resourceVersion; no continue token.
             parts = [
@@ -218,7 +230,7 @@ class ResourcesService:
             )
             async for payload in cache.watch(
                 resource_version=request.resource_version, filter=watch_filter,
-                bookmark_every=self.bookmark_every,
+                bookmark_every=self.bookmark_every, resume_index=request.resume_index,
             ):
                 yield payload
         except errors.DoraError as exc:
