@@ -124,7 +124,7 @@ class ResourcesService:
         self, request: resources_pb2.GetRequest, context: Context
     ) -> object_pb2.Object | bytes:
         principal = await self.authn.authenticate(context)
-        ref = self._resolve(Ref.from_proto(request.ref), principal)
+        ref = self._resolve(_named(request.ref), principal)
         if not self.authz.allows_own(principal, ref.kind, ref.zone, ref.name):
             await self.authz.require(principal, "Get", ref.kind, ref.zone, ref.workspace)
         if request.resource_version:
@@ -185,14 +185,16 @@ class ResourcesService:
             parts.append(resources_pb2.ListResponse(
                 resource_version=cache.revision).SerializeToString())
             return b"".join(parts)
+        # The registry pages over what the caller may see: a page is full unless
+        # the list ended, and its continue token says only that more visible
+        # objects follow, never that invisible ones exist.
         items, revision, token = await self.registry.list(
             request.kind, zone=zone, workspace=workspace,
             selector=selector, limit=request.limit, continue_token=request.continue_token,
+            visible=lambda o: permits(o.metadata.zone, o.metadata.workspace, o.metadata.name),
         )
-        visible = [o for o in items
-                   if permits(o.metadata.zone, o.metadata.workspace, o.metadata.name)]
         return resources_pb2.ListResponse(
-            items=visible, resource_version=revision, continue_token=token
+            items=items, resource_version=revision, continue_token=token
         )
 
     @unary
@@ -210,7 +212,7 @@ class ResourcesService:
         self, request: resources_pb2.DeleteRequest, context: Context
     ) -> resources_pb2.DeleteResponse:
         principal = await self.authn.authenticate(context)
-        ref = self._resolve(Ref.from_proto(request.ref), principal)
+        ref = self._resolve(_named(request.ref), principal)
         await self.authz.require(principal, "Delete", ref.kind, ref.zone, ref.workspace)
         obj = await self.registry.delete(ref, resource_version=request.resource_version)
         return resources_pb2.DeleteResponse(object=obj)
@@ -248,6 +250,16 @@ def _workload_spec(obj: object_pb2.Object) -> workloads_pb2.WorkloadSpec | None:
     if obj.kind == "Container":
         return obj.container.spec.template
     return None
+
+
+def _named(ref: resources_pb2.ObjectRef) -> Ref:
+    """The object a Get or Delete names; the kind and the name are required."""
+    if not ref.kind:
+        raise errors.Invalid("required: which kind", field="ref.kind")
+    kinds.get(ref.kind)
+    if not ref.name:
+        raise errors.Invalid("required: the name of the object", field="ref.name")
+    return Ref.from_proto(ref)
 
 
 def _scope_of(kind_name: str, zone: str, workspace: str) -> tuple[str, str]:

@@ -359,3 +359,31 @@ async def test_a_zone_scoped_watch_still_sees_kinds_without_a_zone(lab: Client) 
     await lab.apply(objects.new("User", "newcomer"))
     event = await asyncio.wait_for(reader, 10)
     assert (event.type, event.object.metadata.name) == (WatchEvent.ADDED, "newcomer")
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3])
+async def test_list_pages_never_reveal_that_invisible_objects_exist(
+    lab: Client, user_client: Client, limit: int
+) -> None:
+    """Invisible Workloads before, between (in key order: workspaces aaa, datasets,
+    other) and after the user's: every page is full or the last, and the last
+    page has no continue token, exactly as if the invisible ones did not exist."""
+    await lab.apply(objects.new("Workspace", "aaa"))
+    for workspace in ("aaa", "datasets", OTHER):
+        for i in range(3):
+            await lab.apply(workload(f"hidden{i}", workspace))
+    mine = [f"mine{i}" for i in range(4)]
+    for name in mine:
+        await lab.apply(workload(name, OWN))
+    pages: list[list[str]] = []
+    token = ""
+    while True:
+        page = await user_client.list_page("Workload", limit=limit, continue_token=token)
+        pages.append([o.metadata.name for o in page.items])
+        token = page.continue_token
+        if not token:
+            break
+        assert len(pages) < 10
+    assert [n for p in pages for n in p] == mine
+    assert [len(p) for p in pages] == [len(mine[i:i + limit])
+                                       for i in range(0, len(mine), limit)]
