@@ -387,3 +387,70 @@ async def test_list_pages_never_reveal_that_invisible_objects_exist(
     assert [n for p in pages for n in p] == mine
     assert [len(p) for p in pages] == [len(mine[i:i + limit])
                                        for i in range(0, len(mine), limit)]
+
+
+@pytest.fixture
+async def seed001(client: Client, apiserver: APIServer) -> AsyncIterator[Client]:
+    """Seed 001's zone, workspace, ``user`` role and user amedeo.setti (bound to their
+    workspace with ``kind: All``), another user bound the same way, and the
+    Usercredits of both; yields amedeo.setti's client."""
+    for name in ("001-07-zone.yaml", "001-06-workspace.yaml", "001-08-role.yaml",
+                 "001-09-user.yaml"):
+        for obj in seed(name):
+            await client.apply(obj)
+    await client.apply(objects.new("Zone", "dc-test-01"))
+    await client.apply(objects.new("Workspace", "someone"))
+    someone = codec.from_dict({"kind": "User", "metadata": {"name": "someone"}, "spec": {
+        "resources": [{"kind": "All", "zone": "All", "workspace": "someone", "role": "user"}]}})
+    await client.apply(someone)
+    for zone in ("dc-rov-01", "dc-test-01"):
+        for name in (OWN, "someone"):
+            credit = objects.new("Usercredit", name, zone=zone)
+            credit.usercredit.spec.user = name
+            await client.apply(credit)
+    token, _ = await client.create_token(OWN, OWN, "1")
+    async with Client(f"127.0.0.1:{apiserver.port}", token=token) as c:
+        yield c
+
+
+@pytest.mark.parametrize("zone", ["dc-rov-01", "dc-test-01"])
+async def test_the_seed_user_role_reads_only_ones_own_usercredit_whatever_the_verb(
+    client: Client, seed001: Client, zone: str
+) -> None:
+    own = await seed001.get("Usercredit", OWN, zone=zone)
+    assert own.metadata.name == OWN
+    cached = await seed001.get("Usercredit", OWN, zone=zone,
+                               resource_version=own.metadata.resource_version)
+    assert cached.metadata.name == OWN
+    for version in (0, own.metadata.resource_version):
+        with pytest.raises(errors.Forbidden):
+            await seed001.get("Usercredit", "someone", zone=zone, resource_version=version)
+    for listing in (seed001.list("Usercredit", zone=zone), seed001.list("Usercredit"),
+                    seed001.list("Usercredit", resource_version=own.metadata.resource_version)):
+        items, version = await listing
+        assert {o.metadata.name for o in items} == {OWN}
+    page = await seed001.list_page("Usercredit", limit=1)
+    assert [o.metadata.name for o in page.items] == [OWN]
+    # Watch from 0 (the current objects) and from a version (the changes).
+    initial = seed001.watch("Usercredit", zone=zone, bookmarks=True)
+    names = []
+    async with asyncio.timeout(10):
+        async for event in initial:
+            if event.type == WatchEvent.BOOKMARK:
+                break
+            names.append(event.object.metadata.name)
+    assert names == [OWN]
+    await initial.aclose()  # type: ignore[attr-defined]
+    changes = seed001.watch("Usercredit", resource_version=version)
+    reader = asyncio.create_task(anext(aiter(changes)))
+    await asyncio.sleep(0.3)
+    for name in ("someone", OWN):
+        credit = await client.get("Usercredit", name, zone=zone)
+        credit.metadata.labels["touched"] = "yes"
+        await client.apply(credit)
+    event = await asyncio.wait_for(reader, 10)
+    assert event.object.metadata.name == OWN
+    await changes.aclose()  # type: ignore[attr-defined]
+    # The admin (bound with workspace All) still reads everyone's.
+    items, _ = await client.list("Usercredit", zone=zone)
+    assert {o.metadata.name for o in items} == {OWN, "someone"}

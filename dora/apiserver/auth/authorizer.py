@@ -20,6 +20,12 @@ read the Usercredit that bears their own name (their credits, in each zone the
 binding covers), and no one else's. Checks that may meet them take the object's
 name.
 
+Usercredits are personal and in no workspace, so a binding to one workspace
+(the seed user's ``kind: All, workspace: amedeo.setti``) cannot reach other
+users' credits whatever its role says: its Get, Describe or All on Usercredit
+reads the caller's own Usercredit only (in Get, Describe, List and Watch alike).
+Reading everyone's takes a binding with ``workspace: All``.
+
 Decisions are made on the cached Users and Roles; a denial is checked once more
 against etcd, so a role applied a moment ago is honoured at once. What a user's
 cached bindings and roles come to is kept until the User or Role cache changes
@@ -43,6 +49,11 @@ ANY_KIND = "*"
 # (kind, verb) grants that let a caller read the Usercredit named after them.
 OWN_CREDITS: frozenset[tuple[str, str]] = frozenset({("Usercredit", "getone"),
                                                      ("User", "credits")})
+# Verbs on Usercredit (or on every kind) that read one's own Usercredit at least.
+_READS = frozenset({"getone", "get", "describe", "all"})
+# Kinds whose objects belong to one user and no workspace: a binding to one
+# workspace grants on the caller's own only.
+PERSONAL = frozenset({"Usercredit"})
 
 IMPLIED: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("Node", "report"): {
@@ -146,7 +157,8 @@ class Authorizer:
             for granted_kind, granted_verb in self._binding_grants(binding, rules):
                 verb = granted_verb.lower()
                 if (granted_kind, verb) in OWN_CREDITS or (
-                        granted_kind == ANY_KIND and verb in ("getone", "credits")):
+                        granted_kind in ("Usercredit", ANY_KIND) and verb in _READS) or (
+                        granted_kind == ANY_KIND and verb == "credits"):
                     return True
         return False
 
@@ -193,6 +205,8 @@ class Authorizer:
                 continue
             if kind.workspaced and binding.workspace not in (ALL, workspace):
                 continue
+            if kind.name in PERSONAL and binding.workspace != ALL:
+                continue  # only the caller's own: ``allows_own``
             for granted_kind, granted_verb in self._binding_grants(binding, rules):
                 if granted_kind in (kind.name, ANY_KIND) and _verb_ok(verb, granted_verb):
                     return True
