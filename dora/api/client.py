@@ -236,11 +236,13 @@ class Client:
         )
 
     async def create_token(
-        self, user: str, workspace: str, token_id: str, *, ttl_seconds: int = 0
+        self, user: str, workspace: str, token_id: str, *, ttl_seconds: int = 0,
+        node: str = "",
     ) -> tuple[str, tokens_pb2.TokenInfo]:
-        """A new token for ``user`` (shown only now) and what is stored of it."""
+        """A new token for ``user`` (shown only now) and what is stored of it; with
+        ``node``, the identity of that node's agent."""
         request = tokens_pb2.CreateTokenRequest(
-            user=user, workspace=workspace, id=token_id, ttl_seconds=ttl_seconds
+            user=user, workspace=workspace, id=token_id, ttl_seconds=ttl_seconds, node=node
         )
         response = await self._call(self._tokens.Create, request)
         return str(response.token), response.info

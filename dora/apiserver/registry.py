@@ -149,9 +149,12 @@ class Registry:
         create_only: bool = False,
         finalizers_only: bool = False,
         scope: Scope | None = None,
+        check: Callable[[object_pb2.Object | None, object_pb2.Object], None] | None = None,
     ) -> tuple[object_pb2.Object, Result.ValueType]:
         """Create or update; ``finalizers_only`` refuses any change but to finalizers
-        (what a node may do to the Containers bound to it)."""
+        (what a node may do to the Containers bound to it). ``check`` sees the object
+        now (None: absent) and what would be written, and raises to refuse it; the
+        write is conditional on the object it saw."""
         incoming = _admit(request, resolve=lambda r: self.resolve(r, scope=scope))
         ref = objects.ref_of(incoming)
         precondition = request.metadata.resource_version
@@ -180,6 +183,12 @@ class Registry:
                     return current, result
                 if finalizers_only and not _only_finalizers_differ(current, new):
                     raise errors.Forbidden(f"{ref}: only finalizers may be changed")
+            if check is not None:
+                if current is not None and from_cache:
+                    # Decide on etcd's object, not on a cache that may lag.
+                    from_cache = False
+                    continue
+                check(current, new)
             if dry_run:
                 await self._check_scope_exists(ref)
                 return new, result

@@ -36,7 +36,7 @@ import collections
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 from dora.api import errors, kinds, labels
@@ -110,11 +110,14 @@ class Filter:
     selector: labels.Selector = labels.EVERYTHING
     # Whether the watcher may see the object of this zone, workspace and name.
     permits: Callable[[str, str, str], bool] = _everywhere
+    # For a node (``noderestriction.visible``): whether it may see the object of
+    # this name, labels and previous labels.
+    visible: Callable[[str, Mapping[str, str], Mapping[str, str] | None], bool] | None = None
 
     def everything(self) -> bool:
         """Whether every event matches (no need to ask for each)."""
         return (not self.zone and not self.workspace and self.permits is _everywhere
-                and not self.selector)
+                and not self.selector and self.visible is None)
 
     def matches(self, event: CachedEvent) -> bool:
         if self.zone and event.zone != self.zone:
@@ -122,6 +125,9 @@ class Filter:
         if self.workspace and event.workspace != self.workspace:
             return False
         if not self.permits(event.zone, event.workspace, event.object.metadata.name):
+            return False
+        if self.visible is not None and not self.visible(
+                event.object.metadata.name, event.labels, event.prev_labels):
             return False
         if not self.selector:
             return True
