@@ -95,7 +95,7 @@ async def declare_node(client: Client, *, node: str, workdir: Path,
     for obj in local_cluster_objects(node=node, agent_addr=agent_addr, storage=storage,
                                      zone=zone):
         await client.apply(obj)
-    token, _ = await client.create_token("node", "node", node)
+    token, _ = await client.create_token("node", "node", node, node=node)
     token_file = workdir / f"{node}.token"
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)

@@ -14,7 +14,9 @@ use_venv
 
 api="${DORA_API_ADDR:-127.0.0.1:${DORA_API_PORT:-3000}}"
 token_file="${DORA_ADMIN_TOKEN_FILE:-$DATA_DIR/admin.token}"
-node_token_file="$DATA_DIR/node.token"
+# The agent's identity, bound to its node (doractl token create --node): an older
+# node.token made without a node is no longer accepted by the apiserver.
+node_token_file="$DATA_DIR/node-${DORA_NODE_NAME:-local}.token"
 node_name="${DORA_NODE_NAME:-local}"
 agent_addr="${DORA_AGENT_ADDR:-127.0.0.1:${DORA_AGENT_PORT:-3001}}"
 
@@ -38,6 +40,9 @@ doractl apply -f hack/local-cluster.yaml -e "DORA_STORAGE_PATH=$DATA_DIR/storage
   -e "DORA_NODE_NAME=$node_name" -e "DORA_AGENT_ADDR=$agent_addr"
 
 if [[ ! -s "$node_token_file" ]]; then
-  (umask 077 && doractl token create node node "$node_name" --quiet >"$node_token_file")
+  # A token of that id left from a lost file is revoked first: it is shown only once.
+  doractl token revoke node "agent-$node_name" >/dev/null 2>&1 || true
+  (umask 077 && doractl token create node node "agent-$node_name" --node "$node_name" \
+    --quiet >"$node_token_file")
   log "node token for the agent: $node_token_file"
 fi

@@ -169,13 +169,15 @@ class Client:
         resource_version: int = 0,
         resume: bool = True,
         bookmarks: bool = False,
+        resume_index: int = 0,
     ) -> AsyncIterator[resources_pb2.WatchEvent]:
         """Events of a kind: from version 0 the current objects, a bookmark, then changes.
 
-        With ``resume`` a dropped stream is reopened from the last version seen.
+        With ``resume`` a dropped stream is reopened from the last position seen (a
+        version and, inside it, how many of its events came: ``resume_point``).
         Bookmarks move that version on; they are yielded only with ``bookmarks``.
         """
-        version = resource_version
+        version, index = resource_version, resume_index
         # From version 0 the stream first replays the current objects; their
         # versions are not a point to resume from until the bookmark closes it.
         synced = resource_version != 0
@@ -183,7 +185,7 @@ class Client:
         while True:
             request = resources_pb2.WatchRequest(
                 kind=kind, zone=zone, workspace=workspace, label_selector=label_selector,
-                resource_version=version,
+                resource_version=version, resume_index=index,
             )
             call = self._stub.Watch(request, metadata=self._metadata)
             try:
@@ -192,7 +194,7 @@ class Client:
                     if event.type == WatchEvent.BOOKMARK:
                         synced = True
                     if synced:
-                        version = max(version, event.object.metadata.resource_version)
+                        version, index = resume_point(version, index, event)
                     if event.type != WatchEvent.BOOKMARK or bookmarks:
                         yield event
             except grpc.aio.AioRpcError as exc:
@@ -237,11 +239,13 @@ class Client:
         )
 
     async def create_token(
-        self, user: str, workspace: str, token_id: str, *, ttl_seconds: int = 0
+        self, user: str, workspace: str, token_id: str, *, ttl_seconds: int = 0,
+        node: str = "",
     ) -> tuple[str, tokens_pb2.TokenInfo]:
-        """A new token for ``user`` (shown only now) and what is stored of it."""
+        """A new token for ``user`` (shown only now) and what is stored of it; with
+        ``node``, the identity of that node's agent."""
         request = tokens_pb2.CreateTokenRequest(
-            user=user, workspace=workspace, id=token_id, ttl_seconds=ttl_seconds
+            user=user, workspace=workspace, id=token_id, ttl_seconds=ttl_seconds, node=node
         )
         response = await self._call(self._tokens.Create, request)
         return str(response.token), response.info
@@ -319,3 +323,18 @@ def target_of(endpoints: Sequence[str]) -> str:
     """A gRPC target for one or more ``host:port`` apiserver endpoints."""
     cleaned = [e.split("://")[-1].rstrip("/") for e in endpoints]
     return cleaned[0] if len(cleaned) == 1 else "ipv4:" + ",".join(cleaned)
+
+
+def resume_point(version: int, index: int, event: resources_pb2.WatchEvent) -> tuple[int, int]:
+    """Where a watcher at (``version``, ``index``) resumes once it has ``event``: the
+    ``resource_version`` and ``resume_index`` of its next Watch. Several events can
+    share a version (one transaction changed several objects); the index counts
+    those of the version received, 0 meaning all of them (after a bookmark)."""
+    revision = event.object.metadata.resource_version
+    if event.type == WatchEvent.BOOKMARK:
+        return (revision, 0) if revision >= version else (version, index)
+    if revision > version:
+        return revision, event.revision_index + 1
+    if revision == version and index:
+        return version, max(index, event.revision_index + 1)
+    return version, index

@@ -10,6 +10,7 @@
     ├── Forbidden           PERMISSION_DENIED
     ├── Unauthenticated     UNAUTHENTICATED
     ├── Gone                OUT_OF_RANGE       watch or list version compacted
+    ├── Exhausted           RESOURCE_EXHAUSTED too many calls at once, a message too big
     └── Unavailable         UNAVAILABLE
 
 The server raises these; ``to_status`` turns one into a gRPC status with a
@@ -98,6 +99,13 @@ class Gone(DoraError):
     code = grpc.StatusCode.OUT_OF_RANGE
 
 
+class Exhausted(DoraError):
+    """A limit the caller hit: calls in flight, a message's size. Retry later, or
+    send less."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class Unavailable(DoraError):
     code = grpc.StatusCode.UNAVAILABLE
 
@@ -105,7 +113,7 @@ class Unavailable(DoraError):
 _BY_CODE: dict[grpc.StatusCode, type[DoraError]] = {
     cls.code: cls
     for cls in (NotFound, AlreadyExists, Conflict, Invalid, Forbidden, Unauthenticated, Gone,
-                Unavailable)
+                Exhausted, Unavailable)
 }
 
 

@@ -9,15 +9,25 @@ proto.
 
 A handler may return (or yield) a message or that message already serialized:
 the apiserver sends what its watch cache serialized once as it is.
+
+Every request message passes one gate before a servicer sees it: larger than its
+method's limit (``grpcoptions.request_limit``) is ``RESOURCE_EXHAUSTED``; bytes
+that do not parse (corrupt wire format, a string that is not UTF-8) are
+``INVALID_ARGUMENT`` naming the message type, never gRPC's ``UNKNOWN`` with a
+Python class name; fields this server does not know are dropped (Kubernetes
+prunes unknown fields), so nothing unknown is stored and served back.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf import message_factory
+from google.protobuf import message, message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+
+from dora.api import errors, grpcoptions
 
 _MAKERS = {
     (False, False): grpc.unary_unary_rpc_method_handler,
@@ -30,7 +40,8 @@ _MAKERS = {
 def method_handlers(service: ServiceDescriptor,
                     servicer: object) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
     """The handler of each rpc of ``service``: ``servicer``'s method of that name."""
-    return {method.name: _handler(method, getattr(servicer, method.name))
+    return {method.name: _handler(method, getattr(servicer, method.name),
+                                  grpcoptions.request_limit(service.full_name, method.name))
             for method in service.methods}
 
 
@@ -40,7 +51,76 @@ def handler(service: ServiceDescriptor, servicer: object) -> grpc.GenericRpcHand
                                                 method_handlers(service, servicer))
 
 
-def _handler(method: MethodDescriptor, behaviour: Any) -> grpc.RpcMethodHandler[Any, Any]:
+class Rejected:
+    """A request message that did not pass the gate, in place of the message."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: errors.DoraError) -> None:
+        self.error = error
+
+
+def deserializer(request: Any, limit: int) -> Any:
+    """Parse a request of class ``request``, or a ``Rejected`` saying why not."""
+    name = request.DESCRIPTOR.full_name
+
+    def parse(data: bytes) -> Any:
+        if len(data) > limit:
+            return Rejected(errors.Exhausted(
+                f"the {name} message is {len(data)} bytes; at most {limit} are accepted"))
+        try:
+            parsed = request.FromString(data)
+        except message.DecodeError as exc:
+            reason = "a string is not valid UTF-8" if "UTF-8" in str(exc) else \
+                "the wire format is corrupt"
+            return Rejected(errors.Invalid(f"cannot parse the {name} message: {reason}"))
+        parsed.DiscardUnknownFields()
+        return parsed
+
+    return parse
+
+
+async def reject(context: Any, error: errors.DoraError) -> None:
+    code, text, trailers = errors.to_status(error)
+    await context.abort(code, text, trailing_metadata=trailers)
+
+
+def _gated(behaviour: Any, client_streaming: bool, server_streaming: bool) -> Any:
+    """``behaviour``, refusing a ``Rejected`` request before it sees it."""
+    if client_streaming:
+        async def checked(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+            async for request in requests:
+                if isinstance(request, Rejected):
+                    await reject(context, request.error)
+                yield request
+
+        if server_streaming:
+            async def bidi(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+                async for response in behaviour(checked(requests, context), context):
+                    yield response
+            return bidi
+
+        async def client_stream(requests: AsyncIterator[Any], context: Any) -> Any:
+            return await behaviour(checked(requests, context), context)
+        return client_stream
+
+    if server_streaming:
+        async def server_stream(request: Any, context: Any) -> AsyncIterator[Any]:
+            if isinstance(request, Rejected):
+                await reject(context, request.error)
+            async for response in behaviour(request, context):
+                yield response
+        return server_stream
+
+    async def unary(request: Any, context: Any) -> Any:
+        if isinstance(request, Rejected):
+            await reject(context, request.error)
+        return await behaviour(request, context)
+    return unary
+
+
+def _handler(method: MethodDescriptor, behaviour: Any,
+             limit: int) -> grpc.RpcMethodHandler[Any, Any]:
     request = message_factory.GetMessageClass(method.input_type)
     serialize = message_factory.GetMessageClass(method.output_type).SerializeToString
 
@@ -48,5 +128,6 @@ def _handler(method: MethodDescriptor, behaviour: Any) -> grpc.RpcMethodHandler[
         return response if isinstance(response, bytes) else serialize(response)
 
     make = _MAKERS[(method.client_streaming, method.server_streaming)]
-    return make(behaviour, request_deserializer=request.FromString,
+    return make(_gated(behaviour, method.client_streaming, method.server_streaming),
+                request_deserializer=deserializer(request, limit),
                 response_serializer=serializer)

@@ -149,9 +149,12 @@ class Registry:
         create_only: bool = False,
         finalizers_only: bool = False,
         scope: Scope | None = None,
+        check: Callable[[object_pb2.Object | None, object_pb2.Object], None] | None = None,
     ) -> tuple[object_pb2.Object, Result.ValueType]:
         """Create or update; ``finalizers_only`` refuses any change but to finalizers
-        (what a node may do to the Containers bound to it)."""
+        (what a node may do to the Containers bound to it). ``check`` sees the object
+        now (None: absent) and what would be written, and raises to refuse it; the
+        write is conditional on the object it saw."""
         incoming = _admit(request, resolve=lambda r: self.resolve(r, scope=scope))
         ref = objects.ref_of(incoming)
         precondition = request.metadata.resource_version
@@ -180,6 +183,12 @@ class Registry:
                     return current, result
                 if finalizers_only and not _only_finalizers_differ(current, new):
                     raise errors.Forbidden(f"{ref}: only finalizers may be changed")
+            if check is not None:
+                if current is not None and from_cache:
+                    # Decide on etcd's object, not on a cache that may lag.
+                    from_cache = False
+                    continue
+                check(current, new)
             if dry_run:
                 await self._check_scope_exists(ref)
                 return new, result
@@ -378,12 +387,17 @@ class Registry:
         selector: labels.Selector = labels.EVERYTHING,
         limit: int = 0,
         continue_token: str = "",
+        visible: Callable[[object_pb2.Object], bool] | None = None,
     ) -> tuple[list[object_pb2.Object], int, str]:
         """Objects of a kind (optionally in a zone/workspace), a page at a time.
 
         Every page is read at the revision of the first one, so a paginated list
         is one consistent snapshot; once etcd compacts that revision the next page
         is ``errors.Gone`` and the client lists again.
+
+        Only what ``visible`` accepts counts: a page holds ``limit`` such objects
+        unless the list ends, and a continue token is given only when one more
+        of them follows (it starts there), so paging tells nothing of the rest.
         """
         kind = kinds.get(kind_name)
         scope_prefix = prefix(kind, zone, workspace)
@@ -395,7 +409,7 @@ class Registry:
         items: list[object_pb2.Object] = []
         while True:
             page = await self.etcd.range(
-                scope_prefix, start=start, revision=revision, limit=limit
+                scope_prefix, start=start, revision=revision, limit=limit and limit + 1
             )
             revision = revision or page.revision
             for kv in page.kvs:
@@ -404,11 +418,12 @@ class Registry:
                     continue
                 if not selector.matches(obj.metadata.labels):
                     continue
-                items.append(obj)
+                if visible is not None and not visible(obj):
+                    continue
                 if limit and len(items) == limit:
-                    more = kv is not page.kvs[-1] or page.more
-                    token = _continue(revision, kv.key + b"\0") if more else ""
-                    return items, revision, token
+                    # One more follows: the next page starts with it.
+                    return items, revision, _continue(revision, kv.key)
+                items.append(obj)
             if not page.more or not page.kvs:
                 return items, revision, ""
             start = page.kvs[-1].key + b"\0"

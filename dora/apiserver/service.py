@@ -9,6 +9,14 @@ defaults, never what the client claims elsewhere), and turns
 Get and List served from the watch cache send the objects as the cache
 serialized them (a handler may return bytes: ``grpcservice``), so a read
 copies and serializes nothing per object.
+
+A node's calls are held to ``noderestriction`` here, on the stored object: its
+own Node and Lease, the Containers bound to it. Binding fields of a Container
+(``BINDING``: the node, GPUs, CPU share and the labels that say where it is
+bound) are written only by a caller with the ``Bind`` verb (the scheduler's
+identity); anyone else's Apply that would set or change one is refused naming
+the field, so every Container goes through the scheduler and its credit checks.
+A Lease object is bound only to an etcd lease the caller was granted.
 """
 
 from __future__ import annotations
@@ -20,14 +28,16 @@ from typing import Any, TypeVar
 
 import grpc
 
-from dora.api import errors, grpcservice, kinds, labels, objects
+from dora.api import conventions, errors, grpcservice, kinds, labels, objects
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, resources_pb2, workloads_pb2
 from dora.apiserver import registry
+from dora.apiserver.auth import noderestriction
 from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import PLACE_KINDS, Authorizer, Principal
+from dora.apiserver.leaseowners import owns
 from dora.apiserver.registry import Registry, Scope
-from dora.apiserver.watchcache import Filter, WatchCache, message_field
+from dora.apiserver.watchcache import Filter, KindCache, WatchCache, message_field, too_large
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +106,46 @@ class ResourcesService:
                 finalizers_only = True
             else:
                 await self.authz.require(principal, "Apply", ref.kind, ref.zone, ref.workspace)
+        node = self.authz.node_of(principal)
+        if node is not None:
+            await self._node_check(node, principal, "Finalize" if finalizers_only else "Apply",
+                                   ref)
         template = _workload_spec(obj)
         if template is not None:
             await self._authorize_workload(principal, ref, template)
+        check = None
+        if ref.kind == "Container" and not finalizers_only and not self.authz.allows(
+                principal, "Bind", ref.kind, ref.zone, ref.workspace):
+            check = _refuse_binding
+        if ref.kind == "Lease" and obj.lease.spec.lease_id and not await owns(
+                self.registry.etcd, principal, obj.lease.spec.lease_id):
+            raise errors.NotFound(
+                f"no lease {obj.lease.spec.lease_id:x} of yours: a Lease is bound only to an "
+                "etcd lease its writer was granted (Leases.Grant)",
+                violations=(errors.FieldViolation("spec.leaseId", "not a lease of yours"),))
         stored, result = await self.registry.apply(
             obj, dry_run=request.dry_run, create_only=request.create_only,
-            finalizers_only=finalizers_only, scope=self._scope(principal),
+            finalizers_only=finalizers_only, scope=self._scope(principal), check=check,
         )
         return resources_pb2.ApplyResponse(object=stored, result=result)
+
+    async def _stored(self, ref: Ref) -> object_pb2.Object | None:
+        """The object as stored (the watch cache's, else etcd's); None if absent."""
+        cached = self.cache[ref.kind].get(registry.key(ref))
+        if cached is not None:
+            return cached
+        try:
+            return await self.registry.get(ref)
+        except errors.NotFound:
+            return None
+
+    async def _node_check(self, node: str, principal: Principal, verb: str, ref: Ref,
+                          stored: object_pb2.Object | None = None) -> None:
+        """``noderestriction.check`` on the object as stored."""
+        if ref.kind == "Container" and node and stored is None:
+            stored = await self._stored(ref)
+        found = None if stored is None else stored.metadata.labels
+        noderestriction.check(node, principal.user, verb, ref.kind, ref.name, found)
 
     async def _authorize_workload(
         self, principal: Principal, ref: Ref, spec: workloads_pb2.WorkloadSpec
@@ -126,26 +168,42 @@ class ResourcesService:
         self, request: resources_pb2.GetRequest, context: Context
     ) -> object_pb2.Object | bytes:
         principal = await self.authn.authenticate(context)
-        ref = self._resolve(Ref.from_proto(request.ref), principal)
-        if not ref.name:
-            raise errors.Invalid("required", field="ref.name")
+        ref = self._resolve(_named(request.ref), principal)
         if ref.kind in PLACE_KINDS:
             await self.authz.require_place(principal, "Get", ref.kind, ref.name)
         elif not self.authz.allows_own(principal, ref.kind, ref.zone, ref.name):
             await self.authz.require(principal, "Get", ref.kind, ref.zone, ref.workspace)
+        node = self.authz.node_of(principal)
+        if node is not None:
+            stored = await self.registry.get(ref)
+            await self._node_check(node, principal, "Get", ref, stored)
+            return stored
         if request.resource_version:
             cache = self.cache[ref.kind]
-            if await cache.caught_up(request.resource_version):
+            if await self._cached_at(cache, request.resource_version):
                 entry = cache.entry(registry.key(ref))
                 if entry is None:
                     raise errors.NotFound(f"{ref} not found")
                 return entry.object_bytes
         return await self.registry.get(ref)
 
+    async def _cached_at(self, cache: KindCache, resource_version: int) -> bool:
+        """Whether the cache can answer a read at ``resource_version``; False when it
+        lags (read etcd instead). A version the cluster has not reached is refused."""
+        if resource_version < 0:
+            raise errors.Invalid("must not be negative", field="resource_version")
+        if await cache.caught_up(resource_version):
+            return True
+        current = await self.registry.etcd.revision()
+        if resource_version > current:
+            raise too_large(resource_version, current)
+        return False
+
     async def _authorize_read(
         self, principal: Principal, kind_name: str, zone: str, workspace: str
     ) -> Callable[[str, str, str], bool]:
-        """Check a list or watch of a kind, and return the per-object filter."""
+        """Check a list or watch of a kind, and return the per-object filter (a node's
+        filter by name and labels is ``_node_filter``)."""
         kind = kinds.get(kind_name)
         narrowed = (not kind.zoned or zone) and (not kind.workspaced or workspace)
         own = kind.name == "Usercredit" and self.authz.grants_own_credits(
@@ -167,7 +225,8 @@ class ResourcesService:
         permits = await self._authorize_read(principal, request.kind, zone, workspace)
         selector = labels.parse(request.label_selector)
         cache = self.cache[request.kind]
-        if request.resource_version and await cache.caught_up(request.resource_version):
+        visible = self._node_filter(principal, request.kind)
+        if request.resource_version and await self._cached_at(cache, request.resource_version):
             # A ListResponse assembled from the cached serializations: its items
             # (field 1), then its resourceVersion; no continue token.
             parts = [
@@ -175,18 +234,22 @@ class ResourcesService:
                 if (not zone or e.zone == zone)
                 and (not workspace or e.workspace == workspace)
                 and permits(e.zone, e.workspace, e.object.metadata.name)
+                and (visible is None or visible(e.object.metadata.name, e.labels, None))
             ]
             parts.append(resources_pb2.ListResponse(
                 resource_version=cache.revision).SerializeToString())
             return b"".join(parts)
+        # The registry pages over what the caller may see: a page is full unless
+        # the list ended, and its continue token says only that more visible
+        # objects follow, never that invisible ones exist.
         items, revision, token = await self.registry.list(
             request.kind, zone=zone, workspace=workspace,
             selector=selector, limit=request.limit, continue_token=request.continue_token,
+            visible=lambda o: permits(o.metadata.zone, o.metadata.workspace, o.metadata.name)
+            and (visible is None or visible(o.metadata.name, o.metadata.labels, None)),
         )
-        visible = [o for o in items
-                   if permits(o.metadata.zone, o.metadata.workspace, o.metadata.name)]
         return resources_pb2.ListResponse(
-            items=visible, resource_version=revision, continue_token=token
+            items=items, resource_version=revision, continue_token=token
         )
 
     @unary
@@ -196,6 +259,9 @@ class ResourcesService:
         principal = await self.authn.authenticate(context)
         ref = self._resolve(objects.ref_of(request.object), principal)
         await self.authz.require(principal, "UpdateStatus", ref.kind, ref.zone, ref.workspace)
+        node = self.authz.node_of(principal)
+        if node is not None:
+            await self._node_check(node, principal, "UpdateStatus", ref)
         request.object.metadata.zone, request.object.metadata.workspace = ref.zone, ref.workspace
         return await self.registry.update_status(request.object)
 
@@ -204,11 +270,14 @@ class ResourcesService:
         self, request: resources_pb2.DeleteRequest, context: Context
     ) -> resources_pb2.DeleteResponse:
         principal = await self.authn.authenticate(context)
-        ref = self._resolve(Ref.from_proto(request.ref), principal)
+        ref = self._resolve(_named(request.ref), principal)
         if ref.kind in PLACE_KINDS:
             await self.authz.require_place(principal, "Delete", ref.kind, ref.name)
         else:
             await self.authz.require(principal, "Delete", ref.kind, ref.zone, ref.workspace)
+        node = self.authz.node_of(principal)
+        if node is not None:
+            await self._node_check(node, principal, "Delete", ref)
         obj = await self.registry.delete(ref, resource_version=request.resource_version)
         return resources_pb2.DeleteResponse(object=obj)
 
@@ -224,14 +293,19 @@ class ResourcesService:
             watch_filter = Filter(
                 zone=zone, workspace=workspace,
                 selector=labels.parse(request.label_selector), permits=permits,
+                visible=self._node_filter(principal, request.kind),
             )
             async for payload in cache.watch(
                 resource_version=request.resource_version, filter=watch_filter,
-                bookmark_every=self.bookmark_every,
+                bookmark_every=self.bookmark_every, resume_index=request.resume_index,
             ):
                 yield payload
         except errors.DoraError as exc:
             await abort(context, exc)
+
+    def _node_filter(self, principal: Principal, kind: str) -> noderestriction.Visible | None:
+        node = self.authz.node_of(principal)
+        return None if node is None else noderestriction.visible(node, kinds.get(kind).name)
 
     def methods(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         """The handler of each method, for ``add_registered_method_handlers`` (the
@@ -245,6 +319,47 @@ def _workload_spec(obj: object_pb2.Object) -> workloads_pb2.WorkloadSpec | None:
     if obj.kind == "Container":
         return obj.container.spec.template
     return None
+
+
+def _binding(obj: object_pb2.Object) -> dict[str, object]:
+    """A Container's binding fields (by their path), which only the scheduler writes."""
+    spec, meta = obj.container.spec, obj.metadata.labels
+    return {
+        "spec.nodeName": spec.node_name,
+        "spec.gpus": [(g.index, g.uuid, g.product_name) for g in spec.gpus],
+        "spec.cpuMillicores": spec.cpu_millicores,
+        f"metadata.labels[{conventions.NODE_LABEL}]": meta.get(conventions.NODE_LABEL, ""),
+        f"metadata.labels[{conventions.PLACEMENT_LABEL}]":
+            meta.get(conventions.PLACEMENT_LABEL, ""),
+    }
+
+
+_UNBOUND = _binding(object_pb2.Object(kind="Container"))
+
+
+def _refuse_binding(current: object_pb2.Object | None, new: object_pb2.Object) -> None:
+    """Refuse a write that sets or changes a binding field of a Container (by a
+    caller without ``Bind``), naming each field."""
+    before = _binding(current) if current is not None else _UNBOUND
+    changed = [name for name, value in _binding(new).items() if value != before[name]]
+    if changed:
+        meta = new.metadata
+        raise errors.Forbidden(
+            f"only the scheduler binds Containers (verb Bind on Container in zone "
+            f"{meta.zone!r}, workspace {meta.workspace!r}): leave {', '.join(changed)} "
+            "as the scheduler set them (empty for a new Container), or apply a Workload",
+            violations=tuple(errors.FieldViolation(
+                name, "set only by the scheduler (verb Bind)") for name in changed))
+
+
+def _named(ref: resources_pb2.ObjectRef) -> Ref:
+    """The object a Get or Delete names; the kind and the name are required."""
+    if not ref.kind:
+        raise errors.Invalid("required: which kind", field="ref.kind")
+    kinds.get(ref.kind)
+    if not ref.name:
+        raise errors.Invalid("required: the name of the object", field="ref.name")
+    return Ref.from_proto(ref)
 
 
 def _scope_of(kind_name: str, zone: str, workspace: str) -> tuple[str, str]:

@@ -2,7 +2,8 @@
 
 Creating a token for anyone, or listing and revoking somebody else's, takes the
 ``Apply`` verb on ``User`` (an administrator's); everybody may list and revoke
-their own.
+their own. A token made with ``node`` is that node agent's identity: its holder
+acts as that node only (``auth.noderestriction``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class TokensService:
             raise errors.NotFound(f"user {request.user!r} does not exist; apply it first")
         token, info = await self.tokens.create(
             user=request.user, workspace=request.workspace, token_id=request.id,
-            ttl_seconds=request.ttl_seconds,
+            ttl_seconds=request.ttl_seconds, node=request.node,
         )
         return tokens_pb2.CreateTokenResponse(info=info, token=token)
 
@@ -74,7 +75,7 @@ class TokensService:
         principal = await self.authn.authenticate(context)
         return tokens_pb2.WhoAmIResponse(
             user=principal.user, token_id=principal.token_id, zone=principal.zone,
-            workspace=principal.workspace,
+            workspace=principal.workspace, node=principal.node,
         )
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:

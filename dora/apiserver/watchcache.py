@@ -15,9 +15,18 @@ Each object is serialized once, when its event arrives: the event sent to
 watchers is that serialization framed as a ``WatchEvent``, and a Get or List
 served from the cache sends it as it is (``object_bytes``, ``message_field``).
 
+One etcd transaction can change several objects of a kind: their events share
+one revision, so a revision alone cannot say where a watcher stopped. Each event
+carries its position in its revision (``revision_index``) and a watcher resumes
+from a position, (revision, index): every event after it is sent, the rest of a
+half-received revision included, and nothing before it twice.
+
 A version older than the window is ``errors.Gone``: the client lists again
-(Kubernetes' "too old resource version"). A watcher that cannot keep up loses its
-stream with ``errors.Unavailable`` and resumes from its last version.
+(Kubernetes' "too old resource version"). A version newer than the cluster's,
+once a short wait has not brought it, is ``errors.Invalid`` ("too large resource
+version"): it names a revision that does not exist, and no bookmark may claim
+it. A watcher that cannot keep up loses its stream with ``errors.Unavailable``
+and resumes from its last position.
 """
 
 from __future__ import annotations
@@ -26,7 +35,8 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 from dora.api import errors, kinds, labels
@@ -39,9 +49,21 @@ log = logging.getLogger(__name__)
 EventType = resources_pb2.WatchEvent.Type
 
 
+# A position in the event stream: (revision, index of the event in its revision).
+# (revision, ALL) is the end of a revision: every event of it is behind.
+Position = tuple[int, int]
+ALL = sys.maxsize
+# How long a read or watch at a version the cache has not reached waits for it
+# (Kubernetes waits 3 s too) before the version is called too large.
+FUTURE_WAIT = 3.0
+
+
 @dataclass(frozen=True, slots=True)
 class CachedEvent:
     revision: int
+    # The event's position among the events of its revision (one transaction
+    # may change several objects of the kind).
+    index: int
     key: bytes
     zone: str
     workspace: str
@@ -74,6 +96,7 @@ def message_field(number: int, data: bytes) -> bytes:
 # ``WatchEvent.type`` (field 1, a varint) of each event type, as serialized.
 _TYPE_FIELD = {t: b"\x08" + varint(t) for t in EventType.values() if t}
 _OBJECT_FIELD = 2  # WatchEvent.object
+_INDEX_TAG = b"\x18"  # WatchEvent.revision_index: field 3, a varint
 
 
 def _everywhere(zone: str, workspace: str, name: str) -> bool:
@@ -87,11 +110,14 @@ class Filter:
     selector: labels.Selector = labels.EVERYTHING
     # Whether the watcher may see the object of this zone, workspace and name.
     permits: Callable[[str, str, str], bool] = _everywhere
+    # For a node (``noderestriction.visible``): whether it may see the object of
+    # this name, labels and previous labels.
+    visible: Callable[[str, Mapping[str, str], Mapping[str, str] | None], bool] | None = None
 
     def everything(self) -> bool:
         """Whether every event matches (no need to ask for each)."""
         return (not self.zone and not self.workspace and self.permits is _everywhere
-                and not self.selector)
+                and not self.selector and self.visible is None)
 
     def matches(self, event: CachedEvent) -> bool:
         if self.zone and event.zone != self.zone:
@@ -99,6 +125,9 @@ class Filter:
         if self.workspace and event.workspace != self.workspace:
             return False
         if not self.permits(event.zone, event.workspace, event.object.metadata.name):
+            return False
+        if self.visible is not None and not self.visible(
+                event.object.metadata.name, event.labels, event.prev_labels):
             return False
         if not self.selector:
             return True
@@ -197,7 +226,12 @@ class KindCache:
         self.kind = kind
         self._etcd = etcd
         self._window: collections.deque[CachedEvent] = collections.deque(maxlen=window)
-        self._window_start = 0
+        # Every position up to this one is behind the window: a watcher resuming
+        # from an older one missed events the cache no longer has.
+        self._window_start: Position = (0, ALL)
+        # The revision of the last event applied and how many events it had so far.
+        self._last_revision = 0
+        self._events_in_revision = 0
         self._objects: dict[bytes, CachedEvent] = {}
         # (label, value) -> keys of the cached objects with that label value.
         self._by_label: dict[tuple[str, str], set[bytes]] = {}
@@ -244,17 +278,25 @@ class KindCache:
             self._store(kv.key, self._cached(EventType.ADDED, obj, kv.key, kv.mod_revision))
         self._advance(listing.revision)
         self._window.clear()
-        self._window_start = listing.revision
+        self._window_start = (listing.revision, ALL)
+        self._last_revision, self._events_in_revision = listing.revision, 0
         self.ready.set()
 
     def _apply(self, event: Event) -> None:
         self.changes += 1
+        if event.deleted and event.prev is None:
+            return
+        revision = event.kv.mod_revision
+        if revision != self._last_revision:
+            self._last_revision, self._events_in_revision = revision, 0
+        index = self._events_in_revision
+        self._events_in_revision += 1
         if event.deleted:
-            if event.prev is None:
-                return
+            assert event.prev is not None
             obj = registry.decode(event.prev)
             obj.metadata.resource_version = event.kv.mod_revision
-            cached = self._cached(EventType.DELETED, obj, event.key, event.kv.mod_revision)
+            cached = self._cached(EventType.DELETED, obj, event.key, event.kv.mod_revision,
+                                  index=index)
             self._store(event.key, None)
         else:
             obj = registry.decode(event.kv)
@@ -268,15 +310,16 @@ class KindCache:
                     prev_labels = dict(registry.decode(event.prev).metadata.labels)
             cached = self._cached(
                 EventType.ADDED if added else EventType.MODIFIED, obj, event.key,
-                event.kv.mod_revision, prev_labels=prev_labels,
+                event.kv.mod_revision, prev_labels=prev_labels, index=index,
             )
             self._store(event.key, (
-                cached if added else self._cached(EventType.ADDED, obj, event.key,
-                                                  event.kv.mod_revision,
-                                                  object_bytes=cached.object_bytes)
+                cached if added and not index else self._cached(
+                    EventType.ADDED, obj, event.key, event.kv.mod_revision,
+                    object_bytes=cached.object_bytes)
             ))
         if len(self._window) == self._window.maxlen:
-            self._window_start = self._window[0].revision
+            oldest = self._window[0]
+            self._window_start = (oldest.revision, oldest.index)
         self._window.append(cached)
         self._advance(cached.revision)
         for subscriber in list(self._subscribers):
@@ -307,13 +350,17 @@ class KindCache:
         *,
         prev_labels: dict[str, str] | None = None,
         object_bytes: bytes | None = None,
+        index: int = 0,
     ) -> CachedEvent:
         if object_bytes is None:
             object_bytes = obj.SerializeToString()
-        # == WatchEvent(type=type, object=obj).SerializeToString(), without copying obj.
+        # == WatchEvent(type=type, object=obj, revision_index=index).SerializeToString(),
+        # without copying obj.
         payload = _TYPE_FIELD[type] + message_field(_OBJECT_FIELD, object_bytes)
+        if index:
+            payload += _INDEX_TAG + varint(index)
         return CachedEvent(
-            revision=revision, key=key, zone=obj.metadata.zone,
+            revision=revision, index=index, key=key, zone=obj.metadata.zone,
             workspace=obj.metadata.workspace, labels=dict(obj.metadata.labels),
             prev_labels=prev_labels, payload=payload, object=obj, object_bytes=object_bytes,
         )
@@ -323,6 +370,18 @@ class KindCache:
             self.revision = revision
             self._advanced.set()
             self._advanced = asyncio.Event()
+
+    async def check_version(self, revision: int) -> None:
+        """Wait (at most ``FUTURE_WAIT``) until the cache has seen ``revision``; raise
+        ``errors.Invalid`` when the cluster has not reached it ("too large resource
+        version"), ``errors.Unavailable`` when only the cache lags."""
+        if await self.caught_up(revision, within=FUTURE_WAIT):
+            return
+        current = await self._etcd.revision()
+        if revision > current:
+            raise too_large(revision, current)
+        raise errors.Unavailable(
+            f"the watch cache has not reached resourceVersion {revision} yet; retry")
 
     async def caught_up(self, revision: int, *, within: float = 1.0) -> bool:
         """Wait until the cache has seen revision ``revision``; False if it did not in time."""
@@ -373,27 +432,40 @@ class KindCache:
             subscriber.fail(error)
 
     async def watch(
-        self, *, resource_version: int, filter: Filter, bookmark_every: float = 5.0
+        self, *, resource_version: int, filter: Filter, bookmark_every: float = 5.0,
+        resume_index: int = 0,
     ) -> AsyncIterator[bytes]:
-        """Serialized ``WatchEvent`` messages for one client watcher."""
+        """Serialized ``WatchEvent`` messages for one client watcher: with
+        ``resource_version`` N, every event after position (N, ``resume_index`` - 1),
+        or after all of revision N when ``resume_index`` is 0."""
+        if resource_version < 0 or resume_index < 0:
+            raise errors.Invalid(
+                "resourceVersion and resumeIndex must not be negative",
+                violations=(errors.FieldViolation(
+                    "resource_version" if resource_version < 0 else "resume_index",
+                    "must not be negative"),))
         await self.ready.wait()
+        if resource_version > self.revision:
+            await self.check_version(resource_version)
         initial: list[bytes] = []
+        seen: Position
         if resource_version == 0:
             initial = [e.payload for e in self._objects.values() if filter.matches(e)]
-            seen = self.revision
-            initial.append(_bookmark(seen))
-        elif resource_version >= self._window_start:
-            seen = resource_version
+            seen = (self.revision, ALL)
+            initial.append(_bookmark(self.revision))
+        else:
+            seen = (resource_version, resume_index - 1 if resume_index else ALL)
+            if seen < self._window_start:
+                raise errors.Gone(
+                    f"resourceVersion {resource_version} is too old (oldest kept: "
+                    f"{self._window_start[0]}); list again and watch from the list's version"
+                )
             initial = [
                 e.payload for e in self._window
-                if e.revision > resource_version and filter.matches(e)
+                if (e.revision, e.index) > seen and filter.matches(e)
             ]
-            seen = max(seen, self._window[-1].revision if self._window else seen)
-        else:
-            raise errors.Gone(
-                f"resourceVersion {resource_version} is too old (oldest kept: "
-                f"{self._window_start}); list again and watch from the list's version"
-            )
+            if self._window:
+                seen = max(seen, (self._window[-1].revision, self._window[-1].index))
         subscriber = _Subscriber(filter=filter, capacity=self._capacity,
                                  bookmark_every=bookmark_every)
         self._subscribers.add(subscriber)
@@ -405,8 +477,8 @@ class KindCache:
                 if pending:
                     item = pending.popleft()
                     subscriber.bookmark_due = False
-                    if item.revision > seen:
-                        seen = item.revision
+                    if (item.revision, item.index) > seen:
+                        seen = (item.revision, item.index)
                         yield item.payload
                 elif subscriber.error is not None:
                     raise subscriber.error
@@ -414,13 +486,20 @@ class KindCache:
                     # Every event up to the cache's revision was offered (and none
                     # is pending): the bookmark skips nothing.
                     subscriber.bookmark_due = False
-                    seen = max(seen, self.revision)
-                    yield _bookmark(seen)
+                    seen = max(seen, (self.revision, ALL))
+                    yield _bookmark(seen[0])
                 else:
                     await subscriber.wait()
         finally:
             subscriber.close()
             self._subscribers.discard(subscriber)
+
+
+def too_large(revision: int, current: int) -> errors.Invalid:
+    return errors.Invalid(
+        f"too large resource version: {revision} (the cluster is at revision {current})",
+        violations=(errors.FieldViolation(
+            "resource_version", f"must not be newer than the cluster's revision {current}"),))
 
 
 def _bookmark(revision: int) -> bytes:

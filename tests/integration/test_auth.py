@@ -56,7 +56,8 @@ async def user_client(lab: Client, apiserver: APIServer) -> AsyncIterator[Client
 
 @pytest.fixture
 async def node_client(lab: Client, apiserver: APIServer) -> AsyncIterator[Client]:
-    token, _ = await lab.create_token("node", "node", "1")
+    """node1's agent: seed 004's node user, with a token bound to node1."""
+    token, _ = await lab.create_token("node", "node", "agent-node1", node="node1")
     async with Client(f"127.0.0.1:{apiserver.port}", token=token) as c:
         yield c
 
@@ -182,6 +183,7 @@ async def test_a_node_token_reports_and_reads_its_containers_and_nothing_else(
     container = object_for("Container", OWN)
     container.metadata.finalizers.append("dora.io/agent")
     container.metadata.labels["dora.io/node"] = "node1"
+    container.container.spec.node_name = "node1"
     await lab.apply(container)
     seen, _ = await node_client.list("Container", label_selector="dora.io/node=node1")
     assert [c.metadata.name for c in seen] == ["x"]
@@ -359,3 +361,284 @@ async def test_a_zone_scoped_watch_still_sees_kinds_without_a_zone(lab: Client) 
     await lab.apply(objects.new("User", "newcomer"))
     event = await asyncio.wait_for(reader, 10)
     assert (event.type, event.object.metadata.name) == (WatchEvent.ADDED, "newcomer")
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3])
+async def test_list_pages_never_reveal_that_invisible_objects_exist(
+    lab: Client, user_client: Client, limit: int
+) -> None:
+    """Invisible Workloads before, between (in key order: workspaces aaa, datasets,
+    other) and after the user's: every page is full or the last, and the last
+    page has no continue token, exactly as if the invisible ones did not exist."""
+    await lab.apply(objects.new("Workspace", "aaa"))
+    for workspace in ("aaa", "datasets", OTHER):
+        for i in range(3):
+            await lab.apply(workload(f"hidden{i}", workspace))
+    mine = [f"mine{i}" for i in range(4)]
+    for name in mine:
+        await lab.apply(workload(name, OWN))
+    pages: list[list[str]] = []
+    token = ""
+    while True:
+        page = await user_client.list_page("Workload", limit=limit, continue_token=token)
+        pages.append([o.metadata.name for o in page.items])
+        token = page.continue_token
+        if not token:
+            break
+        assert len(pages) < 10
+    assert [n for p in pages for n in p] == mine
+    assert [len(p) for p in pages] == [len(mine[i:i + limit])
+                                       for i in range(0, len(mine), limit)]
+
+
+@pytest.fixture
+async def seed001(client: Client, apiserver: APIServer) -> AsyncIterator[Client]:
+    """Seed 001's zone, workspace, ``user`` role and user amedeo.setti (bound to their
+    workspace with ``kind: All``), another user bound the same way, and the
+    Usercredits of both; yields amedeo.setti's client."""
+    for name in ("001-07-zone.yaml", "001-06-workspace.yaml", "001-08-role.yaml",
+                 "001-09-user.yaml"):
+        for obj in seed(name):
+            await client.apply(obj)
+    await client.apply(objects.new("Zone", "dc-test-01"))
+    await client.apply(objects.new("Workspace", "someone"))
+    someone = codec.from_dict({"kind": "User", "metadata": {"name": "someone"}, "spec": {
+        "resources": [{"kind": "All", "zone": "All", "workspace": "someone", "role": "user"}]}})
+    await client.apply(someone)
+    for zone in ("dc-rov-01", "dc-test-01"):
+        for name in (OWN, "someone"):
+            credit = objects.new("Usercredit", name, zone=zone)
+            credit.usercredit.spec.user = name
+            await client.apply(credit)
+    token, _ = await client.create_token(OWN, OWN, "1")
+    async with Client(f"127.0.0.1:{apiserver.port}", token=token) as c:
+        yield c
+
+
+@pytest.mark.parametrize("zone", ["dc-rov-01", "dc-test-01"])
+async def test_the_seed_user_role_reads_only_ones_own_usercredit_whatever_the_verb(
+    client: Client, seed001: Client, zone: str
+) -> None:
+    own = await seed001.get("Usercredit", OWN, zone=zone)
+    assert own.metadata.name == OWN
+    cached = await seed001.get("Usercredit", OWN, zone=zone,
+                               resource_version=own.metadata.resource_version)
+    assert cached.metadata.name == OWN
+    for version in (0, own.metadata.resource_version):
+        with pytest.raises(errors.Forbidden):
+            await seed001.get("Usercredit", "someone", zone=zone, resource_version=version)
+    for listing in (seed001.list("Usercredit", zone=zone), seed001.list("Usercredit"),
+                    seed001.list("Usercredit", resource_version=own.metadata.resource_version)):
+        items, version = await listing
+        assert {o.metadata.name for o in items} == {OWN}
+    page = await seed001.list_page("Usercredit", limit=1)
+    assert [o.metadata.name for o in page.items] == [OWN]
+    # Watch from 0 (the current objects) and from a version (the changes).
+    initial = seed001.watch("Usercredit", zone=zone, bookmarks=True)
+    names = []
+    async with asyncio.timeout(10):
+        async for event in initial:
+            if event.type == WatchEvent.BOOKMARK:
+                break
+            names.append(event.object.metadata.name)
+    assert names == [OWN]
+    await initial.aclose()  # type: ignore[attr-defined]
+    changes = seed001.watch("Usercredit", resource_version=version)
+    reader = asyncio.create_task(anext(aiter(changes)))
+    await asyncio.sleep(0.3)
+    for name in ("someone", OWN):
+        credit = await client.get("Usercredit", name, zone=zone)
+        credit.metadata.labels["touched"] = "yes"
+        await client.apply(credit)
+    event = await asyncio.wait_for(reader, 10)
+    assert event.object.metadata.name == OWN
+    await changes.aclose()  # type: ignore[attr-defined]
+    # The admin (bound with workspace All) still reads everyone's.
+    items, _ = await client.list("Usercredit", zone=zone)
+    assert {o.metadata.name for o in items} == {OWN, "someone"}
+
+
+def bound_container(name: str, node: str, workspace: str = OWN) -> object_pb2.Object:
+    container = object_for("Container", workspace)
+    container.metadata.name = name
+    container.metadata.finalizers.append("dora.io/agent")
+    container.metadata.labels["dora.io/node"] = node
+    container.container.spec.node_name = node
+    return container
+
+
+async def test_a_node_token_may_not_touch_another_nodes_node_containers_or_lease(
+    lab: Client, node_client: Client
+) -> None:
+    """NodeRestriction: node1's token against node2's Node, Containers and Lease (and
+    the controllers' leader lease), in every verb it has."""
+    for name, node in (("mine", "node1"), ("theirs", "node2")):
+        await lab.apply(bound_container(name, node))
+    await lab.apply(_renamed(object_for("Container", OWN), "unbound"))
+    theirs = await lab.get("Container", "theirs", zone=ZONE, workspace=OWN)
+    report = objects.new("Node", "node2", zone=ZONE)
+    report.node.status.phase = "Ready"
+    status = objects.new("Container", "theirs", zone=ZONE, workspace=OWN)
+    status.container.status.phase, status.container.status.docker_id = "Running", "evil"
+    released = object_pb2.Object()
+    released.CopyFrom(theirs)
+    del released.metadata.finalizers[:]
+    node2_lease_id, _ = await lab.grant_lease(30)
+    node2_lease = objects.new("Lease", "node.node2", zone=ZONE)
+    node2_lease.lease.spec.holder, node2_lease.lease.spec.lease_id = "node2", node2_lease_id
+    await lab.apply(node2_lease)
+    my_lease_id, _ = await node_client.grant_lease(30)
+    for refused in (
+        node_client.update_status(report),
+        node_client.get("Node", "node2", zone=ZONE),
+        node_client.get("Container", "theirs", zone=ZONE, workspace=OWN),
+        node_client.get("Container", "unbound", zone=ZONE, workspace=OWN),
+        node_client.update_status(status),
+        node_client.apply(released),
+        node_client.get("Lease", "node.node2", zone=ZONE),
+        node_client.delete("Lease", "node.node2", zone=ZONE),
+        node_client.apply(_lease("node.node2", "node1", my_lease_id)),
+        node_client.apply(_lease("controllers", "node1", my_lease_id)),
+    ):
+        with pytest.raises(errors.Forbidden, match="node1"):
+            await refused
+    # Its own lease name, bound to someone else's etcd lease: not its lease.
+    with pytest.raises(errors.NotFound, match="of yours"):
+        await node_client.apply(_lease("node.node1", "node1", node2_lease_id))
+    with pytest.raises(errors.NotFound, match="of yours"):
+        await node_client.revoke_lease(node2_lease_id)
+    # A foreign lease kept alive reports it lost (TTL 0) and refreshes nothing.
+    async for left in node_client.keep_lease_alive(node2_lease_id, every=0.1):
+        assert left == 0
+        break
+    assert (await lab.get("Lease", "node.node2", zone=ZONE)).lease.spec.lease_id == \
+        node2_lease_id
+    # Lists and watches show only node1's.
+    for kind, expected in (("Container", ["mine"]), ("Node", ["node1"]), ("Lease", [])):
+        items, version = await node_client.list(kind, zone=ZONE)
+        assert [o.metadata.name for o in items] == expected, kind
+        cached, _ = await node_client.list(kind, zone=ZONE, resource_version=version)
+        assert [o.metadata.name for o in cached] == expected, kind
+    stream = node_client.watch("Container", zone=ZONE, bookmarks=True)
+    names = []
+    async with asyncio.timeout(10):
+        async for event in stream:
+            if event.type == WatchEvent.BOOKMARK:
+                break
+            names.append(event.object.metadata.name)
+    assert names == ["mine"]
+    await lab.apply(bound_container("later", "node2"))
+    await lab.apply(bound_container("later1", "node1"))
+    async with asyncio.timeout(10):
+        async for event in stream:
+            if event.type != WatchEvent.BOOKMARK:
+                assert event.object.metadata.name == "later1"
+                break
+    await stream.aclose()  # type: ignore[attr-defined]
+    # Its own: allowed.
+    own = objects.new("Container", "mine", zone=ZONE, workspace=OWN)
+    own.container.status.phase = "Running"
+    await node_client.update_status(own)
+    await node_client.apply(_lease("node.node1", "node1", my_lease_id))
+    await node_client.revoke_lease(my_lease_id)
+
+
+def _renamed(obj: object_pb2.Object, name: str) -> object_pb2.Object:
+    obj.metadata.name = name
+    return obj
+
+
+def _lease(name: str, holder: str, lease_id: int) -> object_pb2.Object:
+    lease = objects.new("Lease", name, zone=ZONE)
+    lease.lease.spec.holder, lease.lease.spec.lease_id = holder, lease_id
+    return lease
+
+
+async def test_the_shared_node_token_reads_nodes_and_is_told_how_to_make_its_own(
+    lab: Client, apiserver: APIServer
+) -> None:
+    """Seed 004's shared token (bound to no node) keeps reading Nodes; anything more
+    is refused with the command that makes a token per node."""
+    await lab.apply(bound_container("c1", "node1"))
+    token, _ = await lab.create_token("node", "node", "shared")
+    async with Client(f"127.0.0.1:{apiserver.port}", token=token) as shared:
+        items, _ = await shared.list("Node", zone=ZONE)
+        assert {o.metadata.name for o in items} == {"node1", "node2"}
+        assert (await shared.get("Node", "node2", zone=ZONE)).metadata.name == "node2"
+        report = objects.new("Node", "node1", zone=ZONE)
+        report.node.status.phase = "Ready"
+        for refused in (
+            shared.update_status(report),
+            shared.get("Container", "c1", zone=ZONE, workspace=OWN),
+            shared.list("Container", zone=ZONE),
+            shared.grant_lease(10),
+            shared.get("Volume", "v", zone=ZONE, workspace=OWN),
+        ):
+            with pytest.raises(errors.Forbidden, match="--node"):
+                await refused
+        assert (await shared.whoami()).node == ""
+
+
+async def test_token_node_names_are_checked_and_reported(
+    lab: Client, node_client: Client
+) -> None:
+    assert (await node_client.whoami()).node == "node1"
+    for bad in ("a/b", "-x", "x" * 300, "a b"):
+        with pytest.raises(errors.Invalid) as caught:
+            await lab.create_token("node", "node", "bad", node=bad)
+        assert caught.value.violations[0].field == "node"
+
+
+BINDINGS = {
+    "spec.nodeName": lambda c: setattr(c.container.spec, "node_name", "node1"),
+    "spec.gpus": lambda c: c.container.spec.gpus.add(index=0, uuid="GPU-0"),
+    "spec.cpuMillicores": lambda c: setattr(c.container.spec, "cpu_millicores", 0) or setattr(
+        c.container.spec, "cpu_millicores", 4000),
+    "metadata.labels[dora.io/node]": lambda c: c.metadata.labels.__setitem__(
+        "dora.io/node", "node1"),
+    "metadata.labels[dora.io/placement]": lambda c: c.metadata.labels.__setitem__(
+        "dora.io/placement", "node1"),
+}
+
+
+@pytest.mark.parametrize("field", sorted(BINDINGS))
+@pytest.mark.parametrize("existing", ["new", "pending", "bound"])
+async def test_only_the_scheduler_writes_a_containers_binding_fields(
+    lab: Client, user_client: Client, etcd: Etcd, field: str, existing: str
+) -> None:
+    """A user with ``Container: [Apply]`` may not set or change where a Container runs
+    or what it gets (a new one, one pending, one the scheduler bound); the admin,
+    who holds Bind, may. Re-applying a bound Container unchanged is fine."""
+    container = object_for("Container", OWN)
+    if existing == "pending":
+        await lab.apply(container)
+    elif existing == "bound":
+        container = bound_container("x", "node2")
+        container.container.spec.gpus.add(index=1, uuid="GPU-1")
+        container.container.spec.cpu_millicores = 1000
+        container.metadata.labels["dora.io/placement"] = "node2"
+        await lab.apply(container)
+        stored = await lab.get("Container", "x", zone=ZONE, workspace=OWN)
+        unchanged = object_pb2.Object()
+        unchanged.CopyFrom(stored)
+        unchanged.metadata.resource_version = 0
+        await user_client.apply(unchanged)
+    attempt = object_pb2.Object()
+    attempt.CopyFrom(container)
+    BINDINGS[field](attempt)
+    before = await etcd.revision()
+    with pytest.raises(errors.Forbidden, match="Bind") as caught:
+        await user_client.apply(attempt)
+    assert field in caught.value.message
+    assert [v.field for v in caught.value.violations] == [field]
+    assert await etcd.revision() == before, "nothing written"
+    await lab.apply(attempt)  # the scheduler's identity (here the admin) holds Bind
+
+
+async def test_a_user_may_not_unbind_a_container_either(lab: Client, user_client: Client) -> None:
+    await lab.apply(bound_container("x", "node1"))
+    moved = object_for("Container", OWN)  # no node, no labels: would unbind it
+    with pytest.raises(errors.Forbidden) as caught:
+        await user_client.apply(moved)
+    assert {v.field for v in caught.value.violations} == {
+        "spec.nodeName", "metadata.labels[dora.io/node]"}

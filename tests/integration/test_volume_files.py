@@ -59,15 +59,15 @@ def node(docker: Any, tmp_path: Path) -> Iterator[str]:
         yield name
 
 
-async def node_token(client: Client) -> str:
-    """Seed 004's node-rep role and node user, and a token for it."""
+async def node_token(client: Client, node: str) -> str:
+    """Seed 004's node-rep role and node user, and a token for it bound to ``node``."""
     role = objects.new("Role", "node-rep")
     role.role.spec.permission["Node"].verbs.append("report")
     await client.apply(role)
     user = objects.new("User", "node")
     user.user.spec.resources.add(kind="Node", zone="All", workspace="All", role="node-rep")
     await client.apply(user)
-    token, _ = await client.create_token("node", "default", "agent")
+    token, _ = await client.create_token("node", "default", "agent", node=node)
     return token
 
 
@@ -93,7 +93,7 @@ async def cluster(client: Client, apiserver: APIServer, node: str, tmp_path: Pat
     volume.volume.spec.storage = "local"
     await client.apply(volume)
     Controllers(client, controllers=("volume",)).start(group)
-    token = await node_token(client)
+    token = await node_token(client, node)
     streams = DockerStreams(node=node, host="unix:///var/run/docker.sock")
     async with Client(f"127.0.0.1:{apiserver.port}", token=token, timeout=10) as as_node:
         server = AgentServer(listen="127.0.0.1:0", secret=SECRET, handlers=[

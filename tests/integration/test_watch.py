@@ -1,4 +1,5 @@
-"""Watch semantics: initial state and bookmark, exact resume, gone versions, fan-out."""
+"""Watch semantics: initial state and bookmark, exact resume (inside a revision of
+several events too), gone and future versions, fan-out."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from dora.api import errors, objects
 from dora.api.client import Client, WatchEvent
 from dora.api.v1 import object_pb2
+from dora.apiserver import registry
 from dora.apiserver.server import APIServer, Config
 from dora.apiserver.storage import Etcd
 
@@ -174,3 +176,73 @@ async def test_watch_filters_by_zone_workspace_and_labels(client: Client) -> Non
 async def test_a_bad_kind_is_invalid(client: Client) -> None:
     with pytest.raises(errors.Invalid, match="Pod"):
         await take(client.watch("Pod"), 1)
+
+
+def raw_zone(name: str) -> tuple[bytes, bytes]:
+    obj = zone(name)
+    obj.metadata.uid = f"uid-{name}"
+    return registry.key(objects.ref_of(obj)), obj.SerializeToString()
+
+
+async def events_of(stream: AsyncIterator[WatchEvent], count: int) -> list[tuple[int, str, int]]:
+    """The next ``count`` non-bookmark events: (type, name, revision_index)."""
+    got: list[tuple[int, str, int]] = []
+    async with asyncio.timeout(10):
+        async for event in stream:
+            if event.type != WatchEvent.BOOKMARK:
+                got.append((event.type, event.object.metadata.name, event.revision_index))
+                if len(got) == count:
+                    break
+    return got
+
+
+async def test_one_etcd_transaction_of_three_keys_reaches_every_watcher_whole(
+    client: Client, etcd: Etcd
+) -> None:
+    """A raw transaction (as a ``del --prefix`` or an expiring lease makes them)
+    creates three Zones at one revision, another deletes them at one revision:
+    a watcher already open, one resumed from before, and ones resumed between
+    the events of the revision each get every event once."""
+    names = ["t1", "t2", "t3"]
+    before = await etcd.revision()
+    live = client.watch("Zone", resource_version=before)
+    assert await etcd.create_all([raw_zone(n) for n in names])
+    created = await etcd.revision()
+    assert await etcd.delete_all([raw_zone(n)[0] for n in names]) == created + 1
+    added = [(WatchEvent.ADDED, n, i) for i, n in enumerate(names)]
+    deleted = [(WatchEvent.DELETED, n, i) for i, n in enumerate(names)]
+    assert await events_of(live, 6) == added + deleted
+    await live.aclose()  # type: ignore[attr-defined]
+
+    resumed = client.watch("Zone", resource_version=before)
+    assert await events_of(resumed, 6) == added + deleted
+    await resumed.aclose()  # type: ignore[attr-defined]
+
+    for index in (1, 2, 3):
+        between = client.watch("Zone", resource_version=created, resume_index=index)
+        assert await events_of(between, 6 - index) == (added + deleted)[index:]
+        await between.aclose()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("version", [10**15, 2**62])
+async def test_a_future_resource_version_is_refused_as_too_large(
+    client: Client, version: int
+) -> None:
+    await client.apply(zone("now"))
+    with pytest.raises(errors.Invalid, match="too large resource version") as caught:
+        await take(client.watch("Zone", resource_version=version, resume=False), 1)
+    assert caught.value.violations[0].field == "resource_version"
+    with pytest.raises(errors.Invalid, match="too large resource version"):
+        await client.get("Zone", "now", resource_version=version)
+    with pytest.raises(errors.Invalid, match="too large resource version"):
+        await client.list("Zone", resource_version=version)
+
+
+async def test_a_version_just_written_is_not_too_large(client: Client) -> None:
+    """The refusal is only for versions the cluster has not reached: a watch from
+    the version a write just returned waits for the cache instead."""
+    for i in range(5):
+        written, _ = await client.apply(zone(f"fresh{i}"))
+        got = await client.get("Zone", f"fresh{i}",
+                               resource_version=written.metadata.resource_version)
+        assert got.metadata.resource_version == written.metadata.resource_version

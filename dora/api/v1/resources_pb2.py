@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from dora.api.v1 import object_pb2 as dora_dot_api_dot_v1_dot_object__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64ora/api/v1/resources.proto\x12\x0b\x64ora.api.v1\x1a\x18\x64ora/api/v1/object.proto\"H\n\tObjectRef\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\"Y\n\x0c\x41pplyRequest\x12#\n\x06object\x18\x01 \x01(\x0b\x32\x13.dora.api.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\x13\n\x0b\x63reate_only\x18\x03 \x01(\x08\"\xb5\x01\n\rApplyResponse\x12#\n\x06object\x18\x01 \x01(\x0b\x32\x13.dora.api.v1.Object\x12\x31\n\x06result\x18\x02 \x01(\x0e\x32!.dora.api.v1.ApplyResponse.Result\"L\n\x06Result\x12\x16\n\x12RESULT_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0e\n\nCONFIGURED\x10\x02\x12\r\n\tUNCHANGED\x10\x03\"K\n\nGetRequest\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.dora.api.v1.ObjectRef\x12\x18\n\x10resource_version\x18\x02 \x01(\x03\"\x95\x01\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12\x16\n\x0elabel_selector\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x16\n\x0e\x63ontinue_token\x18\x06 \x01(\t\x12\x18\n\x10resource_version\x18\x07 \x01(\x03\"d\n\x0cListResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.dora.api.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\x03\x12\x16\n\x0e\x63ontinue_token\x18\x03 \x01(\t\"o\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\x03\x12\x16\n\x0elabel_selector\x18\x05 \x01(\t\"\xaf\x01\n\nWatchEvent\x12*\n\x04type\x18\x01 \x01(\x0e\x32\x1c.dora.api.v1.WatchEvent.Type\x12#\n\x06object\x18\x02 \x01(\x0b\x32\x13.dora.api.v1.Object\"P\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\x12\x0c\n\x08\x42OOKMARK\x10\x04\":\n\x13UpdateStatusRequest\x12#\n\x06object\x18\x01 \x01(\x0b\x32\x13.dora.api.v1.Object\"N\n\rDeleteRequest\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.dora.api.v1.ObjectRef\x12\x18\n\x10resource_version\x18\x02 \x01(\x03\"5\n\x0e\x44\x65leteResponse\x12#\n\x06object\x18\x01 \x01(\x0b\x32\x13.dora.api.v1.Object2\x86\x03\n\tResources\x12>\n\x05\x41pply\x12\x19.dora.api.v1.ApplyRequest\x1a\x1a.dora.api.v1.ApplyResponse\x12\x33\n\x03Get\x12\x17.dora.api.v1.GetRequest\x1a\x13.dora.api.v1.Object\x12;\n\x04List\x12\x18.dora.api.v1.ListRequest\x1a\x19.dora.api.v1.ListResponse\x12=\n\x05Watch\x12\x19.dora.api.v1.WatchRequest\x1a\x17.dora.api.v1.WatchEvent0\x01\x12\x45\n\x0cUpdateStatus\x12 .dora.api.v1.UpdateStatusRequest\x1a\x13.dora.api.v1.Object\x12\x41\n\x06\x44\x65lete\x12\x1a.dora.api.v1.DeleteRequest\x1a\x1b.dora.api.v1.DeleteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64ora/api/v1/resources.proto\x12\x0b\x64ora.api.v1\x1a\x18\x64ora/api/v1/object.proto\"H\n\tObjectRef\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\"Y\n\x0c\x41pplyRequest\x12#\n\x06object\x18\x01 \x01(\x0b\x32\x13.dora.api.v1.Object\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\x13\n\x0b\x63reate_only\x18\x03 \x01(\x08\"\xb5\x01\n\rApplyResponse\x12#\n\x06object\x18\x01 \x01(\x0b\x32\x13.dora.api.v1.Object\x12\x31\n\x06result\x18\x02 \x01(\x0e\x32!.dora.api.v1.ApplyResponse.Result\"L\n\x06Result\x12\x16\n\x12RESULT_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x43REATED\x10\x01\x12\x0e\n\nCONFIGURED\x10\x02\x12\r\n\tUNCHANGED\x10\x03\"K\n\nGetRequest\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.dora.api.v1.ObjectRef\x12\x18\n\x10resource_version\x18\x02 \x01(\x03\"\x95\x01\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12\x16\n\x0elabel_selector\x18\x04 \x01(\t\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x16\n\x0e\x63ontinue_token\x18\x06 \x01(\t\x12\x18\n\x10resource_version\x18\x07 \x01(\x03\"d\n\x0cListResponse\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.dora.api.v1.Object\x12\x18\n\x10resource_version\x18\x02 \x01(\x03\x12\x16\n\x0e\x63ontinue_token\x18\x03 \x01(\t\"\x85\x01\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12\x18\n\x10resource_version\x18\x04 \x01(\x03\x12\x16\n\x0elabel_selector\x18\x05 \x01(\t\x12\x14\n\x0cresume_index\x18\x06 \x01(\x05\"\xc7\x01\n\nWatchEvent\x12*\n\x04type\x18\x01 \x01(\x0e\x32\x1c.dora.api.v1.WatchEvent.Type\x12#\n\x06object\x18\x02 \x01(\x0b\x32\x13.dora.api.v1.Object\x12\x16\n\x0erevision_index\x18\x03 \x01(\x05\"P\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\x12\x0c\n\x08\x42OOKMARK\x10\x04\":\n\x13UpdateStatusRequest\x12#\n\x06object\x18\x01 \x01(\x0b\x32\x13.dora.api.v1.Object\"N\n\rDeleteRequest\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.dora.api.v1.ObjectRef\x12\x18\n\x10resource_version\x18\x02 \x01(\x03\"5\n\x0e\x44\x65leteResponse\x12#\n\x06object\x18\x01 \x01(\x0b\x32\x13.dora.api.v1.Object2\x86\x03\n\tResources\x12>\n\x05\x41pply\x12\x19.dora.api.v1.ApplyRequest\x1a\x1a.dora.api.v1.ApplyResponse\x12\x33\n\x03Get\x12\x17.dora.api.v1.GetRequest\x1a\x13.dora.api.v1.Object\x12;\n\x04List\x12\x18.dora.api.v1.ListRequest\x1a\x19.dora.api.v1.ListResponse\x12=\n\x05Watch\x12\x19.dora.api.v1.WatchRequest\x1a\x17.dora.api.v1.WatchEvent0\x01\x12\x45\n\x0cUpdateStatus\x12 .dora.api.v1.UpdateStatusRequest\x1a\x13.dora.api.v1.Object\x12\x41\n\x06\x44\x65lete\x12\x1a.dora.api.v1.DeleteRequest\x1a\x1b.dora.api.v1.DeleteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,18 +46,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTREQUEST']._serialized_end=646
   _globals['_LISTRESPONSE']._serialized_start=648
   _globals['_LISTRESPONSE']._serialized_end=748
-  _globals['_WATCHREQUEST']._serialized_start=750
-  _globals['_WATCHREQUEST']._serialized_end=861
-  _globals['_WATCHEVENT']._serialized_start=864
-  _globals['_WATCHEVENT']._serialized_end=1039
-  _globals['_WATCHEVENT_TYPE']._serialized_start=959
-  _globals['_WATCHEVENT_TYPE']._serialized_end=1039
-  _globals['_UPDATESTATUSREQUEST']._serialized_start=1041
-  _globals['_UPDATESTATUSREQUEST']._serialized_end=1099
-  _globals['_DELETEREQUEST']._serialized_start=1101
-  _globals['_DELETEREQUEST']._serialized_end=1179
-  _globals['_DELETERESPONSE']._serialized_start=1181
-  _globals['_DELETERESPONSE']._serialized_end=1234
-  _globals['_RESOURCES']._serialized_start=1237
-  _globals['_RESOURCES']._serialized_end=1627
+  _globals['_WATCHREQUEST']._serialized_start=751
+  _globals['_WATCHREQUEST']._serialized_end=884
+  _globals['_WATCHEVENT']._serialized_start=887
+  _globals['_WATCHEVENT']._serialized_end=1086
+  _globals['_WATCHEVENT_TYPE']._serialized_start=1006
+  _globals['_WATCHEVENT_TYPE']._serialized_end=1086
+  _globals['_UPDATESTATUSREQUEST']._serialized_start=1088
+  _globals['_UPDATESTATUSREQUEST']._serialized_end=1146
+  _globals['_DELETEREQUEST']._serialized_start=1148
+  _globals['_DELETEREQUEST']._serialized_end=1226
+  _globals['_DELETERESPONSE']._serialized_start=1228
+  _globals['_DELETERESPONSE']._serialized_end=1281
+  _globals['_RESOURCES']._serialized_start=1284
+  _globals['_RESOURCES']._serialized_end=1674
 # @@protoc_insertion_point(module_scope)

@@ -227,6 +227,7 @@ class WatchRequest(_message.Message):
     WORKSPACE_FIELD_NUMBER: _builtins.int
     RESOURCE_VERSION_FIELD_NUMBER: _builtins.int
     LABEL_SELECTOR_FIELD_NUMBER: _builtins.int
+    RESUME_INDEX_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     zone: _builtins.str
     workspace: _builtins.str
@@ -235,6 +236,14 @@ class WatchRequest(_message.Message):
     N: send every change after revision N.
     """
     label_selector: _builtins.str
+    resume_index: _builtins.int
+    """Resume inside revision N: one etcd transaction can change several objects
+    of a kind, and their events share revision N. With resume_index I > 0 the
+    watch sends the events of revision N from position I on (the
+    revision_index + 1 of the last event received), then every later change.
+    0: every event of revision N was received (after a bookmark, or a list).
+    A version newer than the cluster's is refused (INVALID_ARGUMENT).
+    """
     def __init__(
         self,
         *,
@@ -243,10 +252,11 @@ class WatchRequest(_message.Message):
         workspace: _builtins.str = ...,
         resource_version: _builtins.int = ...,
         label_selector: _builtins.str = ...,
+        resume_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "label_selector", b"label_selector", "resource_version", b"resource_version", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "label_selector", b"label_selector", "resource_version", b"resource_version", "resume_index", b"resume_index", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -283,7 +293,14 @@ class WatchEvent(_message.Message):
 
     TYPE_FIELD_NUMBER: _builtins.int
     OBJECT_FIELD_NUMBER: _builtins.int
+    REVISION_INDEX_FIELD_NUMBER: _builtins.int
     type: Global___WatchEvent.Type.ValueType
+    revision_index: _builtins.int
+    """This event's position among the events of its revision (several when one
+    transaction changed several objects): a watcher that stops here resumes
+    with resource_version = object.metadata.resource_version and
+    resume_index = revision_index + 1.
+    """
     @_builtins.property
     def object(self) -> _object_pb2.Object: ...
     def __init__(
@@ -291,10 +308,11 @@ class WatchEvent(_message.Message):
         *,
         type: Global___WatchEvent.Type.ValueType = ...,
         object: _object_pb2.Object | None = ...,
+        revision_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["object", b"object"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["object", b"object", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["object", b"object", "revision_index", b"revision_index", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

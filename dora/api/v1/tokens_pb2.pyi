@@ -28,10 +28,15 @@ class TokenInfo(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
     EXPIRES_FIELD_NUMBER: _builtins.int
+    NODE_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     workspace: _builtins.str
     """The workspace objects go to when they name none."""
     id: _builtins.str
+    node: _builtins.str
+    """The Node this token is an agent's identity for: its holder acts as that
+    node only (its own Node, Lease and the Containers bound to it).
+    """
     @_builtins.property
     def created(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -46,10 +51,11 @@ class TokenInfo(_message.Message):
         id: _builtins.str = ...,
         created: _timestamp_pb2.Timestamp | None = ...,
         expires: _timestamp_pb2.Timestamp | None = ...,
+        node: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "expires", b"expires"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "expires", b"expires", "id", b"id", "user", b"user", "workspace", b"workspace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "expires", b"expires", "id", b"id", "node", b"node", "user", b"user", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -63,11 +69,16 @@ class CreateTokenRequest(_message.Message):
     WORKSPACE_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    NODE_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     workspace: _builtins.str
     id: _builtins.str
     ttl_seconds: _builtins.int
     """0: never expires."""
+    node: _builtins.str
+    """Bind the token to this Node (`doractl token create ... --node NAME`): the
+    identity of that node's agent.
+    """
     def __init__(
         self,
         *,
@@ -75,10 +86,11 @@ class CreateTokenRequest(_message.Message):
         workspace: _builtins.str = ...,
         id: _builtins.str = ...,
         ttl_seconds: _builtins.int = ...,
+        node: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "ttl_seconds", b"ttl_seconds", "user", b"user", "workspace", b"workspace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "node", b"node", "ttl_seconds", b"ttl_seconds", "user", b"user", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -208,10 +220,13 @@ class WhoAmIResponse(_message.Message):
     TOKEN_ID_FIELD_NUMBER: _builtins.int
     ZONE_FIELD_NUMBER: _builtins.int
     WORKSPACE_FIELD_NUMBER: _builtins.int
+    NODE_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     token_id: _builtins.str
     zone: _builtins.str
     workspace: _builtins.str
+    node: _builtins.str
+    """The Node the token is bound to, if any."""
     def __init__(
         self,
         *,
@@ -219,10 +234,11 @@ class WhoAmIResponse(_message.Message):
         token_id: _builtins.str = ...,
         zone: _builtins.str = ...,
         workspace: _builtins.str = ...,
+        node: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["token_id", b"token_id", "user", b"user", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "token_id", b"token_id", "user", b"user", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

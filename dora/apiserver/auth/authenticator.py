@@ -64,7 +64,8 @@ class Authenticator:
             zone = user.user.spec.defaults.zone
             workspace = user.user.spec.defaults.workspace
         principal = Principal(
-            user=found.user, token_id=found.id, zone=zone, workspace=found.workspace or workspace
+            user=found.user, token_id=found.id, zone=zone, workspace=found.workspace or workspace,
+            node=found.node,
         )
         if len(self._kept) >= _MAX_KEPT:
             self._kept = {t: k for t, k in self._kept.items() if now - k[0] < _KEEP_SECONDS}

@@ -31,6 +31,16 @@ read the Usercredit that bears their own name (their credits, in each zone the
 binding covers), and no one else's. Checks that may meet them take the object's
 name.
 
+Usercredits are personal and in no workspace, so a binding to one workspace
+(the seed user's ``kind: All, workspace: amedeo.setti``) cannot reach other
+users' credits whatever its role says: its Get, Describe or All on Usercredit
+reads the caller's own Usercredit only (in Get, Describe, List and Watch alike).
+Reading everyone's takes a binding with ``workspace: All``.
+
+A node (a token bound to a Node, or a user granted only ``Node: report``) is
+held to ``noderestriction`` on top of its roles: ``node_of`` says which node,
+the verbs it may use are checked here, and which objects, by the service.
+
 Decisions are made on the cached Users and Roles; a denial is checked once more
 against etcd, so a role applied a moment ago is honoured at once. What a user's
 cached bindings and roles come to is kept until the User or Role cache changes
@@ -39,6 +49,7 @@ at all (``KindCache.changes``), so a call does not rebuild it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -46,6 +57,7 @@ from dora.api import errors, kinds
 from dora.api.objects import Ref
 from dora.api.v1 import access_pb2, object_pb2
 from dora.apiserver import registry
+from dora.apiserver.auth import noderestriction
 from dora.apiserver.watchcache import WatchCache
 
 ALL = "All"
@@ -54,6 +66,11 @@ ANY_KIND = "*"
 # (kind, verb) grants that let a caller read the Usercredit named after them.
 OWN_CREDITS: frozenset[tuple[str, str]] = frozenset({("Usercredit", "getone"),
                                                      ("User", "credits")})
+# Verbs on Usercredit (or on every kind) that read one's own Usercredit at least.
+_READS = frozenset({"getone", "get", "describe", "all"})
+# Kinds whose objects belong to one user and no workspace: a binding to one
+# workspace grants on the caller's own only.
+PERSONAL = frozenset({"Usercredit"})
 
 IMPLIED: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {
     ("Node", "report"): {
@@ -91,12 +108,33 @@ class Principal:
     token_id: str = ""
     zone: str = ""
     workspace: str = ""
+    # The Node the token is bound to: the caller acts as that node's agent.
+    node: str = ""
 
 
 @dataclass(frozen=True)
 class _Rules:
     bindings: tuple[access_pb2.ResourceBinding, ...]
     roles: dict[str, access_pb2.RoleSpec]
+
+    @functools.cached_property
+    def node_only(self) -> bool:
+        """Whether all these rules grant is ``Node: report`` (a node user's)."""
+        grants = {(kind, verb.lower())
+                  for binding in self.bindings
+                  for kind, verb in _direct_grants(binding, self.roles.get(binding.role))}
+        return grants == {("Node", "report")}
+
+
+def _direct_grants(binding: access_pb2.ResourceBinding,
+                   role: access_pb2.RoleSpec | None) -> Iterator[tuple[str, str]]:
+    if role is None:
+        return
+    for permitted_kind, verbs in role.permission.items():
+        if binding.kind not in (ALL, permitted_kind) and permitted_kind != ALL:
+            continue
+        for verb in verbs.verbs:
+            yield permitted_kind, verb
 
 
 class Authorizer:
@@ -112,13 +150,30 @@ class Authorizer:
     def user(self, name: str) -> object_pb2.Object | None:
         return self._users.get(_USER_PREFIX + name.encode())
 
+    def node_of(self, principal: Principal) -> str | None:
+        """The node the caller acts as (``noderestriction``): its token's node; ``""``
+        for a node user whose token is bound to none; None when it is no node."""
+        if principal.node:
+            return principal.node
+        return "" if self._cached_rules(principal).node_only else None
+
+    def _node_allows(self, principal: Principal, verb: str, kind: str) -> bool:
+        node = self.node_of(principal)
+        return node is None or noderestriction.verb_allowed(node, verb, kind)
+
     def allows(self, principal: Principal, verb: str, kind: str, zone: str,
                workspace: str) -> bool:
-        return self._allows(self._cached_rules(principal), verb, kind, zone, workspace)
+        return self._node_allows(principal, verb, kind) and self._allows(
+            self._cached_rules(principal), verb, kind, zone, workspace)
 
     async def require(self, principal: Principal, verb: str, kind: str, zone: str,
                       workspace: str) -> None:
         """Raise ``errors.Forbidden`` naming verb, kind, zone and workspace if not allowed."""
+        if not self._node_allows(principal, verb, kind):
+            node = self.node_of(principal)
+            if node == "":
+                raise noderestriction.unbound(principal.user)
+            raise errors.Forbidden(f"node {node!r} may not {verb} {kind}")
         if self.allows(principal, verb, kind, zone, workspace):
             return
         if self._allows(await self._fresh_rules(principal), verb, kind, zone, workspace):
@@ -127,6 +182,10 @@ class Authorizer:
 
     async def require_somewhere(self, principal: Principal, verb: str, kind: str) -> None:
         """Raise unless the caller may do ``verb`` on ``kind`` in at least one place."""
+        if not self._node_allows(principal, verb, kind):
+            if self.node_of(principal) == "":
+                raise noderestriction.unbound(principal.user)
+            raise errors.Forbidden(f"node {principal.node!r} may not {verb} {kind}")
         for rules in (self._cached_rules(principal), await self._fresh_rules(principal)):
             if any(_verb_ok(verb, v) for k, v in self._grants(rules) if k in (kind, ANY_KIND)):
                 return
@@ -137,6 +196,8 @@ class Authorizer:
     ) -> Callable[[str, str, str], bool]:
         """A check of (zone, workspace, name) for filtering lists and watch events."""
         own = verb == "Get" and kind == "Usercredit"
+        if not self._node_allows(principal, verb, kind):
+            return lambda zone, workspace, name: False
         # (zone, workspace) -> allowed, for the rules it was decided on: a list asks
         # for every object, mostly of a few places.
         decided: dict[tuple[str, str], bool] = {}
@@ -197,7 +258,8 @@ class Authorizer:
             for granted_kind, granted_verb in self._binding_grants(binding, rules):
                 verb = granted_verb.lower()
                 if (granted_kind, verb) in OWN_CREDITS or (
-                        granted_kind == ANY_KIND and verb in ("getone", "credits")):
+                        granted_kind in ("Usercredit", ANY_KIND) and verb in _READS) or (
+                        granted_kind == ANY_KIND and verb == "credits"):
                     return True
         return False
 
@@ -248,6 +310,8 @@ class Authorizer:
                 continue
             if workspaced and binding.workspace not in (ALL, workspace):
                 continue
+            if kind_name in PERSONAL and binding.workspace != ALL:
+                continue  # only the caller's own: ``allows_own``
             for granted_kind, granted_verb in self._binding_grants(binding, rules):
                 if granted_kind in (kind_name, ANY_KIND) and _verb_ok(verb, granted_verb):
                     return True

@@ -1,7 +1,8 @@
 """Bearer tokens: created once, shown once, stored as hashes.
 
 ``/dora/tokens/<sha256 of the token>`` holds the token's ``TokenInfo`` (user,
-default workspace, id, expiry); ``/dora/tokenids/<user>/<id>`` points at that
+default workspace, id, expiry, and the Node it is an agent's identity
+for); ``/dora/tokenids/<user>/<id>`` points at that
 hash so ``revoke USER ID`` and ``token ls`` need no token. Both keys are written
 and deleted together in one transaction. Lookups are cached for a second per
 replica; a revoke on this replica drops the cache entry at once (and moves
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from dora.apiserver.storage import Etcd
 PREFIX = b"/dora/tokens/"
 ID_PREFIX = b"/dora/tokenids/"
 _CACHE_SECONDS = 1.0
+_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?")
 
 
 def _utcnow() -> dt.datetime:
@@ -42,7 +45,8 @@ class TokenStore:
         self.revocations = 0
 
     def records(
-        self, *, user: str, workspace: str, token_id: str, ttl_seconds: int = 0
+        self, *, user: str, workspace: str, token_id: str, ttl_seconds: int = 0,
+        node: str = "",
     ) -> tuple[str, tokens_pb2.TokenInfo, list[tuple[bytes, bytes]]]:
         """A new token, its info and the keys that store it (for a transaction)."""
         if not user or "/" in user:
@@ -51,8 +55,11 @@ class TokenStore:
             raise errors.Invalid("required: a token id without '/'", field="id")
         if ttl_seconds < 0:
             raise errors.Invalid("must be >= 0", field="ttlSeconds")
+        if node and not _NAME.fullmatch(node):
+            raise errors.Invalid("must be a Node name (letters, digits, '.', '-', '_')",
+                                 field="node")
         token = "dora_" + secrets.token_urlsafe(32)
-        info = tokens_pb2.TokenInfo(user=user, workspace=workspace, id=token_id)
+        info = tokens_pb2.TokenInfo(user=user, workspace=workspace, id=token_id, node=node)
         now = self._now()
         info.created.FromDatetime(now)
         if ttl_seconds:
@@ -65,10 +72,12 @@ class TokenStore:
         ]
 
     async def create(
-        self, *, user: str, workspace: str, token_id: str, ttl_seconds: int = 0
+        self, *, user: str, workspace: str, token_id: str, ttl_seconds: int = 0,
+        node: str = "",
     ) -> tuple[str, tokens_pb2.TokenInfo]:
         token, info, items = self.records(
-            user=user, workspace=workspace, token_id=token_id, ttl_seconds=ttl_seconds
+            user=user, workspace=workspace, token_id=token_id, ttl_seconds=ttl_seconds,
+            node=node,
         )
         if not await self.etcd.create_all(items):
             raise errors.AlreadyExists(f"user {user!r} already has a token {token_id!r}")

@@ -6,8 +6,12 @@ relists when the watch says the version is gone (compacted), and after any
 other failure, with backoff. Watches go silent in real networks (kopf's most
 reported bug), so the informer asks for bookmarks and, when nothing at all
 arrives for ``stall_timeout`` seconds, reopens the watch from its last version.
-Every ``resync`` seconds it hands every cached object to its handlers again: a
-reconcile that was dropped on the floor gets another chance (level-triggered).
+Every ``resync`` seconds it lists again and watches from the new list: a cache
+that diverged from the cluster (an event lost by a bug, an object that is gone
+but still cached, on which a controller would spin) is repaired, each
+difference dispatched as the change it is and logged. Then it hands every cached
+object to its handlers again: a reconcile that was dropped on the floor gets
+another chance (level-triggered).
 
 Handlers receive a ``Delta`` and must not block: they enqueue keys.
 """
@@ -20,7 +24,8 @@ from typing import Protocol
 
 import anyio
 
-from dora.api import errors
+from dora.api import errors, objects
+from dora.api.client import resume_point
 from dora.api.v1 import object_pb2, resources_pb2
 from dora.controllers.runtime.cache import Delta, Store
 from dora.controllers.runtime.clock import Clock
@@ -42,6 +47,7 @@ class ListWatcher(Protocol):
     def watch(
         self, kind: str, *, zone: str = "", workspace: str = "", label_selector: str = "",
         resource_version: int = 0, resume: bool = True, bookmarks: bool = False,
+        resume_index: int = 0,
     ) -> AsyncIterator[WatchEvent]: ...
 
 
@@ -69,8 +75,15 @@ class Informer:
         self.max_retry = max_retry
         self.synced = anyio.Event()
         self.version = 0
+        # How many events of ``version`` came (0: all of them): where a reopened
+        # watch resumes inside a revision that changed several objects.
+        self.resume_index = 0
         self.relists = 0
+        # Objects a resync's list found the cache wrong about, since the start.
+        self.repaired = 0
         self._handlers: list[Handler] = []
+        self._resync_due = False
+        self._watch_scope: anyio.CancelScope | None = None
 
     def add_handler(self, handler: Handler) -> None:
         self._handlers.append(handler)
@@ -87,7 +100,10 @@ class Informer:
             try:
                 await self._list()
                 delay = self.retry
-                await self._watch()
+                with anyio.CancelScope() as scope:
+                    self._watch_scope = scope
+                    await self._watch()
+                # Cancelled by the resync loop: list again, then watch from there.
             except errors.Gone:
                 log.info("%s watch: version %d is gone; listing again", self.kind, self.version)
             except errors.DoraError as exc:
@@ -98,17 +114,30 @@ class Informer:
     async def _list(self) -> None:
         items, version = await self.client.list(self.kind, zone=self.zone)
         self.relists += 1
-        for delta in self.store.replace(items):
+        deltas = self.store.replace(items)
+        resync, self._resync_due = self._resync_due, False
+        if resync and deltas:
+            self.repaired += len(deltas)
+            log.warning("%s resync: the cache differed from the cluster on %d object(s) "
+                        "(%s); repaired", self.kind, len(deltas),
+                        ", ".join(sorted({d.object.metadata.name for d in deltas})[:5]))
+        for delta in deltas:
             self._dispatch(delta)
-        self.version = version
+        self.version, self.resume_index = version, 0
         self.synced.set()
+        if resync:
+            changed = {objects.ref_of(d.object) for d in deltas}
+            for obj in self.store:
+                if objects.ref_of(obj) not in changed:
+                    self._dispatch(Delta(obj, obj))
         log.debug("%s: listed %d objects at version %d", self.kind, len(items), version)
 
     async def _watch(self) -> None:
         """Follow changes from ``self.version``; returns only by raising."""
         while True:
             stream = self.client.watch(
-                self.kind, zone=self.zone, resource_version=self.version, bookmarks=True
+                self.kind, zone=self.zone, resource_version=self.version,
+                resume_index=self.resume_index, bookmarks=True,
             )
             try:
                 while True:
@@ -127,7 +156,7 @@ class Informer:
 
     def _handle(self, event: WatchEvent) -> None:
         obj = event.object
-        self.version = max(self.version, obj.metadata.resource_version)
+        self.version, self.resume_index = resume_point(self.version, self.resume_index, event)
         delta: Delta | None = None
         if event.type == WatchEvent.BOOKMARK:
             return
@@ -150,8 +179,11 @@ class Informer:
         await self.synced.wait()
         while True:
             await self.clock.sleep(self.resync)
-            for obj in self.store:
-                self._dispatch(Delta(obj, obj))
+            # The watch loop lists again (repairing the cache) and dispatches
+            # every object; a list already under way does it too.
+            self._resync_due = True
+            if self._watch_scope is not None:
+                self._watch_scope.cancel()
 
 
 async def aclose(stream: AsyncIterator[WatchEvent]) -> None:

@@ -4,7 +4,9 @@
 create amedeo.setti amedeo.setti 1``): the token is shown this once only (the
 server keeps a hash), alone on stdout so a script can capture it, with a note on
 stderr that ``--quiet`` leaves out. The workspace is where the token's requests
-land when they name none.
+land when they name none. ``--node NAME`` makes the token that node agent's
+identity: the apiserver lets it act on that Node, its Lease and the Containers
+bound to it only (``doractl token create node node node1 --node node1``).
 """
 
 from __future__ import annotations
@@ -51,13 +53,18 @@ def create(
         show_default=False)] = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="Print the token alone, without the note on stderr.")] = False,
+    node: Annotated[str, typer.Option(
+        "--node", metavar="NAME",
+        help="Make it the identity of node NAME's agent (it may act on that node only).",
+        show_default=False)] = "",
 ) -> None:
     """Create a token for USER and print it (it is shown only this once)."""
     seconds = _ttl(ttl)
     connection = settings_of(ctx).connection()
 
     async def work(s: session.Session) -> tuple[str, tokens_pb2.TokenInfo]:
-        return await s.client.create_token(user, workspace, token_id, ttl_seconds=seconds)
+        return await s.client.create_token(user, workspace, token_id, ttl_seconds=seconds,
+                                           node=node)
 
     token, info = session.run(connection, work)
     if not quiet:

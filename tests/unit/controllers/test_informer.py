@@ -1,5 +1,6 @@
 """Informers: list, then watch from the list's version; relist when the version is gone;
-reopen a silent watch; resync."""
+reopen a silent watch (inside a revision of several events, too); resync, which
+repairs a cache that diverged."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import pytest
 
 from dora.api import errors
 from dora.api.v1 import object_pb2, resources_pb2
@@ -32,13 +34,15 @@ class FakeCluster:
         self.lists = lists
         self.watches = watches
         self.watched_from: list[int] = []
+        self.resumed_at: list[tuple[int, int]] = []
 
     async def list(self, kind: str, **_: Any) -> tuple[list[object_pb2.Object], int]:
         return self.lists.pop(0)
 
-    async def watch(self, kind: str, *, resource_version: int = 0,
+    async def watch(self, kind: str, *, resource_version: int = 0, resume_index: int = 0,
                     **_: Any) -> AsyncIterator[WatchEvent]:
         self.watched_from.append(resource_version)
+        self.resumed_at.append((resource_version, resume_index))
         script = self.watches.pop(0) if self.watches else [HANG]
         for item in script:
             if item == HANG:
@@ -126,8 +130,8 @@ async def test_errors_relist_with_backoff_on_the_clock() -> None:
 
 async def test_resync_hands_every_object_to_the_handlers_again() -> None:
     clock = FakeClock()
-    cluster = FakeCluster(lists=[([obj("Workload", "a"), obj("Workload", "b")], 10)],
-                          watches=[])
+    listing = [obj("Workload", "a"), obj("Workload", "b")]
+    cluster = FakeCluster(lists=[(listing, 10), (listing, 10)], watches=[])
     informer = Informer(client=cluster, store=Store("Workload"), clock=clock, resync=30)
     names: list[str] = []
     informer.add_handler(lambda d: names.append(d.object.metadata.name))
@@ -152,3 +156,60 @@ async def test_a_failing_handler_does_not_stop_the_others() -> None:
     informer.add_handler(broken)
     informer.add_handler(lambda d: got.append(d.object.metadata.name))
     await run_until(informer, lambda: got == ["a"])
+
+
+def indexed(kind: int, o: object_pb2.Object, index: int) -> WatchEvent:
+    return WatchEvent(type=kind, object=o, revision_index=index)
+
+
+@pytest.mark.parametrize(("received", "resumed_at"), [
+    (1, (11, 1)),  # one of revision 11's three events: resume after it
+    (2, (11, 2)),
+    (3, (11, 3)),  # all three: nothing of 11 is sent again
+])
+async def test_a_silent_watch_resumes_inside_a_revision_of_several_events(
+    received: int, resumed_at: tuple[int, int]
+) -> None:
+    events = [indexed(WatchEvent.ADDED, obj("Workload", name, rv=11), index)
+              for index, name in enumerate("abc")]
+    cluster = FakeCluster(lists=[([], 10)], watches=[[*events[:received], HANG], [HANG]])
+    informer = Informer(client=cluster, store=Store("Workload"), clock=FakeClock(),
+                        resync=0, stall_timeout=0.1)
+    await run_until(informer, lambda: len(cluster.resumed_at) >= 2)
+    assert cluster.resumed_at[:2] == [(10, 0), resumed_at]
+    # A bookmark closes the revision: the next resume is after all of it.
+    informer._handle(WatchEvent(type=WatchEvent.BOOKMARK, object=obj("Workload", "", rv=11)))
+    assert (informer.version, informer.resume_index) == (11, 0)
+
+
+async def test_resync_repairs_a_cache_that_diverged_from_the_cluster() -> None:
+    clock = FakeClock()
+    # The first list has a, b, c; the cluster then deletes b, changes c and adds d
+    # while the watch (a bug's stand-in) says nothing.
+    cluster = FakeCluster(
+        lists=[([obj("Workload", "a", rv=3), obj("Workload", "b", rv=4),
+                 obj("Workload", "c", rv=5)], 10),
+               ([obj("Workload", "a", rv=3), obj("Workload", "c", rv=12),
+                 obj("Workload", "d", rv=13)], 20)],
+        watches=[[HANG], [HANG]],
+    )
+    store = Store("Workload")
+    informer = Informer(client=cluster, store=store, clock=clock, resync=30)
+    deltas: list[Delta] = []
+    informer.add_handler(deltas.append)
+    async with anyio.create_task_group() as group:
+        group.start_soon(informer.run)
+        await anyio.wait_all_tasks_blocked()
+        assert len(deltas) == 3
+        deltas.clear()
+        clock.advance(30)
+        await anyio.wait_all_tasks_blocked()
+        assert sorted(o.metadata.name for o in store) == ["a", "c", "d"]
+        assert informer.repaired == 3
+        changes = {(d.object.metadata.name, d.old is None, d.new is None,
+                    d.old is d.new) for d in deltas}
+        assert changes == {("b", False, True, False), ("c", False, False, False),
+                           ("d", True, False, False), ("a", False, False, True)}
+        assert len(deltas) == 4, "every object once: the repairs, then a's resync"
+        assert cluster.watched_from == [10, 20], "the watch goes on from the new list"
+        group.cancel_scope.cancel()
