@@ -14,6 +14,8 @@ containers labelled with this node and that key, then takes one step:
 - the Docker container of this incarnation exists: it is *adopted*, never
   restarted, and its state is reported (Running, Exited with the exit code).
   One created but never started (the agent stopped in between) is started.
+  A running one is frozen (``docker pause``) while ``spec.paused`` is true, and
+  thawed when it is false again: phase Paused, then Running.
 - none exists: if the Container never ran, it is started (Pulling, Creating,
   Running); if its status says it ran (a Docker id) or ended (Exited, Failed), it
   is not started again: a container that disappeared is reported Failed, and
@@ -107,8 +109,8 @@ def observed_status(current: Status, observed: Observed, *, node: str) -> Status
     if observed.started_at is not None:
         status.started_at.FromDatetime(observed.started_at)
     if observed.state in ("running", "paused", "restarting"):
-        status.phase = "Running"
-        status.reason = "Paused" if observed.state == "paused" else ""
+        status.phase = "Paused" if observed.state == "paused" else "Running"
+        status.reason = ""
         status.message = ""
         status.exit_code = 0
         status.ClearField("finished_at")
@@ -201,6 +203,19 @@ class Reconciler:
                      reconcile_id(), docker_id[:12], key_of(obj))
             await self._run(obj, docker_id)
             return
+        wanted = obj.container.spec.paused
+        if observed.state in ("running", "paused") and (observed.state == "paused") != wanted:
+            log.info("[%s] %s Docker container %s of %s", reconcile_id(),
+                     "pausing" if wanted else "resuming", docker_id[:12], key_of(obj))
+            try:
+                await self.engine.pause(docker_id, paused=wanted)
+            except EngineUnavailable:
+                raise
+            except EngineError as exc:
+                log.warning("[%s] %s: docker %s failed: %s", reconcile_id(), key_of(obj),
+                            "pause" if wanted else "unpause", exc)
+            else:
+                observed = await self.engine.inspect(docker_id) or observed
         await self._report(obj, observed)
 
     async def _report(self, obj: object_pb2.Object, observed: Observed) -> None:

@@ -28,6 +28,7 @@ from dora.apiserver.auth.authorizer import Authorizer
 from dora.apiserver.auth.bootstrap import bootstrap
 from dora.apiserver.auth.tokens import TokenStore
 from dora.apiserver.leases import LeasesService
+from dora.apiserver.pausing import PausingService
 from dora.apiserver.registry import Registry, Scope
 from dora.apiserver.service import SERVICE, ResourcesService
 from dora.apiserver.storage import TLS, Etcd
@@ -103,6 +104,8 @@ class APIServer:
             TokensService(tokens=self.tokens, authenticator=authn, authorizer=authz).handler(),
             WorkspacesService(registry=self.registry, authenticator=authn,
                               authorizer=authz).handler(),
+            PausingService(registry=self.registry, authenticator=authn,
+                           authorizer=authz).handler(),
             StreamsService(registry=self.registry, link=self.agents, authenticator=authn,
                            authorizer=authz).handler(),
             VolumeFilesService(registry=self.registry, cache=self.cache, link=self.agents,

@@ -1,4 +1,5 @@
-"""The tutorial's workload verbs: ``scale``, ``stop``, ``start``, ``versions`` and ``rollback``.
+"""The tutorial's workload verbs: ``scale``, ``stop``, ``start``, ``pause``, ``resume``,
+``versions`` and ``rollback``.
 
 Each change is a read-modify-write of the workload's spec: get it, change it, and
 apply it back carrying the ``resourceVersion`` it was read at, so a concurrent
@@ -10,6 +11,9 @@ every spec (``<workload>.v<n>``, owned by the workload); scaling and stopping
 make none. ``rollback`` applies a version's template with the replica count and
 stopped flag left as they are (``dora.api.conventions.rollback``), and the
 controller recognises the spec as that version again.
+
+``pause`` and ``resume`` freeze and thaw a workload's or a container's Docker
+containers through the Pausing call (verbs ``Pause`` and ``Resume``), not an apply.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ def register(app: typer.Typer) -> None:
     command(app, "scale")(scale)
     command(app, "stop")(stop)
     command(app, "start")(start)
+    command(app, "pause")(pause)
+    command(app, "resume")(resume)
     command(app, "versions")(versions)
     command(app, "rollback")(rollback)
 
@@ -89,6 +95,53 @@ def start(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
         spec.stopped = False
 
     _change(ctx, _workload_kind(kind), names, mutate, done="started")
+
+
+def _pausable_kind(word: str) -> kinds.Kind:
+    found = kind_of(word)
+    if found.name not in ("Workload", "Container"):
+        raise typer.BadParameter(f"only workloads and containers can be paused, not "
+                                 f"{found.plural}", param_hint="KIND")
+    return found
+
+
+def pause(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
+    """Freeze a workload's or a container's processes (`docker pause`); they keep their
+    GPUs and CPUs, and credits keep counting. `resume` thaws them."""
+    _set_paused(ctx, _pausable_kind(kind), names, paused=True)
+
+
+def resume(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
+    """Thaw what `pause` froze."""
+    _set_paused(ctx, _pausable_kind(kind), names, paused=False)
+
+
+def _set_paused(ctx: typer.Context, kind: kinds.Kind, names: list[str], *,
+                paused: bool) -> None:
+    connection = settings_of(ctx).connection()
+
+    async def work(s: session.Session) -> bool:
+        ok = True
+        zone, workspace = s.scope(kind)
+        for name in names:
+            try:
+                _, changed = await s.client.set_paused(kind.name, name, paused=paused,
+                                                       zone=zone, workspace=workspace)
+            except errors.Unavailable:
+                raise
+            except errors.DoraError as exc:
+                ok = False
+                sys.stdout.flush()
+                typer.echo(printers.error_text(exc), err=True)
+                continue
+            word = "paused" if paused else "resumed"
+            count = f" ({len(changed)} container{'s' * (len(changed) != 1)})" if (
+                kind.name == "Workload") else ""
+            typer.echo(f"{kind.name.lower()}/{name} {word}{count}")
+        return ok
+
+    if not session.run(connection, work):
+        raise typer.Exit(1)
 
 
 def _change(ctx: typer.Context, kind: kinds.Kind, names: list[str], mutate: Mutation, *,
