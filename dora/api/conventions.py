@@ -42,6 +42,10 @@ _SCALE_DOWN_KEPT = 16
 # spent; the workload controller runs no container of a workload that bears it.
 CREDITS_EXHAUSTED_CONDITION = "CreditsExhausted"
 
+# The Workload condition a dora-controllers sets while no dora-controllers leads
+# the workload's zone (dora.controllers.zones); the zone's own controller clears it.
+ZONE_UNSERVED_CONDITION = "ZoneUnserved"
+
 
 def node_lease_name(node: str) -> str:
     return f"{NODE_LEASE_PREFIX}{node}"

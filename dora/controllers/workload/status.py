@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from dora.api import conventions
 from dora.api.v1 import object_pb2, workloads_pb2
 from dora.controllers import conditions
 from dora.controllers.workload.plan import FAILED_PHASES, RUNNING, Plan
@@ -46,6 +47,8 @@ def build(
     status.observed_generation = workload.metadata.generation
     status.current_version = version
     conds = status.conditions
+    # This controller runs in the workload's zone: the zone is served.
+    conditions.remove(conds, conventions.ZONE_UNSERVED_CONDITION)
 
     if desired == 0:
         reason = "Stopped" if spec.stopped else "ScaledToZero"
