@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dora.api import conventions
 from dora.api.v1 import object_pb2, workloads_pb2
 from dora.controllers import conditions
-from dora.controllers.workload.plan import FAILED_PHASES, RUNNING, Plan
+from dora.controllers.workload.plan import FAILED_PHASES, PAUSED, RUNNING, Plan
 
 AVAILABLE, PROGRESSING, UNSCHEDULABLE, EXITED = (
     "Available", "Progressing", "Unschedulable", "Exited",
@@ -54,6 +54,11 @@ def build(
         reason = "Stopped" if spec.stopped else "ScaledToZero"
         conditions.set_condition(conds, type=AVAILABLE, status="True", reason=reason,
                                  message="no containers are wanted", now=now)
+    elif spec.paused:
+        paused = sum(1 for r in plan.current if r.phase == PAUSED)
+        conditions.set_condition(conds, type=AVAILABLE, status="False", reason="Paused",
+                                 message=f"{paused} of {desired} containers paused "
+                                         "(doractl resume)", now=now)
     elif ready >= desired:
         conditions.set_condition(conds, type=AVAILABLE, status="True", reason="ReplicasReady",
                                  message=f"{ready} of {desired} containers running", now=now)

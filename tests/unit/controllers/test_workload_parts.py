@@ -88,6 +88,26 @@ def test_containers_of_a_version_stored_before_cmd_was_an_argv_run_it_in_a_shell
     assert new_container(wl, version, 0).container.spec.shell_cmd
 
 
+def test_a_paused_workload_says_so_and_its_paused_containers_settle_a_rollout() -> None:
+    wl = workload(replicas=2)
+    wl.workload.spec.paused = True
+    wl.workload.status.conditions.add(type="ZoneUnserved", status="True")
+    step = plan(desired=2, version=1, restart_always=False, replicas=[
+        Replica(f"blue.red.{i}", i, 1, phase="Paused", bound=True) for i in range(2)])
+    status = workload_status.build(workload=wl, desired=2, version=1, plan=step,
+                                   unschedulable=[], now=NOW)
+    conds = {c.type: c for c in status.conditions}
+    assert (conds["Available"].status, conds["Available"].reason,
+            conds["Available"].message) == ("False", "Paused",
+                                            "2 of 2 containers paused (doractl resume)")
+    assert conds["Progressing"].reason == "Complete"
+    assert "ZoneUnserved" not in conds, "the zone's own controller runs: it is served"
+    rolling = plan(desired=1, version=2, restart_always=False, replicas=[
+        Replica("blue.red.0", 0, 1, phase="Paused", bound=True),
+        Replica("blue.red.1", 1, 2, phase="Paused", bound=True)])
+    assert rolling.delete == (("blue.red.0", "replaced by version 2"),)
+
+
 def test_status_counts_and_conditions() -> None:
     wl = workload(replicas=3)
     replicas = [Replica("blue.red.0", 0, 2, phase="Running", bound=True),
