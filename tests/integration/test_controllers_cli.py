@@ -132,6 +132,9 @@ async def test_zones_served_by_one_process_and_a_zone_nobody_serves_is_marked(
         message = await eventually(marked, within=10, what="the ZoneUnserved condition")
         assert "no dora-controllers serves zone dc-rov-01" in message
         assert "--zones dc-rov-01, or --zones all" in message
+        from dora.ctl import columns
+        assert columns.workload_status(await client.get("Workload", "rover",
+                                                        zone="dc-rov-01")) == "ZoneUnserved"
 
         async def warned() -> bool:
             events, _ = await client.list("Event", zone="dc-rov-01")

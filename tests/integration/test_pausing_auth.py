@@ -120,6 +120,7 @@ async def test_doractl_pause_and_resume(ctl: Ctl, client: Client) -> None:
     await client.apply(container)
     paused = await ctl.ok("pause", "workload", "web")
     assert paused.out == "workload/web paused (1 container)\n"
+    assert "Paused" in (await ctl.ok("get", "wk", "web")).out
     assert (await client.get("Container", "web.0")).container.spec.paused
     resumed = await ctl.ok("resume", "container", "web.0")
     assert resumed.out == "container/web.0 resumed\n"
