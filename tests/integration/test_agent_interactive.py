@@ -236,3 +236,22 @@ async def test_pausing_a_stopped_workload_is_refused_and_writes_nothing(client: 
     assert after.metadata.resource_version == stored.metadata.resource_version
     with pytest.raises(errors.Invalid, match="only a Workload or a Container"):
         await client.set_paused("Volume", "idle", paused=True)
+
+
+async def test_the_gpus_given_are_seen_by_uuid_inside(client: Client, node: str) -> None:
+    from dora.agent.inventory import SimulatedNVML
+
+    nvml = SimulatedNVML(["A100-SXM4-40GB"] * 4, node=node)
+    uuids = [nvml.nvmlDeviceGetUUID(i) for i in range(4)]
+    async with streams.agent_server(node) as server:
+        await streams.declare(client, node, f"http://127.0.0.1:{server.port}")
+        async with h.running_agent(client, node, nvml=nvml, simulated=True):
+            obj = h.bound("train.0", node)
+            for index in (1, 3):
+                obj.container.spec.gpus.add(index=index, uuid=uuids[index],
+                                            product_name="A100-SXM4-40GB")
+            await client.apply(obj)
+            await h.phase_of(client, "train.0", "Running")
+            seen = await env_of(client, "train.0")
+    wanted = f"{uuids[1]},{uuids[3]}"
+    assert (seen["NVIDIA_VISIBLE_DEVICES"], seen["CUDA_VISIBLE_DEVICES"]) == (wanted, wanted)
