@@ -203,20 +203,24 @@ class Reconciler:
                      reconcile_id(), docker_id[:12], key_of(obj))
             await self._run(obj, docker_id)
             return
+        await self._report(obj, await self._match_pause(obj, observed))
+
+    async def _match_pause(self, obj: object_pb2.Object, observed: Observed) -> Observed:
+        """Freeze or thaw the Docker container as ``spec.paused`` says; what it is then."""
         wanted = obj.container.spec.paused
-        if observed.state in ("running", "paused") and (observed.state == "paused") != wanted:
-            log.info("[%s] %s Docker container %s of %s", reconcile_id(),
-                     "pausing" if wanted else "resuming", docker_id[:12], key_of(obj))
-            try:
-                await self.engine.pause(docker_id, paused=wanted)
-            except EngineUnavailable:
-                raise
-            except EngineError as exc:
-                log.warning("[%s] %s: docker %s failed: %s", reconcile_id(), key_of(obj),
-                            "pause" if wanted else "unpause", exc)
-            else:
-                observed = await self.engine.inspect(docker_id) or observed
-        await self._report(obj, observed)
+        if observed.state not in ("running", "paused") or (observed.state == "paused") == wanted:
+            return observed
+        log.info("[%s] %s Docker container %s of %s", reconcile_id(),
+                 "pausing" if wanted else "resuming", observed.id[:12], key_of(obj))
+        try:
+            await self.engine.pause(observed.id, paused=wanted)
+        except EngineUnavailable:
+            raise
+        except EngineError as exc:
+            log.warning("[%s] %s: docker %s failed: %s", reconcile_id(), key_of(obj),
+                        "pause" if wanted else "unpause", exc)
+            return observed
+        return await self.engine.inspect(observed.id) or observed
 
     async def _report(self, obj: object_pb2.Object, observed: Observed) -> None:
         def change(status: Status) -> None:
@@ -305,7 +309,8 @@ class Reconciler:
         if observed is None:
             self.requeue(key_of(obj))
             return
-        await self._report(obj, observed)
+        # A container of a paused workload is frozen as soon as it starts.
+        await self._report(obj, await self._match_pause(obj, observed))
 
     async def _phase(self, obj: object_pb2.Object, phase: str, *, reason: str = "",
                      message: str = "") -> object_pb2.Object:

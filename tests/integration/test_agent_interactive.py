@@ -172,7 +172,7 @@ def busybox_workload(name: str, *, replicas: int) -> object_pb2.Object:
     spec = obj.workload.spec
     spec.replica.count = replicas
     spec.image.image, spec.image.pull_policy = h.BUSYBOX, "Never"
-    spec.selectors.cpu.count = 1
+    spec.selectors.cpu.millicores = 100  # three fit on a two-core machine
     spec.config.cmd = "/bin/sh"
     spec.config.env.add(name="GREETING", value="hello world")
     return obj
@@ -221,9 +221,13 @@ async def test_workload_replicas_know_their_slot_and_pause_together(
     items, _ = await client.list("Workloadversion", zone=h.ZONE, workspace=h.WORKSPACE)
     assert [v.metadata.name for v in items] == ["shells.v1"]
     await containers_in(client, "Paused", 2)
+    # One made while the workload is paused starts frozen.
+    await client.apply(busybox_workload("shells", replicas=3))
+    third = await containers_in(client, "Paused", 3)
+    assert all(c.container.spec.paused for c in third)
 
     await client.set_paused("Workload", "shells", paused=False)
-    await containers_in(client, "Running", 2)
+    await containers_in(client, "Running", 3)
 
 
 async def test_pausing_a_stopped_workload_is_refused_and_writes_nothing(client: Client) -> None:
