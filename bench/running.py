@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -43,6 +45,8 @@ WORKSPACE = "default"
 # The shell is PID 1 and ignores SIGTERM unless it traps it: with the trap a removal
 # takes milliseconds, not the agent's stop timeout.
 CMD = "trap 'exit 0' TERM; sleep 3600 & wait"
+# config.cmd is an argv in shell words: the script goes to sh -c, quoted.
+WORKLOAD_CMD = shlex.join(["sh", "-c", CMD])
 TARGET = 1.0
 TIMEOUT = 30.0
 
@@ -54,7 +58,7 @@ def workload(name: str, *, zone: str) -> object_pb2.Object:
     spec.driver = "Docker"
     spec.image.image = IMAGE
     spec.image.pull_policy = "Never"
-    spec.config.cmd = CMD
+    spec.config.cmd = WORKLOAD_CMD
     spec.selectors.cpu.count = 1
     spec.selectors.cpu.product_name.append("All")
     return obj
@@ -77,7 +81,7 @@ spec:
     image: {IMAGE}
     pullPolicy: Never
   config:
-    cmd: "{CMD}"
+    cmd: {json.dumps(WORKLOAD_CMD)}
 """
 
 

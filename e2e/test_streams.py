@@ -10,7 +10,7 @@ from e2e.test_system import apply, replicas_running, workload_yaml
 
 pytestmark = pytest.mark.timeout(600)
 
-TALKER = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.5; done"
+TALKER = "sh -c 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.5; done'"
 
 
 def test_logs_and_exec_through_either_apiserver(ctl: Doractl) -> None:

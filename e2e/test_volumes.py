@@ -23,7 +23,7 @@ def volume_and_writer() -> str:
              "driver": "Docker",
              "selectors": {"cpu": {"product_name": "All", "count": 1}},
              "image": {"image": "dora/busybox", "pullPolicy": "Never"},
-             "config": {"cmd": "echo trained > /results/model.txt; sleep 3600"},
+             "config": {"cmd": "sh -c 'echo trained > /results/model.txt; sleep 3600'"},
              "volumes": [{"name": "results"}],
          }},
     ], sort_keys=False)

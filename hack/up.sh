@@ -113,7 +113,7 @@ ensure_daemon() {
 
 ensure_daemon dora-controllers "$DATA_DIR/controllers.pid" \
   "$VENV/bin/dora-controllers" --server "$api_host:$api_port" --token-file "$token_file" \
-  --zone default
+  --zones all
 ensure_daemon dora-agent "$DATA_DIR/agent.pid" \
   "$VENV/bin/dora-agent" --server "$api_host:$api_port" --token-file "$DATA_DIR/node-$node_name.token" \
   --node-name "$node_name" --zone default --listen "$agent_addr" \

@@ -14,6 +14,8 @@ containers labelled with this node and that key, then takes one step:
 - the Docker container of this incarnation exists: it is *adopted*, never
   restarted, and its state is reported (Running, Exited with the exit code).
   One created but never started (the agent stopped in between) is started.
+  A running one is frozen (``docker pause``) while ``spec.paused`` is true, and
+  thawed when it is false again: phase Paused, then Running.
 - none exists: if the Container never ran, it is started (Pulling, Creating,
   Running); if its status says it ran (a Docker id) or ended (Exited, Failed), it
   is not started again: a container that disappeared is reported Failed, and
@@ -107,8 +109,8 @@ def observed_status(current: Status, observed: Observed, *, node: str) -> Status
     if observed.started_at is not None:
         status.started_at.FromDatetime(observed.started_at)
     if observed.state in ("running", "paused", "restarting"):
-        status.phase = "Running"
-        status.reason = "Paused" if observed.state == "paused" else ""
+        status.phase = "Paused" if observed.state == "paused" else "Running"
+        status.reason = ""
         status.message = ""
         status.exit_code = 0
         status.ClearField("finished_at")
@@ -201,7 +203,24 @@ class Reconciler:
                      reconcile_id(), docker_id[:12], key_of(obj))
             await self._run(obj, docker_id)
             return
-        await self._report(obj, observed)
+        await self._report(obj, await self._match_pause(obj, observed))
+
+    async def _match_pause(self, obj: object_pb2.Object, observed: Observed) -> Observed:
+        """Freeze or thaw the Docker container as ``spec.paused`` says; what it is then."""
+        wanted = obj.container.spec.paused
+        if observed.state not in ("running", "paused") or (observed.state == "paused") == wanted:
+            return observed
+        log.info("[%s] %s Docker container %s of %s", reconcile_id(),
+                 "pausing" if wanted else "resuming", observed.id[:12], key_of(obj))
+        try:
+            await self.engine.pause(observed.id, paused=wanted)
+        except EngineUnavailable:
+            raise
+        except EngineError as exc:
+            log.warning("[%s] %s: docker %s failed: %s", reconcile_id(), key_of(obj),
+                        "pause" if wanted else "unpause", exc)
+            return observed
+        return await self.engine.inspect(observed.id) or observed
 
     async def _report(self, obj: object_pb2.Object, observed: Observed) -> None:
         def change(status: Status) -> None:
@@ -290,7 +309,8 @@ class Reconciler:
         if observed is None:
             self.requeue(key_of(obj))
             return
-        await self._report(obj, observed)
+        # A container of a paused workload is frozen as soon as it starts.
+        await self._report(obj, await self._match_pause(obj, observed))
 
     async def _phase(self, obj: object_pb2.Object, phase: str, *, reason: str = "",
                      message: str = "") -> object_pb2.Object:

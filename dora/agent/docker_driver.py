@@ -92,6 +92,8 @@ class Engine(Protocol):
 
     async def remove(self, docker_id: str, *, stop_timeout: float) -> None: ...
 
+    async def pause(self, docker_id: str, *, paused: bool) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -241,7 +243,10 @@ class DockerDriver:
                 "command": spec.command, "network_mode": spec.network_mode,
                 # docker-init as PID 1: signals reach the command, zombies are reaped.
                 "init": True,
+                "tty": spec.tty, "stdin_open": spec.stdin_open,
             }
+            if spec.environment:
+                options["environment"] = [f"{k}={v}" for k, v in spec.environment.items()]
             if spec.shm_size:
                 options["shm_size"] = spec.shm_size
             if spec.nano_cpus:
@@ -291,6 +296,23 @@ class DockerDriver:
             except docker.errors.APIError as exc:
                 if exc.status_code != 409:  # 409: a removal is already in progress
                     raise
+
+        await self._run(call)
+
+    async def pause(self, docker_id: str, *, paused: bool) -> None:
+        """``docker pause`` (freeze every process: the cgroup freezer) or ``unpause``;
+        already in that state is fine."""
+
+        def call() -> None:
+            api = self._docker().api
+            try:
+                (api.pause if paused else api.unpause)(docker_id)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise
+                state = api.inspect_container(docker_id).get("State") or {}
+                if bool(state.get("Paused")) != paused:
+                    raise  # 409 for another reason: not running, say
 
         await self._run(call)
 

@@ -16,6 +16,15 @@ agent rebuilds everything it needs from them.
 The Docker name is ``dora-<zone>-<workspace>-<name>-<uid[:8]>``: readable in
 ``docker ps``, and unique per incarnation, so a Container created again under the
 same name never waits for the old Docker container's name.
+
+``config.cmd`` is an argv written as shell words (``shlex``, like docker-compose's
+``command:``): ``sh -c "echo $i"`` hands ``echo $i`` to the inner shell untouched.
+Containers of a version stored before that change carry ``spec.shellCmd`` and run
+their cmd as ``/bin/sh -c CMD``, the meaning it had when it was written.
+
+Every container runs as ``docker run -it`` would: a TTY and an open stdin, so an
+interactive image (``cmd: /bin/sh``) waits for input instead of exiting at once.
+Its environment is ``config.env`` plus what Dora tells it (``dora_environment``).
 """
 
 from __future__ import annotations
@@ -24,11 +33,12 @@ import datetime as dt
 import hashlib
 import json
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dora.api.objects import Ref
-from dora.api.v1 import object_pb2
+from dora.api.v1 import object_pb2, workloads_pb2
 
 LABEL_NODE = "dora.node"
 LABEL_UID = "dora.uid"
@@ -93,6 +103,11 @@ class RunSpec:
     ports: dict[str, int] = field(default_factory=dict)
     # Docker named volumes (see ``docker_volume``): name -> (target, read-only).
     volumes: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    # NAME -> value, in order: config.env, then Dora's (``dora_environment``).
+    environment: dict[str, str] = field(default_factory=dict)
+    # As ``docker run -it``: a terminal, and stdin kept open.
+    tty: bool = True
+    stdin_open: bool = True
 
 
 @dataclass(frozen=True)
@@ -163,7 +178,7 @@ def run_spec(obj: object_pb2.Object, *, node: str, simulated_gpus: bool,
     template = spec.template
     if not template.image.image:
         raise Unsupported("spec.template.image.image is empty")
-    command = ["/bin/sh", "-c", template.config.cmd] if template.config.cmd else None
+    command = command_of(obj.container.spec)
     mode = (template.network.mode or "none").lower()
     if mode not in ("none", "bridge", "host"):
         raise Unsupported(f"network mode {template.network.mode!r} is not none, bridge or host")
@@ -185,7 +200,53 @@ def run_spec(obj: object_pb2.Object, *, node: str, simulated_gpus: bool,
         network_mode=mode,
         ports=ports,
         volumes=volume_mounts(obj, mounts, zone=obj.metadata.zone),
+        environment={**{e.name: e.value for e in template.config.env},
+                     **dora_environment(obj, node=node)},
     )
+
+
+def command_of(spec: workloads_pb2.ContainerSpec) -> list[str] | None:
+    """The argv ``config.cmd`` stands for; None (the image's CMD) when it is empty."""
+    cmd = spec.template.config.cmd
+    if not cmd.strip():
+        return None
+    if spec.shell_cmd:
+        return ["/bin/sh", "-c", cmd]
+    try:
+        return shlex.split(cmd)
+    except ValueError as exc:
+        raise Unsupported(f"spec.template.config.cmd: {exc} (it is split into shell words)"
+                          ) from None
+
+
+def replica_index(obj: object_pb2.Object) -> int:
+    """The replica slot: ``spec.replicaIndex``, or for a Container created before that
+    field existed, its name's suffix (``<workload>.<n>``)."""
+    spec = obj.container.spec
+    if spec.HasField("replica_index"):
+        return spec.replica_index
+    suffix = obj.metadata.name.rpartition(".")[2]
+    return int(suffix) if suffix.isdigit() else 0
+
+
+def dora_environment(obj: object_pb2.Object, *, node: str) -> dict[str, str]:
+    """What every container is told about itself. Validation keeps these names out of
+    ``config.env``, so a user cannot hide the GPUs given or fake the identity."""
+    meta, spec = obj.metadata, obj.container.spec
+    env = {
+        "DORA_WORKLOAD": spec.workload,
+        "DORA_CONTAINER": meta.name,
+        "DORA_REPLICA_INDEX": str(replica_index(obj)),
+        "DORA_REPLICAS": str(max(spec.replicas, 0)),
+        "DORA_NODE": node,
+        "DORA_ZONE": meta.zone,
+        "DORA_WORKSPACE": meta.workspace,
+    }
+    uuids = ",".join(g.uuid or str(g.index) for g in spec.gpus)
+    # "void": the NVIDIA runtime exposes no GPU, even if the image says "all".
+    env["NVIDIA_VISIBLE_DEVICES"] = uuids or "void"
+    env["CUDA_VISIBLE_DEVICES"] = uuids
+    return env
 
 
 def volume_mounts(obj: object_pb2.Object, mounts: Sequence[Mount], *,

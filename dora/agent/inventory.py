@@ -106,7 +106,8 @@ def read_gpus(nvml: NVML) -> tuple[GPU, ...]:
 
 def read_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, int]:
     """The CPU model (as seed 004 prints it) and the number of logical cores."""
-    model, count = "", 0
+    count = 0
+    found: dict[str, str] = {}
     try:
         text = cpuinfo.read_text(errors="replace")
     except OSError:
@@ -116,10 +117,17 @@ def read_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, int]:
         field = field.strip().lower()
         if field == "processor":
             count += 1
-        # x86 says "model name"; some ARM kernels say "Model" or "Hardware".
-        elif field in ("model name", "model", "hardware", "cpu model") and not model:
-            model = " ".join(value.split())
+        elif field in _MODEL_FIELDS and field not in found:
+            found[field] = " ".join(value.split())
+    # x86 says "model name" (its "model", which comes first, is a number: "85");
+    # some ARM kernels say "Model" (a name there) or "Hardware".
+    names = [found.get(f, "") for f in _MODEL_FIELDS]
+    model = next((n for n in names if n and not n.isdigit()), "")
     return model or "unknown", count or os.cpu_count() or 1
+
+
+# The fields that name the CPU, best first.
+_MODEL_FIELDS = ("model name", "cpu model", "model", "hardware")
 
 
 def read_memory(meminfo: Path = Path("/proc/meminfo")) -> int:

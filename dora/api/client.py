@@ -24,6 +24,8 @@ from dora.api.v1 import (
     devices_pb2,
     devices_pb2_grpc,
     object_pb2,
+    pausing_pb2,
+    pausing_pb2_grpc,
     resources_pb2,
     resources_pb2_grpc,
     streams_pb2,
@@ -65,6 +67,7 @@ class Client:
         self._tokens = tokens_pb2_grpc.TokensStub(self._channel)
         self._workspaces = tokens_pb2_grpc.WorkspacesStub(self._channel)
         self._devices = devices_pb2_grpc.DevicesStub(self._channel)
+        self._pausing = pausing_pb2_grpc.PausingStub(self._channel)
         self._streams = streams_pb2_grpc.StreamsStub(self._channel)
         self._volume_files = volumes_pb2_grpc.VolumeFilesStub(self._channel)
         self._metadata: tuple[tuple[str, str], ...] = (
@@ -279,6 +282,15 @@ class Client:
         response: devices_pb2.ListDevicesResponse = await self._call(
             self._devices.List, devices_pb2.ListDevicesRequest(kind=kind, zone=zone))
         return response
+
+    async def set_paused(self, kind: str, name: str, *, paused: bool, zone: str = "",
+                         workspace: str = "") -> tuple[object_pb2.Object, builtins.list[str]]:
+        """Pause (verb ``Pause``) or resume (``Resume``) a Workload's or a Container's
+        Docker containers; the object as stored and the containers changed."""
+        request = pausing_pb2.SetPausedRequest(
+            ref=Ref(kind, zone, workspace, name).to_proto(), paused=paused)
+        response = await self._call(self._pausing.SetPaused, request)
+        return response.object, list(response.containers)
 
     async def logs(
         self, name: str, *, zone: str = "", workspace: str = "", follow: bool = False,

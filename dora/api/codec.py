@@ -10,7 +10,10 @@ line it is on, and because the seeds bend JSON mapping in three places:
 
 - ``group`` is another word for ``workspace`` (in metadata and volume entries);
 - a list of scalars may be written as one scalar (``product_name: All``);
-- ``Verbs`` is written as a plain list (``Workload: [Apply, Get]``).
+- ``Verbs`` is written as a plain list (``Workload: [Apply, Get]``);
+- ``config.env`` is written as Kubernetes does (``- {name: N, value: V}``), as
+  compose does (``- N=V``, or one mapping ``{N: V}``), or as ``- N: V``; numbers
+  and booleans become the strings YAML shows (``true``, ``8080``).
 
 Encoding emits only the fields that are set, in field order, so what ``to_yaml``
 prints decodes back to the same object.
@@ -26,7 +29,7 @@ from typing import Any
 import yaml
 from google.protobuf import descriptor, message, timestamp_pb2
 
-from dora.api import errors, kinds
+from dora.api import conventions, errors, kinds
 from dora.api.v1 import object_pb2
 
 API_VERSION = "v1"
@@ -34,6 +37,7 @@ _ACCEPTED_API_VERSIONS = ("v1", "dora/v1")
 _TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
 _ALIASES = {"group": "workspace"}
 _LIST_WRAPPERS = {"dora.api.v1.Verbs": "verbs"}
+_ENV_VAR = "dora.api.v1.EnvVar"
 _INT32_RANGE = (-(2**31), 2**31 - 1)
 _INT64_RANGE = (-(2**63), 2**63 - 1)
 
@@ -221,6 +225,8 @@ def _decode_field(msg: message.Message, field: FieldDescriptor, value: Any, path
     if field.is_repeated:
         if value is None:
             return
+        if field.type == FD.TYPE_MESSAGE and field.message_type.full_name == _ENV_VAR:
+            value = _env_items(value, path)
         items = value if isinstance(value, list) else [value]
         if field.type == FD.TYPE_MESSAGE and not isinstance(value, list):
             raise errors.Invalid(f"expected a list, not {_type_name(value)}", field=path)
@@ -238,6 +244,48 @@ def _decode_field(msg: message.Message, field: FieldDescriptor, value: Any, path
     if value is None:
         return
     setattr(msg, field.name, _scalar(field, value, path))
+
+
+def _env_items(value: Any, path: str) -> list[Any]:
+    """``config.env`` in any of its spellings, as ``{name, value}`` mappings."""
+    if isinstance(value, Mapping):
+        return [{"name": k, "value": _env_value(v, f"{path}.{k}")} for k, v in value.items()]
+    if not isinstance(value, list):
+        raise errors.Invalid(f"expected a list of NAME=VALUE or {{name, value}}, not "
+                             f"{_type_name(value)}", field=path)
+    items: list[Any] = []
+    for index, item in enumerate(value):
+        item_path = f"{path}[{index}]"
+        if isinstance(item, str):
+            name, equals, text = item.partition("=")
+            if not equals:
+                raise errors.Invalid(f"{item!r} is not NAME=VALUE", field=item_path)
+            items.append({"name": name, "value": text})
+        elif isinstance(item, Mapping) and len(item) == 1 and not {"name", "value"} & set(item):
+            ((name, text),) = item.items()
+            items.append({"name": name, "value": _env_value(text, f"{item_path}.{name}")})
+        elif isinstance(item, Mapping) and "value" in item:
+            items.append({**item, "value": _env_value(item["value"], f"{item_path}.value")})
+        else:
+            items.append(item)
+    return items
+
+
+def _env_value(value: Any, path: str) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if not isinstance(value, str):
+        raise errors.Invalid(f"expected a string, not {_type_name(value)}", field=path)
+    size = len(value.encode())
+    if size > conventions.MAX_ENV_VALUE_BYTES:
+        # Checked here too: a value that large would not even reach the apiserver.
+        raise errors.Invalid(f"is {size} bytes; the limit is "
+                             f"{conventions.MAX_ENV_VALUE_BYTES} bytes per value", field=path)
+    return value
 
 
 def _scalar(field: FieldDescriptor, value: Any, path: str) -> Any:

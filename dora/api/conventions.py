@@ -27,12 +27,24 @@ AGENT_FINALIZER = "dora.io/agent"
 SCALE_DOWN_ANNOTATION = "dora.io/scale-down"
 CONTROLLERS_LEASE = "controllers"
 NODE_LEASE_PREFIX = "node."
+
+# Environment variables the agent sets in every container (DORA_WORKLOAD, ...,
+# and the GPUs given): a Workload's config.env may not name them.
+RESERVED_ENV_PREFIX = "DORA_"
+RESERVED_ENV = ("NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES")
+# config.env: what one value and all of them together may hold (bytes, UTF-8).
+MAX_ENV_VALUE_BYTES = 32 * 1024
+MAX_ENV_TOTAL_BYTES = 256 * 1024
 _SCALE_DOWN_KEPT = 16
 
 
 # The Workload condition the credit controller sets while its user's credit is
 # spent; the workload controller runs no container of a workload that bears it.
 CREDITS_EXHAUSTED_CONDITION = "CreditsExhausted"
+
+# The Workload condition a dora-controllers sets while no dora-controllers leads
+# the workload's zone (dora.controllers.zones); the zone's own controller clears it.
+ZONE_UNSERVED_CONDITION = "ZoneUnserved"
 
 
 def node_lease_name(node: str) -> str:

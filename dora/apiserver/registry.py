@@ -14,6 +14,9 @@ What a write means is decided here, and nowhere else:
 - every write is one etcd transaction that also checks that the object's zone
   and workspace exist, so a typo in a zone name is an error, not a new zone;
 - ``update_status`` replaces only the status;
+- an update keeps a Workload's or Container's stored ``spec.paused``: only the
+  Pausing service (``set_paused``) changes it, so applying a file again never
+  thaws what a user paused;
 - a ``Lease`` object's key is bound to the etcd lease its spec names, so etcd
   deletes it when its holder stops keeping that lease alive;
 - ``delete`` of an object with finalizers sets ``deletionTimestamp``; the object
@@ -150,6 +153,7 @@ class Registry:
         finalizers_only: bool = False,
         scope: Scope | None = None,
         check: Callable[[object_pb2.Object | None, object_pb2.Object], None] | None = None,
+        set_paused: bool = False,
     ) -> tuple[object_pb2.Object, Result.ValueType]:
         """Create or update; ``finalizers_only`` refuses any change but to finalizers
         (what a node may do to the Containers bound to it). ``check`` sees the object
@@ -175,7 +179,8 @@ class Registry:
             elif create_only:
                 raise errors.AlreadyExists(f"{ref} already exists")
             else:
-                new, result = self._updated(current, incoming, full=bool(precondition))
+                new, result = self._updated(current, incoming, full=bool(precondition),
+                                            keep_paused=not set_paused)
                 if result == Result.UNCHANGED:
                     if from_cache:  # a stale cache must not hide a newer write
                         from_cache = False
@@ -265,7 +270,8 @@ class Registry:
         return new
 
     def _updated(
-        self, current: object_pb2.Object, incoming: object_pb2.Object, *, full: bool
+        self, current: object_pb2.Object, incoming: object_pb2.Object, *, full: bool,
+        keep_paused: bool = True,
     ) -> tuple[object_pb2.Object, Result.ValueType]:
         ref = objects.ref_of(current)
         if current.metadata.HasField("deletion_timestamp") and not full:
@@ -283,6 +289,8 @@ class Registry:
             del meta.finalizers[:]
             meta.finalizers.extend(given.finalizers)
         new_spec, old_spec = _spec(new), _spec(incoming)
+        if keep_paused and current.kind in ("Workload", "Container"):
+            old_spec.paused = new_spec.paused  # type: ignore[attr-defined]
         if new_spec != old_spec:
             new_spec.CopyFrom(old_spec)
             meta.generation += 1

@@ -38,6 +38,7 @@ from dora.apiserver.auth.tokens import TokenStore
 from dora.apiserver.devices import DevicesService
 from dora.apiserver.instrumentation import MetricsInterceptor
 from dora.apiserver.leases import LeasesService
+from dora.apiserver.pausing import PausingService
 from dora.apiserver.registry import Registry, Scope
 from dora.apiserver.service import SERVICE, ResourcesService
 from dora.apiserver.storage import TLS, Etcd
@@ -120,6 +121,8 @@ class APIServer:
             WorkspacesService(registry=self.registry, authenticator=authn,
                               authorizer=authz).handler(),
             DevicesService(registry=self.registry, cache=self.cache, authenticator=authn,
+                           authorizer=authz).handler(),
+            PausingService(registry=self.registry, authenticator=authn,
                            authorizer=authz).handler(),
             StreamsService(registry=self.registry, link=self.agents, authenticator=authn,
                            authorizer=authz).handler(),

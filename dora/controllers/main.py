@@ -1,17 +1,24 @@
 """``dora-controllers``: the workload controller, the scheduler, the node
-lifecycle, volume and credit controllers of one zone, leader-elected.
+lifecycle, volume and credit controllers of one or more zones, leader-elected.
 
-    dora-controllers --server 127.0.0.1:3000 --token-file /etc/dora/token --zone dc-rov-01
+    dora-controllers --server 127.0.0.1:3000 --token-file /etc/dora/token --zones dc-rov-01
+    dora-controllers ... --zones a,b      # two zones, one manager each
+    dora-controllers ... --zones all      # every Zone, and each new one within seconds
 
 Run two or more replicas per zone: one leads (it holds the Lease
 ``controllers`` in the zone), the others keep warm caches and take over within
 ``--lease-ttl`` seconds when it goes. SIGINT/SIGTERM stop it gracefully: the
 leader gives its lease back so a standby takes over at once.
+
+A process that serves named zones also watches every zone for Workloads that no
+``dora-controllers`` serves, and marks them (``zones.UnservedZones``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import logging
 import os
 import random
@@ -26,6 +33,7 @@ import anyio
 
 from dora.api import conventions
 from dora.api.client import Client, target_of
+from dora.controllers import zones as zones_module
 from dora.controllers.credit import accrual as credit_accrual
 from dora.controllers.credit.reconciler import CreditController
 from dora.controllers.events import Recorder
@@ -127,7 +135,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="apiserver HOST:PORT, or several separated by commas")
     parser.add_argument("--token-file", type=Path, default=None,
                         help="a file holding the token to authenticate with")
-    parser.add_argument("--zone", default="default", help="the zone to control")
+    parser.add_argument("--zone", default="default",
+                        help="the zone to control (one; --zones says several)")
+    parser.add_argument("--zones", default="",
+                        help="the zones to control: a,b or all (every Zone, also those "
+                             "made later); overrides --zone")
+    parser.add_argument("--unserved-grace", type=float, default=5.0,
+                        help="seconds a Workload may sit in a zone no dora-controllers "
+                             "serves before it is marked ZoneUnserved (default 5)")
     parser.add_argument("--controllers", default=",".join(CONTROLLERS),
                         help=f"which controllers to run (default: {','.join(CONTROLLERS)})")
     parser.add_argument("--identity", default="",
@@ -184,14 +199,54 @@ def options_from(args: argparse.Namespace) -> Options:
     )
 
 
+def zones_of(args: argparse.Namespace) -> tuple[str, ...]:
+    return zones_module.parse_zones(args.zones) if args.zones else (args.zone,)
+
+
+def watchdog(client: Client, options: Options, *, zone: str, grace: float,
+             clock: Clock | None = None) -> Manager:
+    """The manager of ``zones.UnservedZones``: every zone's Workloads and Leases,
+    leader-elected in ``zone`` (the first zone this process serves)."""
+    clock = clock or RealClock()
+    elector = None
+    if options.elect:
+        elector = LeaderElector(client=client, zone=zone,
+                                identity=options.identity or default_identity(), clock=clock,
+                                name=zones_module.WATCHDOG_LEASE, ttl=options.lease_ttl)
+    manager = Manager(client=client, zone="", clock=clock, elector=elector,
+                      resync=options.resync, stall_timeout=options.stall_timeout)
+    recorder = Recorder(client=client, clock=clock, source="dora-controllers")
+    manager.add_background(recorder.run)
+    zones_module.UnservedZones(client=client, clock=clock, recorder=recorder,
+                               grace=grace).register(manager)
+    return manager
+
+
 async def serve(args: argparse.Namespace) -> None:
     token = args.token_file.read_text().strip() if args.token_file else None
     options = options_from(args)
+    zones = zones_of(args)
     target = target_of([s for s in args.server.split(",") if s])
     async with Client(target, token=token) as client:
-        manager = build(client, options)
-        endpoint = _endpoint(args.metrics_listen, manager)
-        log.info("dora-controllers %s for zone %s: %s", options.identity, options.zone,
+        managers: dict[str, Manager] = {}
+        endpoint = _endpoint(args.metrics_listen, managers)
+
+        async def run_zone(zone: str) -> None:
+            manager = managers[zone] = build(client, dataclasses.replace(options, zone=zone))
+            try:
+                await manager.run()
+            finally:
+                managers.pop(zone, None)
+
+        async def run_all() -> None:
+            async with anyio.create_task_group() as parts:
+                parts.start_soon(functools.partial(
+                    zones_module.run_zones, zones=zones, run_zone=run_zone, client=client))
+                if zones != (zones_module.ALL,):
+                    parts.start_soon(watchdog(client, options, zone=zones[0],
+                                              grace=args.unserved_grace).run)
+
+        log.info("dora-controllers %s for zones %s: %s", options.identity, ",".join(zones),
                  ", ".join(options.controllers))
         async with anyio.create_task_group() as group:
 
@@ -204,24 +259,32 @@ async def serve(args: argparse.Namespace) -> None:
 
             group.start_soon(stop_on_signal)
             try:
-                await manager.run()
+                await run_all()
             finally:
                 if endpoint is not None:
                     endpoint.stop()
             group.cancel_scope.cancel()
 
 
-def _endpoint(listen: str, manager: Manager) -> endpoint_.Endpoint | None:
+def _endpoint(listen: str, managers: dict[str, Manager]) -> endpoint_.Endpoint | None:
     """The /metrics, /healthz and /readyz server, when asked for. Ready once every
-    informer has listed; the body says leader or standby (both are ready)."""
+    served zone's informers have listed; the body says leader or standby in each zone
+    (both are ready): ``leader`` alone when it leads them all."""
     if not listen:
         return None
     host, port = endpoint_.parse_listen(listen)
 
     def ready() -> tuple[bool, str]:
-        if not manager.synced():
-            return False, "informers syncing"
-        return True, "leader" if manager.is_leading else "standby"
+        serving = dict(managers)
+        if not serving:
+            return False, "no zone served yet"
+        syncing = sorted(zone for zone, m in serving.items() if not m.synced())
+        if syncing:
+            return False, f"informers syncing in {', '.join(syncing)}"
+        roles = {zone: "leader" if m.is_leading else "standby" for zone, m in serving.items()}
+        if len(set(roles.values())) == 1:
+            return True, next(iter(roles.values()))
+        return True, ", ".join(f"{role} in {zone}" for zone, role in sorted(roles.items()))
 
     served = endpoint_.Endpoint(host=host, port=port, readyz=ready)
     served.start()
@@ -234,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logs.configure(level=args.log_level, format=args.log_format)
     try:
         check(options_from(args))
+        zones_of(args)
         if args.metrics_listen:
             endpoint_.parse_listen(args.metrics_listen)
         if args.token_file and not args.token_file.is_file():

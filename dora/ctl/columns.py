@@ -172,6 +172,11 @@ def workload_status(obj: object_pb2.Object, now: dt.datetime | None = None) -> s
     desired = desired_replicas(workload.spec)
     if desired == 0:
         return "Idle"
+    unserved = _condition(workload.status.conditions, "ZoneUnserved")
+    if unserved is not None and unserved.status == "True":
+        return "ZoneUnserved"
+    if workload.spec.paused:
+        return "Paused"
     failing = _condition(workload.status.conditions, "Failed")
     if failing is not None and failing.status == "True":
         return failing.reason or "Failed"

@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "get": ("get",),
     "describe": ("describe",),
     "delete": ("delete",),
-    "workload": ("scale", "stop", "start", "versions", "rollback"),
+    "workload": ("scale", "stop", "start", "pause", "resume", "versions", "rollback"),
     "token": ("token", "whoami"),
     "workspaces": ("clone",),
     "streams": ("logs", "exec", "shell"),

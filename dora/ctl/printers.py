@@ -82,7 +82,8 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *,
 _STATE_STYLES = {
     **dict.fromkeys(("Running", "Ready", "True"), "green"),
     **dict.fromkeys(("Pending", "Progressing", "Pulling", "Creating", "Unknown",
-                     "Terminating", "Warning"), "yellow"),
+                     "Terminating", "Warning", "Paused"), "yellow"),
+    "ZoneUnserved": "red",
     **dict.fromkeys(("Failed", "NotReady", "Lost", "Exited", "False"), "red"),
 }
 

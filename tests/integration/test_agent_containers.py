@@ -104,14 +104,14 @@ async def test_run_options_reach_docker(client: Client, docker: Any, node: str) 
     node_port = template.network.ports[0].node_port
     assert host_config["PortBindings"] == {"8008/tcp": [{"HostIp": "", "HostPort":
                                                          str(node_port)}]}
-    assert attrs["Config"]["Cmd"] == ["/bin/sh", "-c", "sleep 600"]
+    assert attrs["Config"]["Cmd"] == ["sleep", "600"]
 
 
 async def test_an_exited_container_reports_its_exit_code_and_is_not_restarted(
     client: Client, docker: Any, node: str
 ) -> None:
     async with h.running_agent(client, node):
-        await client.apply(h.bound("job.0", node, cmd="echo done; exit 3"))
+        await client.apply(h.bound("job.0", node, cmd="sh -c 'echo done; exit 3'"))
         exited = await h.phase_of(client, "job.0", "Exited")
         status = exited.container.status
         assert (status.exit_code, status.reason) == (3, "Error")
@@ -180,7 +180,7 @@ async def test_image_drift_replaces_the_old_container_with_the_new_version(
         [container] = h.node_containers(docker, node)
         assert container.id == new.container.status.docker_id
         assert container.labels["dora.version"] == "2"
-        assert container.attrs["Config"]["Cmd"] == ["/bin/sh", "-c", "sleep 700"]
+        assert container.attrs["Config"]["Cmd"] == ["sleep", "700"]
 
 
 async def test_an_agent_killed_and_started_again_adopts_its_containers(

@@ -125,3 +125,35 @@ async def test_two_schedulers_never_share_a_gpu(client: Client, group: TaskGroup
         if conventions.NODE_LABEL in c.metadata.labels
     )
     assert len(used) == 12 and set(used.values()) == {1}, used
+
+
+async def test_two_containers_asking_for_one_node_port_never_share_a_node(
+        client: Client, group: TaskGroup) -> None:
+    await SimNode(client, "only-1", cpus=8).start(group)
+    Controllers(client).start(group)
+    web = workload("web", replicas=2)
+    web.workload.spec.network.mode = "bridge"
+    web.workload.spec.network.ports.add(name="http", port=8008, node_port=25000)
+    await client.apply(web)
+    live = await bound(client, "web", 1, total=2)
+    [running] = [c for c in live if c.container.spec.node_name]
+    [pending] = [c for c in live if not c.container.spec.node_name]
+    assert running.container.spec.node_name == "only-1"
+
+    async def why() -> str:
+        container = await client.get("Container", pending.metadata.name)
+        condition = {c.type: c for c in container.container.status.conditions}.get("Scheduled")
+        return condition.message if condition is not None and condition.status == "False" else ""
+
+    message = await eventually(why, within=20, what="the pending container's reason")
+    assert "nodePort 25000/tcp" in message, message
+    assert message.endswith("(1 node: 1 with nodePort 25000/tcp in use)"), message
+    pending_now = await client.get("Container", pending.metadata.name)
+    assert pending_now.container.status.phase in ("", "Pending")
+    # Another port is free on the same node.
+    other = workload("api", replicas=1)
+    other.workload.spec.network.mode = "bridge"
+    other.workload.spec.network.ports.add(name="http", port=8008, node_port=25001)
+    await client.apply(other)
+    [api] = await bound(client, "api", 1)
+    assert api.container.spec.node_name == "only-1"

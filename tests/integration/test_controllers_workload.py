@@ -243,3 +243,28 @@ async def test_unschedulable_reason_and_retry(client: Client, group: TaskGroup) 
     await node.start(group)
     wl = await settled(client, "big", ready=1)
     assert "Unschedulable" not in {c.type for c in wl.workload.status.conditions}
+
+
+async def test_containers_carry_the_workloads_labels_and_slots(
+        client: Client, cluster: list[SimNode]) -> None:
+    wl = workload("lab", replicas=2)
+    wl.metadata.labels["app"] = "x"
+    await client.apply(wl)
+    await settled(client, "lab", ready=2)
+    items, _ = await client.list("Container", zone="default", label_selector="app=x")
+    assert sorted((c.metadata.name, c.container.spec.replica_index,
+                   c.container.spec.replicas) for c in items) == [("lab.0", 0, 2),
+                                                                  ("lab.1", 1, 2)]
+    # A label changed (or added) on the workload reaches its containers; no new version.
+    current = await client.get("Workload", "lab")
+    current.metadata.labels.update({"app": "y", "team": "vision"})
+    current.workload.ClearField("status")
+    current.metadata.resource_version = 0
+    await client.apply(current)
+
+    async def relabelled() -> bool:
+        found, _ = await client.list("Container", zone="default",
+                                     label_selector="app=y,team=vision")
+        return len(found) == 2
+    await eventually(relabelled, within=10, what="the containers relabelled")
+    assert (await client.get("Workload", "lab")).workload.status.current_version == 1

@@ -38,7 +38,7 @@ from tests.integration.test_ctl_support import ROOT, Ctl
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
 
 SECRET = "test-secret-0123456789abcdef"
-COUNTER = "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done"
+COUNTER = "sh -c 'i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done'"
 
 
 @pytest.fixture
@@ -112,32 +112,33 @@ async def read_until(stream: AsyncIterator[bytes], pattern: bytes, *,
 async def test_logs_follow_shows_lines_as_the_container_prints_them(cluster: Cluster) -> None:
     await running(cluster.client, "counter", cluster.node, COUNTER)
     stream = cluster.client.logs("counter", follow=True)
-    first = await read_until(stream, rb"line \d+\n")
-    last = max(int(n) for n in re.findall(rb"line (\d+)\n", first))
+    first = await read_until(stream, rb"line \d+\r\n")
+    last = max(int(n) for n in re.findall(rb"line (\d+)\r\n", first))
     loop = asyncio.get_running_loop()
     started = loop.time()
     # Lines the container prints only after the stream was opened arrive one by one.
-    later = await read_until(stream, rf"line {last + 3}\n".encode())
+    later = await read_until(stream, rf"line {last + 3}\r\n".encode())
     assert loop.time() - started >= 0.4  # three more lines take 0.6 s to be printed
-    numbers = [int(n) for n in re.findall(rb"line (\d+)\n", first + later)]
+    numbers = [int(n) for n in re.findall(rb"line (\d+)\r\n", first + later)]
     assert numbers == list(range(numbers[0], last + 4))
     await stream.aclose()  # type: ignore[attr-defined]
 
 
 async def test_logs_tail_and_no_follow_end(cluster: Cluster) -> None:
     await running(cluster.client, "printer", cluster.node,
-                  "for i in 1 2 3 4 5; do echo n$i; done; sleep 600")
+                  "sh -c 'for i in 1 2 3 4 5; do echo n$i; done; sleep 600'")
 
     async def tail() -> bytes:
         return b"".join([c async for c in cluster.client.logs("printer", tail_lines=2)])
 
     async def printed() -> bool:
-        return (await tail()).endswith(b"n5\n")
+        return (await tail()).endswith(b"n5\r\n")
 
     await h.eventually(printed, what="the five lines")
-    assert await tail() == b"n4\nn5\n"
+    # A TTY's output: lines end in \r\n (as docker logs shows a `docker run -t`).
+    assert await tail() == b"n4\r\nn5\r\n"
     everything = b"".join([c async for c in cluster.client.logs("printer")])
-    assert everything == b"n1\nn2\nn3\nn4\nn5\n"
+    assert everything == b"n1\r\nn2\r\nn3\r\nn4\r\nn5\r\n"
 
 
 # -- exec -------------------------------------------------------------------------------
@@ -450,8 +451,10 @@ async def test_doractl_logs_follow_tail_and_workload(cluster: Cluster, ctl: Ctl)
     await running(cluster.client, "counter", cluster.node, COUNTER, workload="tick")
     follow = await ctl.start("logs", "-f", "counter")
     first = await follow.line()
-    number = int(first.removeprefix("line "))
-    assert [await follow.line() for _ in range(3)] == [f"line {number + i}" for i in (1, 2, 3)]
+    number = int(first.removeprefix("line ").rstrip("\r"))
+    # Containers have a TTY: their lines end in \r\n, as in `docker logs`.
+    assert [await follow.line() for _ in range(3)] == [
+        f"line {number + i}\r" for i in (1, 2, 3)]
     follow.interrupt()
     assert (await follow.finish()).code == 130
 
@@ -460,7 +463,7 @@ async def test_doractl_logs_follow_tail_and_workload(cluster: Cluster, ctl: Ctl)
     await cluster.client.apply(workload("web"))
     for name in ("web.0", "web.1"):
         await running(cluster.client, name, cluster.node,
-                      f"echo one from {name}; echo two from {name}; sleep 600")
+                      f"sh -c 'echo one from {name}; echo two from {name}; sleep 600'")
 
     async def printed() -> bool:
         result = await ctl("logs", "workload/web")
@@ -469,7 +472,7 @@ async def test_doractl_logs_follow_tail_and_workload(cluster: Cluster, ctl: Ctl)
     await h.eventually(printed, what="both containers' lines")
     result = await ctl.ok("logs", "wk/web", "--tail", "1")
     assert sorted(result.lines) == ["[web.0] two from web.0", "[web.1] two from web.1"]
-    assert (await ctl.ok("logs", "web.1", "--tail", "1")).out == "two from web.1\n"
+    assert (await ctl.ok("logs", "web.1", "--tail", "1")).out == "two from web.1\r\n"
     await cluster.client.apply(workload("idle"))
     none = await ctl("logs", "workload/idle")
     assert none.code == 1 and "has no containers" in none.err

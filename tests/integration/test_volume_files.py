@@ -163,7 +163,7 @@ async def test_a_file_the_container_writes_can_be_downloaded(cluster: Cluster,
                                                              tmp_path: Path) -> None:
     await cluster.client.apply(with_home(
         "writer", cluster.node,
-        cmd="head -c 3000000 /dev/urandom > /home/out.bin; sleep 600"))
+        cmd="sh -c 'head -c 3000000 /dev/urandom > /home/out.bin; sleep 600'"))
     await h.phase_of(cluster.client, "writer", "Running")
     written = cluster.home / "out.bin"
 

@@ -89,7 +89,7 @@ async def test_a_workload_writes_into_a_local_volume_which_outlives_no_user(
     assert volumes.FINALIZER in home.metadata.finalizers
 
     async with h.running_agent(client, node):
-        await client.apply(writer("writer", cmd="echo hello > /home/out.txt; sleep 600"))
+        await client.apply(writer("writer", cmd="sh -c 'echo hello > /home/out.txt; sleep 600'"))
         written = tmp_path / h.WORKSPACE / "home" / "out.txt"
 
         async def file_written() -> bool:

@@ -564,3 +564,59 @@ def test_object_just_under_the_limit_is_admitted() -> None:
     obj.metadata.annotations["blob"] = "x" * room
     assert obj.ByteSize() <= limit
     admit(obj)
+
+
+# --- config.env and config.cmd ---------------------------------------------------------
+
+
+def env_workload(*items: Any) -> object_pb2.Object:
+    obj = workload()
+    for name, value in items:
+        obj.workload.spec.config.env.add(name=name, value=value)
+    return obj
+
+
+def test_env_in_every_spelling_is_admitted() -> None:
+    obj = workload(config={"env": [{"name": "secret", "value": "SUPER_SECRET"},
+                                   "MODE=fast", {"INIT_DB": True}, {"PORT": 9042}]})
+    env = admit(obj).workload.spec.config.env
+    assert [(e.name, e.value) for e in env] == [
+        ("secret", "SUPER_SECRET"), ("MODE", "fast"), ("INIT_DB", "true"), ("PORT", "9042")]
+
+
+@pytest.mark.parametrize(("name", "why"), [
+    ("", "required"),
+    ("A=B", "no '='"),
+    ("A\0B", "no NUL"),
+    ("DORA_NODE", "set by Dora"),
+    ("CUDA_VISIBLE_DEVICES", "set by Dora"),
+])
+def test_bad_env_names_are_refused_by_field(name: str, why: str) -> None:
+    error = rejected(env_workload(("OK", "1"), (name, "x")))
+    assert fields(error) == ["spec.config.env[1].name"]
+    assert why in error.violations[0].description
+
+
+def test_env_names_twice_nul_values_and_sizes_are_refused() -> None:
+    error = rejected(env_workload(("A", "1"), ("A", "2"), ("B", "x\0y"),
+                                  ("C", "x" * (32 * 1024 + 1))))
+    assert fields(error) == ["spec.config.env[1].name", "spec.config.env[2].value",
+                             "spec.config.env[3].value"]
+    assert "the limit is 32768 bytes per value" in str(error)
+    many = env_workload(*((f"V{i}", "x" * 30_000) for i in range(9)))
+    error = rejected(many)
+    assert fields(error) == ["spec.config.env"]
+    assert "the limit is 262144 bytes" in str(error)
+
+
+def test_a_ten_megabyte_env_value_is_refused_when_the_yaml_is_read() -> None:
+    with pytest.raises(errors.Invalid, match=r"spec\.config\.env\[0\]\.value: is 10485760 bytes"):
+        workload(config={"env": [{"name": "BIG", "value": "x" * 10 * 1024 * 1024}]})
+    with pytest.raises(errors.Invalid, match=r"spec\.config\.env\.BIG: is 10485760 bytes"):
+        workload(config={"env": {"BIG": "x" * 10 * 1024 * 1024}})
+
+
+def test_a_cmd_that_is_not_shell_words_is_refused() -> None:
+    error = rejected(workload(config={"cmd": "sh -c \"echo unterminated"}))
+    assert fields(error) == ["spec.config.cmd"]
+    assert "No closing quotation" in str(error)

@@ -46,7 +46,7 @@ def test_docker_names_are_readable_valid_and_unique_per_incarnation() -> None:
 
 
 def test_run_options_come_from_the_template() -> None:
-    obj = container(config__cmd="echo hi && sleep 1", config__shm_size=2**30,
+    obj = container(config__cmd="sh -c 'echo hi && sleep 1'", config__shm_size=2**30,
                     network__mode="bridge")
     obj.container.spec.cpu_millicores = 1500
     obj.container.spec.template.network.ports.add(node_port=25000, port=8008, protocol="tcp")
@@ -54,13 +54,68 @@ def test_run_options_come_from_the_template() -> None:
     obj.container.spec.gpus.add(index=0, uuid="GPU-a", product_name="A100")
     obj.container.spec.gpus.add(index=3, uuid="GPU-d", product_name="A100")
     spec = dockerspec.run_spec(obj, node="gpu-1", simulated_gpus=False)
-    assert spec.command == ["/bin/sh", "-c", "echo hi && sleep 1"]
+    assert spec.command == ["sh", "-c", "echo hi && sleep 1"]
     assert spec.shm_size == 2**30
     assert spec.nano_cpus == 1_500_000_000
     assert spec.gpu_uuids == ("GPU-a", "GPU-d")
     assert spec.network_mode == "bridge"
     assert spec.ports == {"8008/tcp": 25000, "53/udp": 25001}
     assert spec.labels["dora.uid"] == obj.metadata.uid
+
+
+def test_cmd_is_split_into_shell_words_like_compose_command() -> None:
+    obj = container(config__cmd='sh -c "i=0; while true; do echo tick-$i; i=$((i+1)); '
+                                'sleep 1; done"')
+    assert dockerspec.run_spec(obj, node="n", simulated_gpus=False).command == [
+        "sh", "-c", "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 1; done"]
+    obj = container(config__cmd="python train.py --name 'two words' --x=1")
+    assert dockerspec.run_spec(obj, node="n", simulated_gpus=False).command == [
+        "python", "train.py", "--name", "two words", "--x=1"]
+
+
+def test_a_container_of_a_version_stored_before_argv_keeps_its_shell_meaning() -> None:
+    obj = container(config__cmd="echo $HOME && sleep 1")
+    obj.container.spec.shell_cmd = True
+    assert dockerspec.run_spec(obj, node="n", simulated_gpus=False).command == [
+        "/bin/sh", "-c", "echo $HOME && sleep 1"]
+
+
+def test_an_unbalanced_quote_is_refused_naming_the_field() -> None:
+    with pytest.raises(dockerspec.Unsupported, match=r"spec\.template\.config\.cmd: No closing"):
+        dockerspec.run_spec(container(config__cmd='sh -c "echo'), node="n",
+                            simulated_gpus=False)
+
+
+def test_containers_run_with_a_tty_and_open_stdin_like_docker_run_it() -> None:
+    spec = dockerspec.run_spec(container(config__cmd="/bin/sh"), node="n",
+                               simulated_gpus=False)
+    assert (spec.command, spec.tty, spec.stdin_open) == (["/bin/sh"], True, True)
+
+
+def test_the_environment_is_config_env_then_what_dora_tells_the_container() -> None:
+    obj = container()
+    obj.container.spec.template.config.env.add(name="MODE", value="fast")
+    obj.container.spec.template.config.env.add(name="EMPTY", value="")
+    obj.container.spec.replica_index, obj.container.spec.replicas = 2, 4
+    obj.container.spec.gpus.add(index=0, uuid="GPU-a")
+    obj.container.spec.gpus.add(index=3, uuid="GPU-d")
+    env = dockerspec.run_spec(obj, node="gpu-1", simulated_gpus=True).environment
+    assert env == {
+        "MODE": "fast", "EMPTY": "",
+        "DORA_WORKLOAD": "web", "DORA_CONTAINER": "web.0", "DORA_REPLICA_INDEX": "2",
+        "DORA_REPLICAS": "4", "DORA_NODE": "gpu-1", "DORA_ZONE": "eu-1",
+        "DORA_WORKSPACE": "team a",
+        "NVIDIA_VISIBLE_DEVICES": "GPU-a,GPU-d", "CUDA_VISIBLE_DEVICES": "GPU-a,GPU-d",
+    }
+
+
+def test_a_container_without_gpus_sees_none_and_older_ones_take_the_index_from_the_name(
+) -> None:
+    obj = container()
+    obj.metadata.name = "web.5"
+    env = dockerspec.dora_environment(obj, node="n")
+    assert env["DORA_REPLICA_INDEX"] == "5"
+    assert (env["NVIDIA_VISIBLE_DEVICES"], env["CUDA_VISIBLE_DEVICES"]) == ("void", "")
 
 
 def test_defaults_run_the_images_command_without_network_or_limits() -> None:
@@ -139,3 +194,12 @@ def test_an_exited_container_reports_its_exit_code(
     assert (status.phase, status.exit_code, status.reason) == (phase, exit_code, reason)
     assert status.finished_at.ToDatetime(dt.UTC) == dt.datetime(2026, 5, 7, 21, 10,
                                                                 tzinfo=dt.UTC)
+
+
+def test_a_paused_container_reports_paused_and_thawed_running_again() -> None:
+    observed = dockerspec.observed_from_inspect(inspect("paused", Paused=True))
+    status = observed_status(workloads_pb2.ContainerStatus(phase="Running"), observed,
+                             node="gpu-1")
+    assert (status.phase, status.reason) == ("Paused", "")
+    running = dockerspec.observed_from_inspect(inspect("running"))
+    assert observed_status(status, running, node="gpu-1").phase == "Running"

@@ -81,6 +81,21 @@ def test_cpu_model_and_cores_and_memory_come_from_proc(tmp_path: Path) -> None:
     assert not snapshot.simulated_gpus
 
 
+def test_the_cpu_model_is_model_name_not_the_model_number(tmp_path: Path) -> None:
+    # As x86 kernels print it: "model" (a number) comes before "model name".
+    (tmp_path / "cpuinfo").write_text(
+        "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 85\n"
+        "model name\t: Intel(R) Xeon(R) Platinum 8168 CPU @ 2.70GHz\nstepping\t: 4\n")
+    assert inventory.read_cpu(tmp_path / "cpuinfo") == (
+        "Intel(R) Xeon(R) Platinum 8168 CPU @ 2.70GHz", 1)
+    # Some ARM kernels: a "Model" that is a name, no "model name".
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nprocessor\t: 1\n"
+                                      "Model\t\t: Raspberry Pi 4 Model B Rev 1.4\n")
+    assert inventory.read_cpu(tmp_path / "cpuinfo") == ("Raspberry Pi 4 Model B Rev 1.4", 2)
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nmodel\t\t: 85\n")
+    assert inventory.read_cpu(tmp_path / "cpuinfo")[0] == "unknown"
+
+
 def test_this_machine_has_a_cpu_and_memory() -> None:
     snapshot = Inventory(nvml=None).read()
     assert snapshot.cpu_model and snapshot.cpu_count >= 1

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from dora.api.v1 import workloads_pb2 as dora_dot_api_dot_v1_dot_workloads__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x64ora/api/v1/controllers.proto\x12\x0b\x64ora.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1b\x64ora/api/v1/workloads.proto\"-\n\x05\x45vent\x12$\n\x04spec\x18\x01 \x01(\x0b\x32\x16.dora.api.v1.EventSpec\"\xa4\x02\n\tEventSpec\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x41\n\x0finvolved_object\x18\x04 \x01(\x0b\x32\x18.dora.api.v1.EventObjectR\x0einvolvedObject\x12\r\n\x05\x63ount\x18\x05 \x01(\x05\x12\x43\n\x0f\x66irst_timestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0e\x66irstTimestamp\x12\x41\n\x0elast_timestamp\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rlastTimestamp\x12\x0e\n\x06source\x18\x08 \x01(\t\"6\n\x0b\x45ventObject\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\"A\n\x0fWorkloadversion\x12.\n\x04spec\x18\x01 \x01(\x0b\x32 .dora.api.v1.WorkloadversionSpec\"e\n\x13WorkloadversionSpec\x12\x10\n\x08workload\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12+\n\x08template\x18\x03 \x01(\x0b\x32\x19.dora.api.v1.WorkloadSpecb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x64ora/api/v1/controllers.proto\x12\x0b\x64ora.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1b\x64ora/api/v1/workloads.proto\"-\n\x05\x45vent\x12$\n\x04spec\x18\x01 \x01(\x0b\x32\x16.dora.api.v1.EventSpec\"\xa4\x02\n\tEventSpec\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x41\n\x0finvolved_object\x18\x04 \x01(\x0b\x32\x18.dora.api.v1.EventObjectR\x0einvolvedObject\x12\r\n\x05\x63ount\x18\x05 \x01(\x05\x12\x43\n\x0f\x66irst_timestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0e\x66irstTimestamp\x12\x41\n\x0elast_timestamp\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rlastTimestamp\x12\x0e\n\x06source\x18\x08 \x01(\t\"6\n\x0b\x45ventObject\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03uid\x18\x03 \x01(\t\"A\n\x0fWorkloadversion\x12.\n\x04spec\x18\x01 \x01(\x0b\x32 .dora.api.v1.WorkloadversionSpec\"\x80\x01\n\x13WorkloadversionSpec\x12\x10\n\x08workload\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12+\n\x08template\x18\x03 \x01(\x0b\x32\x19.dora.api.v1.WorkloadSpec\x12\x19\n\x08\x63md_argv\x18\x04 \x01(\x08R\x07\x63mdArgvb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,6 +41,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENTOBJECT']._serialized_end=504
   _globals['_WORKLOADVERSION']._serialized_start=506
   _globals['_WORKLOADVERSION']._serialized_end=571
-  _globals['_WORKLOADVERSIONSPEC']._serialized_start=573
-  _globals['_WORKLOADVERSIONSPEC']._serialized_end=674
+  _globals['_WORKLOADVERSIONSPEC']._serialized_start=574
+  _globals['_WORKLOADVERSIONSPEC']._serialized_end=702
 # @@protoc_insertion_point(module_scope)

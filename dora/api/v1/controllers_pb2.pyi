@@ -147,8 +147,14 @@ class WorkloadversionSpec(_message.Message):
     WORKLOAD_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     TEMPLATE_FIELD_NUMBER: _builtins.int
+    CMD_ARGV_FIELD_NUMBER: _builtins.int
     workload: _builtins.str
     version: _builtins.int
+    cmd_argv: _builtins.bool
+    """config.cmd is split into shell words (an argv, as docker-compose's `command:`).
+    Versions stored before that change lack it: their cmd keeps its old meaning,
+    a script run by `/bin/sh -c` (see ContainerSpec.shell_cmd).
+    """
     @_builtins.property
     def template(self) -> _workloads_pb2.WorkloadSpec:
         """The workload's spec at that version, without replica and stopped (they do not
@@ -161,10 +167,11 @@ class WorkloadversionSpec(_message.Message):
         workload: _builtins.str = ...,
         version: _builtins.int = ...,
         template: _workloads_pb2.WorkloadSpec | None = ...,
+        cmd_argv: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["template", b"template", "version", b"version", "workload", b"workload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cmd_argv", b"cmd_argv", "template", b"template", "version", b"version", "workload", b"workload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

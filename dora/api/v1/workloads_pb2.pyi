@@ -59,10 +59,16 @@ class WorkloadSpec(_message.Message):
     VOLUMES_FIELD_NUMBER: _builtins.int
     NETWORK_FIELD_NUMBER: _builtins.int
     STOPPED_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
     driver: _builtins.str
     """Docker, the only driver."""
     stopped: _builtins.bool
     """A stopped workload keeps its definition and runs no container."""
+    paused: _builtins.bool
+    """Its containers are frozen (`docker pause`). Written only by the Pausing
+    service (verbs Pause and Resume); Apply keeps the stored value. Like
+    replica and stopped, it makes no version.
+    """
     @_builtins.property
     def replica(self) -> Global___Replica: ...
     @_builtins.property
@@ -89,10 +95,11 @@ class WorkloadSpec(_message.Message):
         volumes: _abc.Iterable[Global___VolumeMount] | None = ...,
         network: Global___NetworkSpec | None = ...,
         stopped: _builtins.bool = ...,
+        paused: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "image", b"image", "network", b"network", "notify", b"notify", "replica", b"replica", "selectors", b"selectors"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "driver", b"driver", "image", b"image", "network", b"network", "notify", b"notify", "replica", b"replica", "selectors", b"selectors", "stopped", b"stopped", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "driver", b"driver", "image", b"image", "network", b"network", "notify", b"notify", "paused", b"paused", "replica", b"replica", "selectors", b"selectors", "stopped", b"stopped", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -223,12 +230,19 @@ class WorkloadConfig(_message.Message):
     AFFINITY_FIELD_NUMBER: _builtins.int
     RESTART_POLICY_FIELD_NUMBER: _builtins.int
     SHM_SIZE_FIELD_NUMBER: _builtins.int
+    ENV_FIELD_NUMBER: _builtins.int
     cmd: _builtins.str
     affinity: _builtins.str
     """First (default), Random, Distribute or Fill."""
     restart_policy: _builtins.str
     """Never (default) or Always."""
     shm_size: _builtins.int
+    @_builtins.property
+    def env(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnvVar]:
+        """Environment variables. YAML: a list of `{name: N, value: V}`, of `N: V`, or of
+        `N=V` strings, or one mapping `{N: V, ...}`.
+        """
+
     def __init__(
         self,
         *,
@@ -236,14 +250,37 @@ class WorkloadConfig(_message.Message):
         affinity: _builtins.str = ...,
         restart_policy: _builtins.str = ...,
         shm_size: _builtins.int = ...,
+        env: _abc.Iterable[Global___EnvVar] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["affinity", b"affinity", "cmd", b"cmd", "restart_policy", b"restart_policy", "shm_size", b"shm_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affinity", b"affinity", "cmd", b"cmd", "env", b"env", "restart_policy", b"restart_policy", "shm_size", b"shm_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WorkloadConfig: _TypeAlias = WorkloadConfig  # noqa: Y015
+
+@_typing.final
+class EnvVar(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    value: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnvVar: _TypeAlias = EnvVar  # noqa: Y015
 
 @_typing.final
 class VolumeMount(_message.Message):
@@ -410,12 +447,30 @@ class ContainerSpec(_message.Message):
     GPUS_FIELD_NUMBER: _builtins.int
     CPU_MILLICORES_FIELD_NUMBER: _builtins.int
     TEMPLATE_FIELD_NUMBER: _builtins.int
+    SHELL_CMD_FIELD_NUMBER: _builtins.int
+    REPLICA_INDEX_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
     workload: _builtins.str
     version: _builtins.int
     """The workload version this container runs."""
     node_name: _builtins.str
     """Set by the scheduler; empty while pending."""
     cpu_millicores: _builtins.int
+    shell_cmd: _builtins.bool
+    """Run template.config.cmd as a script of `/bin/sh -c`, as before cmd became an
+    argv: set for containers of a version stored before that change.
+    """
+    replica_index: _builtins.int
+    """Which replica slot of the workload it fills and how many replicas the
+    workload wanted when it was created: DORA_REPLICA_INDEX and DORA_REPLICAS
+    inside the container. Slots are 0-based; a container made to replace one
+    takes the slot that one leaves (its name may differ while the old one is
+    still being removed). Unset (made before slots): its name's suffix.
+    """
+    replicas: _builtins.int
+    paused: _builtins.bool
+    """Frozen (`docker pause`) while true: see WorkloadSpec.paused."""
     @_builtins.property
     def gpus(self) -> _containers.RepeatedCompositeFieldContainer[Global___GPUAssignment]: ...
     @_builtins.property
@@ -431,12 +486,18 @@ class ContainerSpec(_message.Message):
         gpus: _abc.Iterable[Global___GPUAssignment] | None = ...,
         cpu_millicores: _builtins.int = ...,
         template: Global___WorkloadSpec | None = ...,
+        shell_cmd: _builtins.bool = ...,
+        replica_index: _builtins.int | None = ...,
+        replicas: _builtins.int = ...,
+        paused: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["template", b"template"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_replica_index", b"_replica_index", "replica_index", b"replica_index", "template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_millicores", b"cpu_millicores", "gpus", b"gpus", "node_name", b"node_name", "template", b"template", "version", b"version", "workload", b"workload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_replica_index", b"_replica_index", "cpu_millicores", b"cpu_millicores", "gpus", b"gpus", "node_name", b"node_name", "paused", b"paused", "replica_index", b"replica_index", "replicas", b"replicas", "shell_cmd", b"shell_cmd", "template", b"template", "version", b"version", "workload", b"workload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__replica_index: _TypeAlias = _typing.Literal["replica_index"]  # noqa: Y015
+    _WhichOneofArgType__replica_index: _TypeAlias = _typing.Literal["_replica_index", b"_replica_index"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__replica_index) -> _WhichOneofReturnType__replica_index | None: ...
 
 Global___ContainerSpec: _TypeAlias = ContainerSpec  # noqa: Y015
 
@@ -480,7 +541,7 @@ class ContainerStatus(_message.Message):
     CONDITIONS_FIELD_NUMBER: _builtins.int
     OBSERVED_GENERATION_FIELD_NUMBER: _builtins.int
     phase: _builtins.str
-    """Pending, Pulling, Creating, Running, Exited, Failed, Lost."""
+    """Pending, Pulling, Creating, Running, Paused, Exited, Failed, Lost."""
     reason: _builtins.str
     message: _builtins.str
     exit_code: _builtins.int

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import posixpath
 import re
+import shlex
 from collections.abc import Callable, Iterable
 
-from dora.api import errors, kinds
+from dora.api import conventions, errors, kinds
 from dora.api.errors import FieldViolation
 from dora.api.v1 import object_pb2, workloads_pb2
 
 MAX_OBJECT_BYTES = 1024 * 1024
+MAX_ENV_VALUE_BYTES = conventions.MAX_ENV_VALUE_BYTES
+MAX_ENV_TOTAL_BYTES = conventions.MAX_ENV_TOTAL_BYTES
+MAX_ENV_NAME_BYTES = 256
 _NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,251}[A-Za-z0-9])?$")
 # Product names are names too (Resourcecredit "Tesla V100-SXM2-16GB").
 _PRODUCT_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_. ()@]{0,251}[A-Za-z0-9)])?$")
@@ -152,6 +156,12 @@ def workload_spec(spec: workloads_pb2.WorkloadSpec, prefix: str, report: _Report
         config.restart_policy, RESTART_POLICIES, f"{prefix}.config.restartPolicy"
     )
     report.non_negative(config.shm_size, f"{prefix}.config.shmSize")
+    try:
+        shlex.split(config.cmd)
+    except ValueError as exc:
+        report.add(f"{prefix}.config.cmd", f"{exc}: cmd is split into shell words, like "
+                   "docker-compose's command (quote a script: sh -c \"...\")")
+    _env(config.env, f"{prefix}.config.env", report)
     targets: set[str] = set()
     for index, volume in enumerate(spec.volumes):
         path = f"{prefix}.volumes[{index}]"
@@ -179,6 +189,38 @@ def workload_spec(spec: workloads_pb2.WorkloadSpec, prefix: str, report: _Report
         if (port.node_port, port.protocol) in node_ports:
             report.add(f"{path}.nodePort", f"{port.node_port} is used twice")
         node_ports.add((port.node_port, port.protocol))
+
+
+def _env(env: Iterable[workloads_pb2.EnvVar], prefix: str, report: _Report) -> None:
+    """Names Docker can pass (not empty, no '=', no NUL) and not Dora's own; values
+    without NUL; sizes capped, so a typo of a file path cannot fill etcd."""
+    seen: set[str] = set()
+    total = 0
+    for index, var in enumerate(env):
+        path = f"{prefix}[{index}]"
+        name = var.name
+        if not name:
+            report.add(f"{path}.name", "required")
+        elif "=" in name or "\0" in name:
+            report.add(f"{path}.name", f"{name!r} is not a valid name: no '=' and no NUL")
+        elif len(name.encode()) > MAX_ENV_NAME_BYTES:
+            report.add(f"{path}.name", f"longer than {MAX_ENV_NAME_BYTES} bytes")
+        elif name.startswith(conventions.RESERVED_ENV_PREFIX) or name in conventions.RESERVED_ENV:
+            report.add(f"{path}.name", f"{name} is set by Dora in every container "
+                       f"({conventions.RESERVED_ENV_PREFIX}*, "
+                       f"{', '.join(conventions.RESERVED_ENV)})")
+        elif name in seen:
+            report.add(f"{path}.name", f"{name} is set twice")
+        seen.add(name)
+        size = len(var.value.encode())
+        total += size + len(name.encode())
+        if "\0" in var.value:
+            report.add(f"{path}.value", "must not contain NUL")
+        if size > MAX_ENV_VALUE_BYTES:
+            report.add(f"{path}.value", f"is {size} bytes; the limit is "
+                       f"{MAX_ENV_VALUE_BYTES} bytes per value")
+    if total > MAX_ENV_TOTAL_BYTES:
+        report.add(prefix, f"is {total} bytes in all; the limit is {MAX_ENV_TOTAL_BYTES} bytes")
 
 
 def _workload(obj: object_pb2.Object, report: _Report) -> None:

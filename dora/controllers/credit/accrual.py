@@ -127,7 +127,9 @@ def window(container: object_pb2.Object) -> Window | None:
     start = _time(status, "started_at")
     if start is None:
         return None
-    ends = [t for t in (_time(status, "finished_at") if status.phase != "Running" else None,
+    # A paused container still holds its devices: it is charged as a running one.
+    live = status.phase in ("Running", "Paused")
+    ends = [t for t in (_time(status, "finished_at") if not live else None,
                         _time(container.metadata, "deletion_timestamp")) if t is not None]
     if ends:
         return Window(start, max(start, min(ends)))

@@ -14,8 +14,8 @@ taking the same GPU. So a bind is three steps:
    snapshot that includes every write before the reservation) decides who has
    the resources: committed containers first, then reservations in the order
    they were written (their resourceVersion). The reservation loses if a GPU it
-   wants is taken by one ahead of it, or the CPU ahead of it plus its own
-   exceeds the node.
+   wants is taken by one ahead of it, so is a node port it publishes, or the
+   CPU ahead of it plus its own exceeds the node.
 3. **commit**: a conditional Apply, on the very resourceVersion the reservation
    was written with, adds ``dora.io/node=<node>`` and the ``dora.io/agent``
    finalizer. A loser **releases** the reservation and tries again.
@@ -35,7 +35,8 @@ from dora.api import conventions, errors
 from dora.api.client import Client
 from dora.api.v1 import object_pb2
 from dora.controllers.runtime.cache import clone
-from dora.controllers.scheduler.snapshot import Placement, holds_resources
+from dora.controllers.scheduler.filters import port_text
+from dora.controllers.scheduler.snapshot import Placement, holds_resources, node_ports
 
 
 class LostRace(errors.Conflict):
@@ -82,6 +83,11 @@ async def verify(client: Client, reserved: object_pb2.Object, *, cpu_capacity: i
         clash = {g.index for g in other.container.spec.gpus} & {g.index for g in spec.gpus}
         if clash:
             raise LostRace(f"GPU {sorted(clash)} of node {spec.node_name} went to "
+                           f"{other.metadata.workspace}/{other.metadata.name} first")
+        ports = set(node_ports(other.container.spec.template)) & set(node_ports(spec.template))
+        if ports:
+            raise LostRace(f"nodePort {', '.join(port_text(p) for p in sorted(ports))} of "
+                           f"node {spec.node_name} went to "
                            f"{other.metadata.workspace}/{other.metadata.name} first")
     used = sum(c.container.spec.cpu_millicores for c in ahead)
     if spec.cpu_millicores and used + spec.cpu_millicores > cpu_capacity:

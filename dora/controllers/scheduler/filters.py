@@ -12,6 +12,12 @@ mixed set would make training as slow as its slowest card): the first product
 in the selector's order that has enough free devices on the node, its lowest
 indices first; with ``All``, the product with the lowest free index that has
 enough. CPU is counted in millicores: a node has ``cpu.count * 1000``.
+
+A NodePort (``network.ports[].nodePort`` with its protocol, of a bridge-network
+container) is a resource too: a node gives each port/protocol to one container, so
+two containers asking for 25000/tcp never land on one node (Docker would refuse
+the second's start), and one with no node where its port is free stays Pending
+with a message naming the port.
 """
 
 from __future__ import annotations
@@ -32,6 +38,14 @@ WRONG_CPU = "another CPU model"
 TOO_FEW_GPUS = "too few free GPUs"
 TOO_LITTLE_CPU = "too little free CPU"
 BAD_NAME = "name too long for a label"
+PORT_TAKEN = "with nodePort {port} in use"
+
+# A node port and its protocol: (25000, "tcp").
+Port = tuple[int, str]
+
+
+def port_text(port: Port) -> str:
+    return f"{port[0]}/{port[1]}"
 
 
 @dataclass(frozen=True, order=True)
@@ -55,6 +69,7 @@ class NodeInfo:
     # How many containers of each workload (``workspace/name``) the node runs.
     workloads: Mapping[str, int] = field(default_factory=dict)
     labelable: bool = True
+    used_ports: frozenset[Port] = frozenset()
 
     @property
     def containers(self) -> int:
@@ -84,6 +99,7 @@ class Request:
     gpu_products: tuple[str, ...] = (ALL,)
     cpu_millicores: int = 0
     cpu_products: tuple[str, ...] = (ALL,)
+    node_ports: tuple[Port, ...] = ()
 
     @property
     def capability(self) -> str:
@@ -129,6 +145,9 @@ def fit(node: NodeInfo, request: Request) -> Fit | str:
         node.cpu_product not in request.cpu_products
     ):
         return WRONG_CPU
+    taken = [p for p in request.node_ports if p in node.used_ports]
+    if taken:
+        return PORT_TAKEN.format(port=", ".join(port_text(p) for p in taken))
     gpus = choose_gpus(node, request)
     if gpus is None:
         return TOO_FEW_GPUS
@@ -161,6 +180,10 @@ def unschedulable_message(request: Request, reasons: collections.Counter[str]) -
         products = request.cpu_products
     if not _any(products):
         what += f" of [{', '.join(products)}]"
+    if request.node_ports:
+        plural = "s" if len(request.node_ports) != 1 else ""
+        what += (f" and nodePort{plural} {', '.join(port_text(p) for p in request.node_ports)}"
+                 " free")
     total = sum(reasons.values())
     if total == 0:
         return f"no node has {what} (there are no nodes)"

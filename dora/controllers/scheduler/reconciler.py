@@ -172,7 +172,8 @@ class Scheduler:
             return choice
         self.assumed[key] = Placement(node=choice.node.name, gpus=choice.gpus,
                                       cpu_millicores=request.cpu_millicores,
-                                      workload=request.workload)
+                                      workload=request.workload,
+                                      node_ports=request.node_ports)
         return choice
 
     async def _finish(self, reserved: object_pb2.Object, *, capacity: int | None = None) -> None:

@@ -1,11 +1,11 @@
 """From the cache to ``NodeInfo``s: what every node has and uses, right now.
 
 Usage is counted from the Containers themselves (``spec.nodeName``, ``gpus``,
-``cpuMillicores``), never from what agents report, so a container bound a
-moment ago counts at once. A container holds its resources from the moment it
-is reserved for a node until it is gone, also while it is being deleted (its
-Docker container may still run), except once it is Exited, Failed or Lost: then
-nothing runs.
+``cpuMillicores``, the node ports of the template), never from what agents
+report, so a container bound a moment ago counts at once. A container holds its
+resources from the moment it is reserved for a node until it is gone, also while
+it is being deleted (its Docker container may still run), except once it is
+Exited, Failed or Lost: then nothing runs.
 
 A node is Ready when its status says Ready *and* its agent's Lease
 ``node.<name>`` exists.
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 from dora.api import conventions, objects
 from dora.api.objects import Ref
-from dora.api.v1 import object_pb2
+from dora.api.v1 import object_pb2, workloads_pb2
 from dora.controllers.events import label_value_ok
 from dora.controllers.runtime.cache import Cache
-from dora.controllers.scheduler.filters import GPU, NodeInfo, Request
+from dora.controllers.scheduler.filters import GPU, NodeInfo, Port, Request
 
 READY = "Ready"
 TERMINAL_PHASES = frozenset({"Exited", "Failed", "Lost"})
@@ -41,6 +41,7 @@ class Placement:
     gpus: tuple[GPU, ...]
     cpu_millicores: int
     workload: str
+    node_ports: tuple[Port, ...] = ()
 
 
 def holds_resources(container: object_pb2.Object) -> bool:
@@ -53,6 +54,15 @@ def workload_key(container: object_pb2.Object) -> str:
     return f"{container.metadata.workspace}/{container.container.spec.workload}"
 
 
+def node_ports(template: workloads_pb2.WorkloadSpec) -> tuple[Port, ...]:
+    """The node ports a container publishes (only a bridge network publishes any)."""
+    network = template.network
+    if (network.mode or "none").lower() != "bridge":
+        return ()
+    return tuple(sorted({(p.node_port, (p.protocol or "tcp").lower())
+                         for p in network.ports if p.node_port}))
+
+
 def request_of(container: object_pb2.Object) -> Request:
     selectors = container.container.spec.template.selectors
     cpu, gpu = selectors.cpu, selectors.gpu
@@ -63,6 +73,7 @@ def request_of(container: object_pb2.Object) -> Request:
         gpu_products=tuple(gpu.product_name) or ("All",),
         cpu_millicores=millicores,
         cpu_products=tuple(cpu.product_name) or ("All",),
+        node_ports=node_ports(container.container.spec.template),
     )
 
 
@@ -73,6 +84,7 @@ def placement_of(container: object_pb2.Object) -> Placement:
         gpus=tuple(GPU(g.index, g.uuid, g.product_name) for g in spec.gpus),
         cpu_millicores=spec.cpu_millicores,
         workload=workload_key(container),
+        node_ports=node_ports(spec.template),
     )
 
 
@@ -90,6 +102,7 @@ def node_info(node: object_pb2.Object, *, leased: bool,
     status, spec = node.node.status, node.node.spec
     used_gpus: set[int] = set()
     used_cpu = 0
+    used_ports: set[Port] = set()
     workloads: collections.Counter[str] = collections.Counter()
     for container in containers:
         # holds_resources and placement_of, inlined: this runs for every container of
@@ -100,6 +113,8 @@ def node_info(node: object_pb2.Object, *, leased: bool,
             continue
         used_gpus.update(g.index for g in cspec.gpus)
         used_cpu += cspec.cpu_millicores
+        if cspec.template.network.ports:
+            used_ports.update(node_ports(cspec.template))
         workloads[f"{container.metadata.workspace}/{cspec.workload}"] += 1
     return NodeInfo(
         name=node.metadata.name,
@@ -113,6 +128,7 @@ def node_info(node: object_pb2.Object, *, leased: bool,
         used_cpu=used_cpu,
         workloads=dict(workloads),
         labelable=label_value_ok(node.metadata.name),
+        used_ports=frozenset(used_ports),
     )
 
 
@@ -125,7 +141,7 @@ def with_placement(info: NodeInfo, placement: Placement) -> NodeInfo:
         allow=info.allow, cpu_product=info.cpu_product, cpu_capacity=info.cpu_capacity,
         gpus=info.gpus, used_gpus=info.used_gpus | {g.index for g in placement.gpus},
         used_cpu=info.used_cpu + placement.cpu_millicores, workloads=workloads,
-        labelable=info.labelable,
+        labelable=info.labelable, used_ports=info.used_ports | set(placement.node_ports),
     )
 
 

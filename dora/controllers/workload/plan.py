@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 RUNNING = "Running"
+# Paused (docker pause) is a running container frozen: it ran, and it holds its slot.
+PAUSED = "Paused"
 PENDING_PHASES = frozenset({"", "Pending"})
 FAILED_PHASES = frozenset({"Exited", "Failed"})
 LOST = "Lost"
@@ -71,7 +73,7 @@ class Plan:
 
 def settled(replica: Replica, *, rollout_timeout: float) -> bool:
     """Whether a new container has had its chance, so that an old one may go."""
-    if replica.phase == RUNNING or replica.phase in FAILED_PHASES:
+    if replica.phase in (RUNNING, PAUSED) or replica.phase in FAILED_PHASES:
         return True
     if replica.phase in PENDING_PHASES and not replica.bound:
         return replica.unschedulable or replica.age >= rollout_timeout
@@ -83,7 +85,7 @@ def victims(
 ) -> list[Replica]:
     """The ``count`` replicas to remove first."""
     def rank(r: Replica) -> tuple[int, int, int]:
-        state = 2 if r.phase == RUNNING else 1 if r.bound else 0
+        state = 2 if r.phase in (RUNNING, PAUSED) else 1 if r.bound else 0
         return (0 if r.name in prefer else 1, state, -r.index)
 
     return sorted(replicas, key=rank)[:max(0, count)]

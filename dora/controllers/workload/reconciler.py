@@ -7,6 +7,18 @@ step, does it (deletes, then creates ``<workload>.<n>`` with the lowest free
 and created with ``create_only``, so a cache one step behind can never make a
 duplicate: the create fails and the reconcile runs again.
 
+A container also gets a replica slot (``spec.replicaIndex``, ``DORA_REPLICA_INDEX``
+inside): the lowest one no live container holds. The name cannot be the slot: a
+replacement starts while the container it replaces is still being removed under
+its name. So a container replaced after it exited, was deleted, or was lost with
+its node leaves its slot to its replacement; during a rollout a new container may
+hold slot ``replicas`` until an old one goes.
+
+A container starts with the workload's labels (``get containers -l app=x``; a
+label changed on the workload later is copied onto its containers, one removed
+stays), the replica count wanted when it was made, and ``spec.paused`` as the
+workload has it (``dora.apiserver.pausing`` pauses the ones that exist).
+
 A deleted workload needs little: the apiserver deletes what it owns. What a
 reconcile created while the workload was being deleted would be orphaned, so
 containers, versions and events whose owning workload is gone (checked with the
@@ -128,7 +140,13 @@ class WorkloadController:
         for name, why in step.delete:
             await self._delete(workload, by_name[name], why)
         requeue = step.requeue_after
-        if step.create and not await self._create(workload, version, step.create):
+        going = {name for name, _ in step.delete}
+        slots = {slot_of(c) for c in containers if c.metadata.name not in going
+                 and not c.metadata.HasField("deletion_timestamp")}
+        if step.create and not await self._create(workload, version, step.create,
+                                                  desired=desired, held=slots):
+            requeue = NAME_TAKEN_RETRY
+        if not await self._copy_labels(workload, containers):
             requeue = NAME_TAKEN_RETRY
         await self._report(workload, desired=desired, version=number, step=step,
                            containers=containers)
@@ -180,8 +198,26 @@ class WorkloadController:
         self.recorder.normal(workload, reason,
                              f"deleted container {container.metadata.name}: {why}")
 
+    async def _copy_labels(self, workload: object_pb2.Object,
+                           containers: list[object_pb2.Object]) -> bool:
+        """Copy the workload's labels onto its containers; False after a conflict."""
+        wanted = copied_labels(workload)
+        for container in containers:
+            have = container.metadata.labels
+            if container.metadata.HasField("deletion_timestamp") or all(
+                    have.get(k) == v for k, v in wanted.items()):
+                continue
+            update = object_pb2.Object()
+            update.CopyFrom(container)
+            update.metadata.labels.update(wanted)
+            try:
+                await self.client.apply(update)
+            except (errors.Conflict, errors.NotFound):
+                return False
+        return True
+
     async def _create(self, workload: object_pb2.Object, version: object_pb2.Object,
-                      count: int) -> bool:
+                      count: int, *, desired: int, held: set[int]) -> bool:
         """Create ``count`` containers; False when a name was taken (cache behind)."""
         store = self.cache.store("Container")
         meta = workload.metadata
@@ -190,7 +226,9 @@ class WorkloadController:
             while store.get_named(conventions.container_name(meta.name, index),
                                   zone=meta.zone, workspace=meta.workspace) is not None:
                 index += 1
-            container = new_container(workload, version, index)
+            slot = min(set(range(len(held) + 1)) - held)
+            held.add(slot)
+            container = new_container(workload, version, index, replicas=desired, slot=slot)
             index += 1
             try:
                 await self.client.apply(container, create_only=True)
@@ -228,19 +266,40 @@ class WorkloadController:
             await self.client.update_status(obj)
 
 
+def copied_labels(workload: object_pb2.Object) -> dict[str, str]:
+    """The labels a workload's containers carry: its own (but Dora's ``dora.io/``
+    ones, which say where a container runs) and ``dora.io/workload``."""
+    meta = workload.metadata
+    labels = {k: v for k, v in meta.labels.items() if not k.startswith("dora.io/")}
+    if label_value_ok(meta.name):
+        labels[conventions.WORKLOAD_LABEL] = meta.name
+    return labels
+
+
+def slot_of(container: object_pb2.Object) -> int:
+    """A container's replica slot; one made before slots has its name's index."""
+    spec = container.container.spec
+    return spec.replica_index if spec.HasField("replica_index") else _index(
+        container.metadata.name)
+
+
 def new_container(workload: object_pb2.Object, version: object_pb2.Object,
-                  index: int) -> object_pb2.Object:
+                  index: int, *, replicas: int = 0, slot: int | None = None
+                  ) -> object_pb2.Object:
     meta = workload.metadata
     container = objects.new("Container", conventions.container_name(meta.name, index),
                             zone=meta.zone, workspace=meta.workspace)
     container.metadata.owner_references.add(kind="Workload", name=meta.name, uid=meta.uid,
                                             controller=True)
-    if label_value_ok(meta.name):
-        container.metadata.labels[conventions.WORKLOAD_LABEL] = meta.name
+    container.metadata.labels.update(copied_labels(workload))
     spec = container.container.spec
     spec.workload = meta.name
     spec.version = version.workloadversion.spec.version
     spec.template.CopyFrom(version.workloadversion.spec.template)
+    spec.shell_cmd = not version.workloadversion.spec.cmd_argv
+    spec.replica_index = index if slot is None else slot
+    spec.replicas = replicas
+    spec.paused = workload.workload.spec.paused
     return container
 
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from dora.api import conventions
 from dora.api.v1 import object_pb2, workloads_pb2
 from dora.controllers import conditions
-from dora.controllers.workload.plan import FAILED_PHASES, RUNNING, Plan
+from dora.controllers.workload.plan import FAILED_PHASES, PAUSED, RUNNING, Plan
 
 AVAILABLE, PROGRESSING, UNSCHEDULABLE, EXITED = (
     "Available", "Progressing", "Unschedulable", "Exited",
@@ -46,11 +47,18 @@ def build(
     status.observed_generation = workload.metadata.generation
     status.current_version = version
     conds = status.conditions
+    # This controller runs in the workload's zone: the zone is served.
+    conditions.remove(conds, conventions.ZONE_UNSERVED_CONDITION)
 
     if desired == 0:
         reason = "Stopped" if spec.stopped else "ScaledToZero"
         conditions.set_condition(conds, type=AVAILABLE, status="True", reason=reason,
                                  message="no containers are wanted", now=now)
+    elif spec.paused:
+        paused = sum(1 for r in plan.current if r.phase == PAUSED)
+        conditions.set_condition(conds, type=AVAILABLE, status="False", reason="Paused",
+                                 message=f"{paused} of {desired} containers paused "
+                                         "(doractl resume)", now=now)
     elif ready >= desired:
         conditions.set_condition(conds, type=AVAILABLE, status="True", reason="ReplicasReady",
                                  message=f"{ready} of {desired} containers running", now=now)

@@ -2,7 +2,13 @@
 
 Every spec a workload has had is kept as ``<workload>.v<n>``, owned by the
 workload, so it goes with it. What makes a version is the spec without
-``replica`` and ``stopped``: scaling and stopping are not new versions.
+``replica``, ``stopped`` and ``paused``: scaling, stopping and pausing are not new
+versions.
+
+A version made now says ``cmdArgv``: its ``config.cmd`` is split into shell words.
+One stored before that change lacks it, and its containers keep running their cmd
+as ``/bin/sh -c CMD`` (``ContainerSpec.shellCmd``), the meaning it was written
+with, also after a restart or a rollback to it.
 
 The current version is the one whose template equals the spec, so restoring
 version N (``doractl rollback``: apply N's template, see
@@ -25,6 +31,7 @@ def template_of(spec: workloads_pb2.WorkloadSpec) -> workloads_pb2.WorkloadSpec:
     template.CopyFrom(spec)
     template.ClearField("replica")
     template.ClearField("stopped")
+    template.ClearField("paused")
     return template
 
 
@@ -59,6 +66,7 @@ def new_version(workload: object_pb2.Object, number: int,
     spec.workload = meta.name
     spec.version = number
     spec.template.CopyFrom(template)
+    spec.cmd_argv = True
     return version
 
 

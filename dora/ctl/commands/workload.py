@@ -1,4 +1,5 @@
-"""The tutorial's workload verbs: ``scale``, ``stop``, ``start``, ``versions`` and ``rollback``.
+"""The tutorial's workload verbs: ``scale``, ``stop``, ``start``, ``pause``, ``resume``,
+``versions`` and ``rollback``.
 
 Each change is a read-modify-write of the workload's spec: get it, change it, and
 apply it back carrying the ``resourceVersion`` it was read at, so a concurrent
@@ -10,6 +11,9 @@ every spec (``<workload>.v<n>``, owned by the workload); scaling and stopping
 make none. ``rollback`` applies a version's template with the replica count and
 stopped flag left as they are (``dora.api.conventions.rollback``), and the
 controller recognises the spec as that version again.
+
+``pause`` and ``resume`` freeze and thaw a workload's or a container's Docker
+containers through the Pausing call (verbs ``Pause`` and ``Resume``), not an apply.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ def register(app: typer.Typer) -> None:
     command(app, "scale")(scale)
     command(app, "stop")(stop)
     command(app, "start")(start)
+    command(app, "pause")(pause)
+    command(app, "resume")(resume)
     command(app, "versions")(versions)
     command(app, "rollback")(rollback)
 
@@ -58,14 +64,21 @@ def _workload_kind(word: str) -> kinds.Kind:
     return found
 
 
-def _workloads(word: str, names: list[str] | None) -> tuple[kinds.Kind, list[str]]:
-    """``workload a b`` or ``workload/a b``, as ``get`` takes them: the kind and names."""
+def _named(word: str, names: list[str] | None, *,
+           kinds_allowed: tuple[str, ...] = ("Workload",)) -> tuple[kinds.Kind, list[str]]:
+    """``workload a b`` or ``workload/a b``, as ``get`` takes them: the kind (one of
+    ``kinds_allowed``) and the names."""
     kind_word, slash, first = word.partition("/")
+    found = kind_of(kind_word)
+    if found.name not in kinds_allowed:
+        allowed = " and ".join(kinds.get(k).plural for k in kinds_allowed)
+        raise typer.BadParameter(f"only {allowed} have this verb, not {found.plural}",
+                                 param_hint="KIND")
     wanted = [*([first] if slash and first else []), *(names or [])]
     if not wanted:
-        raise typer.BadParameter("name the workloads (workload NAME or workload/NAME)",
+        raise typer.BadParameter(f"name the {found.plural} (KIND NAME or KIND/NAME)",
                                  param_hint="NAME")
-    return _workload_kind(kind_word), wanted
+    return found, wanted
 
 
 def scale(
@@ -80,7 +93,7 @@ def scale(
     def mutate(spec: workloads_pb2.WorkloadSpec) -> None:
         spec.replica.count = replicas
 
-    _change(ctx, *_workloads(kind, names), mutate, done="scaled")
+    _change(ctx, *_named(kind, names), mutate, done="scaled")
 
 
 def stop(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
@@ -89,7 +102,7 @@ def stop(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
     def mutate(spec: workloads_pb2.WorkloadSpec) -> None:
         spec.stopped = True
 
-    _change(ctx, *_workloads(kind, names), mutate, done="stopped")
+    _change(ctx, *_named(kind, names), mutate, done="stopped")
 
 
 def start(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
@@ -98,7 +111,50 @@ def start(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
     def mutate(spec: workloads_pb2.WorkloadSpec) -> None:
         spec.stopped = False
 
-    _change(ctx, *_workloads(kind, names), mutate, done="started")
+    _change(ctx, *_named(kind, names), mutate, done="started")
+
+
+def _pausable(word: str, names: list[str] | None) -> tuple[kinds.Kind, list[str]]:
+    return _named(word, names, kinds_allowed=("Workload", "Container"))
+
+
+def pause(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
+    """Freeze a workload's or a container's processes (`docker pause`); they keep their
+    GPUs and CPUs, and credits keep counting. `resume` thaws them."""
+    _set_paused(ctx, *_pausable(kind, names), paused=True)
+
+
+def resume(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
+    """Thaw what `pause` froze."""
+    _set_paused(ctx, *_pausable(kind, names), paused=False)
+
+
+def _set_paused(ctx: typer.Context, kind: kinds.Kind, names: list[str], *,
+                paused: bool) -> None:
+    connection = settings_of(ctx).connection()
+
+    async def work(s: session.Session) -> bool:
+        ok = True
+        zone, workspace = s.scope(kind)
+        for name in names:
+            try:
+                _, changed = await s.client.set_paused(kind.name, name, paused=paused,
+                                                       zone=zone, workspace=workspace)
+            except errors.Unavailable:
+                raise
+            except errors.DoraError as exc:
+                ok = False
+                sys.stdout.flush()
+                typer.echo(printers.error_text(exc), err=True)
+                continue
+            word = "paused" if paused else "resumed"
+            count = f" ({len(changed)} container{'s' * (len(changed) != 1)})" if (
+                kind.name == "Workload") else ""
+            typer.echo(f"{kind.name.lower()}/{name} {word}{count}")
+        return ok
+
+    if not session.run(connection, work):
+        raise typer.Exit(1)
 
 
 def _change(ctx: typer.Context, kind: kinds.Kind, names: list[str], mutate: Mutation, *,

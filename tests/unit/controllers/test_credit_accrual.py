@@ -115,6 +115,8 @@ def test_window_from_the_status() -> None:
     assert ended == accrual.Window(WED, WED + hour)
     # A Running status's finishedAt is a previous run's: ignored.
     assert accrual.window(container(started=WED, finished=WED - hour)) == running
+    # Paused: it holds its GPUs, so it is charged as a running one.
+    assert accrual.window(container(started=WED, finished=WED - hour, phase="Paused")) == running
     # Being deleted: charged until asked to go.
     going = accrual.window(container(started=WED, deleted=WED + 2 * hour))
     assert going == accrual.Window(WED, WED + 2 * hour)

@@ -44,3 +44,13 @@ def test_missing_token_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
         main.main(["--token-file", "/nonexistent/token"])
     assert exit_info.value.code == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_zones_name_several_or_all_and_default_to_zone() -> None:
+    assert main.zones_of(main.parse_args(["--zone", "dc-rov-01"])) == ("dc-rov-01",)
+    assert main.zones_of(main.parse_args(["--zones", "a, b,a"])) == ("a", "b")
+    assert main.zones_of(main.parse_args(["--zones", "all"])) == ("all",)
+    with pytest.raises(ValueError, match="names no zone"):
+        main.zones_of(main.parse_args(["--zones", ","]))
+    with pytest.raises(ValueError, match="cannot be combined"):
+        main.zones_of(main.parse_args(["--zones", "all,a"]))

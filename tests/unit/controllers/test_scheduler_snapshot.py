@@ -99,3 +99,43 @@ def test_only_what_filters_read_changes_a_nodes_signature() -> None:
     assert node_signature(before) == node_signature(after)
     after.node.spec.scheduling_disabled = True
     assert node_signature(before) != node_signature(after)
+
+
+def with_ports(made: objects.object_pb2.Object, *ports: tuple[int, str],
+               mode: str = "bridge") -> objects.object_pb2.Object:
+    network = made.container.spec.template.network
+    network.mode = mode
+    for node_port, protocol in ports:
+        network.ports.add(port=80, node_port=node_port, protocol=protocol)
+    return made
+
+
+def test_node_ports_are_used_by_the_containers_that_publish_them() -> None:
+    from dora.controllers.scheduler import filters
+    from dora.controllers.scheduler.placer import Placer
+    from dora.controllers.scheduler.strategies import RandomSource
+
+    c = cache(node("n1"), lease("n1"),
+              with_ports(container("a.0", "n1", cpu=500), (25000, "tcp"), (25000, "udp")),
+              with_ports(container("b.0", "n1", phase="Exited"), (25001, "tcp")),  # ended
+              with_ports(container("h.0", "n1"), (25002, "tcp"), mode="host"))  # publishes none
+    snap = Snapshot(cache=c, zone="z")
+    [info] = snap.nodes(assumed={})
+    assert info.used_ports == frozenset({(25000, "tcp"), (25000, "udp")})
+    wants = with_ports(obj("Container", "x.0"), (25000, "tcp"))
+    wants.container.spec.template.selectors.cpu.count = 1
+    request = request_of(wants)
+    assert request.node_ports == ((25000, "tcp"),)
+    assert filters.fit(info, request) == "with nodePort 25000/tcp in use"
+    rng: RandomSource = __import__("random").Random(1)
+    message = Placer(snap).choose(request, "First", assumed={}, rng=rng)
+    assert message == ("no node has 1000 free CPU millicores and nodePort 25000/tcp free "
+                       "(1 node: 1 with nodePort 25000/tcp in use)")
+    free = request_of(with_ports(obj("Container", "y.0"), (25001, "tcp")))
+    fit = Placer(snap).choose(free, "First", assumed={}, rng=rng)
+    assert isinstance(fit, filters.Fit) and fit.node.name == "n1"
+    # An assumed placement holds its port at once, before the cache shows it.
+    assumed = {Ref("Container", "z", "w", "y.0"): Placement("n1", (), 0, "w/y",
+                                                           node_ports=((25001, "tcp"),))}
+    [info] = snap.nodes(assumed=assumed)
+    assert filters.fit(info, free) == "with nodePort 25001/tcp in use"

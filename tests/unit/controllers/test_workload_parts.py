@@ -61,6 +61,53 @@ def test_containers_carry_the_conventions() -> None:
     admission.validate(container)
 
 
+def test_pausing_is_not_a_new_version() -> None:
+    a, b = workload(), workload()
+    b.workload.spec.paused = True
+    assert versions.template_of(a.workload.spec) == versions.template_of(b.workload.spec)
+
+
+def test_containers_get_the_slot_the_count_the_labels_and_the_pause_of_their_workload(
+) -> None:
+    wl = workload(replicas=3)
+    wl.metadata.labels.update({"app": "x", "dora.io/node": "n1"})
+    wl.workload.spec.paused = True
+    version = versions.new_version(wl, 1, versions.template_of(wl.workload.spec))
+    assert version.workloadversion.spec.cmd_argv
+    container = new_container(wl, version, 2, replicas=3)
+    spec = container.container.spec
+    assert (spec.replica_index, spec.replicas, spec.paused, spec.shell_cmd) == (2, 3, True,
+                                                                                False)
+    assert container.metadata.labels == {"app": "x", conventions.WORKLOAD_LABEL: "blue.red"}
+
+
+def test_containers_of_a_version_stored_before_cmd_was_an_argv_run_it_in_a_shell() -> None:
+    wl = workload()
+    version = versions.new_version(wl, 1, versions.template_of(wl.workload.spec))
+    version.workloadversion.spec.cmd_argv = False  # as stored before the change
+    assert new_container(wl, version, 0).container.spec.shell_cmd
+
+
+def test_a_paused_workload_says_so_and_its_paused_containers_settle_a_rollout() -> None:
+    wl = workload(replicas=2)
+    wl.workload.spec.paused = True
+    wl.workload.status.conditions.add(type="ZoneUnserved", status="True")
+    step = plan(desired=2, version=1, restart_always=False, replicas=[
+        Replica(f"blue.red.{i}", i, 1, phase="Paused", bound=True) for i in range(2)])
+    status = workload_status.build(workload=wl, desired=2, version=1, plan=step,
+                                   unschedulable=[], now=NOW)
+    conds = {c.type: c for c in status.conditions}
+    assert (conds["Available"].status, conds["Available"].reason,
+            conds["Available"].message) == ("False", "Paused",
+                                            "2 of 2 containers paused (doractl resume)")
+    assert conds["Progressing"].reason == "Complete"
+    assert "ZoneUnserved" not in conds, "the zone's own controller runs: it is served"
+    rolling = plan(desired=1, version=2, restart_always=False, replicas=[
+        Replica("blue.red.0", 0, 1, phase="Paused", bound=True),
+        Replica("blue.red.1", 1, 2, phase="Paused", bound=True)])
+    assert rolling.delete == (("blue.red.0", "replaced by version 2"),)
+
+
 def test_status_counts_and_conditions() -> None:
     wl = workload(replicas=3)
     replicas = [Replica("blue.red.0", 0, 2, phase="Running", bound=True),
