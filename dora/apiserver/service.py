@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from dora.api import errors, grpcservice, kinds, labels, objects
+from dora.api import errors, grpcservice, kinds, labels, objects, tasks
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, resources_pb2, workloads_pb2
 from dora.apiserver import registry
@@ -97,6 +97,8 @@ class ResourcesService:
         template = _workload_spec(obj)
         if template is not None:
             await self._authorize_workload(principal, ref, template)
+        if obj.kind == "Task":
+            await self._authorize_task_verbs(principal, ref, obj)
         stored, result = await self.registry.apply(
             obj, dry_run=request.dry_run, create_only=request.create_only,
             finalizers_only=finalizers_only, scope=self._scope(principal),
@@ -118,6 +120,20 @@ class ResourcesService:
                 f"zone {ref.zone!r}, workspace {ref.workspace!r}); ask an administrator",
                 violations=(errors.FieldViolation("spec.network.mode", "host is not allowed"),),
             )
+
+    async def _authorize_task_verbs(self, principal: Principal, ref: Ref,
+                                    obj: object_pb2.Object) -> None:
+        """Killing a task (``spec.killed`` set) and retrying it (``spec.retry`` raised)
+        need the verbs ``Kill`` and ``Retry`` on Task, besides ``Apply``."""
+        try:
+            current = (await self.registry.get(ref)).task.spec
+        except errors.NotFound:
+            current = None
+        spec = obj.task.spec
+        if spec.killed and not (current is not None and current.killed):
+            await self.authz.require(principal, "Kill", "Task", ref.zone, ref.workspace)
+        if spec.retry > (current.retry if current is not None else 0):
+            await self.authz.require(principal, "Retry", "Task", ref.zone, ref.workspace)
 
     @unary
     async def Get(
@@ -235,6 +251,8 @@ def _workload_spec(obj: object_pb2.Object) -> workloads_pb2.WorkloadSpec | None:
         return obj.workload.spec
     if obj.kind == "Container":
         return obj.container.spec.template
+    if obj.kind == "Task":
+        return tasks.template(obj)
     return None
 
 

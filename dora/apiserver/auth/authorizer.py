@@ -14,6 +14,11 @@ must also read and report the Containers bound to it, hold its Lease, and read
 the Volumes and Storages those Containers mount.
 ``Describe`` allows what ``Get`` allows.
 
+A Task takes Workload's verbs plus ``Kill`` and ``Retry``: an Apply that sets
+``spec.killed`` or raises ``spec.retry`` needs them too (``service``), and
+mounting a volume of another workspace for its data, configs or output needs
+``Use`` on that Volume, as a workload's volumes do.
+
 Two seed verbs are about one's own object rather than a kind in a place: the
 ``user`` role's ``Usercredit: [GetOne]`` and ``User: [Credits]`` let a user
 read the Usercredit that bears their own name (their credits, in each zone the
