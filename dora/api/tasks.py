@@ -35,8 +35,9 @@ import shlex
 import zlib
 from collections.abc import Sequence
 
-from dora.api import volumes
-from dora.api.v1 import object_pb2, tasks_pb2, workloads_pb2
+from dora.api import errors, volumes
+from dora.api.v1 import object_pb2, tasks_pb2, volumes_pb2, workloads_pb2
+from dora.api.volumefiles import VolumeFiles
 
 DATA, IN, OUT, JOB = "%DATA", "%IN", "%OUT", "%JOB"
 REQUIRED_TAGS = (DATA, IN, OUT)
@@ -166,3 +167,33 @@ def unpack_files(packed: str) -> list[str]:
         return []
     text = zlib.decompress(base64.b64decode(packed)).decode()
     return text.split("\n") if text else []
+
+
+async def list_configs(files: VolumeFiles, task: object_pb2.Object) -> list[str]:
+    """The config files of ``task``, in name order: one job each.
+
+    Hidden files (``.name``) and folders are not jobs. ``errors.Invalid`` naming
+    ``spec.configs.path`` when the folder is missing, is a file, holds no file or
+    more than ``MAX_JOBS``.
+    """
+    spec, meta = task.task.spec, task.metadata
+    inside = volumes.clean(spec.configs.path, field="spec.configs.path")
+    target = volumes_pb2.VolumeTarget(zone=meta.zone,
+                                      workspace=spec.configs.workspace or meta.workspace,
+                                      name=spec.configs.volume)
+    listing = await files.list(target, inside)
+    where = f"{inside or '/'} in volume {target.workspace}/{target.name}"
+    if not listing.exists:
+        raise errors.Invalid(f"{where} does not exist", field="spec.configs.path")
+    if len(listing.files) == 1 and listing.files[0].path == inside and not listing.files[0].is_dir:
+        raise errors.Invalid(f"{where} is a file; name the folder of config files",
+                             field="spec.configs.path")
+    names = sorted(posixpath.basename(f.path) for f in listing.files
+                   if not f.is_dir and not posixpath.basename(f.path).startswith("."))
+    if not names:
+        raise errors.Invalid(f"{where} holds no config file: a task needs one per job",
+                             field="spec.configs.path")
+    if len(names) > MAX_JOBS:
+        raise errors.Invalid(f"{where} holds {len(names)} files; a task has at most "
+                             f"{MAX_JOBS} jobs", field="spec.configs.path")
+    return names
