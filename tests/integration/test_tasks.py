@@ -53,6 +53,7 @@ echo run >> "${OUT}runs.log"
 grep -q fail "$CONF" && exit 3
 sleep "$(cat "$CONF" | cut -d' ' -f2)"
 echo "$(cut -d' ' -f1 "$CONF") $(cat "$DATA")" > "${OUT}result.txt"
+echo "job $CONF done"
 """
 EXEC = f"sh {FILES}/job_tuning.sh -d %DATA -c %IN -o %OUT"
 
@@ -256,9 +257,12 @@ async def test_seed_003_tutorial_runs_every_job_once(cluster: Cluster,
                                        "AGE"]
     assert listed.lines[1].split()[:5] == ["tutorial", "Completed", "8/8", "0", "0"]
     described = await ctl.ok("describe", "task", "tutorial")
-    assert "Completed" in described.out and "8/8" in described.out
+    assert "8/8 completed, 0 failed, 0 running" in described.out
+    assert [line.split()[:4] for line in described.lines if "(test)" in line] == [
+        ["0", "config_00.txt", "Completed", "(test)"], ["1", "config_01.txt", "Completed",
+                                                         "(test)"]]
     logs = await ctl.ok("logs", "task/tutorial", "--job", "3")
-    assert logs.code == 0
+    assert logs.out == f"job {FILES}/my_config_files/config_03.txt done\n"
     await ctl.ok("delete", "task", "tutorial")
 
     async def records_gone() -> bool:
