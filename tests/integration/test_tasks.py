@@ -185,6 +185,14 @@ async def job_containers(client: Client, name: str = "tutorial") -> list[object_
     return sorted(items, key=lambda c: c.metadata.name)
 
 
+async def volume_ready(client: Client) -> None:
+    async def ready() -> bool:
+        got = await client.get("Volume", "files", zone=h.ZONE, workspace=h.WORKSPACE)
+        return got.volume.status.phase == "Ready"
+
+    await eventually(ready, within=20, what="volume files Ready")
+
+
 class Watcher:
     """Every Container event of a task, from before it starts: what ran, and whether
     any job ever had two live containers at once."""
@@ -398,9 +406,65 @@ async def test_a_missing_or_empty_configs_folder_breaks_the_task_with_the_reason
         empty.task.spec.configs.path = "empty"
         await cluster.client.apply(empty)
         missing = await state_is(cluster.client, tasks.BROKEN, "missing")
-        assert "my_config_files does not exist in volume default/files" in \
+        assert "my_config_files in volume default/files does not exist" in \
             missing.task.status.message
         nothing = await state_is(cluster.client, tasks.BROKEN, "empty")
         assert "holds no config file" in nothing.task.status.message
     assert not await job_containers(cluster.client, "missing")
     assert not await job_containers(cluster.client, "empty")
+
+
+async def test_task_create_writes_what_the_yaml_says_and_refuses_bad_input(
+        cluster: Cluster, group: TaskGroup) -> None:
+    cluster.tutorial(4)
+    ctl = cluster.ctl()
+    async with controllers(cluster, group):
+        await volume_ready(cluster.client)
+        await _create_and_refuse(cluster, ctl)
+
+
+async def _create_and_refuse(cluster: Cluster, ctl: Ctl) -> None:
+    common = ("-d", "files:my_data_file.pic", "-o", "files:tasks/tutorial/",
+              "--image", h.BUSYBOX)
+    for args, said in (
+        (("-c", "files:nothing/", "-t", "t1", "--exec", EXEC),
+         "spec.configs.path: nothing in volume default/files does not exist"),
+        (("-c", "files:my_config_files/", "-t", "t2", "--exec", "sh j -d %DATA -o %OUT"),
+         "spec.exec: must contain %IN (the config file of each job)"),
+        (("-c", "files:my_config_files/", "-t", "t3", "--exec", EXEC, "--parallelism", "0"),
+         "spec.parallelism: must be >= 1"),
+        (("-c", "files:my_config_files/../x", "-t", "t4", "--exec", EXEC),
+         "must not contain '..'"),
+    ):
+        result = await ctl("task", "create", *common, *args)
+        assert result.code != 0 and said in result.err, result
+    (cluster.files / "empty").mkdir()
+    result = await ctl("task", "create", *common, "-c", "files:empty", "-t", "t5", "--exec",
+                       EXEC)
+    assert result.code == 1 and "holds no config file" in result.err
+    assert not (await cluster.client.list("Task", zone=h.ZONE))[0]
+
+    yaml_text = f"""\
+kind: Task
+metadata: {{name: from-yaml}}
+spec:
+  image: {{image: {h.BUSYBOX}}}
+  exec: {EXEC}
+  data: {{volume: files, path: my_data_file.pic}}
+  configs: {{volume: files, path: my_config_files/}}
+  output: {{volume: files, path: tasks/tutorial/}}
+  testJobs: 0
+  parallelism: 3
+"""
+    await ctl.ok("apply", "-f", "-", input=yaml_text)
+    created = await ctl.ok("task", "create", *common, "-c", "files:my_config_files/",
+                           "-t", "tutorial", "--exec", EXEC, "--bypass",
+                           "--parallelism", "3")
+    assert created.out == "task/tutorial created: 4 jobs, 0 of them test jobs\n"
+    done = await state_is(cluster.client, tasks.COMPLETED)
+    await state_is(cluster.client, tasks.COMPLETED, "from-yaml")
+    from_yaml = await get_task(cluster.client, "from-yaml")
+    assert done.task.spec == from_yaml.task.spec
+    again = await ctl("task", "create", *common, "-c", "files:my_config_files/", "-t",
+                      "tutorial", "--exec", EXEC)
+    assert again.code == 1 and "task/tutorial exists" in again.err

@@ -221,8 +221,8 @@ def _task(obj: object_pb2.Object, report: _Report) -> None:
         report.name(path.volume, f"spec.{name}.volume")
         if path.workspace:
             report.name(path.workspace, f"spec.{name}.workspace")
-        try:
-            volumes.clean(path.path, field=f"spec.{name}.path")
+        try:  # stored as cleaned: `dir/` and `dir` are one folder
+            path.path = volumes.clean(path.path, field=f"spec.{name}.path")
         except errors.Invalid as exc:
             report.violations.extend(exc.violations)
     if spec.HasField("parallelism") and spec.parallelism < 1:
