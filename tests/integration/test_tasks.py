@@ -410,8 +410,13 @@ async def test_a_missing_or_empty_configs_folder_breaks_the_task_with_the_reason
             missing.task.status.message
         nothing = await state_is(cluster.client, tasks.BROKEN, "empty")
         assert "holds no config file" in nothing.task.status.message
-    assert not await job_containers(cluster.client, "missing")
-    assert not await job_containers(cluster.client, "empty")
+        assert not await job_containers(cluster.client, "missing")
+        assert not await job_containers(cluster.client, "empty")
+        # The files arrive; `task retry` lists the folder again and the task runs.
+        cluster.tutorial(3)
+        await cluster.ctl().ok("task", "retry", "missing")
+        done = await state_is(cluster.client, tasks.COMPLETED, "missing")
+        assert (done.task.status.total, done.task.status.completed) == (3, 3)
 
 
 async def test_task_create_writes_what_the_yaml_says_and_refuses_bad_input(
