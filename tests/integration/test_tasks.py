@@ -473,3 +473,49 @@ spec:
     again = await ctl("task", "create", *common, "-c", "files:my_config_files/", "-t",
                       "tutorial", "--exec", EXEC)
     assert again.code == 1 and "task/tutorial exists" in again.err
+
+
+async def test_an_agent_killed_mid_task_its_jobs_complete_elsewhere_exactly_once(
+        cluster: Cluster, group: TaskGroup, docker: Any) -> None:
+    cluster.tutorial(6, sleep=4)
+    other = h.new_node_name()
+    watcher = Watcher(cluster.client)
+    group.start_soon(watcher.run)
+    with h.cleaned(docker, other):
+        declared = objects.new("Node", other, zone=h.ZONE)
+        declared.node.spec.endpoint = "127.0.0.1:9"
+        declared.node.spec.allow.append("CPUWorkload")
+        await cluster.client.apply(declared)
+        async with controllers(cluster, group):
+            async with h.running_agent(cluster.client, other):
+                obj = task(parallelism=4, test_jobs=0)
+                obj.task.spec.affinity = "Distribute"
+                await cluster.client.apply(obj)
+
+                async def running_there() -> list[str]:
+                    return [c.metadata.name for c in await job_containers(cluster.client)
+                            if c.container.spec.node_name == other
+                            and c.container.status.phase == "Running"]
+
+                lost = await eventually(running_there, within=30,
+                                        what=f"jobs running on {other}")
+            # The agent is dead; its machine goes with it.
+            for container in h.node_containers(docker, other):
+                container.remove(force=True)
+            done = await state_is(cluster.client, tasks.COMPLETED, within=90)
+    status = done.task.status
+    assert (status.completed, status.jobs) == (6, "CCCCCC")
+    # The jobs that were on the dead node ran a second attempt; no other job did.
+    lost_jobs = {i for i, n in enumerate(status.attempts) if n == 2}
+    assert {tasks.attempt_of("tutorial", n)[0] for n in lost} <= lost_jobs  # type: ignore[index]
+    assert set(status.attempts) <= {1, 2}
+    for index in range(6):
+        result = cluster.output() / f"config_{index:02d}" / "result.txt"
+        assert result.read_text() == f"config{index:02d} data-v1\n"
+    counted = runs(cluster)
+    assert all(counted[f"config_{i:02d}"] == 1 for i in range(6) if i not in lost_jobs)
+    assert all(counted[f"config_{i:02d}"] == 2 for i in lost_jobs)
+    assert watcher.overlaps == []
+    assert len(watcher.created) == 6 + len(lost_jobs)
+    records = await job_containers(cluster.client)
+    assert {c.container.spec.node_name for c in records} == {cluster.node}
