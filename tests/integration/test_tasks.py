@@ -519,3 +519,44 @@ async def test_an_agent_killed_mid_task_its_jobs_complete_elsewhere_exactly_once
     assert len(watcher.created) == 6 + len(lost_jobs)
     records = await job_containers(cluster.client)
     assert {c.container.spec.node_name for c in records} == {cluster.node}
+
+
+async def test_no_credit_stops_the_jobs_and_they_resume_when_it_is_back(
+        cluster: Cluster, group: TaskGroup) -> None:
+    cluster.tutorial(3, sleep=60)
+    credit = objects.new("Usercredit", "jodafons", zone=h.ZONE)
+    credit.usercredit.spec.user = "jodafons"
+    await cluster.client.apply(credit)
+
+    async def spent(exhausted: bool) -> None:
+        status = objects.new("Usercredit", "jodafons", zone=h.ZONE)
+        status.usercredit.status.exhausted = exhausted
+        status.usercredit.status.workspaces.append(h.WORKSPACE)
+        await cluster.client.update_status(status)
+
+    async with controllers(cluster, group):
+        await cluster.client.apply(task(test_jobs=0))
+
+        async def started() -> bool:
+            return len(runs(cluster)) == 2
+
+        await eventually(started, within=30, what="two jobs started")
+        await spent(True)
+
+        async def stopped() -> object_pb2.Object | None:
+            got = await get_task(cluster.client)
+            live = [c for c in await job_containers(cluster.client)
+                    if c.container.status.phase not in ("Exited", "Failed")]
+            return got if not live and got.task.status.jobs == "PPP" else None
+
+        held = await eventually(stopped, within=30, what="the jobs stopped")
+        assert "credit of user jodafons in zone default is spent" in held.task.status.message
+        for config in (cluster.files / "my_config_files").iterdir():
+            config.write_text(config.read_text().replace(" 60", " 0"))
+        await asyncio.sleep(0.5)
+        assert not await job_containers(cluster.client)  # nothing started meanwhile
+        await spent(False)
+        done = await state_is(cluster.client, tasks.COMPLETED)
+    assert list(done.task.status.attempts) == [2, 2, 1]
+    assert list(done.task.status.failures) == [0, 0, 0]
+    assert runs(cluster) == {"config_00": 2, "config_01": 2, "config_02": 1}

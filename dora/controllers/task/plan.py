@@ -28,6 +28,10 @@ once, without it counting against ``retries``, as a workload replaces its
 replicas. Other failed attempts count, and the next one starts after
 ``backoff * 2**(failures-1)`` seconds (at most ``max_backoff``).
 
+While the user's credit is spent (``held``) no job starts, and running ones are
+stopped (their attempts deleted) and wait as pending, without a failure, as a
+workload's containers stop; they start again once there is credit.
+
 Test jobs are the first ``testJobs`` indexes: the others start only once all
 of them completed; a test job that failed for good makes the task Broken and
 nothing else starts (the test jobs still running finish).
@@ -76,6 +80,8 @@ class Spec:
     parallelism: int | None = None
     killed: bool = False
     retry: int = 0
+    # Why no job may run now (the user's credit is spent); "" when they may.
+    held: str = ""
 
 
 @dataclass
@@ -139,6 +145,8 @@ def plan(
         jobs.observed_retry = spec.retry
 
     due: list[int] = []
+    # Jobs with an attempt that may still run (one being stopped too): parallelism counts them.
+    busy: set[int] = set()
     for index in range(total):
         mine = sorted(attempts.get(index, ()), key=lambda a: a.attempt)
         for attempt in mine:
@@ -158,14 +166,22 @@ def plan(
                     jobs.failures[index] += 1
                 letters[index] = (tasks.JOB_FAILED if jobs.failures[index] > spec.retries
                                   else tasks.WAITING)
+        if letters[index] == tasks.JOB_RUNNING and spec.held and not spec.killed:
+            # Stopped for want of credit: not a failure; it runs again once it may.
+            for a in mine:
+                if a.live and not a.terminating:
+                    deletes.append((a.name, spec.held))
+            letters[index] = tasks.PENDING
+            start = [s for s in start if s[0] != index]
+        if any(a.live for a in mine):
+            busy.add(index)
+            continue  # never a second live attempt: the last one is still being stopped
         if letters[index] == tasks.WAITING:
             last = mine[-1] if mine else None
             wait = 0.0
             if last is not None and last.phase != LOST and last.finished is not None:
                 pause = backoff_of(jobs.failures[index], base=backoff, cap=max_backoff)
                 wait = last.finished + pause - now
-            if any(a.live for a in mine):
-                continue  # the last attempt is still being stopped
             if wait > 0:
                 waits.append(wait)
             else:
@@ -192,8 +208,10 @@ def plan(
         return _step(jobs, tasks.BROKEN, message, start=start, deletes=deletes)
     testing = any(letters[i] != tasks.JOB_COMPLETED for i in range(test_jobs))
     eligible = test_jobs if testing else total
-    running = sum(1 for letter in letters if letter == tasks.JOB_RUNNING)
+    running = len(busy | {i for i, letter in enumerate(letters) if letter == tasks.JOB_RUNNING})
     room = total if spec.parallelism is None else spec.parallelism - running
+    if spec.held:
+        room = 0
     for index in due:
         if room <= 0 or index >= eligible:
             break
@@ -208,7 +226,7 @@ def plan(
                          start=start, deletes=deletes)
         return _step(jobs, tasks.COMPLETED, "", start=start, deletes=deletes)
     state = tasks.TESTING if testing else tasks.RUNNING
-    return _step(jobs, state, "", start=start, deletes=deletes,
+    return _step(jobs, state, spec.held, start=start, deletes=deletes,
                  requeue_after=max(0.05, min(waits)) if waits else 0.0)
 
 

@@ -15,6 +15,11 @@ A reconcile of a Task key:
 4. deletes what the step says (attempts on lost nodes, running jobs of a
    killed task) and creates the claimed Containers (``create_only``).
 
+Jobs are Containers, so the credit controller charges them as any container.
+While the Usercredit of the user paying for the task's workspace says
+``exhausted`` (what stops that user's workloads), no job starts, running ones
+are stopped and wait as pending, and ``status.message`` says why.
+
 Why the job records are these and not a list of records in the status. A
 status with 10,000 records of index, file, state, attempts, exit code, node
 and times is about 1 MiB, etcd's limit is 1.5 MiB, and every job's change
@@ -59,6 +64,8 @@ log = reconcile.logger(__name__)
 # limit would otherwise wait on one round trip per job).
 CREATES_AT_ONCE = 32
 OWNER_NAME_INDEX = "task-owner-name"
+PAID_INDEX = "task-paid-workspaces"
+WORKSPACE_INDEX = "task-workspace"
 
 
 class TaskController:
@@ -74,13 +81,38 @@ class TaskController:
         self._files: dict[tuple[str, str], list[str]] = {}
 
     def register(self, manager: Manager, *, workers: int = 4) -> None:
-        manager.store("Task")
+        manager.store("Task", indexers={WORKSPACE_INDEX: _by_workspace})
         manager.store("Container", indexers={"owner": by_controller_owner,
                                              OWNER_NAME_INDEX: _by_task_name})
+        manager.store("Usercredit", indexers={PAID_INDEX: _paid_workspaces})
         manager.add_controller(self, workers=workers, watches=[
             Watch("Task", own_key),
             Watch("Container", _task_key),
+            Watch("Usercredit", self._tasks_paid_by),
         ])
+
+    def _tasks_paid_by(self, delta: Delta) -> Iterable[Ref]:
+        """When a user's credit runs out or comes back: the tasks it pays for."""
+        old, new = delta.old, delta.new
+        if (old is not None and new is not None
+                and old.usercredit.status.exhausted == new.usercredit.status.exhausted
+                and old.usercredit.status.workspaces == new.usercredit.status.workspaces):
+            return []
+        zone = delta.object.metadata.zone
+        workspaces = {ws for o in (old, new) if o is not None
+                      for ws in o.usercredit.status.workspaces}
+        return [objects.ref_of(t) for ws in workspaces
+                for t in self.cache.store("Task").by_index(WORKSPACE_INDEX, ws)
+                if t.metadata.zone == zone]
+
+    def _held(self, task: object_pb2.Object) -> str:
+        """Why no job of ``task`` may run (its user's credit is spent), or ""."""
+        meta = task.metadata
+        for credit in self.cache.store("Usercredit").by_index(PAID_INDEX, meta.workspace):
+            if credit.metadata.zone == meta.zone and credit.usercredit.status.exhausted:
+                return (f"the credit of user {credit.usercredit.spec.user or credit.metadata.name}"
+                        f" in zone {meta.zone} is spent: no job runs until there is more")
+        return ""
 
     async def reconcile(self, *, key: Ref) -> Result:
         task = self.cache.store("Task").get(key)
@@ -101,7 +133,8 @@ class TaskController:
         files = self._files_of(task)
         containers = self.cache.store("Container").by_index("owner", task.metadata.uid)
         step = plan(
-            spec=_spec_of(task), jobs=_jobs_of(status), attempts=_attempts(task, containers),
+            spec=_spec_of(task, held=self._held(task)), jobs=_jobs_of(status),
+            attempts=_attempts(task, containers),
             now=self.clock.wall().timestamp(), backoff=self.backoff,
             max_backoff=self.max_backoff, file_of=files,
         )
@@ -242,11 +275,11 @@ def new_container(task: object_pb2.Object, index: int, attempt: int,
     return container
 
 
-def _spec_of(task: object_pb2.Object) -> Spec:
+def _spec_of(task: object_pb2.Object, *, held: str = "") -> Spec:
     spec = task.task.spec
     return Spec(total=task.task.status.total, test_jobs=spec.test_jobs, retries=spec.retries,
                 parallelism=spec.parallelism if spec.HasField("parallelism") else None,
-                killed=spec.killed, retry=spec.retry)
+                killed=spec.killed, retry=spec.retry, held=held)
 
 
 def _jobs_of(status: tasks_pb2.TaskStatus) -> Jobs:
@@ -280,6 +313,14 @@ def _task_key(delta: Delta) -> Iterable[Ref]:
     meta = delta.object.metadata
     return [Ref("Task", meta.zone, meta.workspace, o.name)
             for o in meta.owner_references if o.kind == "Task" and o.controller]
+
+
+def _by_workspace(obj: object_pb2.Object) -> list[str]:
+    return [obj.metadata.workspace]
+
+
+def _paid_workspaces(obj: object_pb2.Object) -> list[str]:
+    return list(obj.usercredit.status.workspaces)
 
 
 def _owner_uid(obj: object_pb2.Object) -> str:

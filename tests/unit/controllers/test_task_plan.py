@@ -148,3 +148,23 @@ def test_failed_state_waits_for_the_other_jobs() -> None:
     assert running.state == tasks.RUNNING and running.counts[tasks.JOB_FAILED] == 1
     over = step(spec, running.jobs, [attempt(0, 0, "Exited", 1), attempt(1, 0, "Exited", 0)])
     assert over.state == tasks.FAILED and over.message == "1 of 2 jobs failed"
+
+
+def test_no_credit_stops_running_jobs_without_a_failure_and_starts_none() -> None:
+    spec = Spec(total=4, test_jobs=0, retries=0, parallelism=2)
+    jobs = step(spec, Jobs.new(4)).jobs
+    live = [attempt(0, 0), attempt(1, 0, "Exited", 0)]
+    held = step(Spec(total=4, test_jobs=0, retries=0, parallelism=2, held="no credit"),
+                jobs, live)
+    assert held.start == ()
+    assert held.delete == (("t.j0-0", "no credit"),)
+    assert held.jobs.letters == ["P", "C", "P", "P"]
+    assert held.jobs.failures == [0, 0, 0, 0]
+    assert held.message == "no credit"
+    # Credit back while job 0's attempt is still stopping: it is not rerun yet, and it
+    # counts against parallelism.
+    stopping = [attempt(0, 0, terminating=True), attempt(1, 0, "Exited", 0)]
+    assert step(spec, held.jobs, stopping).start == ((2, 0),)
+    gone = [attempt(1, 0, "Exited", 0)]
+    back = step(spec, held.jobs, gone)
+    assert back.start == ((0, 1), (2, 0))
