@@ -560,3 +560,27 @@ async def test_no_credit_stops_the_jobs_and_they_resume_when_it_is_back(
     assert list(done.task.status.attempts) == [2, 2, 1]
     assert list(done.task.status.failures) == [0, 0, 0]
     assert runs(cluster) == {"config_00": 2, "config_01": 2, "config_02": 1}
+
+
+async def test_more_config_files_than_a_task_may_have_are_refused(
+        cluster: Cluster, group: TaskGroup) -> None:
+    many = cluster.files / "many"
+    many.mkdir()
+    for index in range(tasks.MAX_JOBS + 1):
+        (many / f"c{index:06d}").touch()
+    async with controllers(cluster, group):
+        await volume_ready(cluster.client)
+        result = await cluster.ctl()(
+            "task", "create", "-c", "files:many", "-d", "files:d", "-o", "files:out",
+            "-t", "huge", "--image", h.BUSYBOX, "--exec", EXEC)
+        assert result.code == 1
+        assert "many in volume default/files holds 100001 files; a task has at most " \
+               "100000 jobs" in result.err
+        assert not (await cluster.client.list("Task", zone=h.ZONE))[0]
+        # Applied as YAML anyway: the controller refuses it the same way, and runs nothing.
+        obj = task("huge")
+        obj.task.spec.configs.path = "many"
+        await cluster.client.apply(obj)
+        broken = await state_is(cluster.client, tasks.BROKEN, "huge")
+        assert "holds 100001 files" in broken.task.status.message
+        assert not await job_containers(cluster.client, "huge")
