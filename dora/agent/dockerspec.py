@@ -202,7 +202,16 @@ def run_spec(obj: object_pb2.Object, *, node: str, simulated_gpus: bool,
         volumes=volume_mounts(obj, mounts, zone=obj.metadata.zone),
         environment={**{e.name: e.value for e in template.config.env},
                      **dora_environment(obj, node=node)},
+        tty=interactive(obj),
+        stdin_open=interactive(obj),
     )
+
+
+def interactive(obj: object_pb2.Object) -> bool:
+    """A workload's container runs as ``docker run -it`` (a bare shell waits for its
+    user); a Task's job is a batch command: no terminal, so its logs are its plain
+    stdout and stderr, line for line."""
+    return not any(owner.kind == "Task" for owner in obj.metadata.owner_references)
 
 
 def command_of(spec: workloads_pb2.ContainerSpec) -> list[str] | None:

@@ -57,6 +57,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("Event", "events", zoned=True, workspaced=True, has_status=False, aliases=("ev",)),
     Kind("Workloadversion", "workloadversions", zoned=True, workspaced=True, has_status=False,
          aliases=("wv", "version", "versions")),
+    Kind("Task", "tasks", zoned=True, workspaced=True, has_status=True, aliases=("tk",)),
 )
 
 _BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from dora.api import conventions, errors, grpcservice, kinds, labels, objects
+from dora.api import conventions, errors, grpcservice, kinds, labels, objects, tasks
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, resources_pb2, workloads_pb2
 from dora.apiserver import registry
@@ -123,6 +123,8 @@ class ResourcesService:
                 f"no lease {obj.lease.spec.lease_id:x} of yours: a Lease is bound only to an "
                 "etcd lease its writer was granted (Leases.Grant)",
                 violations=(errors.FieldViolation("spec.leaseId", "not a lease of yours"),))
+        if obj.kind == "Task":
+            await self._authorize_task_verbs(principal, ref, obj)
         stored, result = await self.registry.apply(
             obj, dry_run=request.dry_run, create_only=request.create_only,
             finalizers_only=finalizers_only, scope=self._scope(principal), check=check,
@@ -162,6 +164,20 @@ class ResourcesService:
                 f"zone {ref.zone!r}, workspace {ref.workspace!r}); ask an administrator",
                 violations=(errors.FieldViolation("spec.network.mode", "host is not allowed"),),
             )
+
+    async def _authorize_task_verbs(self, principal: Principal, ref: Ref,
+                                    obj: object_pb2.Object) -> None:
+        """Killing a task (``spec.killed`` set) and retrying it (``spec.retry`` raised)
+        need the verbs ``Kill`` and ``Retry`` on Task, besides ``Apply``."""
+        try:
+            current = (await self.registry.get(ref)).task.spec
+        except errors.NotFound:
+            current = None
+        spec = obj.task.spec
+        if spec.killed and not (current is not None and current.killed):
+            await self.authz.require(principal, "Kill", "Task", ref.zone, ref.workspace)
+        if spec.retry > (current.retry if current is not None else 0):
+            await self.authz.require(principal, "Retry", "Task", ref.zone, ref.workspace)
 
     @unary
     async def Get(
@@ -318,6 +334,8 @@ def _workload_spec(obj: object_pb2.Object) -> workloads_pb2.WorkloadSpec | None:
         return obj.workload.spec
     if obj.kind == "Container":
         return obj.container.spec.template
+    if obj.kind == "Task":
+        return tasks.template(obj)
     return None
 
 

@@ -1,5 +1,5 @@
 """``dora-controllers``: the workload controller, the scheduler, the node
-lifecycle, volume and credit controllers of one or more zones, leader-elected.
+lifecycle, volume, credit and task controllers of one or more zones, leader-elected.
 
     dora-controllers --server 127.0.0.1:3000 --token-file /etc/dora/token --zones dc-rov-01
     dora-controllers ... --zones a,b      # two zones, one manager each
@@ -42,6 +42,7 @@ from dora.controllers.runtime.clock import Clock, RealClock
 from dora.controllers.runtime.leader import LeaderElector
 from dora.controllers.runtime.manager import Manager
 from dora.controllers.scheduler.reconciler import Scheduler
+from dora.controllers.task.reconciler import TaskController
 from dora.controllers.volume import VolumeController
 from dora.controllers.workload.reconciler import WorkloadController
 from dora.observability import endpoint as endpoint_
@@ -49,7 +50,7 @@ from dora.observability import logs
 
 log = logging.getLogger("dora.controllers")
 
-CONTROLLERS = ("workload", "scheduler", "nodelifecycle", "volume", "credit")
+CONTROLLERS = ("workload", "scheduler", "nodelifecycle", "volume", "credit", "task")
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Options:
     seed: int | None = None
     credit_week_start: str = "monday"
     credit_interval: float = 60.0
+    task_backoff: float = 10.0
 
 
 def default_identity() -> str:
@@ -88,6 +90,8 @@ def check(options: Options) -> None:
     credit_accrual.weekday(options.credit_week_start)
     if options.credit_interval <= 0:
         raise ValueError("--credit-interval must be more than 0 seconds")
+    if options.task_backoff < 0:
+        raise ValueError("--task-backoff must be at least 0 seconds")
 
 
 def build(client: Client, options: Options, *, clock: Clock | None = None) -> Manager:
@@ -122,6 +126,9 @@ def build(client: Client, options: Options, *, clock: Clock | None = None) -> Ma
                          zone=options.zone,
                          week_start_day=credit_accrual.weekday(options.credit_week_start),
                          interval=options.credit_interval).register(manager)
+    if "task" in options.controllers:
+        TaskController(client=client, cache=manager.cache, clock=clock,
+                       backoff=options.task_backoff).register(manager, workers=options.workers)
     return manager
 
 
@@ -172,6 +179,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--credit-interval", type=float, default=60.0,
                         help="seconds between credit updates while a user's containers "
                              "run (default 60)")
+    parser.add_argument("--task-backoff", type=float, default=10.0,
+                        help="seconds before a failed task job's first retry; doubled at "
+                             "each further failure, at most 300 (default 10)")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--log-format", default="text", choices=logs.FORMATS,
                         help="text, or json: one JSON object per line")
@@ -196,6 +206,7 @@ def options_from(args: argparse.Namespace) -> Options:
         seed=args.seed,
         credit_week_start=args.credit_week_start,
         credit_interval=args.credit_interval,
+        task_backoff=args.task_backoff,
     )
 
 

@@ -248,6 +248,35 @@ _CONTAINER = (
 )
 
 
+# -- tasks ----------------------------------------------------------------------------
+
+def task_state(obj: object_pb2.Object, now: dt.datetime | None = None) -> str:
+    if obj.metadata.HasField("deletion_timestamp"):
+        return "Terminating"
+    return obj.task.status.state or "Registered"
+
+
+def task_done(obj: object_pb2.Object, now: dt.datetime | None = None) -> str:
+    status = obj.task.status
+    return f"{status.completed}/{status.total}" if status.total else "-"
+
+
+_TASK = (
+    NAME,
+    Column("STATE", task_state),
+    Column("DONE/TOTAL", task_done),
+    Column("FAILED", _field(lambda o: str(o.task.status.failed))),
+    Column("RUNNING", _field(lambda o: str(o.task.status.running))),
+    AGE,
+    Column("ZONE", _zone, wide=True),
+    Column("WORKSPACE", _workspace, wide=True),
+    Column("IMAGE", _field(lambda o: o.task.spec.image.image), wide=True),
+    Column("PARALLELISM", _field(lambda o: o.task.spec.parallelism
+                                 if o.task.spec.HasField("parallelism") else "-"), wide=True),
+    Column("MESSAGE", _field(lambda o: o.task.status.message), wide=True),
+)
+
+
 # -- the rest -------------------------------------------------------------------------
 
 def _bindings(obj: object_pb2.Object, now: dt.datetime) -> str:
@@ -391,6 +420,7 @@ _COLUMNS: dict[str, tuple[Column, ...]] = {
     ),
     "Event": _EVENT,
     "Workloadversion": _WORKLOADVERSION,
+    "Task": _TASK,
     "Lease": (
         ZONE,
         NAME,

@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "streams": ("logs", "exec", "shell"),
     "credits": ("credits",),
     "volumes": ("volume", "volumes", "sync"),
+    "task": ("task",),
 }
 
 _SERVER, _TOKEN, _CONTEXT, _ZONE, _WORKSPACE, _DEBUG = (global_option(o) for o in GLOBALS)

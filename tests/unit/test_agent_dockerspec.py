@@ -203,3 +203,11 @@ def test_a_paused_container_reports_paused_and_thawed_running_again() -> None:
     assert (status.phase, status.reason) == ("Paused", "")
     running = dockerspec.observed_from_inspect(inspect("running"))
     assert observed_status(status, running, node="gpu-1").phase == "Running"
+
+
+def test_a_task_job_runs_without_a_terminal_and_a_replica_with_one() -> None:
+    replica = objects.new("Container", "w.0", zone="z", workspace="g")
+    replica.metadata.owner_references.add(kind="Workload", name="w", uid="u1")
+    job = objects.new("Container", "t.j0-0", zone="z", workspace="g")
+    job.metadata.owner_references.add(kind="Task", name="t", uid="u2")
+    assert dockerspec.interactive(replica) and not dockerspec.interactive(job)

@@ -28,16 +28,17 @@ from dora.api.v1 import controllers_pb2 as dora_dot_api_dot_v1_dot_controllers__
 from dora.api.v1 import coordination_pb2 as dora_dot_api_dot_v1_dot_coordination__pb2
 from dora.api.v1 import credits_pb2 as dora_dot_api_dot_v1_dot_credits__pb2
 from dora.api.v1 import meta_pb2 as dora_dot_api_dot_v1_dot_meta__pb2
+from dora.api.v1 import tasks_pb2 as dora_dot_api_dot_v1_dot_tasks__pb2
 from dora.api.v1 import workloads_pb2 as dora_dot_api_dot_v1_dot_workloads__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64ora/api/v1/object.proto\x12\x0b\x64ora.api.v1\x1a\x18\x64ora/api/v1/access.proto\x1a\x19\x64ora/api/v1/cluster.proto\x1a\x1d\x64ora/api/v1/controllers.proto\x1a\x1e\x64ora/api/v1/coordination.proto\x1a\x19\x64ora/api/v1/credits.proto\x1a\x16\x64ora/api/v1/meta.proto\x1a\x1b\x64ora/api/v1/workloads.proto\"\xb4\x05\n\x06Object\x12\x1f\n\x0b\x61pi_version\x18\x01 \x01(\tR\napiVersion\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.dora.api.v1.ObjectMeta\x12!\n\x04zone\x18\n \x01(\x0b\x32\x11.dora.api.v1.ZoneH\x00\x12+\n\tworkspace\x18\x0b \x01(\x0b\x32\x16.dora.api.v1.WorkspaceH\x00\x12!\n\x04user\x18\x0c \x01(\x0b\x32\x11.dora.api.v1.UserH\x00\x12!\n\x04role\x18\r \x01(\x0b\x32\x11.dora.api.v1.RoleH\x00\x12\'\n\x07storage\x18\x0e \x01(\x0b\x32\x14.dora.api.v1.StorageH\x00\x12!\n\x04node\x18\x0f \x01(\x0b\x32\x11.dora.api.v1.NodeH\x00\x12\x35\n\x0eresourcecredit\x18\x10 \x01(\x0b\x32\x1b.dora.api.v1.ResourcecreditH\x00\x12-\n\nusercredit\x18\x11 \x01(\x0b\x32\x17.dora.api.v1.UsercreditH\x00\x12)\n\x08workload\x18\x12 \x01(\x0b\x32\x15.dora.api.v1.WorkloadH\x00\x12+\n\tcontainer\x18\x13 \x01(\x0b\x32\x16.dora.api.v1.ContainerH\x00\x12%\n\x06volume\x18\x14 \x01(\x0b\x32\x13.dora.api.v1.VolumeH\x00\x12#\n\x05lease\x18\x15 \x01(\x0b\x32\x12.dora.api.v1.LeaseH\x00\x12#\n\x05\x65vent\x18\x1e \x01(\x0b\x32\x12.dora.api.v1.EventH\x00\x12\x37\n\x0fworkloadversion\x18\x1f \x01(\x0b\x32\x1c.dora.api.v1.WorkloadversionH\x00\x42\x06\n\x04\x62odyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64ora/api/v1/object.proto\x12\x0b\x64ora.api.v1\x1a\x18\x64ora/api/v1/access.proto\x1a\x19\x64ora/api/v1/cluster.proto\x1a\x1d\x64ora/api/v1/controllers.proto\x1a\x1e\x64ora/api/v1/coordination.proto\x1a\x19\x64ora/api/v1/credits.proto\x1a\x16\x64ora/api/v1/meta.proto\x1a\x17\x64ora/api/v1/tasks.proto\x1a\x1b\x64ora/api/v1/workloads.proto\"\xd7\x05\n\x06Object\x12\x1f\n\x0b\x61pi_version\x18\x01 \x01(\tR\napiVersion\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12)\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.dora.api.v1.ObjectMeta\x12!\n\x04zone\x18\n \x01(\x0b\x32\x11.dora.api.v1.ZoneH\x00\x12+\n\tworkspace\x18\x0b \x01(\x0b\x32\x16.dora.api.v1.WorkspaceH\x00\x12!\n\x04user\x18\x0c \x01(\x0b\x32\x11.dora.api.v1.UserH\x00\x12!\n\x04role\x18\r \x01(\x0b\x32\x11.dora.api.v1.RoleH\x00\x12\'\n\x07storage\x18\x0e \x01(\x0b\x32\x14.dora.api.v1.StorageH\x00\x12!\n\x04node\x18\x0f \x01(\x0b\x32\x11.dora.api.v1.NodeH\x00\x12\x35\n\x0eresourcecredit\x18\x10 \x01(\x0b\x32\x1b.dora.api.v1.ResourcecreditH\x00\x12-\n\nusercredit\x18\x11 \x01(\x0b\x32\x17.dora.api.v1.UsercreditH\x00\x12)\n\x08workload\x18\x12 \x01(\x0b\x32\x15.dora.api.v1.WorkloadH\x00\x12+\n\tcontainer\x18\x13 \x01(\x0b\x32\x16.dora.api.v1.ContainerH\x00\x12%\n\x06volume\x18\x14 \x01(\x0b\x32\x13.dora.api.v1.VolumeH\x00\x12#\n\x05lease\x18\x15 \x01(\x0b\x32\x12.dora.api.v1.LeaseH\x00\x12#\n\x05\x65vent\x18\x1e \x01(\x0b\x32\x12.dora.api.v1.EventH\x00\x12\x37\n\x0fworkloadversion\x18\x1f \x01(\x0b\x32\x1c.dora.api.v1.WorkloadversionH\x00\x12!\n\x04task\x18  \x01(\x0b\x32\x11.dora.api.v1.TaskH\x00\x42\x06\n\x04\x62odyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dora.api.v1.object_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OBJECT']._serialized_start=238
-  _globals['_OBJECT']._serialized_end=930
+  _globals['_OBJECT']._serialized_start=263
+  _globals['_OBJECT']._serialized_end=990
 # @@protoc_insertion_point(module_scope)

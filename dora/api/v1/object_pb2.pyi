@@ -9,6 +9,7 @@ from dora.api.v1 import controllers_pb2 as _controllers_pb2
 from dora.api.v1 import coordination_pb2 as _coordination_pb2
 from dora.api.v1 import credits_pb2 as _credits_pb2
 from dora.api.v1 import meta_pb2 as _meta_pb2
+from dora.api.v1 import tasks_pb2 as _tasks_pb2
 from dora.api.v1 import workloads_pb2 as _workloads_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -48,6 +49,7 @@ class Object(_message.Message):
     LEASE_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
     WORKLOADVERSION_FIELD_NUMBER: _builtins.int
+    TASK_FIELD_NUMBER: _builtins.int
     api_version: _builtins.str
     kind: _builtins.str
     @_builtins.property
@@ -80,6 +82,8 @@ class Object(_message.Message):
     def event(self) -> _controllers_pb2.Event: ...
     @_builtins.property
     def workloadversion(self) -> _controllers_pb2.Workloadversion: ...
+    @_builtins.property
+    def task(self) -> _tasks_pb2.Task: ...
     def __init__(
         self,
         *,
@@ -100,12 +104,13 @@ class Object(_message.Message):
         lease: _coordination_pb2.Lease | None = ...,
         event: _controllers_pb2.Event | None = ...,
         workloadversion: _controllers_pb2.Workloadversion | None = ...,
+        task: _tasks_pb2.Task | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "container", b"container", "event", b"event", "lease", b"lease", "metadata", b"metadata", "node", b"node", "resourcecredit", b"resourcecredit", "role", b"role", "storage", b"storage", "user", b"user", "usercredit", b"usercredit", "volume", b"volume", "workload", b"workload", "workloadversion", b"workloadversion", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "container", b"container", "event", b"event", "lease", b"lease", "metadata", b"metadata", "node", b"node", "resourcecredit", b"resourcecredit", "role", b"role", "storage", b"storage", "task", b"task", "user", b"user", "usercredit", b"usercredit", "volume", b"volume", "workload", b"workload", "workloadversion", b"workloadversion", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "body", b"body", "container", b"container", "event", b"event", "kind", b"kind", "lease", b"lease", "metadata", b"metadata", "node", b"node", "resourcecredit", b"resourcecredit", "role", b"role", "storage", b"storage", "user", b"user", "usercredit", b"usercredit", "volume", b"volume", "workload", b"workload", "workloadversion", b"workloadversion", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "body", b"body", "container", b"container", "event", b"event", "kind", b"kind", "lease", b"lease", "metadata", b"metadata", "node", b"node", "resourcecredit", b"resourcecredit", "role", b"role", "storage", b"storage", "task", b"task", "user", b"user", "usercredit", b"usercredit", "volume", b"volume", "workload", b"workload", "workloadversion", b"workloadversion", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["zone", "workspace", "user", "role", "storage", "node", "resourcecredit", "usercredit", "workload", "container", "volume", "lease", "event", "workloadversion"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["zone", "workspace", "user", "role", "storage", "node", "resourcecredit", "usercredit", "workload", "container", "volume", "lease", "event", "workloadversion", "task"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 

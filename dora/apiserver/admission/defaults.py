@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dora.api.v1 import object_pb2, workloads_pb2
+from dora.api.v1 import object_pb2, tasks_pb2, workloads_pb2
 
 ALL = "All"
+# Seed 003: ten test jobs run first unless the user bypasses them (0).
+TASK_TEST_JOBS = 10
 
 
 def apply_defaults(obj: object_pb2.Object) -> None:
@@ -34,6 +36,23 @@ def workload_spec(spec: workloads_pb2.WorkloadSpec) -> None:
     for port in spec.network.ports:
         port.kind = port.kind or "NodePort"
         port.protocol = port.protocol or "tcp"
+    for volume in spec.volumes:
+        volume.target = volume.target or f"/{volume.name}"
+
+
+def task_spec(spec: tasks_pb2.TaskSpec) -> None:
+    if not spec.HasField("test_jobs"):
+        spec.test_jobs = TASK_TEST_JOBS
+    if not spec.selectors.HasField("cpu") and not spec.selectors.HasField("gpu"):
+        spec.selectors.cpu.count = 1
+    for name in ("cpu", "gpu"):
+        if spec.selectors.HasField(name):
+            selector = getattr(spec.selectors, name)
+            if not selector.product_name:
+                selector.product_name.append(ALL)
+    spec.image.pull_policy = spec.image.pull_policy or "IfNotPresent"
+    spec.affinity = spec.affinity or "First"
+    spec.network.mode = spec.network.mode or "none"
     for volume in spec.volumes:
         volume.target = volume.target or f"/{volume.name}"
 
@@ -70,6 +89,7 @@ _BY_KIND: dict[str, Callable[[object_pb2.Object], None]] = {
     "Workload": _workload,
     "Container": _container,
     "Workloadversion": _workloadversion,
+    "Task": lambda obj: task_spec(obj.task.spec),
     "Event": _event,
     "Storage": _storage,
     "User": _user,

@@ -12,7 +12,7 @@ import re
 import shlex
 from collections.abc import Callable, Iterable
 
-from dora.api import conventions, errors, kinds
+from dora.api import conventions, errors, kinds, tasks, volumes
 from dora.api.errors import FieldViolation
 from dora.api.v1 import object_pb2, workloads_pb2
 
@@ -244,6 +244,56 @@ def _workloadversion(obj: object_pb2.Object, report: _Report) -> None:
     workload_spec(spec.template, "spec.template", report)
 
 
+def _task(obj: object_pb2.Object, report: _Report) -> None:
+    """A Task: its own fields, then what its jobs' Containers will run, checked as a
+    workload's spec is (the same paths, but ``affinity`` and ``shmSize`` sit in
+    ``spec`` rather than ``spec.config``)."""
+    spec, meta = obj.task.spec, obj.metadata
+    if len(meta.name) > tasks.MAX_NAME:
+        report.add("metadata.name", f"a Task's name has at most {tasks.MAX_NAME} characters "
+                   "(its jobs' names add to it)")
+    if not spec.exec.strip():
+        report.add("spec.exec", "required: the command of every job, with %DATA, %IN "
+                   "and %OUT")
+    else:
+        for tag in tasks.missing_tags(spec.exec):
+            report.add("spec.exec", f"must contain {tag} ({tasks.TAG_MEANING[tag]})")
+    for name in ("data", "configs", "output"):
+        path = getattr(spec, name)
+        report.name(path.volume, f"spec.{name}.volume")
+        if path.workspace:
+            report.name(path.workspace, f"spec.{name}.workspace")
+        try:  # stored as cleaned: `dir/` and `dir` are one folder
+            path.path = volumes.clean(path.path, field=f"spec.{name}.path")
+        except errors.Invalid as exc:
+            report.violations.extend(exc.violations)
+    if spec.HasField("parallelism") and spec.parallelism < 1:
+        report.add("spec.parallelism", "must be >= 1 (leave it out for no limit)")
+    report.non_negative(spec.test_jobs, "spec.testJobs")
+    report.non_negative(spec.retries, "spec.retries")
+    report.non_negative(spec.retry, "spec.retry")
+    for index, volume in enumerate(spec.volumes):
+        if (volume.target + "/").startswith(tasks.MOUNT_ROOT + "/"):
+            report.add(f"spec.volumes[{index}].target",
+                       f"{tasks.MOUNT_ROOT} is where the task's own volumes are mounted")
+    template = tasks.template(obj)
+    workload = _Report()
+    workload_spec(template, "spec", workload)
+    renamed = {"spec.config.affinity": "spec.affinity", "spec.config.shmSize": "spec.shmSize"}
+    report.violations.extend(FieldViolation(renamed.get(v.field, v.field), v.description)
+                             for v in workload.violations
+                             if not v.field.startswith("spec.volumes"))
+    spec.affinity = template.config.affinity
+    spec.image.pull_policy = template.image.pull_policy
+    spec.network.mode = template.network.mode
+    for port, checked in zip(spec.network.ports, template.network.ports, strict=True):
+        port.kind, port.protocol = checked.kind, checked.protocol
+    own = _Report()
+    workload_volumes = workloads_pb2.WorkloadSpec(volumes=spec.volumes)
+    workload_spec(workload_volumes, "spec", own)
+    report.violations.extend(v for v in own.violations if v.field.startswith("spec.volumes"))
+
+
 def _event(obj: object_pb2.Object, report: _Report) -> None:
     spec = obj.event.spec
     spec.type = report.one_of(spec.type, EVENT_TYPES, "spec.type")
@@ -318,6 +368,7 @@ _BY_KIND: dict[str, Callable[[object_pb2.Object, _Report], None]] = {
     "Workload": _workload,
     "Container": _container,
     "Workloadversion": _workloadversion,
+    "Task": _task,
     "Event": _event,
     "Node": _node,
     "Storage": _storage,

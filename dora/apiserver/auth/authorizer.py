@@ -25,6 +25,11 @@ may get, apply, clone or delete it when the role says so) and no other. Zones an
 Workspaces are also readable wherever the caller has any binding at all, whatever
 its role: that is what the zone and workspace menus offer (``visible_place``).
 
+A Task takes Workload's verbs plus ``Kill`` and ``Retry``: an Apply that sets
+``spec.killed`` or raises ``spec.retry`` needs them too (``service``), and
+mounting a volume of another workspace for its data, configs or output needs
+``Use`` on that Volume, as a workload's volumes do.
+
 Two seed verbs are about one's own object rather than a kind in a place: the
 ``user`` role's ``Usercredit: [GetOne]`` and ``User: [Credits]`` let a user
 read the Usercredit that bears their own name (their credits, in each zone the

@@ -19,9 +19,10 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from dora.api import codec, errors, kinds
+from dora.api import codec, errors, kinds, tasks
 from dora.api.v1 import object_pb2
 from dora.ctl import columns, humanize, printers, session
+from dora.ctl.commands import task as task_command
 from dora.ctl.commands.get import AllOpt, split_kind
 from dora.ctl.options import KindArg, SelectorOpt, command, complete_name, settings_of
 
@@ -104,6 +105,10 @@ async def _containers_of(s: session.Session,
     if obj.kind == "Node":
         items, _ = await s.client.list("Container", zone=meta.zone)
         return [c for c in items if columns.container_node(c) == meta.name]
+    if obj.kind == "Task":
+        items, _ = await s.client.list("Container", zone=meta.zone, workspace=meta.workspace,
+                                       label_selector=f"{tasks.TASK_LABEL}={meta.name}")
+        return [c for c in items if any(o.uid == meta.uid for o in c.metadata.owner_references)]
     return None
 
 
@@ -159,6 +164,9 @@ def render(obj: object_pb2.Object, *, now: dt.datetime,
     status.pop("conditions", None)
     if obj.kind == "Node":
         status.pop("gpus", None)
+    if obj.kind == "Task":  # per-job and packed: the Jobs table below says it for people
+        for packed in ("files", "jobs", "attempts", "failures"):
+            status.pop(packed, None)
     _block(lines, "Spec", data.get("spec"))
     if kind.has_status:
         _block(lines, "Status", status)
@@ -173,7 +181,9 @@ def render(obj: object_pb2.Object, *, now: dt.datetime,
         rows = [[str(g.index), g.product_name, humanize.size(g.memory_total_bytes),
                  g.container or "", g.uuid] for g in obj.node.status.gpus]
         lines.extend(_indented_table(["INDEX", "PRODUCT", "MEMORY", "CONTAINER", "UUID"], rows))
-    if containers is not None:
+    if obj.kind == "Task":
+        lines.extend(task_command.job_lines(obj, containers or [], now=now))
+    elif containers is not None:
         _containers(lines, obj, containers, now)
     if events is not None:
         _events(lines, obj, events, now)

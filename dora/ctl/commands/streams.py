@@ -5,6 +5,7 @@ the verbs ``Log`` and ``Shell`` on the Container and finds its node itself.
 
 ``logs workload/NAME`` follows every Container of the workload at once (those
 it has when the command starts), each line prefixed with ``[container]``.
+``logs task/NAME --job N`` prints the last attempt of the task's job N.
 
 ``exec`` exits with the remote command's exit code, which the stream carries
 as its last message; a stream that breaks before it is an error (exit 1 and a
@@ -25,7 +26,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from dora.api import conventions, errors, kinds
+from dora.api import conventions, errors, kinds, tasks
 from dora.api.client import Client
 from dora.ctl import printers, profiles, session, terminal
 from dora.ctl.options import command, complete_name, kind_of, settings_of
@@ -91,8 +92,9 @@ class _Stdout:
 def logs(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(
-        metavar="CONTAINER|workload/NAME",
-        help="A container, or a workload (every container of it, lines prefixed).",
+        metavar="CONTAINER|workload/NAME|task/NAME",
+        help="A container, a workload (every container of it, lines prefixed), or a task "
+             "(with --job).",
         show_default=False, autocompletion=complete_name)],
     follow: Annotated[bool, typer.Option(
         "--follow", "-f", help="Keep printing lines as the container prints them.")] = False,
@@ -101,13 +103,23 @@ def logs(
     )] = -1,
     timestamps: Annotated[bool, typer.Option(
         "--timestamps", help="Prefix each line with its time (RFC 3339).")] = False,
+    job: Annotated[int | None, typer.Option(
+        "--job", min=0, metavar="N", help="With task/NAME: the job's index.",
+        show_default=False)] = None,
 ) -> None:
-    """Print a container's logs (`logs -f web.0`), or a workload's (`logs workload/web`)."""
+    """Print a container's logs (`logs -f web.0`), a workload's (`logs workload/web`), or a
+    task's job's (`logs task/sweep --job 17`: its last attempt)."""
     kind_word, slash, name = target.partition("/")
     workload = slash and kind_of(kind_word).name == "Workload"
-    if workload and not name:
-        raise typer.BadParameter("workload/NAME needs a name", param_hint="CONTAINER")
-    container = "" if workload else _container(target)
+    task = slash and kind_of(kind_word).name == "Task"
+    if (workload or task) and not name:
+        raise typer.BadParameter(f"{kind_word}/NAME needs a name", param_hint="CONTAINER")
+    if task and job is None:
+        raise typer.BadParameter("task/NAME needs --job N (the job's index)",
+                                 param_hint="--job")
+    if job is not None and not task:
+        raise typer.BadParameter("--job goes with task/NAME", param_hint="--job")
+    container = "" if workload or task else _container(target)
     connection = settings_of(ctx).connection()
     out = _Stdout()
     tail_lines = tail if tail >= 0 else None
@@ -148,9 +160,25 @@ def logs(
                 raise result
         return ok
 
+    async def of_job(s: session.Session) -> bool:
+        found = (await s.get(kinds.get("Task"), name)).metadata
+        items, _ = await s.client.list(
+            "Container", zone=found.zone, workspace=found.workspace,
+            label_selector=f"{tasks.TASK_LABEL}={name},{tasks.JOB_LABEL}={job}",
+        )
+        attempts = sorted((tasks.attempt_of(name, o.metadata.name) or (0, -1), o.metadata.name)
+                          for o in items if any(r.uid == found.uid
+                                                for r in o.metadata.owner_references))
+        if not attempts:
+            raise errors.NotFound(f"job {job} of task {name!r} has not started")
+        await one(s, attempts[-1][1], prefixed=False, where=(found.zone, found.workspace))
+        return True
+
     async def work(s: session.Session) -> bool:
         if workload:
             return await of_workload(s)
+        if task:
+            return await of_job(s)
         await one(s, container, prefixed=False)
         return True
 

@@ -1,0 +1,334 @@
+"""The task controller: runs each Task's jobs as Containers, exactly once each.
+
+A reconcile of a Task key:
+
+1. fixes the job list, once: the first reconcile lists the configs folder
+   through the apiserver's ``VolumeFiles`` (the controller has no disk) and
+   writes it into the status (``status.files``, packed) with ``total`` and one
+   ``P`` per job. A missing or empty folder makes the task Broken with the
+   reason, and no job starts. Files added to the folder later are not jobs.
+2. asks ``plan`` for one step from the status and the task's Containers (the
+   attempts, found through their owner reference),
+3. writes the status, conditionally on the Task's resourceVersion: this write
+   claims the attempts it starts, so on a conflict nothing else happens and the
+   reconcile runs again on fresh data,
+4. deletes what the step says (attempts on lost nodes, running jobs of a
+   killed task) and creates the claimed Containers (``create_only``).
+
+Jobs are Containers, so the credit controller charges them as any container.
+While the Usercredit of the user paying for the task's workspace says
+``exhausted`` (what stops that user's workloads), no job starts, running ones
+are stopped and wait as pending, and ``status.message`` says why.
+
+Why the job records are these and not a list of records in the status. A
+status with 10,000 records of index, file, state, attempts, exit code, node
+and times is about 1 MiB, etcd's limit is 1.5 MiB, and every job's change
+would rewrite all of it. So the status keeps only what must survive anything
+(the letter, attempts started and failures per job: two bytes and a letter
+each, and the file names zlib-packed: a 10,000-job task's status is some
+tens of KiB), and the record of each attempt is its Container, which keeps
+its node, exit code, start and end after it ended (``doractl describe task``
+and ``doractl logs task/NAME --job N`` read them). Deleting the task deletes
+them through their owner references; the outputs on the volume stay.
+
+What makes it exactly once is in ``plan``: claims written before creates,
+one name per attempt, letters that only move forward. A controller that
+restarts (a new leader) starts from etcd's status and the Containers; it
+creates again only what was claimed and is not there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from collections.abc import Iterable
+
+import anyio
+from google.protobuf import timestamp_pb2
+
+from dora.api import errors, objects, tasks
+from dora.api.client import Client
+from dora.api.objects import Ref
+from dora.api.v1 import object_pb2, tasks_pb2
+from dora.controllers.events import label_value_ok
+from dora.controllers.runtime import reconcile
+from dora.controllers.runtime.cache import Cache, Delta, by_controller_owner
+from dora.controllers.runtime.clock import Clock
+from dora.controllers.runtime.manager import Manager, Watch, own_key
+from dora.controllers.runtime.reconcile import DONE, Result, TerminalError
+from dora.controllers.task.plan import Attempt, Jobs, Spec, Step, plan
+
+log = reconcile.logger(__name__)
+
+# Containers created at once by one reconcile (a 10,000-job task with no parallelism
+# limit would otherwise wait on one round trip per job).
+CREATES_AT_ONCE = 32
+OWNER_NAME_INDEX = "task-owner-name"
+PAID_INDEX = "task-paid-workspaces"
+WORKSPACE_INDEX = "task-workspace"
+
+
+class TaskController:
+    name = "task"
+
+    def __init__(self, *, client: Client, cache: Cache, clock: Clock, backoff: float = 10.0,
+                 max_backoff: float = 300.0) -> None:
+        self.client = client
+        self.cache = cache
+        self.clock = clock
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._files: dict[tuple[str, str], list[str]] = {}
+
+    def register(self, manager: Manager, *, workers: int = 4) -> None:
+        manager.store("Task", indexers={WORKSPACE_INDEX: _by_workspace})
+        manager.store("Container", indexers={"owner": by_controller_owner,
+                                             OWNER_NAME_INDEX: _by_task_name})
+        manager.store("Usercredit", indexers={PAID_INDEX: _paid_workspaces})
+        manager.add_controller(self, workers=workers, watches=[
+            Watch("Task", own_key),
+            Watch("Container", _task_key),
+            Watch("Usercredit", self._tasks_paid_by),
+        ])
+
+    def _tasks_paid_by(self, delta: Delta) -> Iterable[Ref]:
+        """When a user's credit runs out or comes back: the tasks it pays for."""
+        old, new = delta.old, delta.new
+        if (old is not None and new is not None
+                and old.usercredit.status.exhausted == new.usercredit.status.exhausted
+                and old.usercredit.status.workspaces == new.usercredit.status.workspaces):
+            return []
+        zone = delta.object.metadata.zone
+        workspaces = {ws for o in (old, new) if o is not None
+                      for ws in o.usercredit.status.workspaces}
+        return [objects.ref_of(t) for ws in workspaces
+                for t in self.cache.store("Task").by_index(WORKSPACE_INDEX, ws)
+                if t.metadata.zone == zone]
+
+    def _held(self, task: object_pb2.Object) -> str:
+        """Why no job of ``task`` may run (its user's credit is spent), or ""."""
+        meta = task.metadata
+        for credit in self.cache.store("Usercredit").by_index(PAID_INDEX, meta.workspace):
+            if credit.metadata.zone == meta.zone and credit.usercredit.status.exhausted:
+                return (f"the credit of user {credit.usercredit.spec.user or credit.metadata.name}"
+                        f" in zone {meta.zone} is spent: no job runs until there is more")
+        return ""
+
+    async def reconcile(self, *, key: Ref) -> Result:
+        task = self.cache.store("Task").get(key)
+        await self._collect_orphans(key, task)
+        if task is None or task.metadata.HasField("deletion_timestamp"):
+            return DONE
+        status = task.task.status
+        # A task broken before it had jobs (no configs folder) lists again on `task retry`.
+        if not status.files and (status.state != tasks.BROKEN
+                                 or task.task.spec.retry > status.observed_retry):
+            fixed = await self._fix_jobs(task)
+            if fixed is None:
+                return DONE
+            task = fixed
+        status = task.task.status
+        if not status.total:
+            return DONE
+        files = self._files_of(task)
+        containers = self.cache.store("Container").by_index("owner", task.metadata.uid)
+        step = plan(
+            spec=_spec_of(task, held=self._held(task)), jobs=_jobs_of(status),
+            attempts=_attempts(task, containers),
+            now=self.clock.wall().timestamp(), backoff=self.backoff,
+            max_backoff=self.max_backoff, file_of=files,
+        )
+        await self._write_status(task, step)
+        for name, why in step.delete:
+            log.info("%s: deleting %s: %s", key, name, why)
+            with contextlib.suppress(errors.NotFound):
+                await self.client.delete("Container", name, zone=key.zone,
+                                         workspace=key.workspace)
+        await self._create(task, step.start, files)
+        return Result(requeue_after=step.requeue_after)
+
+    def _files_of(self, task: object_pb2.Object) -> list[str]:
+        """The unpacked job list, kept per task uid (it never changes)."""
+        cache_key = (task.metadata.uid, task.task.status.files)
+        files = self._files.get(cache_key)
+        if files is None:
+            files = tasks.unpack_files(task.task.status.files)
+            self._files = {k: v for k, v in self._files.items() if k[0] != cache_key[0]}
+            self._files[cache_key] = files
+        return files
+
+    async def _fix_jobs(self, task: object_pb2.Object) -> object_pb2.Object | None:
+        """List the configs folder and write the job list; the updated task, or None
+        when the task became Broken (or went away)."""
+        status = tasks_pb2.TaskStatus()
+        status.observed_generation = task.metadata.generation
+        status.observed_retry = task.task.spec.retry
+        try:
+            names = await tasks.list_configs(self.client.volume_files(), task)
+        except (errors.Invalid, errors.NotFound) as exc:
+            status.state = tasks.BROKEN
+            status.message = f"cannot list the config files: {exc.message}"
+            log.info("%s: broken: %s", objects.ref_of(task), status.message)
+            await self._update(task, status)
+            return None
+        status.state = tasks.TESTING if task.task.spec.test_jobs else tasks.RUNNING
+        status.total = len(names)
+        status.test_jobs = min(task.task.spec.test_jobs, len(names))
+        status.files = tasks.pack_files(names)
+        status.jobs = tasks.PENDING * len(names)
+        status.attempts.extend([0] * len(names))
+        status.failures.extend([0] * len(names))
+        return await self._update(task, status)
+
+    async def _write_status(self, task: object_pb2.Object, step: Step) -> None:
+        old = task.task.status
+        status = tasks_pb2.TaskStatus()
+        status.CopyFrom(old)
+        status.state = step.state
+        status.message = step.message
+        status.jobs = "".join(step.jobs.letters)
+        del status.attempts[:]
+        status.attempts.extend(step.jobs.attempts)
+        del status.failures[:]
+        status.failures.extend(step.jobs.failures)
+        status.observed_retry = step.jobs.observed_retry
+        status.observed_generation = task.metadata.generation
+        status.completed = step.counts.get(tasks.JOB_COMPLETED, 0)
+        status.failed = step.counts.get(tasks.JOB_FAILED, 0)
+        status.running = step.counts.get(tasks.JOB_RUNNING, 0)
+        status.killed = step.counts.get(tasks.JOB_KILLED, 0)
+        if status != old:
+            await self._update(task, status)
+
+    async def _update(self, task: object_pb2.Object,
+                      status: tasks_pb2.TaskStatus) -> object_pb2.Object | None:
+        """Write ``status`` if the task is still as it was read (else ``Conflict``)."""
+        obj = objects.new("Task", task.metadata.name, zone=task.metadata.zone,
+                          workspace=task.metadata.workspace)
+        obj.metadata.resource_version = task.metadata.resource_version
+        obj.task.status.CopyFrom(status)
+        try:
+            return await self.client.update_status(obj)
+        except errors.NotFound:
+            return None
+
+    async def _create(self, task: object_pb2.Object, start: Iterable[tuple[int, int]],
+                      files: list[str]) -> None:
+        limit = anyio.Semaphore(CREATES_AT_ONCE)
+        failures: list[errors.Invalid] = []
+
+        async def create(index: int, attempt: int) -> None:
+            container = new_container(task, index, attempt, files[index])
+            async with limit:
+                try:
+                    await self.client.apply(container, create_only=True)
+                except errors.AlreadyExists:
+                    return
+                except errors.Invalid as exc:
+                    failures.append(exc)
+
+        async with anyio.create_task_group() as group:
+            for index, attempt in start:
+                group.start_soon(create, index, attempt)
+        if failures:
+            raise TerminalError(f"cannot create the jobs' containers: {failures[0]}")
+
+    async def _collect_orphans(self, key: Ref, task: object_pb2.Object | None) -> None:
+        """Delete Containers naming a Task called ``key.name`` that no longer exists (a
+        create that raced the task's deletion)."""
+        uid = task.metadata.uid if task is not None else ""
+        suspects = [c for c in self.cache.store("Container").by_index(
+                        OWNER_NAME_INDEX, f"{key.zone}/{key.workspace}/{key.name}")
+                    if _owner_uid(c) != uid and not c.metadata.HasField("deletion_timestamp")]
+        if not suspects:
+            return
+        try:
+            live = await self.client.get("Task", key.name, zone=key.zone,
+                                         workspace=key.workspace)
+            uid = live.metadata.uid
+        except errors.NotFound:
+            uid = ""
+        for container in suspects:
+            if _owner_uid(container) != uid:
+                with contextlib.suppress(errors.NotFound):
+                    await self.client.delete("Container", container.metadata.name,
+                                             zone=key.zone, workspace=key.workspace)
+
+
+def new_container(task: object_pb2.Object, index: int, attempt: int,
+                  config_file: str) -> object_pb2.Object:
+    """Attempt ``attempt`` of job ``index``: the task's template running the job's command."""
+    meta = task.metadata
+    container = objects.new("Container", tasks.container_name(meta.name, index, attempt),
+                            zone=meta.zone, workspace=meta.workspace)
+    container.metadata.owner_references.add(kind="Task", name=meta.name, uid=meta.uid,
+                                            controller=True)
+    if label_value_ok(meta.name):
+        container.metadata.labels[tasks.TASK_LABEL] = meta.name
+    container.metadata.labels[tasks.JOB_LABEL] = str(index)
+    spec = container.container.spec
+    # The scheduler spreads and counts containers by this name (Distribute).
+    spec.workload = meta.name
+    spec.version = max(1, meta.generation)
+    spec.template.CopyFrom(tasks.template(task))
+    spec.template.config.cmd = tasks.job_command(task, index, config_file)
+    spec.shell_cmd = True  # a job's command is a shell script (orchestra's --exec)
+    return container
+
+
+def _spec_of(task: object_pb2.Object, *, held: str = "") -> Spec:
+    spec = task.task.spec
+    return Spec(total=task.task.status.total, test_jobs=spec.test_jobs, retries=spec.retries,
+                parallelism=spec.parallelism if spec.HasField("parallelism") else None,
+                killed=spec.killed, retry=spec.retry, held=held)
+
+
+def _jobs_of(status: tasks_pb2.TaskStatus) -> Jobs:
+    return Jobs(list(status.jobs), list(status.attempts), list(status.failures),
+                status.observed_retry)
+
+
+def _attempts(task: object_pb2.Object,
+              containers: Iterable[object_pb2.Object]) -> dict[int, list[Attempt]]:
+    found: dict[int, list[Attempt]] = defaultdict(list)
+    total = task.task.status.total
+    for container in containers:
+        parsed = tasks.attempt_of(task.metadata.name, container.metadata.name)
+        if parsed is None or parsed[0] >= total:
+            continue
+        status = container.container.status
+        found[parsed[0]].append(Attempt(
+            index=parsed[0], attempt=parsed[1], name=container.metadata.name,
+            phase=status.phase, exit_code=status.exit_code,
+            terminating=container.metadata.HasField("deletion_timestamp"),
+            finished=_seconds(status.finished_at) if status.HasField("finished_at") else None,
+        ))
+    return found
+
+
+def _seconds(stamp: timestamp_pb2.Timestamp) -> float:
+    return stamp.seconds + stamp.nanos / 1e9
+
+
+def _task_key(delta: Delta) -> Iterable[Ref]:
+    meta = delta.object.metadata
+    return [Ref("Task", meta.zone, meta.workspace, o.name)
+            for o in meta.owner_references if o.kind == "Task" and o.controller]
+
+
+def _by_workspace(obj: object_pb2.Object) -> list[str]:
+    return [obj.metadata.workspace]
+
+
+def _paid_workspaces(obj: object_pb2.Object) -> list[str]:
+    return list(obj.usercredit.status.workspaces)
+
+
+def _owner_uid(obj: object_pb2.Object) -> str:
+    return next((o.uid for o in obj.metadata.owner_references if o.kind == "Task"), "")
+
+
+def _by_task_name(obj: object_pb2.Object) -> list[str]:
+    meta = obj.metadata
+    return [f"{meta.zone}/{meta.workspace}/{o.name}" for o in meta.owner_references
+            if o.kind == "Task"]
