@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     uvicorn.run(create_app(config), host=host, port=port, root_path=args.root_path,
                 ssl_certfile=str(args.tls_cert) if args.tls_cert else None,
                 ssl_keyfile=str(args.tls_key) if args.tls_key else None,
-                log_level=args.log_level, proxy_headers=False, ws="websockets")
+                log_level=args.log_level, proxy_headers=False, ws="websockets-sansio")
 
 
 if __name__ == "__main__":
