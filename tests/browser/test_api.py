@@ -107,7 +107,9 @@ class Event:
 
 
 async def sse(response: httpx.Response) -> AsyncIterator[Event]:
-    event, ident, data = "message", None, []
+    event: str = "message"
+    ident: str | None = None
+    data: list[str] = []
     async for line in response.aiter_lines():
         if line == "":
             if data:
@@ -226,6 +228,7 @@ async def test_security_headers_and_the_openapi_document(gateway: Gateway,
     assert document["openapi"].startswith("3.")
     from dora.web import app
 
-    served = {r.path for r in app.routes(app.Config(server="x")) if r.path.startswith("/api/")}
+    paths = [getattr(r, "path", "") for r in app.routes(app.Config(server="x"))]
+    served = {p for p in paths if p.startswith("/api/")}
     served.discard("/api/{rest:path}")
     assert served == set(document["paths"])

@@ -49,3 +49,8 @@ export function resources(spec: DoraObject["spec"]): string {
   }
   return "";
 }
+
+// A plain deep copy (structuredClone refuses Vue's reactive proxies).
+export function copy<T>(value: T): T {
+  return value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T);
+}
