@@ -167,7 +167,7 @@ async def tutorial(page: Page, shots: Shots, browser: Browser, web: Gateway,
     await expect(editor.get_by_label("Number of instances")).to_have_value("0")
     await editor.get_by_role("button", name="Image").click()
     await editor.get_by_label("Image").fill(h.BUSYBOX)
-    await editor.get_by_label("Start command").fill("sleep 3600")
+    await editor.get_by_label("Start command").fill("echo hello from blue; sleep 3600")
     await editor.get_by_role("button", name="Hardware").click()
     await expect(editor.get_by_label("CPUs per container")).to_have_value("1")
     await editor.get_by_role("button", name="Scheduler").click()
@@ -205,11 +205,42 @@ async def tutorial(page: Page, shots: Shots, browser: Browser, web: Gateway,
         "The shell exited with code 3", timeout=15_000)
     await shell.get_by_role("button", name="Close").click()
 
+    # Logs, followed live.
+    await card(running, "container", "blue.0").get_by_role("button", name="Logs").click()
+    logs = page.get_by_role("dialog", name="Logs of blue.0")
+    await expect(logs.get_by_test_id("logs")).to_contain_text("hello from blue",
+                                                              timeout=15_000)
+    await shots.take(page, "logs")
+    await logs.get_by_role("button", name="Close").click()
+
+    # Reload one: it is deleted and the workload makes a fresh one.
+    before = await client.get("Container", "blue.0")
+    await card(running, "container", "blue.0").get_by_role("button", name="Reload").click()
+
+    async def fresh() -> bool:
+        live, _ = await client.list("Container", zone="default", workspace="default")
+        uids = {c.metadata.uid for c in live if c.container.status.phase == "Running"
+                and not c.metadata.HasField("deletion_timestamp")}
+        return len(uids) == 2 and before.metadata.uid not in uids
+
+    await h.eventually(fresh, what="a fresh container in place of blue.0", within=90)
+    await expect(running.locator("[data-testid^='container-blue.']")).to_have_count(
+        2, timeout=SLOW)
+    await expect(blue.get_by_test_id("replicas")).to_have_text("2/2", timeout=SLOW)
+    await shots.take(page, "reloaded")
+
     # Trash one container: it goes and the workload runs one replica fewer.
     await card(running, "container", "blue.1").get_by_role("button", name="Trash").click()
     await expect(blue.get_by_test_id("replicas")).to_have_text("1/1", timeout=SLOW)
     await expect(card(page, "container", "blue.1")).to_have_count(0, timeout=SLOW)
     await shots.take(page, "trashed-one")
+
+    # Dragging the workload onto "To run" adds a replica again.
+    await blue.drag_to(page.get_by_test_id("column-toRun"))
+    await expect(blue.get_by_test_id("replicas")).to_have_text("2/2", timeout=SLOW)
+    await expect(running.locator("[data-testid^='container-blue.']")).to_have_count(
+        2, timeout=SLOW)
+    await shots.take(page, "dragged-to-run")
 
     # Stop: no containers, the card stays.
     await blue.get_by_role("button", name="Stop").click()
@@ -230,13 +261,13 @@ async def tutorial(page: Page, shots: Shots, browser: Browser, web: Gateway,
     versions = page.get_by_role("dialog", name="Versions of blue")
     await expect(versions.get_by_test_id("version-2")).to_contain_text("current",
                                                                         timeout=15_000)
-    await expect(versions.get_by_test_id("version-1")).to_contain_text("sleep 3600")
+    await expect(versions.get_by_test_id("version-1")).to_contain_text("hello from blue")
     await shots.take(page, "versions")
     await versions.get_by_test_id("version-1").get_by_role("button", name="Restore").click()
     await expect(versions.get_by_test_id("version-1")).to_contain_text("current",
                                                                         timeout=15_000)
     restored = await client.get("Workload", "blue")
-    assert restored.workload.spec.config.cmd == "sleep 3600"
+    assert restored.workload.spec.config.cmd == "echo hello from blue; sleep 3600"
     assert restored.workload.spec.stopped
     await versions.get_by_role("button", name="Close").click()
 
