@@ -24,16 +24,25 @@ class Gateway:
     url: str
     port: int
     log: Path
+    pid: int
+
+    def rss_kib(self) -> int:
+        """The process's resident memory now."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError(f"no VmRSS for pid {self.pid}")
 
 
 @contextlib.contextmanager
-def running_gateway(apiserver_port: int, log: Path, *,
-                    static_dir: Path = DIST) -> Iterator[Gateway]:
-    port = free_port()
+def running_gateway(apiserver_port: int, log: Path, *, static_dir: Path = DIST,
+                    port: int = 0) -> Iterator[Gateway]:
+    """``dora-web`` on ``port`` (a free one when 0) until the block ends."""
+    port = port or free_port()
     command = [sys.executable, "-m", "dora.web.main", "--server",
                f"127.0.0.1:{apiserver_port}", "--listen", f"127.0.0.1:{port}",
                "--static-dir", str(static_dir), "--log-level", "warning"]
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
                                    cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -48,7 +57,7 @@ def running_gateway(apiserver_port: int, log: Path, *,
                 if time.monotonic() > deadline:
                     raise AssertionError(f"dora-web did not listen:\n{log.read_text()}") from None
                 time.sleep(0.1)
-        yield Gateway(f"http://127.0.0.1:{port}", port, log)
+        yield Gateway(f"http://127.0.0.1:{port}", port, log, process.pid)
     finally:
         process.terminate()
         try:

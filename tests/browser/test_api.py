@@ -232,3 +232,58 @@ async def test_security_headers_and_the_openapi_document(gateway: Gateway,
     served = {p for p in paths if p.startswith("/api/")}
     served.discard("/api/{rest:path}")
     assert served == set(document["paths"])
+
+
+async def test_a_change_reaches_100_open_boards(gateway: Gateway, admin_token: str,
+                                               client: Client) -> None:
+    """100 SSE watches through one dora-web: every Apply reaches every one, once; the
+    delay from the Apply's send and dora-web's memory per open watch are printed."""
+    watchers, rounds = 100, 5
+    start = 0
+    limits = httpx.Limits(max_connections=watchers + 10)
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=30, limits=limits,
+                                 headers={"Authorization": f"Bearer {admin_token}"}) as http:
+        start = (await http.get("/api/objects/workloads")).json()["resourceVersion"]
+        rss_before = await asyncio.to_thread(gateway.rss_kib)
+        loop = asyncio.get_running_loop()
+        received: list[dict[str, float]] = [{} for _ in range(watchers)]
+        connected = asyncio.Semaphore(0)
+
+        async def watch(index: int) -> None:
+            async with http.stream("GET", "/api/watch/workloads",
+                                   params={"resourceVersion": start}) as response:
+                assert response.status_code == 200
+                connected.release()
+                async for event in sse(response):
+                    if event.event in ("added", "modified"):
+                        name = json.loads(event.data)["object"]["metadata"]["name"]
+                        assert name not in received[index], f"{name} twice"
+                        received[index][name] = loop.time()
+                        if len(received[index]) == rounds:
+                            return
+
+        tasks = [asyncio.create_task(watch(i)) for i in range(watchers)]
+        try:
+            async with asyncio.timeout(60):
+                for _ in range(watchers):
+                    await connected.acquire()
+            rss_open = await asyncio.to_thread(gateway.rss_kib)
+            sent: dict[str, float] = {}
+            for n in range(rounds):
+                [obj] = codec.decode_yaml(workload_yaml(f"bench{n}"))
+                sent[f"bench{n}"] = loop.time()
+                await client.apply(obj)
+                await asyncio.sleep(0.3)
+            async with asyncio.timeout(60):
+                await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+    delays = sorted(at - sent[name] for got in received for name, at in got.items())
+    assert len(delays) == watchers * rounds
+    p50, p99 = delays[len(delays) // 2], delays[int(len(delays) * 0.99) - 1]
+    per_watch = (rss_open - rss_before) / watchers
+    print(f"\nApply -> {watchers} SSE watchers: p50 {p50 * 1000:.0f} ms, "
+          f"p99 {p99 * 1000:.0f} ms; dora-web RSS {rss_before} KiB idle, "
+          f"{rss_open} KiB with {watchers} watches ({per_watch:.0f} KiB each)")
+    assert p99 < 5.0, "a change took over 5 s to reach an open board"

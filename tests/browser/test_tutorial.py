@@ -332,3 +332,41 @@ async def other_users_token(client: Client) -> str:
     token, _ = await client.create_token("ada", "lab", "1")
     await asyncio.sleep(0)
     return token
+
+
+async def test_the_board_reconnects_and_resumes_after_dora_web_restarts(
+        browser: Browser, apiserver: APIServer, client: Client, admin_token: str,
+        tmp_path: Path) -> None:
+    """A dropped connection: the page's watches reconnect with Last-Event-ID and catch
+    up on what changed meanwhile, each change once, without a reload."""
+    if not (DIST / "index.html").is_file():
+        missing(f"the web app is not built in {DIST}: run hack/web-build.sh")
+    shots = Shots("reconnect")
+    log = tmp_path / "dora-web.log"
+
+    def workload(name: str, replicas: int = 0) -> Any:
+        [obj] = codec.decode_yaml(
+            f"kind: Workload\nmetadata:\n  name: {name}\n  zone: default\n"
+            f"  workspace: default\nspec:\n  replica:\n    count: {replicas}\n"
+            f"  image:\n    image: {h.BUSYBOX}\n")
+        return obj
+
+    await client.apply(workload("before"))
+    with running_gateway(apiserver.port, log) as first:
+        page = await sign_in(browser, first, admin_token)
+        await expect(card(page, "workload", "before")).to_be_visible()
+        port = first.port
+    # dora-web is gone: the page's streams dropped. Changes go on meanwhile.
+    await client.apply(workload("during"))
+    await client.apply(workload("before", replicas=3))
+    await client.delete("Workload", "before")
+    await client.apply(workload("before", replicas=2))
+    with running_gateway(apiserver.port, log, port=port):
+        await expect(card(page, "workload", "during")).to_be_visible(timeout=20_000)
+        await expect(card(page, "workload", "before").get_by_test_id("replicas")
+                     ).to_have_text("0/2", timeout=20_000)
+        await client.apply(workload("after"))
+        await expect(card(page, "workload", "after")).to_be_visible(timeout=5_000)
+        await expect(page.locator("[data-testid^='workload-']")).to_have_count(3)
+        await shots.take(page, "resumed")
+    no_page_errors(page)
