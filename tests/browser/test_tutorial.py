@@ -146,9 +146,11 @@ async def test_the_seed_000_tutorial_in_the_browser(
         browser: Browser, web: Gateway, cluster: str, client: Client,
         admin_token: str) -> None:
     shots = Shots("tutorial")
+    # Another user, bound to the workspace `lab` only.
+    token = await other_users_token(client)
     page = await sign_in(browser, web, admin_token)
     try:
-        await tutorial(page, shots, browser, web, client)
+        await tutorial(page, shots, browser, web, client, token)
     except BaseException:
         await shots.take(page, "FAILED")
         raise
@@ -156,7 +158,7 @@ async def test_the_seed_000_tutorial_in_the_browser(
 
 
 async def tutorial(page: Page, shots: Shots, browser: Browser, web: Gateway,
-                   client: Client) -> None:
+                   client: Client, token: str) -> None:
     await expect(page.get_by_role("button", name="Create the first workload")).to_be_visible()
     await shots.take(page, "signed-in")
 
@@ -300,8 +302,15 @@ async def tutorial(page: Page, shots: Shots, browser: Browser, web: Gateway,
     print(f"a change made through the client reached the open board in {seen_after:.3f}s")
     await shots.take(page, "live-change")
 
+    # Switch workspace: another board, empty; and back.
+    await page.get_by_test_id("workspace-menu").select_option("lab")
+    await expect(page.get_by_role("button", name="Create the first workload")).to_be_visible()
+    await expect(page.locator("[data-testid^='workload-']")).to_have_count(0)
+    await shots.take(page, "workspace-lab")
+    await page.get_by_test_id("workspace-menu").select_option("default")
+    await expect(page.locator("[data-testid^='workload-']")).to_have_count(3)
+
     # A user of another workspace sees none of it.
-    token = await other_users_token(client)
     other = await sign_in(browser, web, token)
     await expect(other.get_by_role("button", name="Create the first workload")).to_be_visible()
     await expect(other.get_by_test_id("workspace-menu")).to_have_value("lab")

@@ -105,19 +105,22 @@ async function loadMenus(): Promise<void> {
   const me = store.me!;
   const zones = new Set<string>([me.zone]);
   const workspaces = new Set<string>([me.workspace]);
-  let bound = false;
+  // Without readable bindings, or with one for every workspace ("All"), the
+  // workspaces are the ones the user may list.
+  let everyWorkspace = true;
   try {
     const user = await api().get("users", me.user);
-    for (const binding of (user.spec?.resources ?? []) as { zone?: string; workspace?: string }[]) {
+    const bindings = (user.spec?.resources ?? []) as { zone?: string; workspace?: string }[];
+    if (bindings.length) everyWorkspace = bindings.some((b) => !b.workspace || b.workspace === "All");
+    for (const binding of bindings) {
       if (binding.zone && binding.zone !== "All") zones.add(binding.zone);
       if (binding.workspace && binding.workspace !== "All") workspaces.add(binding.workspace);
-      bound = true;
     }
   } catch {
     /* not readable: fall back to the lists */
   }
   for (const zone of await names("zones")) zones.add(zone);
-  if (!bound) for (const ws of await names("workspaces")) workspaces.add(ws);
+  if (everyWorkspace) for (const ws of await names("workspaces")) workspaces.add(ws);
   store.zones = [...zones].filter(Boolean).sort();
   store.workspaces = [...workspaces].filter(Boolean).sort();
   await loadHardware();
