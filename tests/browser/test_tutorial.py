@@ -207,6 +207,14 @@ async def tutorial(page: Page, shots: Shots, browser: Browser, web: Gateway,
         "The shell exited with code 3", timeout=15_000)
     await shell.get_by_role("button", name="Close").click()
 
+    # The events of the workload and its containers: the scheduler placed them.
+    await blue.get_by_role("button", name="Events").click()
+    events = page.get_by_role("dialog", name="Events of blue")
+    await expect(events.get_by_test_id("events")).to_contain_text("Scheduled", timeout=15_000)
+    await expect(events.get_by_test_id("events")).to_contain_text("container/blue.1")
+    await shots.take(page, "events")
+    await events.get_by_role("button", name="Close").click()
+
     # Logs, followed live.
     await card(running, "container", "blue.0").get_by_role("button", name="Logs").click()
     logs = page.get_by_role("dialog", name="Logs of blue.0")
