@@ -6,19 +6,25 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ARGS ?=
 
-.PHONY: help up down test walkthrough lint gen e2e bench bench-quick images clean
+.PHONY: help up down test test-web web walkthrough lint gen e2e bench bench-quick images clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-up: ## Start a local Dora (dockerd, etcd, apiserver) in the background; state in ~/.local/share/dora
+up: ## Start a local Dora (dockerd, etcd, apiserver, controllers, agent, web app on :8080) in the background; state in ~/.local/share/dora
 	hack/up.sh
 
-down: ## Stop the local apiserver and etcd; keeps their data
+down: ## Stop what `make up` started (web app included); keeps the data
 	hack/down.sh
 
 test: ## Set up the machine, verify generated code, lint, run unit + integration tests
 	hack/test.sh $(ARGS)
+
+test-web: ## Only the web app's tests (tests/browser: headless Chromium on a real cluster)
+	hack/test.sh --web-only $(ARGS)
+
+web: ## Build the web app (web/ -> web/dist) when its sources changed
+	hack/web-build.sh
 
 walkthrough: ## The README walk-through, scripted, on a throwaway `make up` cluster (CI runs it)
 	hack/walkthrough.sh

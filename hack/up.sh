@@ -8,7 +8,8 @@
 # Everything lives in $DATA_DIR (${DORA_DATA_DIR:-~/.local/share/dora}): pids, logs,
 # etcd data, the admin token. `make down` stops the daemons and keeps the data.
 # Ports: apiserver ${DORA_API_PORT:-3000}, etcd ${DORA_ETCD_PORT:-2379}/${DORA_ETCD_PEER_PORT:-2380},
-# agent ${DORA_AGENT_PORT:-3001}. The local node is ${DORA_NODE_NAME:-local}.
+# agent ${DORA_AGENT_PORT:-3001}, the web app (dora-web) ${DORA_WEB_LISTEN:-127.0.0.1:8080}.
+# The local node is ${DORA_NODE_NAME:-local}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=hack/lib.sh
@@ -25,12 +26,14 @@ agent_secret_file="$DATA_DIR/agent.secret"
 node_name="${DORA_NODE_NAME:-local}"
 agent_addr="127.0.0.1:${DORA_AGENT_PORT:-3001}"
 timeout="${DORA_APISERVER_TIMEOUT:-30}"
+web_listen="${DORA_WEB_LISTEN:-127.0.0.1:8080}"
 
 hack/install-deps.sh
 hack/venv.sh
 hack/start-dockerd.sh
 hack/busybox-image.sh
 hack/etcd.sh start
+hack/web-build.sh
 use_venv
 
 apiserver_up() {
@@ -118,6 +121,16 @@ ensure_daemon dora-agent "$DATA_DIR/agent.pid" \
   "$VENV/bin/dora-agent" --server "$api_host:$api_port" --token-file "$DATA_DIR/node-$node_name.token" \
   --node-name "$node_name" --zone default --listen "$agent_addr" \
   --agent-secret-file "$agent_secret_file"
+# The web app's gateway: a client of the apiserver with each signed-in user's own
+# token, so it needs none of its own (and the admin token never reaches its log).
+ensure_daemon dora-web "$DATA_DIR/web.pid" \
+  "$VENV/bin/dora-web" --server "$api_host:$api_port" --listen "$web_listen"
+web_host="${web_listen%:*}"
+web_port="${web_listen##*:}"
+if ! wait_for "$timeout" "dora-web on $web_listen" port_open "$web_host" "$web_port"; then
+  show_log_tail "$DATA_DIR/dora-web.log"
+  die "dora-web did not come up on $web_listen; see $DATA_DIR/dora-web.log"
+fi
 
 if ((first_start)) && [[ -s "$token_file" ]]; then
   # The only time the admin token is shown: here, on this terminal. It is kept in
@@ -130,7 +143,11 @@ cat <<EOF
 
 Dora is up: apiserver $api_host:$api_port, etcd 127.0.0.1:$etcd_port, controllers, and an
 agent for node '$node_name' on the local Docker engine; logs in $DATA_DIR.
-Next:
+
+The web app: http://$web_listen/ -- sign in with the admin token, which you can copy
+from the file $token_file (for example: cat $token_file).
+
+From a shell:
 
     source .venv/bin/activate
     doractl get nodes

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import copy
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -74,6 +75,16 @@ class Client:
             (("authorization", f"Bearer {token}"),) if token else ()
         )
         self._timeout = timeout
+        self._owns_channel = True
+
+    def with_token(self, token: str) -> Client:
+        """A client on this one's connection that calls with ``token``: a gateway
+        (``dora-web``) calls for each signed-in user with that user's own token over
+        one shared channel. Closing it leaves the connection open."""
+        other = copy.copy(self)
+        other._metadata = (("authorization", f"Bearer {token}"),)
+        other._owns_channel = False
+        return other
 
     async def __aenter__(self) -> Client:
         return self
@@ -82,7 +93,8 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        await self._channel.close(None)
+        if self._owns_channel:
+            await self._channel.close(None)
 
     async def _call(self, method: Any, request: Any) -> Any:
         try:

@@ -50,11 +50,22 @@ Descriptor = Any
 class Document:
     """One YAML document: its data, and where each field path starts (for errors)."""
 
-    def __init__(self, data: Any, *, source: str, lines: dict[str, int], start: int) -> None:
+    def __init__(self, data: Any, *, source: str, lines: dict[str, int], start: int,
+                 columns: dict[str, int] | None = None) -> None:
         self.data = data
         self.source = source
         self.lines = lines
+        self.columns = columns or {}
         self.start = start
+
+    def position(self, path: str) -> tuple[int, int]:
+        """The line and column (1-based; column 0 when unknown) where field ``path``, or
+        the nearest field above it, is written."""
+        while path:
+            if path in self.lines:
+                return self.lines[path], self.columns.get(path, 0)
+            path = path.rpartition(".")[0] if "." in path else ""
+        return self.start, 0
 
     def locate(self, error: errors.Invalid) -> errors.Invalid:
         """``error`` with ``file:line:`` in front, for the first field it names."""
@@ -65,11 +76,7 @@ class Document:
         return errors.Invalid(f"{self.source}:{line}: {error.message}", violations=error.violations)
 
     def _line_of(self, path: str) -> int:
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = path.rpartition(".")[0] if "." in path else ""
-        return self.start
+        return self.position(path)[0]
 
 
 def load_documents(text: str, *, source: str = "<stdin>") -> list[Document]:
@@ -103,10 +110,10 @@ def _load_documents(text: str, *, source: str) -> list[Document]:
             if data is None:
                 continue
             lines: dict[str, int] = {}
-            _index_lines(node, "", lines)
-            documents.append(
-                Document(data, source=source, lines=lines, start=node.start_mark.line + 1)
-            )
+            columns: dict[str, int] = {}
+            _index_lines(node, "", lines, columns)
+            documents.append(Document(data, source=source, lines=lines, columns=columns,
+                                      start=node.start_mark.line + 1))
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc, source) from None
     except yaml.YAMLError as exc:
@@ -395,19 +402,33 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def _index_lines(node: yaml.Node, path: str, lines: dict[str, int]) -> None:
-    """Record the line (1-based) of every field path in a composed YAML node tree."""
+def _index_lines(node: yaml.Node, path: str, lines: dict[str, int],
+                 columns: dict[str, int]) -> None:
+    """Record the line and column (1-based) of every field path in a composed YAML
+    node tree."""
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = str(key_node.value)
             child = f"{path}.{key}" if path else key
             lines[child] = key_node.start_mark.line + 1
-            _index_lines(value_node, child, lines)
+            columns[child] = key_node.start_mark.column + 1
+            _index_lines(value_node, child, lines, columns)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             child = f"{path}[{index}]"
             lines[child] = item.start_mark.line + 1
-            _index_lines(item, child, lines)
+            columns[child] = item.start_mark.column + 1
+            _index_lines(item, child, lines, columns)
+
+
+class SyntaxErrorAt(errors.Invalid):
+    """YAML that does not parse, with where (1-based; 0 when unknown), for a page to
+    point at."""
+
+    def __init__(self, message: str, *, line: int = 0, column: int = 0) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
 
 
 def _syntax_error(exc: yaml.MarkedYAMLError, source: str) -> errors.Invalid:
@@ -416,7 +437,8 @@ def _syntax_error(exc: yaml.MarkedYAMLError, source: str) -> errors.Invalid:
     problem = exc.problem or exc.context or "invalid YAML"
     if "\\t" in problem or "\t" in problem:
         problem += " (YAML indents with spaces, never tabs)"
-    return errors.Invalid(f"{where}: {problem}")
+    return SyntaxErrorAt(f"{where}: {problem}", line=mark.line + 1 if mark else 0,
+                         column=mark.column + 1 if mark else 0)
 
 
 def iter_field_paths(data: Any, path: str = "") -> Iterator[str]:

@@ -18,11 +18,12 @@ from typing import TypeVar
 from dora.api import errors, kinds, objects
 from dora.api.client import Client
 from dora.api.v1 import object_pb2
+from dora.api.workloads import retry_on_conflict
 from dora.ctl import profiles
 
 T = TypeVar("T")
 
-CONFLICT_RETRIES = 10
+__all__ = ["Session", "retry_on_conflict", "run"]
 
 
 @dataclass(frozen=True)
@@ -55,18 +56,6 @@ class Session:
     def ref(self, kind: kinds.Kind, name: str) -> objects.Ref:
         zone, workspace = self.scope(kind)
         return objects.Ref(kind.name, zone, workspace, name)
-
-
-async def retry_on_conflict(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
-    """Run ``attempt`` (read, change, apply at the version read) again while the
-    object moved on under it, pausing a little longer each time; after
-    ``CONFLICT_RETRIES`` give up naming ``what``."""
-    for tries in range(CONFLICT_RETRIES):
-        try:
-            return await attempt()
-        except errors.Conflict:
-            await asyncio.sleep(0.05 * (tries + 1))
-    raise errors.Conflict(f"{what} kept changing; try again")
 
 
 def run(connection: profiles.Connection, work: Callable[[Session], Awaitable[T]], *,

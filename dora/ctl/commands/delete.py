@@ -23,7 +23,7 @@ from typing import Annotated
 
 import typer
 
-from dora.api import conventions, errors, kinds, volumes
+from dora.api import errors, kinds, volumes, workloads
 from dora.api.client import WatchEvent
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
@@ -171,20 +171,8 @@ def _targets(
 
 async def _scale_down(s: session.Session, ref: Ref) -> object_pb2.Object:
     """Remove the Container ``ref`` through its Workload; the Container as it was."""
-
-    async def attempt() -> object_pb2.Object:
-        container = await s.client.get("Container", ref.name, zone=ref.zone,
-                                       workspace=ref.workspace)
-        owner = container.container.spec.workload
-        if not owner:
-            raise errors.Invalid(f"container/{ref.name} belongs to no workload: "
-                                 "delete it without --scale-down")
-        workload = await s.client.get("Workload", owner, zone=container.metadata.zone,
-                                      workspace=container.metadata.workspace)
-        await s.client.apply(conventions.scale_down(workload, ref.name))
-        return container
-
-    return await session.retry_on_conflict(f"the workload of container/{ref.name}", attempt)
+    return await workloads.scale_down_container(s.client, ref.name, zone=ref.zone,
+                                                workspace=ref.workspace)
 
 
 def _refuse_everywhere_unasked(kind: kinds.Kind, zone: str, workspace: str,

@@ -10,7 +10,8 @@ Versions are the ``Workloadversion`` objects the workload controller keeps of
 every spec (``<workload>.v<n>``, owned by the workload); scaling and stopping
 make none. ``rollback`` applies a version's template with the replica count and
 stopped flag left as they are (``dora.api.conventions.rollback``), and the
-controller recognises the spec as that version again.
+controller recognises the spec as that version again. The recipes live in
+``dora.api.workloads``, shared with ``dora-web``.
 
 ``pause`` and ``resume`` freeze and thaw a workload's or a container's Docker
 containers through the Pausing call (verbs ``Pause`` and ``Resume``), not an apply.
@@ -20,14 +21,13 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
-from dora.api import conventions, errors, kinds
+from dora.api import errors, kinds, workloads
 from dora.api.client import ApplyResult
-from dora.api.v1 import object_pb2, workloads_pb2
+from dora.api.v1 import object_pb2
 from dora.ctl import columns, humanize, printers, session
 from dora.ctl.options import (
     KindArg,
@@ -43,7 +43,7 @@ NamesArg = Annotated[list[str] | None, typer.Argument(
     metavar="NAME", help="The workloads' names (or KIND/NAME, as get takes).",
     show_default=False, autocompletion=complete_name,
 )]
-Mutation = Callable[[workloads_pb2.WorkloadSpec], None]
+Mutation = workloads.Mutation
 
 
 def register(app: typer.Typer) -> None:
@@ -90,28 +90,19 @@ def scale(
 ) -> None:
     """Set how many containers a workload runs: `scale workload NAME --replicas N`."""
 
-    def mutate(spec: workloads_pb2.WorkloadSpec) -> None:
-        spec.replica.count = replicas
-
-    _change(ctx, *_named(kind, names), mutate, done="scaled")
+    _change(ctx, *_named(kind, names), workloads.scale_to(replicas), done="scaled")
 
 
 def stop(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
     """Stop a workload: its containers go, its definition stays (`start` runs it again)."""
 
-    def mutate(spec: workloads_pb2.WorkloadSpec) -> None:
-        spec.stopped = True
-
-    _change(ctx, *_named(kind, names), mutate, done="stopped")
+    _change(ctx, *_named(kind, names), workloads.set_stopped(True), done="stopped")
 
 
 def start(ctx: typer.Context, kind: KindArg, names: NamesArg) -> None:
     """Start a stopped workload again."""
 
-    def mutate(spec: workloads_pb2.WorkloadSpec) -> None:
-        spec.stopped = False
-
-    _change(ctx, *_named(kind, names), mutate, done="started")
+    _change(ctx, *_named(kind, names), workloads.set_stopped(False), done="started")
 
 
 def _pausable(word: str, names: list[str] | None) -> tuple[kinds.Kind, list[str]]:
@@ -184,14 +175,10 @@ def _change(ctx: typer.Context, kind: kinds.Kind, names: list[str], mutate: Muta
 async def update_spec(s: session.Session, kind: kinds.Kind, name: str,
                       mutate: Mutation) -> ApplyResult.ValueType:
     """Get, change and apply back at the version read; again on a conflict."""
-
-    async def attempt() -> ApplyResult.ValueType:
-        obj = await s.get(kind, name)
-        mutate(obj.workload.spec)
-        _, result = await s.client.apply(obj)
-        return result
-
-    return await session.retry_on_conflict(f"{kind.name.lower()}/{name}", attempt)
+    zone, workspace = s.scope(kind)
+    _, result = await workloads.update_spec(s.client, name, mutate, zone=zone,
+                                            workspace=workspace)
+    return result
 
 
 NameArg = Annotated[str, typer.Argument(
@@ -202,11 +189,7 @@ NameArg = Annotated[str, typer.Argument(
 
 async def versions_of(s: session.Session, workload: object_pb2.Object) -> list[object_pb2.Object]:
     """The workload's versions, oldest first."""
-    meta = workload.metadata
-    items, _ = await s.client.list("Workloadversion", zone=meta.zone, workspace=meta.workspace)
-    owned = [v for v in items
-             if any(o.uid == meta.uid for o in v.metadata.owner_references)]
-    return sorted(owned, key=lambda v: v.workloadversion.spec.version)
+    return await workloads.versions_of(s.client, workload)
 
 
 def versions(ctx: typer.Context, kind: KindArg, name: NameArg,
@@ -253,37 +236,12 @@ def rollback(
     connection = settings_of(ctx).connection()
 
     async def work(s: session.Session) -> tuple[int, ApplyResult.ValueType]:
-        async def attempt() -> tuple[int, ApplyResult.ValueType]:
-            workload = await s.get(found, name)
-            target = await _target_version(s, workload, to_version)
-            _, result = await s.client.apply(conventions.rollback(workload, target))
-            return target.workloadversion.spec.version, result
-
-        return await session.retry_on_conflict(f"workload/{name}", attempt)
+        zone, workspace = s.scope(found)
+        return await workloads.rollback(s.client, name, to_version, zone=zone,
+                                        workspace=workspace)
 
     number, result = session.run(connection, work)
     if result == ApplyResult.UNCHANGED:
         typer.echo(f"workload/{name} unchanged (it is at version {number})")
     else:
         typer.echo(f"workload/{name} rolled back to version {number}")
-
-
-async def _target_version(s: session.Session, workload: object_pb2.Object,
-                          number: int | None) -> object_pb2.Object:
-    name = workload.metadata.name
-    found = await versions_of(s, workload)
-    if number is None:
-        current = workload.workload.status.current_version
-        earlier = [v for v in found if v.workloadversion.spec.version < current]
-        if not current or not earlier:
-            raise errors.NotFound(
-                f"workload/{name} has no version before the current one"
-                + (f" ({current})" if current else "")
-                + f"; see `doractl versions workload {name}`"
-            )
-        return earlier[-1]
-    for version in found:
-        if version.workloadversion.spec.version == number:
-            return version
-    known = ", ".join(str(v.workloadversion.spec.version) for v in found) or "none"
-    raise errors.NotFound(f"workload/{name} has no version {number} (versions: {known})")
