@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 
 from dora.api import agentauth
+from dora.apiserver.gate import Limits
 from dora.apiserver.registry import Scope
 from dora.apiserver.server import APIServer, Config
 from dora.apiserver.storage import TLS
@@ -42,10 +43,19 @@ def parse_args(argv: list[str] | None = None) -> Config:
                              "are unavailable")
     parser.add_argument("--agent-ca", type=Path,
                         help="CA bundle to verify agents whose Node endpoint is https://")
+    parser.add_argument("--max-requests-per-user", type=int, default=Limits.per_user,
+                        help="unary calls one user may have in flight at once; up to ten "
+                             "times as many wait, then RESOURCE_EXHAUSTED (default "
+                             f"{Limits.per_user})")
+    parser.add_argument("--max-unauthenticated", type=int, default=Limits.unauthenticated,
+                        help="token lookups (tokens not seen in the last second) at once "
+                             f"(default {Limits.unauthenticated})")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if args.max_requests_per_user < 1 or args.max_unauthenticated < 1:
+        parser.error("--max-requests-per-user and --max-unauthenticated must be at least 1")
     agent_secret = None
     if args.agent_secret_file is not None:
         try:
@@ -72,6 +82,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
         watch_window=args.watch_window,
         agent_secret=agent_secret,
         agent_ca=args.agent_ca.read_bytes() if args.agent_ca else None,
+        limits=Limits(per_user=args.max_requests_per_user,
+                      per_user_queue=10 * args.max_requests_per_user,
+                      unauthenticated=args.max_unauthenticated),
     )
 
 

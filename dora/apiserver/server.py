@@ -10,6 +10,7 @@ which would cut watches.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass, field
@@ -27,7 +28,9 @@ from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer
 from dora.apiserver.auth.bootstrap import bootstrap
 from dora.apiserver.auth.tokens import TokenStore
+from dora.apiserver.gate import Gate, Limits
 from dora.apiserver.leases import LeasesService
+from dora.apiserver.memory import Trimmer
 from dora.apiserver.registry import Registry, Scope
 from dora.apiserver.service import SERVICE, ResourcesService
 from dora.apiserver.storage import TLS, Etcd
@@ -60,6 +63,10 @@ class Config:
     agent_secret: str | None = None
     # CA bundle for agents whose Node endpoint is https:// (None: the system roots).
     agent_ca: bytes | None = None
+    # Calls in flight per user and token lookups at once (``gate``).
+    limits: Limits = field(default_factory=Limits)
+    # How often to look whether freed memory should go back to the system (``memory``).
+    trim_every: float = 5.0
 
 
 class APIServer:
@@ -79,6 +86,8 @@ class APIServer:
                                 ca=config.agent_ca)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]  # stubs lack aio
         self._server: grpc.aio.Server | None = None
+        self.trimmer = Trimmer(every=config.trim_every)
+        self._trimming: asyncio.Task[None] | None = None
         self.port = 0
         # Set only by the start that initialised the cluster.
         self.admin_token: str | None = None
@@ -90,8 +99,9 @@ class APIServer:
         if self.admin_token is not None:
             self._announce_admin_token(self.admin_token)
         await self.cache.start()
-        server = grpc.aio.server(options=SERVER_OPTIONS)
         authn, authz = self.authenticator, self.authorizer
+        self.gate = Gate(authn, self.config.limits)
+        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[self.gate])
         resources = ResourcesService(registry=self.registry, cache=self.cache,
                                      authenticator=authn, authorizer=authz,
                                      bookmark_every=self.config.bookmark_every)
@@ -133,6 +143,7 @@ class APIServer:
             raise OSError(f"cannot listen on {self.config.listen}")
         await server.start()
         self._server = server
+        self._trimming = asyncio.create_task(self.trimmer.run(), name="trim-memory")
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
         log.info("dora-apiserver listening on %s (port %d)", self.config.listen, self.port)
@@ -154,6 +165,8 @@ class APIServer:
         await self._server.wait_for_termination()
 
     async def stop(self, grace: float = 2.0) -> None:
+        if self._trimming is not None:
+            self._trimming.cancel()
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(grace)
