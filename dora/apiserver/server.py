@@ -2,7 +2,9 @@
 stopped together.
 
 At the first start on an empty etcd it creates the admin user and prints the
-admin token once (``auth.bootstrap``). Long streams (Watch, lease keep-alives)
+admin token once (``auth.bootstrap``). Its gRPC health says SERVING only while
+etcd answers (a read every ``health_every`` seconds): a load balancer or probe
+moves clients to a replica that can serve them. Long streams (Watch, lease keep-alives)
 must survive idle networks: the server lets clients ping every 10 s without
 data and pings them itself; there is deliberately no ``max_connection_age``,
 which would cut watches.
@@ -22,6 +24,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from dora.api import grpcoptions
+from dora.api.errors import DoraError
 from dora.api.v1 import coordination_pb2, resources_pb2, streams_pb2, tokens_pb2, volumes_pb2
 from dora.apiserver.agentlink import AgentLink
 from dora.apiserver.auth.authenticator import Authenticator
@@ -67,6 +70,9 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     # How often to look whether freed memory should go back to the system (``memory``).
     trim_every: float = 5.0
+    # How often health asks etcd, and how long an answer may take.
+    health_every: float = 1.0
+    health_timeout: float = 2.0
 
 
 class APIServer:
@@ -88,6 +94,8 @@ class APIServer:
         self._server: grpc.aio.Server | None = None
         self.trimmer = Trimmer(every=config.trim_every)
         self._trimming: asyncio.Task[None] | None = None
+        self._probing: asyncio.Task[None] | None = None
+        self.serving = False
         self.port = 0
         # Set only by the start that initialised the cluster.
         self.admin_token: str | None = None
@@ -144,9 +152,35 @@ class APIServer:
         await server.start()
         self._server = server
         self._trimming = asyncio.create_task(self.trimmer.run(), name="trim-memory")
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        await self._set_serving(True)
+        self._probing = asyncio.create_task(self._probe_etcd(), name="health-etcd")
         log.info("dora-apiserver listening on %s (port %d)", self.config.listen, self.port)
+
+    async def _set_serving(self, serving: bool) -> None:
+        self.serving = serving
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for service in ("", SERVICE):
+            await self.health.set(service, status)
+
+    async def _probe_etcd(self) -> None:
+        """Health follows etcd: NOT_SERVING from the first read that fails, SERVING
+        again from the first that succeeds."""
+        while True:
+            await asyncio.sleep(self.config.health_every)
+            try:
+                async with asyncio.timeout(self.config.health_timeout):
+                    await self.etcd.revision()
+                reachable = True
+            except (DoraError, TimeoutError) as exc:
+                reachable = False
+                reason = str(exc) or "no answer in time"
+            if reachable != self.serving:
+                if reachable:
+                    log.info("etcd answers again: health SERVING")
+                else:
+                    log.warning("etcd does not answer (%s): health NOT_SERVING", reason)
+                await self._set_serving(reachable)
 
     def _announce_admin_token(self, token: str) -> None:
         """The one time the admin token is shown: the log, and the file when asked."""
@@ -165,8 +199,9 @@ class APIServer:
         await self._server.wait_for_termination()
 
     async def stop(self, grace: float = 2.0) -> None:
-        if self._trimming is not None:
-            self._trimming.cancel()
+        for task in (self._trimming, self._probing):
+            if task is not None:
+                task.cancel()
         await self.health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(grace)
