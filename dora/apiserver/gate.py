@@ -17,6 +17,9 @@ is read or parsed. There:
   long-lived and not counted, as Kubernetes exempts watches; their number per
   connection is bounded by the transport (``grpcoptions.MAX_STREAMS``).
 
+Every authenticated unary call that may change something is recorded in the
+audit log when there is one (``audit``), with its outcome.
+
 Health checks and reflection pass without a token. The services still
 authenticate each call themselves (a dictionary lookup by then): the gate is
 the cheap early refusal, not the only check.
@@ -33,7 +36,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from dora.api import errors
+from dora.apiserver.audit import READS, AuditLog
 from dora.apiserver.auth.authenticator import Authenticator, bearer
+from dora.apiserver.auth.authorizer import Principal
 
 # Methods anyone may call: health checks, reflection.
 OPEN = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -126,6 +131,18 @@ def _unread(data: bytes) -> None:
     return None
 
 
+def _audit(audit: AuditLog, principal: Principal, method: str, request: Any, response: Any,
+           context: Any) -> None:
+    code = context.code()
+    if response is not None and code in (None, grpc.StatusCode.OK):
+        audit.record(principal=principal, method=method, request=request, response=response,
+                     code="OK")
+        return
+    name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+    audit.record(principal=principal, method=method, request=request, response=None,
+                 code=name, message=context.details() or "")
+
+
 if TYPE_CHECKING:
     _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
 else:  # not subscriptable at run time
@@ -133,8 +150,10 @@ else:  # not subscriptable at run time
 
 
 class Gate(_Interceptor):
-    def __init__(self, authenticator: Authenticator, limits: Limits | None = None) -> None:
+    def __init__(self, authenticator: Authenticator, limits: Limits | None = None,
+                 audit: AuditLog | None = None) -> None:
         self.authn = authenticator
+        self.audit = audit
         self.limits = limits or Limits()
         self.users = Limiter(slots=self.limits.per_user, queue=self.limits.per_user_queue,
                              wait=self.limits.wait, what="by user")
@@ -168,24 +187,31 @@ class Gate(_Interceptor):
         handler = await continuation(details)
         if handler is None or handler.request_streaming or handler.response_streaming:
             return handler  # type: ignore[return-value]
-        return self._bounded(handler, principal.user)
+        audit = self.audit if details.method not in READS else None
+        return self._bounded(handler, principal, details.method, audit)
 
-    def _bounded(self, handler: grpc.RpcMethodHandler[Any, Any],
-                 user: str) -> grpc.RpcMethodHandler[Any, Any]:
+    def _bounded(self, handler: grpc.RpcMethodHandler[Any, Any], principal: Principal,
+                 method: str, audit: AuditLog | None) -> grpc.RpcMethodHandler[Any, Any]:
         behaviour = handler.unary_unary
         assert behaviour is not None
-        users = self.users
+        users, user = self.users, principal.user
 
         async def bounded(request: Any, context: Any) -> Any:
+            response = None
             try:
-                await users.acquire(user)
-            except errors.Exhausted as exc:
-                code, text, trailers = errors.to_status(exc)
-                await context.abort(code, text, trailing_metadata=trailers)
-            try:
-                return await behaviour(request, context)
+                try:
+                    await users.acquire(user)
+                except errors.Exhausted as exc:
+                    code, text, trailers = errors.to_status(exc)
+                    await context.abort(code, text, trailing_metadata=trailers)
+                try:
+                    response = await behaviour(request, context)
+                    return response
+                finally:
+                    users.release(user)
             finally:
-                users.release(user)
+                if audit is not None:
+                    _audit(audit, principal, method, request, response, context)
 
         return grpc.unary_unary_rpc_method_handler(
             bounded, request_deserializer=handler.request_deserializer,

@@ -6,11 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import logging
 import signal
 from pathlib import Path
 
-from dora.api import agentauth
+from dora.api import agentauth, logformat
 from dora.apiserver.gate import Limits
 from dora.apiserver.registry import Scope
 from dora.apiserver.server import APIServer, Config
@@ -50,7 +49,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--max-unauthenticated", type=int, default=Limits.unauthenticated,
                         help="token lookups (tokens not seen in the last second) at once "
                              f"(default {Limits.unauthenticated})")
+    parser.add_argument("--audit-log", type=Path, metavar="FILE",
+                        help="append one JSON line per mutating call (who, verb, kind, "
+                             "zone/workspace/name, result) to FILE")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=logformat.FORMATS, default="text",
+                        help="text (default) or json: one JSON object per line")
     args = parser.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
@@ -62,8 +66,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
             agent_secret = agentauth.read_secret_file(args.agent_secret_file)
         except agentauth.SecretError as exc:
             parser.error(str(exc))
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logformat.configure(level=args.log_level, format=args.log_format)
     tls = None
     if args.etcd_cacert or args.etcd_cert:
         tls = TLS(
@@ -82,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         watch_window=args.watch_window,
         agent_secret=agent_secret,
         agent_ca=args.agent_ca.read_bytes() if args.agent_ca else None,
+        audit_log=args.audit_log,
         limits=Limits(per_user=args.max_requests_per_user,
                       per_user_queue=10 * args.max_requests_per_user,
                       unauthenticated=args.max_unauthenticated),

@@ -27,6 +27,7 @@ from dora.api import grpcoptions
 from dora.api.errors import DoraError
 from dora.api.v1 import coordination_pb2, resources_pb2, streams_pb2, tokens_pb2, volumes_pb2
 from dora.apiserver.agentlink import AgentLink
+from dora.apiserver.audit import AuditLog
 from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer
 from dora.apiserver.auth.bootstrap import bootstrap
@@ -70,6 +71,8 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     # How often to look whether freed memory should go back to the system (``memory``).
     trim_every: float = 5.0
+    # Where to append the audit log of mutating calls (``audit``); None: no audit log.
+    audit_log: Path | None = None
     # How often health asks etcd, and how long an answer may take.
     health_every: float = 1.0
     health_timeout: float = 2.0
@@ -108,7 +111,8 @@ class APIServer:
             self._announce_admin_token(self.admin_token)
         await self.cache.start()
         authn, authz = self.authenticator, self.authorizer
-        self.gate = Gate(authn, self.config.limits)
+        self.audit = AuditLog(self.config.audit_log) if self.config.audit_log else None
+        self.gate = Gate(authn, self.config.limits, audit=self.audit)
         server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[self.gate])
         resources = ResourcesService(registry=self.registry, cache=self.cache,
                                      authenticator=authn, authorizer=authz,
@@ -208,3 +212,5 @@ class APIServer:
         await self.agents.close()
         await self.cache.stop()
         await self.etcd.close()
+        if self.audit is not None:
+            self.audit.close()

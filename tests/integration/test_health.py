@@ -45,7 +45,7 @@ async def until(port: int, wanted: int, within: float = 15.0) -> float:
     loop = asyncio.get_running_loop()
     started = loop.time()
     async with asyncio.timeout(within):
-        while await statuses(port) != {wanted}:
+        while await statuses(port) != {wanted}:  # noqa: ASYNC110 - polls the server
             await asyncio.sleep(0.1)
     return loop.time() - started
 
