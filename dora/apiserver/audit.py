@@ -37,10 +37,10 @@ class AuditLog:
         self._file = os.fdopen(fd, "a", buffering=1, encoding="utf-8")
 
     def record(self, *, principal: Principal, method: str, request: Any, response: Any,
-               code: str, message: str = "") -> None:
+               code: str, message: str = "", request_id: str = "") -> None:
         entry: dict[str, Any] = {
             "time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-            "user": principal.user, "token": principal.token_id,
+            "request": request_id, "user": principal.user, "token": principal.token_id,
         }
         if principal.node:
             entry["node"] = principal.node

@@ -17,8 +17,9 @@ is read or parsed. There:
   long-lived and not counted, as Kubernetes exempts watches; their number per
   connection is bounded by the transport (``grpcoptions.MAX_STREAMS``).
 
-Every authenticated unary call that may change something is recorded in the
-audit log when there is one (``audit``), with its outcome.
+Every authenticated unary call gets a request id, which its log lines carry
+(``logformat.request_id``); one that may change something is recorded in the
+audit log when there is one (``audit``), with its outcome and that id.
 
 Health checks and reflection pass without a token. The services still
 authenticate each call themselves (a dictionary lookup by then): the gate is
@@ -29,13 +30,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from dora.api import errors
+from dora.api import errors, logformat
 from dora.apiserver.audit import READS, AuditLog
 from dora.apiserver.auth.authenticator import Authenticator, bearer
 from dora.apiserver.auth.authorizer import Principal
@@ -132,15 +134,15 @@ def _unread(data: bytes) -> None:
 
 
 def _audit(audit: AuditLog, principal: Principal, method: str, request: Any, response: Any,
-           context: Any) -> None:
+           context: Any, request_id: str) -> None:
     code = context.code()
     if response is not None and code in (None, grpc.StatusCode.OK):
         audit.record(principal=principal, method=method, request=request, response=response,
-                     code="OK")
+                     code="OK", request_id=request_id)
         return
     name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
     audit.record(principal=principal, method=method, request=request, response=None,
-                 code=name, message=context.details() or "")
+                 code=name, message=context.details() or "", request_id=request_id)
 
 
 if TYPE_CHECKING:
@@ -198,6 +200,8 @@ class Gate(_Interceptor):
 
         async def bounded(request: Any, context: Any) -> Any:
             response = None
+            request_id = secrets.token_hex(8)
+            logformat.request_id.set(request_id)  # this call's task only
             try:
                 try:
                     await users.acquire(user)
@@ -211,7 +215,7 @@ class Gate(_Interceptor):
                     users.release(user)
             finally:
                 if audit is not None:
-                    _audit(audit, principal, method, request, response, context)
+                    _audit(audit, principal, method, request, response, context, request_id)
 
         return grpc.unary_unary_rpc_method_handler(
             bounded, request_deserializer=handler.request_deserializer,

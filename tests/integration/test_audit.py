@@ -77,6 +77,8 @@ async def test_mutating_calls_are_audited_with_who_what_and_the_result(
         "Tokens/Create", "alice", "t1")
     assert log[4]["message"] and log[6]["lease_id"] == lease_id == log[7]["lease_id"]
     assert log[0]["token"] == "admin" and log[0]["time"].endswith("+00:00")
+    ids = [e["request"] for e in log]
+    assert len(set(ids)) == len(ids) and all(len(i) == 16 for i in ids)
     assert log[0]["zone"] == "" and log[0]["workspace"] == ""
     text = audited.config.audit_log.read_text()
     assert token not in text and audited.admin_token not in text

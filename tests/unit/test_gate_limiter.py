@@ -1,13 +1,16 @@
 """The gate's limiter: slots per key, a bounded queue that waits in order and for a
-bounded time, refusals beyond, and no slot lost to a timeout or a cancellation."""
+bounded time, refusals beyond, and no slot lost to a timeout or a cancellation;
+and the request id JSON log lines carry."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 
 import pytest
 
-from dora.api import errors
+from dora.api import errors, logformat
 from dora.apiserver.gate import Limiter
 
 
@@ -62,3 +65,15 @@ async def test_a_cancelled_waiter_passes_a_handed_over_slot_on() -> None:
     assert limiter.held("a") == 1
     limiter.release("a")
     assert limiter.held("a") == 0 and not limiter._waiting
+
+
+def test_json_log_lines_carry_the_request_id() -> None:
+    formatter = logformat.JSONFormatter()
+    record = logging.LogRecord("dora.x", logging.INFO, __file__, 1, "hello %s", ("you",), None)
+    assert "request" not in json.loads(formatter.format(record))
+    token = logformat.request_id.set("abc123")
+    try:
+        line = json.loads(formatter.format(record))
+    finally:
+        logformat.request_id.reset(token)
+    assert (line["message"], line["level"], line["request"]) == ("hello you", "INFO", "abc123")
