@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 
 from dora.api import agentauth
+from dora.apiserver.gate import Limits
 from dora.apiserver.registry import Scope
 from dora.apiserver.server import APIServer, Config
 from dora.apiserver.storage import TLS
@@ -47,6 +48,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
                              "are unavailable")
     parser.add_argument("--agent-ca", type=Path,
                         help="CA bundle to verify agents whose Node endpoint is https://")
+    parser.add_argument("--max-requests-per-user", type=int, default=Limits.per_user,
+                        help="unary calls one user may have in flight at once; up to ten "
+                             "times as many wait, then RESOURCE_EXHAUSTED (default "
+                             f"{Limits.per_user})")
+    parser.add_argument("--max-unauthenticated", type=int, default=Limits.unauthenticated,
+                        help="token lookups (tokens not seen in the last second) at once "
+                             f"(default {Limits.unauthenticated})")
+    parser.add_argument("--audit-log", type=Path, metavar="FILE",
+                        help="append one JSON line per mutating call (who, verb, kind, "
+                             "zone/workspace/name, result) to FILE")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--log-format", default="text", choices=logs.FORMATS,
                         help="text, or json: one JSON object per line")
@@ -61,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
             parser.error(str(exc))
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
+    if args.max_requests_per_user < 1 or args.max_unauthenticated < 1:
+        parser.error("--max-requests-per-user and --max-unauthenticated must be at least 1")
     agent_secret = None
     if args.agent_secret_file is not None:
         try:
@@ -87,6 +100,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
         agent_secret=agent_secret,
         agent_ca=args.agent_ca.read_bytes() if args.agent_ca else None,
         metrics_listen=args.metrics_listen,
+        audit_log=args.audit_log,
+        limits=Limits(per_user=args.max_requests_per_user,
+                      per_user_queue=10 * args.max_requests_per_user,
+                      unauthenticated=args.max_unauthenticated),
     )
 
 

@@ -2,7 +2,9 @@
 stopped together.
 
 At the first start on an empty etcd it creates the admin user and prints the
-admin token once (``auth.bootstrap``). Long streams (Watch, lease keep-alives)
+admin token once (``auth.bootstrap``). Its gRPC health says SERVING only while
+etcd answers (a read every ``health_every`` seconds): a load balancer or probe
+moves clients to a replica that can serve them. Long streams (Watch, lease keep-alives)
 must survive idle networks: the server lets clients ping every 10 s without
 data and pings them itself; there is deliberately no ``max_connection_age``,
 which would cut watches.
@@ -10,6 +12,7 @@ which would cut watches.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -22,6 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from dora.api import grpcoptions
+from dora.api.errors import DoraError
 from dora.api.v1 import (
     coordination_pb2,
     devices_pb2,
@@ -31,13 +35,16 @@ from dora.api.v1 import (
     volumes_pb2,
 )
 from dora.apiserver.agentlink import AgentLink
+from dora.apiserver.audit import AuditLog
 from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer
 from dora.apiserver.auth.bootstrap import bootstrap
 from dora.apiserver.auth.tokens import TokenStore
 from dora.apiserver.devices import DevicesService
+from dora.apiserver.gate import Gate, Limits
 from dora.apiserver.instrumentation import MetricsInterceptor
 from dora.apiserver.leases import LeasesService
+from dora.apiserver.memory import Trimmer
 from dora.apiserver.pausing import PausingService
 from dora.apiserver.registry import Registry, Scope
 from dora.apiserver.service import SERVICE, ResourcesService
@@ -75,6 +82,15 @@ class Config:
     # HOST:PORT of /metrics, /healthz and /readyz (--metrics-listen); "" is off, and
     # requests are then neither counted nor timed.
     metrics_listen: str = ""
+    # Calls in flight per user and token lookups at once (``gate``).
+    limits: Limits = field(default_factory=Limits)
+    # How often to look whether freed memory should go back to the system (``memory``).
+    trim_every: float = 5.0
+    # Where to append the audit log of mutating calls (``audit``); None: no audit log.
+    audit_log: Path | None = None
+    # How often health asks etcd, and how long an answer may take.
+    health_every: float = 1.0
+    health_timeout: float = 2.0
 
 
 class APIServer:
@@ -95,6 +111,10 @@ class APIServer:
         self._endpoint: endpoint.Endpoint | None = None
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]  # stubs lack aio
         self._server: grpc.aio.Server | None = None
+        self.trimmer = Trimmer(every=config.trim_every)
+        self._trimming: asyncio.Task[None] | None = None
+        self._probing: asyncio.Task[None] | None = None
+        self.serving = False
         self.port = 0
         # Set only by the start that initialised the cluster.
         self.admin_token: str | None = None
@@ -106,9 +126,14 @@ class APIServer:
         if self.admin_token is not None:
             self._announce_admin_token(self.admin_token)
         await self.cache.start()
-        interceptors = [MetricsInterceptor()] if self.config.metrics_listen else []
-        server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
         authn, authz = self.authenticator, self.authorizer
+        self.audit = AuditLog(self.config.audit_log) if self.config.audit_log else None
+        self.gate = Gate(authn, self.config.limits, audit=self.audit)
+        # Outermost first: the metrics see every call, the gate's refusals too.
+        server = grpc.aio.server(
+            options=SERVER_OPTIONS,
+            interceptors=([MetricsInterceptor()] if self.config.metrics_listen else [])
+            + [self.gate])
         resources = ResourcesService(registry=self.registry, cache=self.cache,
                                      authenticator=authn, authorizer=authz,
                                      bookmark_every=self.config.bookmark_every)
@@ -155,14 +180,46 @@ class APIServer:
             raise OSError(f"cannot listen on {self.config.listen}")
         await server.start()
         self._server = server
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        self._trimming = asyncio.create_task(self.trimmer.run(), name="trim-memory")
+        await self._set_serving(True)
+        self._probing = asyncio.create_task(self._probe_etcd(), name="health-etcd")
         if self.config.metrics_listen:
             host, port = endpoint.parse_listen(self.config.metrics_listen)
-            self._endpoint = endpoint.Endpoint(host=host, port=port)
+            self._endpoint = endpoint.Endpoint(host=host, port=port, healthz=self._healthz,
+                                               readyz=self._healthz)
             self._endpoint.start()
             log.info("metrics and health on http://%s:%d/metrics", host, self._endpoint.port)
         log.info("dora-apiserver listening on %s (port %d)", self.config.listen, self.port)
+
+    def _healthz(self) -> tuple[bool, str]:
+        """/healthz and /readyz: what gRPC health says (SERVING while etcd answers)."""
+        return (True, "serving") if self.serving else (False, "etcd does not answer")
+
+    async def _set_serving(self, serving: bool) -> None:
+        self.serving = serving
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for service in ("", SERVICE):
+            await self.health.set(service, status)
+
+    async def _probe_etcd(self) -> None:
+        """Health follows etcd: NOT_SERVING from the first read that fails, SERVING
+        again from the first that succeeds."""
+        while True:
+            await asyncio.sleep(self.config.health_every)
+            try:
+                async with asyncio.timeout(self.config.health_timeout):
+                    await self.etcd.revision()
+                reachable = True
+            except (DoraError, TimeoutError) as exc:
+                reachable = False
+                reason = str(exc) or "no answer in time"
+            if reachable != self.serving:
+                if reachable:
+                    log.info("etcd answers again: health SERVING")
+                else:
+                    log.warning("etcd does not answer (%s): health NOT_SERVING", reason)
+                await self._set_serving(reachable)
 
     def _announce_admin_token(self, token: str) -> None:
         """The one time the admin token exists in clear: into the 0600 file when one is
@@ -186,6 +243,9 @@ class APIServer:
         await self._server.wait_for_termination()
 
     async def stop(self, grace: float = 2.0) -> None:
+        for task in (self._trimming, self._probing):
+            if task is not None:
+                task.cancel()
         await self.health.enter_graceful_shutdown()
         if self._endpoint is not None:
             self._endpoint.stop()
@@ -194,3 +254,5 @@ class APIServer:
         await self.agents.close()
         await self.cache.stop()
         await self.etcd.close()
+        if self.audit is not None:
+            self.audit.close()

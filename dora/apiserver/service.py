@@ -302,6 +302,7 @@ class ResourcesService:
     ) -> AsyncIterator[bytes]:
         """Yields serialized ``WatchEvent`` bytes: the server sends them as they are."""
         try:
+            grpcservice.check(request)  # it checks itself: the hottest stream, unwrapped
             principal = await self.authn.authenticate(context)
             zone, workspace = _scope_of(request.kind, request.zone, request.workspace)
             permits = await self._authorize_read(principal, request.kind, zone, workspace)
@@ -326,7 +327,8 @@ class ResourcesService:
     def methods(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         """The handler of each method, for ``add_registered_method_handlers`` (the
         server then matches calls to them without asking each generic handler)."""
-        return grpcservice.method_handlers(_DESCRIPTOR, self)
+        return grpcservice.method_handlers(_DESCRIPTOR, self,
+                                           checks_itself=frozenset({"Watch"}))
 
 
 def _workload_spec(obj: object_pb2.Object) -> workloads_pb2.WorkloadSpec | None:

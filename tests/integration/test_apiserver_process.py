@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -28,11 +29,12 @@ class Running:
     process: subprocess.Popen[bytes]
 
 
-def start(etcd_process: EtcdProcess, token_file: Path, port: int) -> Running:
+def start(etcd_process: EtcdProcess, token_file: Path, port: int,
+          *extra: str) -> Running:
     process = subprocess.Popen(
         [sys.executable, "-m", "dora.apiserver.main", "--etcd-endpoints", etcd_process.endpoint,
          "--listen", f"127.0.0.1:{port}", "--default-zone", "lab",
-         "--admin-token-file", str(token_file)],
+         "--admin-token-file", str(token_file), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     return Running(f"127.0.0.1:{port}", token_file, process)
@@ -122,3 +124,22 @@ def test_a_bad_flag_is_a_usage_error() -> None:
     )
     assert result.returncode == 2
     assert "--no-such-flag" in result.stderr
+
+
+async def test_json_logs_and_an_audit_log_from_the_flags(
+    etcd: Etcd, etcd_process: EtcdProcess, tmp_path: Path
+) -> None:
+    audit = tmp_path / "audit.jsonl"
+    running = start(etcd_process, tmp_path / "admin.token", free_port(),
+                    "--log-format", "json", "--audit-log", str(audit))
+    await wait_serving(running.target)
+    token = running.token_file.read_text().strip()
+    async with Client(running.target, token=token) as client:
+        await client.apply(objects.new("Workspace", "logged"))
+    output = stop(running).decode()
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert lines and all({"time", "level", "logger", "message"} <= set(e) for e in lines)
+    assert any("listening" in e["message"] for e in lines)
+    [entry] = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert (entry["user"], entry["verb"], entry["kind"], entry["name"], entry["result"]) == (
+        "admin", "Apply", "Workspace", "logged", "CREATED")

@@ -159,3 +159,18 @@ async def test_delete_container_scale_down_lowers_the_replica_count(
     refused = await ctl("delete", "workload", "web", "--scale-down")
     assert refused.code == 2 and "--scale-down is for containers" in refused.err
     assert (await client.get("Workload", "web")).workload.spec.replica.count == 2
+
+
+async def test_a_token_made_for_a_node_acts_as_that_node_only(ctl: Ctl) -> None:
+    await ctl.ok("apply", "-f", "tests/data/seeds/004-01-zone-and-storage.yaml",
+                 "-f", "tests/data/seeds/004-02-node-role.yaml",
+                 "-f", "tests/data/seeds/004-03-nodes.yaml")
+    token = (await ctl.ok("token", "create", "node", "node", "agent-node1", "--node", "node1",
+                          "-q")).out.strip()
+    nodes = table(await ctl.ok("get", "nodes", "-z", "dora-cluster-1", "--token", token))
+    assert [r["NAME"] for r in nodes] == ["node1"]
+    refused = await ctl("get", "node", "node2", "-z", "dora-cluster-1", "--token", token)
+    assert refused.code == 1 and "node 'node1' may only Get its own Node" in refused.err
+    shared = (await ctl.ok("token", "create", "node", "node", "shared", "-q")).out.strip()
+    told = await ctl("get", "containers", "-z", "dora-cluster-1", "--token", shared)
+    assert told.code == 1 and "--node" in told.err

@@ -21,6 +21,16 @@ from dora.apiserver.auth.authorizer import Authorizer, Principal
 from dora.apiserver.auth.tokens import TokenStore, digest
 
 _SCHEME = "bearer "
+
+
+def bearer(metadata: Any) -> str:
+    """The bearer token in a call's metadata; "" when it has none."""
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            if value.lower().startswith(_SCHEME):
+                return value[len(_SCHEME):].strip()
+            break
+    return ""
 _KEEP_SECONDS = 1.0
 _MAX_KEPT = 10_000
 
@@ -35,25 +45,30 @@ class Authenticator:
                                     object_pb2.Object | None, Principal]] = {}
 
     async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
-        token = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization" and isinstance(value, str):
-                if value.lower().startswith(_SCHEME):
-                    token = value[len(_SCHEME):].strip()
-                break
+        return await self.authenticate_token(bearer(context.invocation_metadata()))
+
+    def known(self, token: str) -> Principal | None:
+        """The principal of ``token`` when it is kept and still good (no etcd read)."""
+        kept = self._kept.get(digest(token))
+        if kept is None:
+            return None
+        when, revocations, info, user, principal = kept
+        if (time.monotonic() - when < _KEEP_SECONDS and revocations == self._tokens.revocations
+                and self._authorizer.user(info.user) is user
+                and not self._tokens.expired(info)):
+            return principal
+        return None
+
+    async def authenticate_token(self, token: str) -> Principal:
         if not token:
             raise errors.Unauthenticated(
                 "no token: send 'authorization: Bearer <token>' (doractl: --token or a profile)"
             )
+        principal = self.known(token)
+        if principal is not None:
+            return principal
         now = time.monotonic()
         hashed = digest(token)
-        kept = self._kept.get(hashed)
-        if kept is not None:
-            when, revocations, info, user, principal = kept
-            if (now - when < _KEEP_SECONDS and revocations == self._tokens.revocations
-                    and self._authorizer.user(info.user) is user
-                    and not self._tokens.expired(info)):
-                return principal
         revocations = self._tokens.revocations
         found, read_at = await self._tokens.lookup_since(token)
         if found is None:
