@@ -332,6 +332,9 @@ async def tutorial(page: Page, shots: Shots, browser: Browser, web: Gateway,
     await expect(other.get_by_test_id("workspace-menu")).to_have_value("lab")
     await expect(other.locator("[data-testid^='workload-']")).to_have_count(0)
     await expect(other.get_by_role("button", name="Nodes")).to_have_count(0)
+    # Their used-credits indicator: used / weekly in this zone.
+    await expect(other.get_by_test_id("credits")).to_have_text(re.compile(r"Credits \d+\.\d / 500"),
+                                                             timeout=15_000)
     await shots.take(other, "other-workspace")
     # Nor through the API with the page's token: the apiserver refuses it.
     async with httpx.AsyncClient(base_url=web.url,
@@ -353,7 +356,8 @@ async def other_users_token(client: Client) -> str:
     [user] = codec.decode_yaml(
         "kind: User\nmetadata:\n  name: ada\nspec:\n  default:\n    workspace: lab\n"
         "    zone: default\n  resources:\n    - kind: All\n      zone: default\n"
-        "      workspace: lab\n      role: user\n")
+        "      workspace: lab\n      role: user\n  credits:\n    - zone: default\n"
+        "      weekly: 500\n")
     await client.apply(user)
     token, _ = await client.create_token("ada", "lab", "1")
     await asyncio.sleep(0)
