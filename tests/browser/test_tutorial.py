@@ -207,6 +207,14 @@ async def tutorial(page: Page, shots: Shots, browser: Browser, web: Gateway,
         "The shell exited with code 3", timeout=15_000)
     await shell.get_by_role("button", name="Close").click()
 
+    # The nodes page (the admin may list nodes): the agent's node, Ready, in use.
+    await page.get_by_role("button", name="Nodes").click()
+    nodes = page.get_by_role("dialog", name="Nodes in default")
+    await expect(nodes.locator("[data-testid^='node-']")).to_have_count(1)
+    await expect(nodes.locator("[data-testid^='node-']")).to_contain_text("Ready")
+    await shots.take(page, "nodes")
+    await nodes.get_by_role("button", name="Close").click()
+
     # The events of the workload and its containers: the scheduler placed them.
     await blue.get_by_role("button", name="Events").click()
     events = page.get_by_role("dialog", name="Events of blue")
@@ -323,6 +331,10 @@ async def tutorial(page: Page, shots: Shots, browser: Browser, web: Gateway,
     await expect(other.get_by_role("button", name="Create the first workload")).to_be_visible()
     await expect(other.get_by_test_id("workspace-menu")).to_have_value("lab")
     await expect(other.locator("[data-testid^='workload-']")).to_have_count(0)
+    await expect(other.get_by_role("button", name="Nodes")).to_have_count(0)
+    # Their used-credits indicator: used / weekly in this zone.
+    await expect(other.get_by_test_id("credits")).to_have_text(re.compile(r"Credits \d+\.\d / 500"),
+                                                             timeout=15_000)
     await shots.take(other, "other-workspace")
     # Nor through the API with the page's token: the apiserver refuses it.
     async with httpx.AsyncClient(base_url=web.url,
@@ -344,7 +356,8 @@ async def other_users_token(client: Client) -> str:
     [user] = codec.decode_yaml(
         "kind: User\nmetadata:\n  name: ada\nspec:\n  default:\n    workspace: lab\n"
         "    zone: default\n  resources:\n    - kind: All\n      zone: default\n"
-        "      workspace: lab\n      role: user\n")
+        "      workspace: lab\n      role: user\n  credits:\n    - zone: default\n"
+        "      weekly: 500\n")
     await client.apply(user)
     token, _ = await client.create_token("ada", "lab", "1")
     await asyncio.sleep(0)

@@ -30,6 +30,7 @@ export const store = reactive({
   credits: null as DoraObject | null,
   gpuKinds: [] as string[],
   cpuKinds: [] as string[],
+  canSeeNodes: false,
   message: "",
   messageIsError: false,
 });
@@ -130,8 +131,11 @@ async function loadMenus(): Promise<void> {
 async function loadHardware(): Promise<void> {
   const gpus = new Set<string>();
   const cpus = new Set<string>();
+  store.canSeeNodes = false;
   try {
-    for (const node of (await api().list("nodes", { zone: store.zone })).items) {
+    const nodes = (await api().list("nodes", { zone: store.zone })).items;
+    store.canSeeNodes = true;
+    for (const node of nodes) {
       for (const gpu of (node.status?.gpus ?? []) as { product_name?: string }[]) {
         if (gpu.product_name) gpus.add(gpu.product_name);
       }
@@ -210,4 +214,37 @@ export async function choose(zone: string, workspace: string): Promise<void> {
   store.workspace = workspace;
   await loadHardware();
   await openBoard();
+}
+
+// A kind listed once then watched, for as long as a view is open: `onChange` gets
+// the objects after each change; the returned function stops it.
+export function follow(kind: string, where: Scope, onChange: (objects: Record<string, DoraObject>) => void,
+  onError: (message: string) => void): () => void {
+  let watch: Watch | null = null;
+  let stopped = false;
+  let objects: Record<string, DoraObject> = {};
+  const start = async (): Promise<void> => {
+    try {
+      const listed = await api().list(kind, where);
+      if (stopped) return;
+      objects = {};
+      for (const obj of listed.items) objects[obj.metadata.name] = obj;
+      onChange(objects);
+      watch = new Watch(api(), kind, where, (type, obj) => {
+        const held = objects[obj.metadata.name];
+        if (held && version(held) >= version(obj)) return;
+        if (type === "deleted") delete objects[obj.metadata.name];
+        else objects[obj.metadata.name] = obj;
+        onChange(objects);
+      }, () => void start(), onError);
+      watch.start(listed.resourceVersion);
+    } catch (e) {
+      onError(e instanceof Error ? e.message : String(e));
+    }
+  };
+  void start();
+  return () => {
+    stopped = true;
+    watch?.stop();
+  };
 }
