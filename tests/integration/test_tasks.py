@@ -323,6 +323,13 @@ async def test_an_always_failing_job_fails_after_its_retries_and_task_retry_reru
     assert list(done.task.status.attempts) == [1, 1, 1, 4, 1]
     assert runs(cluster) == {"config_00": 1, "config_01": 1, "config_02": 1,
                              "config_03": 4, "config_04": 1}
+    ctl = cluster.ctl()
+    refused = await ctl("delete", "volume", "files", "--purge-output")
+    assert refused.code == 2 and "--purge-output is for tasks" in refused.err
+    purged = await ctl.ok("delete", "task", "tutorial", "--purge-output")
+    assert "output files:tasks/tutorial purged" in purged.out
+    assert not cluster.output().exists()
+    assert (cluster.files / "my_data_file.pic").is_file()
 
 
 async def test_a_controller_restart_mid_task_reruns_no_completed_job(
