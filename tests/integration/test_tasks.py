@@ -604,3 +604,28 @@ async def test_more_config_files_than_a_task_may_have_are_refused(
         broken = await state_is(cluster.client, tasks.BROKEN, "huge")
         assert "holds 100001 files" in broken.task.status.message
         assert not await job_containers(cluster.client, "huge")
+
+
+async def test_kill_and_retry_need_their_verbs(cluster: Cluster) -> None:
+    client = cluster.client
+    role = objects.new("Role", "applier")
+    role.role.spec.permission["Task"].verbs.extend(["Apply", "Get"])
+    await client.apply(role)
+    user = objects.new("User", "jodafons")
+    user.user.spec.resources.add(kind="All", zone="All", workspace="All", role="applier")
+    await client.apply(user)
+    token, _ = await client.create_token("jodafons", h.WORKSPACE, "t")
+    async with Client(f"127.0.0.1:{cluster.apiserver.port}", token=token,
+                      timeout=10) as as_user:
+        created, _ = await as_user.apply(task())
+        for field, verb in (("killed", "Kill"), ("retry", "Retry")):
+            changed = object_pb2.Object()
+            changed.CopyFrom(created)
+            setattr(changed.task.spec, field, 1 if field == "retry" else True)
+            with pytest.raises(errors.Forbidden, match=f"may not {verb} Task"):
+                await as_user.apply(changed)
+        role.role.spec.permission["Task"].verbs.extend(["Kill", "Retry"])
+        await client.apply(role)
+        created.task.spec.killed = True
+        killed, _ = await as_user.apply(created)
+        assert killed.task.spec.killed
