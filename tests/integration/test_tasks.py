@@ -51,6 +51,7 @@ while getopts d:c:o: opt; do
 done
 echo run >> "${OUT}runs.log"
 grep -q fail "$CONF" && exit 3
+grep -q flaky "$CONF" && [ "$(wc -l < "${OUT}runs.log")" -lt 3 ] && exit 4
 sleep "$(cat "$CONF" | cut -d' ' -f2)"
 echo "$(cut -d' ' -f1 "$CONF") $(cat "$DATA")" > "${OUT}result.txt"
 echo "job $CONF done"
@@ -83,14 +84,16 @@ class Cluster:
     def files(self) -> Path:
         return self.storage / h.WORKSPACE / "files"
 
-    def tutorial(self, count: int, *, fail: tuple[int, ...] = (), sleep: float = 0) -> None:
+    def tutorial(self, count: int, *, fail: tuple[int, ...] = (), flaky: tuple[int, ...] = (),
+                 sleep: float = 0) -> None:
         """Seed 003's files: a data file, ``count`` configs and the job script."""
         configs = self.files / "my_config_files"
         configs.mkdir(parents=True)
         (self.files / "my_data_file.pic").write_text("data-v1")
         (self.files / "job_tuning.sh").write_text(JOB_SCRIPT)
         for index in range(count):
-            word = "fail" if index in fail else f"config{index:02d}"
+            word = ("fail" if index in fail else f"flaky{index:02d}" if index in flaky
+                    else f"config{index:02d}")
             (configs / f"config_{index:02d}.txt").write_text(f"{word} {sleep}")
 
     def output(self, task: str = "tutorial") -> Path:
@@ -277,6 +280,13 @@ async def test_seed_003_tutorial_runs_every_job_once(cluster: Cluster,
         return not await job_containers(cluster.client)
 
     await eventually(records_gone, within=30, what="the jobs' containers to go with the task")
+
+    async def events_gone() -> bool:
+        events, _ = await cluster.client.list("Event", zone=h.ZONE, workspace=h.WORKSPACE)
+        return not [e for e in events
+                    if e.event.spec.involved_object.name.startswith("tutorial.j")]
+
+    await eventually(events_gone, within=30, what="the jobs' events to go with the task")
     assert (cluster.output() / "config_00" / "result.txt").is_file()  # outputs stay
 
 
@@ -294,15 +304,18 @@ async def test_a_failing_test_job_breaks_the_task_and_nothing_else_starts(
     assert (await get_task(cluster.client)).task.status.jobs == "CFPPPP"
 
 
-async def test_an_always_failing_job_fails_after_its_retries_and_task_retry_reruns_it(
+async def test_flaky_and_always_failing_jobs_retry_and_task_retry_reruns_the_failed(
         cluster: Cluster, group: TaskGroup) -> None:
-    cluster.tutorial(5, fail=(3,))
+    cluster.tutorial(5, fail=(3,), flaky=(1,))
     async with controllers(cluster, group):
         await cluster.client.apply(task(retries=2, test_jobs=1))
         failed = await state_is(cluster.client, tasks.FAILED)
         status = failed.task.status
         assert (status.completed, status.failed, status.jobs) == (4, 1, "CCCFC")
-        assert list(status.attempts) == [1, 1, 1, 3, 1]
+        # Job 1 failed twice, then succeeded: Completed with 3 attempts.
+        assert list(status.attempts) == [1, 3, 1, 3, 1]
+        assert (cluster.output() / "config_01" / "result.txt").read_text() == \
+            "flaky01 data-v1\n"
         assert runs(cluster)["config_03"] == 3
         attempts = [c for c in await job_containers(cluster.client)
                     if c.metadata.labels[tasks.JOB_LABEL] == "3"]
@@ -313,9 +326,16 @@ async def test_an_always_failing_job_fails_after_its_retries_and_task_retry_reru
         await cluster.ctl().ok("task", "retry", "tutorial")
         done = await state_is(cluster.client, tasks.COMPLETED)
     assert done.task.status.jobs == "CCCCC"
-    assert list(done.task.status.attempts) == [1, 1, 1, 4, 1]
-    assert runs(cluster) == {"config_00": 1, "config_01": 1, "config_02": 1,
+    assert list(done.task.status.attempts) == [1, 3, 1, 4, 1]
+    assert runs(cluster) == {"config_00": 1, "config_01": 3, "config_02": 1,
                              "config_03": 4, "config_04": 1}
+    ctl = cluster.ctl()
+    refused = await ctl("delete", "volume", "files", "--purge-output")
+    assert refused.code == 2 and "--purge-output is for tasks" in refused.err
+    purged = await ctl.ok("delete", "task", "tutorial", "--purge-output")
+    assert "output files:tasks/tutorial purged" in purged.out
+    assert not cluster.output().exists()
+    assert (cluster.files / "my_data_file.pic").is_file()
 
 
 async def test_a_controller_restart_mid_task_reruns_no_completed_job(
@@ -584,3 +604,28 @@ async def test_more_config_files_than_a_task_may_have_are_refused(
         broken = await state_is(cluster.client, tasks.BROKEN, "huge")
         assert "holds 100001 files" in broken.task.status.message
         assert not await job_containers(cluster.client, "huge")
+
+
+async def test_kill_and_retry_need_their_verbs(cluster: Cluster) -> None:
+    client = cluster.client
+    role = objects.new("Role", "applier")
+    role.role.spec.permission["Task"].verbs.extend(["Apply", "Get"])
+    await client.apply(role)
+    user = objects.new("User", "jodafons")
+    user.user.spec.resources.add(kind="All", zone="All", workspace="All", role="applier")
+    await client.apply(user)
+    token, _ = await client.create_token("jodafons", h.WORKSPACE, "t")
+    async with Client(f"127.0.0.1:{cluster.apiserver.port}", token=token,
+                      timeout=10) as as_user:
+        created, _ = await as_user.apply(task())
+        for field, verb in (("killed", "Kill"), ("retry", "Retry")):
+            changed = object_pb2.Object()
+            changed.CopyFrom(created)
+            setattr(changed.task.spec, field, 1 if field == "retry" else True)
+            with pytest.raises(errors.Forbidden, match=f"may not {verb} Task"):
+                await as_user.apply(changed)
+        role.role.spec.permission["Task"].verbs.extend(["Kill", "Retry"])
+        await client.apply(role)
+        created.task.spec.killed = True
+        killed, _ = await as_user.apply(created)
+        assert killed.task.spec.killed

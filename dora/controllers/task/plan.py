@@ -219,7 +219,11 @@ def plan(
         start.append((index, jobs.attempts[index]))
         jobs.attempts[index] += 1
         room -= 1
-    if all(letter in TERMINAL_JOBS for letter in letters):
+    if all(letter in (*TERMINAL_JOBS, tasks.JOB_KILLED) for letter in letters):
+        killed = letters.count(tasks.JOB_KILLED)
+        if killed:  # `killed` unset by hand: still killed until `task retry`
+            return _step(jobs, tasks.KILLED, f"{killed} of {total} jobs were killed; "
+                         "`doractl task retry` runs them", start=start, deletes=deletes)
         failed = letters.count(tasks.JOB_FAILED)
         if failed:
             return _step(jobs, tasks.FAILED, f"{failed} of {total} jobs failed",

@@ -13,6 +13,10 @@ container goes and its workload's replica count drops by one, in one conditional
 Apply of the Workload (``conventions.scale_down``), retried on a conflict. A plain
 ``delete container`` is the reload button: the workload controller creates a
 fresh one.
+
+``delete task NAME`` deletes the task and, through their owner references, its
+jobs' containers; the outputs on the volume stay, unless ``--purge-output``, which
+then deletes the task's output folder (``spec.output``) too.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import typer
 from dora.api import errors, kinds, volumes, workloads
 from dora.api.client import WatchEvent
 from dora.api.objects import Ref
-from dora.api.v1 import object_pb2
+from dora.api.v1 import object_pb2, volumes_pb2
 from dora.ctl import humanize, manifests, printers, session
 from dora.ctl.commands.get import split_kind
 from dora.ctl.options import (
@@ -83,6 +87,9 @@ def delete(
         "--scale-down", help="Containers only: also lower their workload's replica count, "
         "so no fresh container replaces them.",
     )] = False,
+    purge_output: Annotated[bool, typer.Option(
+        "--purge-output", help="Tasks only: also delete their output folders on the volume.",
+    )] = False,
 ) -> None:
     """Delete objects: `delete KIND NAME...`, `delete KIND -l SELECTOR`, `delete -f FILE`."""
     limit = _timeout(timeout)
@@ -91,6 +98,8 @@ def delete(
     if scale_down and (found_kind is None or found_kind.name != "Container"):
         raise typer.BadParameter("--scale-down is for containers: delete container NAME "
                                  "--scale-down")
+    if purge_output and (found_kind is None or found_kind.name != "Task"):
+        raise typer.BadParameter("--purge-output is for tasks: delete task NAME --purge-output")
     connection = settings_of(ctx).connection()
 
     async def work(s: session.Session) -> bool:
@@ -129,6 +138,8 @@ def delete(
                 typer.echo(printers.error_text(exc, about=name), err=True)
                 continue
             typer.echo(_deleted_line(name, deleted[-1]))
+            if purge_output:
+                typer.echo(await _purge_output(s, deleted[-1]))
         if wait and deleted:
             try:
                 async with asyncio.timeout(limit):
@@ -173,6 +184,18 @@ async def _scale_down(s: session.Session, ref: Ref) -> object_pb2.Object:
     """Remove the Container ``ref`` through its Workload; the Container as it was."""
     return await workloads.scale_down_container(s.client, ref.name, zone=ref.zone,
                                                 workspace=ref.workspace)
+
+
+async def _purge_output(s: session.Session, task: object_pb2.Object) -> str:
+    """Delete a deleted task's output folder; what was done, as a line."""
+    output, meta = task.task.spec.output, task.metadata
+    target = volumes_pb2.VolumeTarget(zone=meta.zone, name=output.volume,
+                                      workspace=output.workspace or meta.workspace)
+    path = volumes.clean(output.path, field="spec.output.path")
+    if not path:
+        return f"task/{meta.name}: its output is the volume's root: not purged"
+    count = await s.client.volume_files().delete(target, [path], recursive=True)
+    return f"task/{meta.name}: output {target.name}:{path} purged ({count} deleted)"
 
 
 def _refuse_everywhere_unasked(kind: kinds.Kind, zone: str, workspace: str,

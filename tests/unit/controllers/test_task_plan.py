@@ -168,3 +168,11 @@ def test_no_credit_stops_running_jobs_without_a_failure_and_starts_none() -> Non
     gone = [attempt(1, 0, "Exited", 0)]
     back = step(spec, held.jobs, gone)
     assert back.start == ((0, 1), (2, 0))
+
+
+def test_killed_jobs_stay_killed_when_killed_is_unset_without_a_retry() -> None:
+    jobs = Jobs(["C", "K", "F"], [1, 1, 1], [0, 0, 1])
+    result = step(Spec(total=3, test_jobs=0, retries=0), jobs,
+                  [attempt(0, 0, "Exited", 0), attempt(2, 0, "Exited", 1)])
+    assert result.state == tasks.KILLED and result.start == ()
+    assert "task retry" in result.message
