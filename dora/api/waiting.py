@@ -108,17 +108,19 @@ def describe(obj: object_pb2.Object | None, condition: Condition) -> str:
 
 
 async def wait(client: Client, kind: str, name: str, condition: Condition, *,
-               zone: str = "", workspace: str = "",
+               zone: str = "", workspace: str = "", uid: str = "",
                timeout: float | None = None) -> object_pb2.Object | None:  # noqa: ASYNC109
     """The object once it is in the state ``condition`` names (None for ``delete``).
 
-    Raises ``WaitTimeout`` after ``timeout`` seconds (None: no limit)."""
+    With ``uid``, ``delete`` means that incarnation is gone: an object of the same
+    name with another uid (a replacement) does not count. Raises ``WaitTimeout``
+    after ``timeout`` seconds (None: no limit)."""
     found = kinds.get(kind)
     check(found, condition)
     last: list[object_pb2.Object | None] = [None]
     try:
         async with asyncio.timeout(timeout):
-            return await _wait(client, found, name, condition, zone, workspace, last)
+            return await _wait(client, found, name, condition, zone, workspace, uid, last)
     except TimeoutError:
         ref = objects.Ref(found.name, zone, workspace, name)
         raise WaitTimeout(
@@ -128,7 +130,7 @@ async def wait(client: Client, kind: str, name: str, condition: Condition, *,
 
 
 async def _wait(client: Client, kind: kinds.Kind, name: str, condition: Condition,
-                zone: str, workspace: str,
+                zone: str, workspace: str, wanted_uid: str,
                 last: list[object_pb2.Object | None]) -> object_pb2.Object | None:
     while True:
         try:
@@ -137,16 +139,17 @@ async def _wait(client: Client, kind: kinds.Kind, name: str, condition: Conditio
         except errors.NotFound:
             current = None
         last[0] = current
+        if condition.what == "delete" and (
+                current is None or (wanted_uid and current.metadata.uid != wanted_uid)):
+            return None
         if current is None:
-            if condition.what == "delete":
-                return None
             page = await client.list_page(kind.name, zone=zone, workspace=workspace, limit=1)
             version = page.resource_version
         else:
             if met(current, condition):
                 return current
             version = current.metadata.resource_version
-        uid = current.metadata.uid if current is not None else ""
+        uid = wanted_uid or (current.metadata.uid if current is not None else "")
         try:
             async with asyncio.timeout(RECHECK_EVERY):
                 async for event in client.watch(kind.name, zone=zone, workspace=workspace,

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 
+import dora
 from dora.api import errors, grpcservice
 from dora.api.v1 import tokens_pb2
 from dora.apiserver.auth.authenticator import Authenticator
@@ -74,7 +75,7 @@ class TokensService:
         principal = await self.authn.authenticate(context)
         return tokens_pb2.WhoAmIResponse(
             user=principal.user, token_id=principal.token_id, zone=principal.zone,
-            workspace=principal.workspace,
+            workspace=principal.workspace, server_version=dora.__version__,
         )
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:

@@ -132,7 +132,8 @@ class AsyncClient:
         if wait:
             meta = deleted.metadata
             await waiting.wait(self.api, found.name, name, waiting.Condition("delete"),
-                               zone=meta.zone, workspace=meta.workspace, timeout=timeout)
+                               zone=meta.zone, workspace=meta.workspace, uid=meta.uid,
+                               timeout=timeout)
 
     async def watch(self, kind: str, selector: str = "", *, name: str | None = None,
                     zone: str | None = None, workspace: str | None = None,

@@ -208,10 +208,13 @@ class WhoAmIResponse(_message.Message):
     TOKEN_ID_FIELD_NUMBER: _builtins.int
     ZONE_FIELD_NUMBER: _builtins.int
     WORKSPACE_FIELD_NUMBER: _builtins.int
+    SERVER_VERSION_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     token_id: _builtins.str
     zone: _builtins.str
     workspace: _builtins.str
+    server_version: _builtins.str
+    """The apiserver's version (dora.__version__), for `doractl version`."""
     def __init__(
         self,
         *,
@@ -219,10 +222,11 @@ class WhoAmIResponse(_message.Message):
         token_id: _builtins.str = ...,
         zone: _builtins.str = ...,
         workspace: _builtins.str = ...,
+        server_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["token_id", b"token_id", "user", b"user", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["server_version", b"server_version", "token_id", b"token_id", "user", b"user", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
