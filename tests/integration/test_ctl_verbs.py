@@ -144,7 +144,7 @@ async def test_drain_moves_the_containers_to_the_other_node(ctl: Ctl, client: Cl
     await first.start(group)
     await client.apply(objects.new("Node", "node-b", zone="default"))  # not started yet
     await ctl.ok("cordon", "node-b")
-    await second.start(group)  # declares itself again: the cordon must survive that
+    await second.start(group)  # declaring itself again resets its spec: cordon again
     await ctl.ok("cordon", "node-b")
     Controllers(client).start(group)
     await client.apply(workload("web", replicas=2))
@@ -262,3 +262,47 @@ async def test_edit_applies_reopens_on_a_bad_edit_and_cancels(ctl: Ctl, client: 
     assert code == 1 and "edit abandoned" in err
     assert "# error:" in seen[1]
     assert (await get_default(client, "Workload", "web")).workload.spec.replica.count == 9
+
+
+# -- get: jsonpath, custom-columns, --sort-by, --show-labels, -L ------------------------
+
+
+async def test_get_output_templates_sorting_and_label_columns(ctl: Ctl) -> None:
+    await ctl.ok("apply", "-f", "-", input="---\n".join([
+        workload_yaml("web", labels="{app: web, dora.io/tier: front}", replicas=2),
+        workload_yaml("db", labels="{app: db}", replicas=10),
+        workload_yaml("api", labels="{app: api}", replicas=1),
+    ]))
+
+    names = await ctl.ok("get", "wk", "-o", "jsonpath={.items[*].metadata.name}",
+                         "--sort-by=.metadata.name")
+    assert names.out == "api db web"
+    lines = await ctl.ok("get", "wk", "--sort-by", "{.spec.replica.count}", "-o",
+                         'jsonpath={range .items[*]}{.metadata.name}={.spec.replica.count}'
+                         '{"\\n"}{end}')
+    assert lines.out == "api=1\nweb=2\ndb=10\n"
+    one = await ctl.ok("get", "wk", "web", "-o", "jsonpath={.metadata.labels.app}")
+    assert one.out == "web"  # one object by name: the object, not a List
+
+    table = await ctl.ok("get", "wk", "--sort-by=.metadata.name", "-o",
+                         "custom-columns=NAME:.metadata.name,REPLICAS:.spec.replica.count,"
+                         "TIER:.metadata.labels['dora.io/tier']")
+    assert table.lines == ["NAME   REPLICAS   TIER", "api    1          <none>",
+                           "db     10         <none>", "web    2          front"]
+
+    labelled = await ctl.ok("get", "wk", "--sort-by=.metadata.name", "-L", "app",
+                            "-L", "dora.io/tier", "--show-labels")
+    header = labelled.lines[0].split()
+    assert header[-3:] == ["APP", "TIER", "LABELS"]
+    assert labelled.lines[3].split()[-3:] == ["web", "front", "app=web,dora.io/tier=front"]
+    assert [line.split()[0] for line in labelled.lines[1:]] == ["api", "db", "web"]
+
+    bad = await ctl("get", "wk", "-o", "jsonpath={.items[?(@.x)]}")
+    assert bad.code == 2 and "is not supported" in bad.err
+    bad = await ctl("get", "wk", "-o", "xml")
+    assert bad.code == 2 and "unknown output format 'xml'" in bad.err
+    bad = await ctl("get", "wk", "-w", "-o", "jsonpath={.x}")
+    assert bad.code == 2
+    # The plain formats are as before.
+    assert (await ctl.ok("get", "wk", "-o", "name", "--sort-by=.metadata.name")).lines == [
+        "workload/api", "workload/db", "workload/web"]
