@@ -3,7 +3,8 @@
 A state is written as kubectl writes it: ``phase=Running`` (``status.phase``, for
 the kinds that have one: Container, Volume, Node), ``condition=Available`` (a
 ``status.conditions`` entry of that type whose status is ``True``, or the status
-given after a second ``=``: ``condition=Ready=False``) or ``delete`` (the object,
+given after a second ``=``: ``condition=Ready=False``; not while the status is of
+an older generation than the spec) or ``delete`` (the object,
 this incarnation of it, is gone). Names match in any case.
 
 The wait reads the object, then watches its kind from the version read, so a
@@ -87,8 +88,21 @@ def met(obj: object_pb2.Object, condition: Condition) -> bool:
     status = objects.body(obj).status  # type: ignore[attr-defined]
     if condition.what == "phase":
         return str(status.phase).lower() == condition.value.lower()
+    if stale(obj):
+        return False
     return any(c.type.lower() == condition.value.lower()
                and c.status.lower() == condition.status.lower() for c in status.conditions)
+
+
+def stale(obj: object_pb2.Object) -> bool:
+    """Whether the status was written for an older spec: its controller has seen the
+    object (``observedGeneration`` set) but not its latest change. Its conditions
+    speak of the old spec, so a wait does not take them."""
+    status = objects.body(obj).status  # type: ignore[attr-defined]
+    if "observed_generation" not in status.DESCRIPTOR.fields_by_name:
+        return False
+    observed = int(status.observed_generation)
+    return 0 < observed < obj.metadata.generation
 
 
 def describe(obj: object_pb2.Object | None, condition: Condition) -> str:
@@ -100,6 +114,9 @@ def describe(obj: object_pb2.Object | None, condition: Condition) -> str:
     status = objects.body(obj).status  # type: ignore[attr-defined]
     if condition.what == "phase":
         return f"its phase is {status.phase or '<none>'}"
+    if stale(obj):
+        return (f"its status is of generation {status.observed_generation}, not yet of "
+                f"{obj.metadata.generation}")
     for c in status.conditions:
         if c.type.lower() == condition.value.lower():
             why = f" ({c.reason}: {c.message})" if c.reason or c.message else ""

@@ -306,3 +306,26 @@ async def test_get_output_templates_sorting_and_label_columns(ctl: Ctl) -> None:
     # The plain formats are as before.
     assert (await ctl.ok("get", "wk", "-o", "name", "--sort-by=.metadata.name")).lines == [
         "workload/api", "workload/db", "workload/web"]
+
+
+# -- apply --wait -----------------------------------------------------------------------
+
+
+async def test_apply_wait_returns_once_the_workload_is_available(
+        ctl: Ctl, client: Client, group: TaskGroup) -> None:
+    no_nodes = await ctl("apply", "-f", "-", "--wait", "--timeout=1s",
+                         input=workload_yaml("web", replicas=1))
+    assert no_nodes.code == 1 and no_nodes.out == "workload/web created\n"
+    assert "timed out after 1s waiting for workload/web" in no_nodes.err
+
+    await SimNode(client, "node-a").start(group)
+    Controllers(client).start(group)
+    done = await ctl("apply", "-f", "-", "--wait", "--timeout=30s",
+                     input=workload_yaml("web", replicas=2))
+    assert (done.code, done.lines) == (0, ["workload/web configured", "workload/web available"])
+    items, _ = await client.list("Container", zone="default", workspace="default")
+    assert sum(c.container.status.phase == "Running" for c in items) == 2
+
+    usage = await ctl("apply", "-f", "-", "--wait", "--dry-run=server",
+                      input=workload_yaml("web"))
+    assert usage.code == 2
