@@ -136,6 +136,10 @@ async def test_cordon_and_uncordon_toggle_scheduling(ctl: Ctl, client: Client) -
     assert missing.code == 1 and "node/nope" in missing.err
     wrong = await ctl("cordon", "workload/n1")
     assert wrong.code == 2
+    await client.apply(objects.new("Node", "other", zone="default"))
+    completed = await ctl(env={"_DORACTL_COMPLETE": "complete_bash",
+                               "COMP_WORDS": "doractl drain n", "COMP_CWORD": "2"})
+    assert completed.out.split() == ["n1"]
 
 
 async def test_drain_moves_the_containers_to_the_other_node(ctl: Ctl, client: Client,

@@ -24,9 +24,15 @@ from dora.ctl.options import command, complete_name, settings_of
 
 NODE = kinds.get("Node")
 
+def complete_node(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Node names for NODE (there is no KIND on these lines to complete from)."""
+    ctx.params.setdefault("kind", "node")
+    return complete_name(ctx, incomplete)
+
+
 NodeArg = Annotated[str, typer.Argument(
     metavar="NODE", help="The node's name (or node/NAME).", show_default=False,
-    autocompletion=complete_name,
+    autocompletion=complete_node,
 )]
 
 
