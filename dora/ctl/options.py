@@ -81,8 +81,19 @@ def global_option(option: GlobalOption, *, hidden: bool = False) -> Any:
     if option.is_flag:
         return typer.Option(*option.decls, help=option.help, hidden=hidden,
                             rich_help_panel=GLOBAL_PANEL, show_default=False)
+    complete = complete_context if option.field == "context" else None
     return typer.Option(*option.decls, help=option.help, metavar=option.metavar,
-                        hidden=hidden, rich_help_panel=GLOBAL_PANEL, show_default=False)
+                        hidden=hidden, rich_help_panel=GLOBAL_PANEL, show_default=False,
+                        autocompletion=complete)
+
+
+def complete_context(incomplete: str) -> list[str]:
+    """The contexts of the profile file; none if it cannot be read."""
+    try:
+        names = profiles.load(profiles.default_path()).contexts
+    except Exception:
+        return []
+    return sorted(n for n in names if n.startswith(incomplete))
 
 
 def settings_of(ctx: typer.Context) -> Settings:

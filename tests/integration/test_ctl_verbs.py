@@ -142,6 +142,14 @@ async def test_cordon_and_uncordon_toggle_scheduling(ctl: Ctl, client: Client) -
     assert completed.out.split() == ["n1"]
 
 
+async def test_contexts_complete(ctl: Ctl) -> None:
+    for words, cword in (("doractl --context t", "2"), ("doractl config use-context ", "3"),
+                         ("doractl get wk --context ", "4")):
+        completed = await ctl(env={"_DORACTL_COMPLETE": "complete_bash",
+                                   "COMP_WORDS": words, "COMP_CWORD": cword})
+        assert completed.out.split() == ["test"], words
+
+
 async def test_drain_moves_the_containers_to_the_other_node(ctl: Ctl, client: Client,
                                                             group: TaskGroup) -> None:
     first, second = SimNode(client, "node-a"), SimNode(client, "node-b")
