@@ -29,7 +29,7 @@ from dora.ctl.commands.wait import NamesArg, targets
 from dora.ctl.options import KindArg, command, settings_of
 
 HEADER = """\
-# Edit the object below; lines starting with '#' are ignored. Saving the file
+# Edit the object below; these lines starting with '#' are ignored. Saving the file
 # applies it; an empty file, or the file unchanged, changes nothing.
 #
 """
@@ -48,8 +48,12 @@ def editor_command() -> list[str]:
 
 
 def _strip_comments(text: str) -> str:
-    return "".join(line for line in text.splitlines(keepends=True)
-                   if not line.lstrip().startswith("#"))
+    """``text`` without the comment lines on top (the header and any error): those
+    inside the YAML (a ``#`` line in a block scalar) are the object's."""
+    lines = text.splitlines(keepends=True)
+    while lines and lines[0].lstrip().startswith("#"):
+        lines.pop(0)
+    return "".join(lines)
 
 
 def _commented(error: errors.DoraError) -> str:
