@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
@@ -71,7 +72,13 @@ class Client:
             coroutine.close()
             raise RuntimeError("a dora.Client call from inside its own event loop; "
                                "use client.aio there")
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            # Ctrl-C (or any exit) while waiting: the call must not go on by itself.
+            future.cancel()
+            raise
 
     def _iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
         async def step() -> T:
@@ -87,7 +94,10 @@ class Client:
             close: Callable[[], Coroutine[Any, Any, None]] | None = getattr(
                 iterator, "aclose", None)
             if close is not None and not self._loop.is_closed():
-                self._run(close())
+                # A step cancelled by Ctrl-C may still be unwinding: then the stream
+                # closes with it.
+                with contextlib.suppress(RuntimeError):
+                    self._run(close())
 
     def close(self) -> None:
         if getattr(self, "_closed", True):
