@@ -6,8 +6,28 @@ Packages, in dependency order:
   the error tree and the client library. Every component depends on it.
 - ``dora.apiserver``: the gRPC apiserver, the only process that talks to etcd.
 - ``dora.ctl``: ``doractl``, the command line.
+- ``dora.sdk``: the Python SDK; ``dora.Client``, ``dora.AsyncClient`` and
+  ``dora.Workload`` are its names here, imported when first used (so
+  ``import dora`` stays free, and the daemons do not load the SDK).
 
 Components never import each other; they meet through the API.
 """
 
+from typing import Any
+
 __version__ = "0.1.0"
+
+_SDK = frozenset({"Client", "AsyncClient", "Workload", "Resource", "Applied", "Event",
+                  "ExecResult", "WaitTimeout", "errors"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SDK:
+        from dora import sdk
+
+        return getattr(sdk, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SDK])

@@ -5,8 +5,9 @@
 #   1. the base image dora/debian-base:bookworm (hack/base-image.sh) if missing;
 #   2. a clean copy of the sources (git's tracked and unignored files: a stale build/
 #      in the tree never leaks into the wheel);
-#   3. the project's wheel and its dependencies' wheels, made on the host by
-#      `pip wheel` (this, and only this, reaches PyPI);
+#   3. the project's wheel (the dora-gpu distribution) and its dependencies' wheels,
+#      with the [server] extra the daemons need, made on the host by `pip wheel`
+#      (this, and only this, reaches PyPI);
 #   4. `docker build --network none` of hack/images/Dockerfile, which installs them
 #      with `pip install --no-index`.
 #
@@ -90,7 +91,7 @@ image_py="${image_py%.*}"
 export SOURCE_DATE_EPOCH=315532800 PIP_PROGRESS_BAR=off
 if [[ "$host_py" == "$image_py" && "${DORA_IMAGE_PIP_DOWNLOAD:-}" != 1 ]]; then
   log "building wheels of $src with Python $host_py"
-  "${pip[@]}" wheel --quiet --wheel-dir "$ctx/wheels" "$src"
+  "${pip[@]}" wheel --quiet --wheel-dir "$ctx/wheels" "$src[server]"
 else
   # Another Python here than in the image: build our own (pure Python) wheel, then fetch
   # the dependencies' binary wheels for the image's interpreter and C library.
@@ -106,10 +107,10 @@ else
   "${pip[@]}" wheel --quiet --no-deps --wheel-dir "$ctx/wheels" "$src"
   "${pip[@]}" download --quiet --dest "$ctx/wheels" --only-binary=:all: \
     --python-version "$image_py" --implementation cp --abi "$abi" --abi abi3 --abi none \
-    "${platforms[@]}" "$ctx/wheels/dora-$version-"*.whl
+    "${platforms[@]}" "$(find "$ctx/wheels" -name "dora_gpu-$version-*.whl" -print -quit)[server]"
 fi
-[[ -n "$(find "$ctx/wheels" -name "dora-$version-*.whl" -print -quit)" ]] ||
-  die "no dora-$version wheel was built"
+[[ -n "$(find "$ctx/wheels" -name "dora_gpu-$version-*.whl" -print -quit)" ]] ||
+  die "no dora_gpu-$version wheel was built"
 wheels="$(
   {
     (cd "$ctx/wheels" && sha256sum -- *.whl | sort -k2)

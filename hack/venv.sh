@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes .venv (Python >= 3.11; $PYTHON picks the interpreter, default python3) and
-# installs the project into it in editable mode with its dev extras.
+# installs the project into it in editable mode with its dev and server extras (the
+# distribution alone is the client: doractl and the SDK; [server] brings the daemons').
 #
 # The install runs only when pyproject.toml changed since the last one (a hash of it is
 # kept in .venv/.dora-installed), so a second run costs a fraction of a second and no
@@ -38,8 +39,13 @@ if [[ "$want" == "$have" ]]; then
 fi
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_PROGRESS_BAR=off
-log "installing dora[dev] into $VENV"
+log "installing dora-gpu[dev,server] into $VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install -e '.[dev]'
+# The distribution was called "dora" before it became dora-gpu: the old one's scripts
+# would shadow the new ones.
+if "$VENV/bin/python" -m pip show --quiet dora >/dev/null 2>&1; then
+  "$VENV/bin/python" -m pip uninstall --quiet --yes dora
+fi
+"$VENV/bin/python" -m pip install -e '.[dev,server]'
 echo "$want" >"$stamp"
 log "$VENV is ready: source .venv/bin/activate"

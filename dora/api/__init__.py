@@ -7,6 +7,9 @@
 - ``labels``: label selectors.
 - ``errors``: the error tree, shared by server and client.
 - ``client``: the async gRPC client.
+- ``profiles``: doractl's profile file (contexts) and how a connection is resolved,
+  shared by ``doractl`` and the SDK.
+- ``waiting``: waiting until an object reaches a state (``doractl wait``, the SDK).
 
 This package imports no component (``apiserver``, ``ctl``, ...).
 """

@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 
+import dora
 from dora.api import errors, grpcservice
 from dora.api.v1 import tokens_pb2
 from dora.apiserver.auth.authenticator import Authenticator
@@ -76,6 +77,7 @@ class TokensService:
         return tokens_pb2.WhoAmIResponse(
             user=principal.user, token_id=principal.token_id, zone=principal.zone,
             workspace=principal.workspace, node=principal.node,
+            server_version=dora.__version__,
         )
 
     def handler(self) -> grpc.GenericRpcHandler[Any, Any]:

@@ -7,12 +7,14 @@ Map of the package:
 - ``options``: the persistent (global) options every command accepts anywhere on
   the line, and the options several commands share (``-o``, ``-l``, kinds);
 - ``profiles``: ``~/.dora/config.yaml`` (contexts) and how flags, environment and
-  the current context resolve into one connection;
+  the current context resolve into one connection (``dora.api.profiles``, which
+  the SDK reads too);
 - ``session``: running a command's async work against one ``Client``;
 - ``manifests`` and ``templating``: reading ``-f`` files, directories and stdin,
   ``$KEY`` substitution, decoding with ``file:line:column`` errors;
 - ``columns``, ``humanize`` and ``printers``: tables per kind (rich on a
-  terminal, plain otherwise), YAML/JSON/name output, ages;
+  terminal, plain otherwise), YAML/JSON/name output, ages; ``jsonpath``:
+  kubectl's templates for ``-o jsonpath=``, ``-o custom-columns=``, ``--sort-by``;
 - ``commands/``: one module per command group (config, apply/diff, get,
   describe, delete, workload verbs).
 

@@ -43,11 +43,24 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "credits": ("credits",),
     "volumes": ("volume", "volumes", "sync"),
     "task": ("task",),
+    "wait": ("wait",),
+    "metadata": ("label", "annotate"),
+    "nodes": ("cordon", "uncordon", "drain"),
+    "edit": ("edit",),
+    "version": ("version",),
 }
 
 _SERVER, _TOKEN, _CONTEXT, _ZONE, _WORKSPACE, _DEBUG = (global_option(o) for o in GLOBALS)
 # Global options that take a value: skipped when looking for the command's name.
 _VALUED = frozenset(d for o in GLOBALS if not o.is_flag for d in o.decls)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        import dora
+
+        typer.echo(f"doractl {dora.__version__}")
+        raise typer.Exit()
 
 
 def root(
@@ -58,6 +71,10 @@ def root(
     zone: Annotated[str | None, _ZONE] = None,
     workspace: Annotated[str | None, _WORKSPACE] = None,
     debug: Annotated[bool, _DEBUG] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version,
+        help="Print the client's version and exit (`doractl version` asks the server too).",
+    )] = False,
 ) -> None:
     """doractl drives Dora from the command line, in kubectl's manner.
 

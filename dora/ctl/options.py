@@ -81,8 +81,19 @@ def global_option(option: GlobalOption, *, hidden: bool = False) -> Any:
     if option.is_flag:
         return typer.Option(*option.decls, help=option.help, hidden=hidden,
                             rich_help_panel=GLOBAL_PANEL, show_default=False)
+    complete = complete_context if option.field == "context" else None
     return typer.Option(*option.decls, help=option.help, metavar=option.metavar,
-                        hidden=hidden, rich_help_panel=GLOBAL_PANEL, show_default=False)
+                        hidden=hidden, rich_help_panel=GLOBAL_PANEL, show_default=False,
+                        autocompletion=complete)
+
+
+def complete_context(incomplete: str) -> list[str]:
+    """The contexts of the profile file; none if it cannot be read."""
+    try:
+        names = profiles.load(profiles.default_path()).contexts
+    except Exception:
+        return []
+    return sorted(n for n in names if n.startswith(incomplete))
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -169,6 +180,40 @@ class Output(enum.StrEnum):
     name = "name"
 
 
+TEMPLATE_FORMATS = ("jsonpath", "custom-columns")
+
+
+@dataclass(frozen=True)
+class Format:
+    """An ``-o`` value of ``get``: one of ``Output``, or a template format
+    (``jsonpath=TEMPLATE``, ``custom-columns=SPEC``) with its template."""
+
+    output: Output
+    template_kind: str = ""
+    template: str = ""
+
+
+def parse_format(text: str) -> Format:
+    """``yaml``, ``wide``..., ``jsonpath=...`` or ``custom-columns=...``; a usage error
+    naming the formats otherwise."""
+    word, equals, template = text.partition("=")
+    if equals and word.lower() in TEMPLATE_FORMATS:
+        if not template:
+            raise typer.BadParameter(f"{word}= needs a template", param_hint="--output")
+        return Format(Output.table, word.lower(), template)
+    try:
+        return Format(Output(text.lower()))
+    except ValueError:
+        known = ", ".join([*Output, *(f"{t}=..." for t in TEMPLATE_FORMATS)])
+        raise typer.BadParameter(f"unknown output format {text!r} (known: {known})",
+                                 param_hint="--output") from None
+
+
+def complete_format(incomplete: str) -> list[str]:
+    words = [*Output, *(f"{t}=" for t in TEMPLATE_FORMATS)]
+    return [w for w in words if w.startswith(incomplete)]
+
+
 def complete_kind(incomplete: str) -> list[str]:
     words = sorted({k.plural for k in kinds.KINDS} | {k.name.lower() for k in kinds.KINDS})
     return [w for w in words if w.startswith(incomplete.lower())]
@@ -216,6 +261,11 @@ KindArg = Annotated[str, typer.Argument(
 )]
 OutputOpt = Annotated[Output, typer.Option(
     "--output", "-o", help="Output format.", case_sensitive=False,
+)]
+FormatOpt = Annotated[str, typer.Option(
+    "--output", "-o", metavar="FORMAT", autocompletion=complete_format,
+    help="table, wide, yaml, json, name, jsonpath=TEMPLATE (kubectl's syntax) or "
+         "custom-columns=HEADER:.path,...",
 )]
 SelectorOpt = Annotated[str, typer.Option(
     "--selector", "-l", metavar="SELECTOR",

@@ -44,7 +44,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     [
         (["get"], "Missing argument 'KIND'"),
         (["get", "pods"], "unknown resource type 'pods'"),
-        (["get", "wk", "-o", "xml"], "'xml' is not one of"),
+        (["get", "wk", "-o", "xml"], "unknown output format 'xml'"),
         (["get", "wk", "a", "-l", "app=x"], "not both"),
         (["apply"], "-f FILE|DIR|-"),
         (["apply", "-f", "x.yaml", "-e", "NOEQUALS"], "KEY=VALUE"),

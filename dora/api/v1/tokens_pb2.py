@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64ora/api/v1/tokens.proto\x12\x0b\x64ora.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x01\n\tTokenInfo\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x11\n\tworkspace\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65xpires\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04node\x18\x06 \x01(\t\"d\n\x12\x43reateTokenRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x11\n\tworkspace\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\x03\x12\x0c\n\x04node\x18\x05 \x01(\t\"J\n\x13\x43reateTokenResponse\x12$\n\x04info\x18\x01 \x01(\x0b\x32\x16.dora.api.v1.TokenInfo\x12\r\n\x05token\x18\x02 \x01(\t\"!\n\x11ListTokensRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\"<\n\x12ListTokensResponse\x12&\n\x06tokens\x18\x01 \x03(\x0b\x32\x16.dora.api.v1.TokenInfo\".\n\x12RevokeTokenRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"\x15\n\x13RevokeTokenResponse\"\x0f\n\rWhoAmIRequest\"_\n\x0eWhoAmIResponse\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\x11\n\tworkspace\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\"3\n\x0bStoredToken\x12$\n\x04info\x18\x01 \x01(\x0b\x32\x16.dora.api.v1.TokenInfo\"J\n\x15\x43loneWorkspaceRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\"(\n\x16\x43loneWorkspaceResponse\x12\x0e\n\x06\x63opied\x18\x01 \x03(\t2\xae\x02\n\x06Tokens\x12K\n\x06\x43reate\x12\x1f.dora.api.v1.CreateTokenRequest\x1a .dora.api.v1.CreateTokenResponse\x12G\n\x04List\x12\x1e.dora.api.v1.ListTokensRequest\x1a\x1f.dora.api.v1.ListTokensResponse\x12K\n\x06Revoke\x12\x1f.dora.api.v1.RevokeTokenRequest\x1a .dora.api.v1.RevokeTokenResponse\x12\x41\n\x06WhoAmI\x12\x1a.dora.api.v1.WhoAmIRequest\x1a\x1b.dora.api.v1.WhoAmIResponse2^\n\nWorkspaces\x12P\n\x05\x43lone\x12\".dora.api.v1.CloneWorkspaceRequest\x1a#.dora.api.v1.CloneWorkspaceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64ora/api/v1/tokens.proto\x12\x0b\x64ora.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\x01\n\tTokenInfo\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x11\n\tworkspace\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x65xpires\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04node\x18\x06 \x01(\t\"d\n\x12\x43reateTokenRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x11\n\tworkspace\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\x03\x12\x0c\n\x04node\x18\x05 \x01(\t\"J\n\x13\x43reateTokenResponse\x12$\n\x04info\x18\x01 \x01(\x0b\x32\x16.dora.api.v1.TokenInfo\x12\r\n\x05token\x18\x02 \x01(\t\"!\n\x11ListTokensRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\"<\n\x12ListTokensResponse\x12&\n\x06tokens\x18\x01 \x03(\x0b\x32\x16.dora.api.v1.TokenInfo\".\n\x12RevokeTokenRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"\x15\n\x13RevokeTokenResponse\"\x0f\n\rWhoAmIRequest\"\x86\x01\n\x0eWhoAmIResponse\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\x11\n\tworkspace\x18\x04 \x01(\t\x12\x0c\n\x04node\x18\x05 \x01(\t\x12%\n\x0eserver_version\x18\x06 \x01(\tR\rserverVersion\"3\n\x0bStoredToken\x12$\n\x04info\x18\x01 \x01(\x0b\x32\x16.dora.api.v1.TokenInfo\"J\n\x15\x43loneWorkspaceRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\"(\n\x16\x43loneWorkspaceResponse\x12\x0e\n\x06\x63opied\x18\x01 \x03(\t2\xae\x02\n\x06Tokens\x12K\n\x06\x43reate\x12\x1f.dora.api.v1.CreateTokenRequest\x1a .dora.api.v1.CreateTokenResponse\x12G\n\x04List\x12\x1e.dora.api.v1.ListTokensRequest\x1a\x1f.dora.api.v1.ListTokensResponse\x12K\n\x06Revoke\x12\x1f.dora.api.v1.RevokeTokenRequest\x1a .dora.api.v1.RevokeTokenResponse\x12\x41\n\x06WhoAmI\x12\x1a.dora.api.v1.WhoAmIRequest\x1a\x1b.dora.api.v1.WhoAmIResponse2^\n\nWorkspaces\x12P\n\x05\x43lone\x12\".dora.api.v1.CloneWorkspaceRequest\x1a#.dora.api.v1.CloneWorkspaceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,16 +48,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REVOKETOKENRESPONSE']._serialized_end=581
   _globals['_WHOAMIREQUEST']._serialized_start=583
   _globals['_WHOAMIREQUEST']._serialized_end=598
-  _globals['_WHOAMIRESPONSE']._serialized_start=600
-  _globals['_WHOAMIRESPONSE']._serialized_end=695
-  _globals['_STOREDTOKEN']._serialized_start=697
-  _globals['_STOREDTOKEN']._serialized_end=748
-  _globals['_CLONEWORKSPACEREQUEST']._serialized_start=750
-  _globals['_CLONEWORKSPACEREQUEST']._serialized_end=824
-  _globals['_CLONEWORKSPACERESPONSE']._serialized_start=826
-  _globals['_CLONEWORKSPACERESPONSE']._serialized_end=866
-  _globals['_TOKENS']._serialized_start=869
-  _globals['_TOKENS']._serialized_end=1171
-  _globals['_WORKSPACES']._serialized_start=1173
-  _globals['_WORKSPACES']._serialized_end=1267
+  _globals['_WHOAMIRESPONSE']._serialized_start=601
+  _globals['_WHOAMIRESPONSE']._serialized_end=735
+  _globals['_STOREDTOKEN']._serialized_start=737
+  _globals['_STOREDTOKEN']._serialized_end=788
+  _globals['_CLONEWORKSPACEREQUEST']._serialized_start=790
+  _globals['_CLONEWORKSPACEREQUEST']._serialized_end=864
+  _globals['_CLONEWORKSPACERESPONSE']._serialized_start=866
+  _globals['_CLONEWORKSPACERESPONSE']._serialized_end=906
+  _globals['_TOKENS']._serialized_start=909
+  _globals['_TOKENS']._serialized_end=1211
+  _globals['_WORKSPACES']._serialized_start=1213
+  _globals['_WORKSPACES']._serialized_end=1307
 # @@protoc_insertion_point(module_scope)

@@ -221,12 +221,15 @@ class WhoAmIResponse(_message.Message):
     ZONE_FIELD_NUMBER: _builtins.int
     WORKSPACE_FIELD_NUMBER: _builtins.int
     NODE_FIELD_NUMBER: _builtins.int
+    SERVER_VERSION_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     token_id: _builtins.str
     zone: _builtins.str
     workspace: _builtins.str
     node: _builtins.str
     """The Node the token is bound to, if any."""
+    server_version: _builtins.str
+    """The apiserver's version (dora.__version__), for `doractl version`."""
     def __init__(
         self,
         *,
@@ -235,10 +238,11 @@ class WhoAmIResponse(_message.Message):
         zone: _builtins.str = ...,
         workspace: _builtins.str = ...,
         node: _builtins.str = ...,
+        server_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "token_id", b"token_id", "user", b"user", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "server_version", b"server_version", "token_id", b"token_id", "user", b"user", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

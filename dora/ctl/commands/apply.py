@@ -8,10 +8,13 @@ product document's page pasted as one file applies in one go, and goes on past
 an object the server rejects, as kubectl does, reporting each and exiting 1.
 ``diff`` asks the server what an apply would store (a server-side dry run, so
 defaults and validation are the server's) and diffs its YAML against the live object.
+``apply --wait`` then waits (``dora.api.waiting``) until the workloads applied are
+Available, for their latest spec, and the volumes Ready.
 """
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import enum
 import sys
@@ -20,10 +23,10 @@ from typing import Annotated
 import typer
 import yaml
 
-from dora.api import codec, errors
+from dora.api import codec, errors, waiting
 from dora.api.client import ApplyResult
 from dora.api.v1 import object_pb2
-from dora.ctl import manifests, printers, session, templating
+from dora.ctl import humanize, manifests, printers, session, templating
 from dora.ctl.options import FilesOpt, RecursiveOpt, command, settings_of
 
 
@@ -70,12 +73,24 @@ def apply(
     dry_run: Annotated[DryRun, typer.Option(
         "--dry-run", help="server: validate and default on the server, store nothing.",
         case_sensitive=False)] = DryRun.none,
+    wait: Annotated[bool, typer.Option(
+        "--wait", help="Then wait until the workloads applied are Available (their "
+                       "containers running) and the volumes Ready.")] = False,
+    timeout: Annotated[str, typer.Option(
+        "--timeout", metavar="DURATION", help="How long --wait waits in all: 30s, 5m.",
+    )] = "5m",
 ) -> None:
     """Create or update objects from YAML/JSON files, directories or stdin.
 
     Prints `kind/name created|configured|unchanged` for each object. Objects that
     name no zone or workspace get the context's (or -z/-g).
     """
+    if wait and dry_run is DryRun.server:
+        raise typer.BadParameter("a dry run stores nothing to wait for", param_hint="--wait")
+    try:
+        limit = humanize.parse_duration(timeout)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--timeout") from None
     objs = load(files, recursive=recursive, env=env)
     connection = settings_of(ctx).connection()
     server_dry_run = dry_run is DryRun.server
@@ -83,10 +98,12 @@ def apply(
 
     async def work(s: session.Session) -> bool:
         ok = True
+        written = []
         for obj in manifests.in_dependency_order(objs):
             s.fill_scope(obj)
             try:
-                _, result = await s.client.apply(obj, dry_run=server_dry_run)
+                stored, result = await s.client.apply(obj, dry_run=server_dry_run)
+                written.append(stored)
             except errors.Unavailable:
                 raise
             except errors.DoraError as exc:
@@ -95,10 +112,30 @@ def apply(
                 typer.echo(printers.error_text(exc, about=printers.object_name(obj)), err=True)
                 continue
             typer.echo(f"{printers.object_name(obj)} {RESULT_WORDS.get(result, 'applied')}{suffix}")
+        if wait:
+            await wait_ready(s, written, limit)
         return ok
 
     if not session.run(connection, work):
         raise typer.Exit(1)
+
+
+# What `apply --wait` waits for, per kind: the state its controller reports when it
+# has done what the spec asks.
+READY = {"Workload": (waiting.Condition("condition", "Available"), "available"),
+         "Volume": (waiting.Condition("condition", "Ready"), "ready")}
+
+
+async def wait_ready(s: session.Session, written: list[object_pb2.Object],
+                     limit: float) -> None:
+    async def one(obj: object_pb2.Object) -> None:
+        condition, word = READY[obj.kind]
+        meta = obj.metadata
+        await waiting.wait(s.client, obj.kind, meta.name, condition, zone=meta.zone,
+                           workspace=meta.workspace, timeout=limit)
+        typer.echo(f"{printers.object_name(obj)} {word}")
+
+    await asyncio.gather(*(one(o) for o in written if o.kind in READY))
 
 
 _SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "generation")

@@ -10,7 +10,7 @@ import yaml
 
 from dora.api import errors
 from dora.ctl import printers, profiles
-from dora.ctl.options import command
+from dora.ctl.options import command, complete_context
 
 app = typer.Typer(
     help="Contexts: which apiserver, token, zone and workspace to use "
@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The context's name.",
-                                        show_default=False)]
+                                        show_default=False, autocompletion=complete_context)]
 
 
 def _path() -> Path:

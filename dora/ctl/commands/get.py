@@ -19,19 +19,21 @@ from typing import Annotated
 
 import typer
 
-from dora.api import errors, kinds
+from dora.api import codec, errors, kinds
 from dora.api.client import WatchEvent
 from dora.api.v1 import object_pb2
-from dora.ctl import columns, printers, profiles, session
+from dora.ctl import columns, jsonpath, printers, profiles, session
 from dora.ctl.commands import devices
 from dora.ctl.options import (
+    Format,
+    FormatOpt,
     KindArg,
     Output,
-    OutputOpt,
     SelectorOpt,
     command,
     complete_name,
     kind_of,
+    parse_format,
     settings_of,
 )
 
@@ -63,7 +65,7 @@ def get(
     ctx: typer.Context,
     kind: KindArg,
     names: NamesArg = None,
-    output: OutputOpt = Output.table,
+    output_text: FormatOpt = "table",
     selector: SelectorOpt = "",
     all_workspaces: AllOpt = False,
     watch: Annotated[bool, typer.Option(
@@ -77,6 +79,14 @@ def get(
         "--output-watch-events", help="With --watch, add an EVENT column.",
     )] = False,
     max_events: Annotated[int, typer.Option("--max-events", hidden=True, min=0)] = 0,
+    sort_by: Annotated[str, typer.Option(
+        "--sort-by", metavar="JSONPATH", show_default=False,
+        help="Sort by a field: --sort-by=.metadata.name, '{.status.phase}'.")] = "",
+    show_labels: Annotated[bool, typer.Option(
+        "--show-labels", help="Add a LABELS column to the table.")] = False,
+    label_columns: Annotated[list[str] | None, typer.Option(
+        "--label-columns", "-L", metavar="KEY", show_default=False,
+        help="Add a column with the value of label KEY (repeatable, or KEY1,KEY2).")] = None,
 ) -> None:
     """Show objects of KIND: all of them, or those named.
 
@@ -85,6 +95,13 @@ def get(
     several kinds are comma-separated (wk,c). ``gpus`` and ``cpus`` list the devices
     of the zone's nodes (-o wide adds memory and UUID).
     """
+    fmt = parse_format(output_text)
+    output = fmt.output
+    extra = extra_columns(show_labels, label_columns or [])
+    order = _sort_path(sort_by)
+    if fmt.template_kind and (watch or watch_only or kind.lower() in devices.WORDS):
+        raise typer.BadParameter(f"{fmt.template_kind} prints a list, not --watch or devices",
+                                 param_hint="--output")
     if kind.lower() in devices.WORDS:
         if names or selector or watch or watch_only:
             raise typer.BadParameter(f"{kind} takes no names, selector or --watch",
@@ -110,7 +127,8 @@ def get(
         watcher = Watcher(kind=found_kinds[0], names=set(wanted), selector=selector,
                           everywhere=all_workspaces, output=output,
                           show_headers=not no_headers, watch_only=watch_only,
-                          events_column=output_watch_events, max_events=max_events)
+                          events_column=output_watch_events, max_events=max_events,
+                          extra=extra)
         session.run(connection, watcher.run)
         return
 
@@ -119,19 +137,30 @@ def get(
                 for k in found_kinds]
 
     results = session.run(connection, fetch)
-    tabular = output in (Output.table, Output.wide)
-    if tabular:
+    if order is not None:
+        key = jsonpath.sort_key(order)
+        results = [(k, (sorted(objs, key=lambda o: key(codec.to_dict(o))), errs))
+                   for k, (objs, errs) in results]
+    single = len(found_kinds) == 1 and len(wanted) == 1 and not all_workspaces
+    tabular = output in (Output.table, Output.wide) and not fmt.template_kind
+    if fmt.template_kind:
+        everything = [o for _, (objs, _) in results for o in objs]
+        _print_template(fmt, everything, single=single, show_headers=not no_headers)
+    elif tabular:
         printed = False
+        now = dt.datetime.now(dt.UTC)
         for found_kind, (objs, _) in results:
             if objs:
                 if printed:
                     sys.stdout.write("\n")
-                printers.print_objects(objs, output, kind=found_kind.name,
-                                       show_headers=not no_headers)
+                cols = columns.columns(found_kind.name, wide=output is Output.wide)
+                cols = [*cols, *(c for c in extra if c not in cols)]
+                printers.print_table([c.header for c in cols],
+                                     printers.table_rows(objs, cols, now=now),
+                                     show_headers=not no_headers)
                 printed = True
     else:
         everything = [o for _, (objs, _) in results for o in objs]
-        single = len(found_kinds) == 1 and len(wanted) == 1 and not all_workspaces
         sys.stdout.write(printers.serialize(everything, output, single=single))
     missing = [e for _, (_, errs) in results for e in errs]
     if tabular and not missing and not any(objs for _, (objs, _) in results):
@@ -146,6 +175,53 @@ def get(
 
 
 Found = tuple[list[object_pb2.Object], list[errors.DoraError]]
+
+
+def extra_columns(show_labels: bool, keys: list[str]) -> list[columns.Column]:
+    """``--show-labels`` and ``-L KEY`` columns: all labels, and one label's value each
+    (headed by the key's last part, upper-cased, as kubectl does)."""
+    extra = [columns.Column(key.rsplit("/", 1)[-1].upper(), _label_cell(key))
+             for word in keys for key in word.split(",") if key]
+    if show_labels:
+        extra.append(columns.LABELS)
+    return extra
+
+
+def _label_cell(key: str) -> columns.Cell:
+    def cell(obj: object_pb2.Object, now: dt.datetime) -> str:
+        return obj.metadata.labels.get(key, "")
+
+    return cell
+
+
+def _sort_path(text: str) -> jsonpath.Path | None:
+    if not text:
+        return None
+    try:
+        return jsonpath.sort_path(text)
+    except errors.Invalid as exc:
+        raise typer.BadParameter(exc.message, param_hint="--sort-by") from None
+
+
+def _print_template(fmt: Format, objs: list[object_pb2.Object], *, single: bool,
+                    show_headers: bool) -> None:
+    """``-o jsonpath=`` over what ``-o json`` prints; ``-o custom-columns=`` per object."""
+    try:
+        if fmt.template_kind == "jsonpath":
+            nodes = jsonpath.parse(fmt.template)
+            data = (codec.to_dict(objs[0]) if single and len(objs) == 1 else
+                    {"apiVersion": "v1", "kind": "List",
+                     "items": [codec.to_dict(o) for o in objs]})
+            sys.stdout.write(jsonpath.render(nodes, data))
+            return
+        cols = jsonpath.parse_columns(fmt.template)
+    except errors.Invalid as exc:
+        raise typer.BadParameter(exc.message, param_hint="--output") from None
+    rows = []
+    for obj in objs:
+        data = codec.to_dict(obj)
+        rows.append([jsonpath.cell(c, data) for c in cols])
+    printers.print_table([c.header for c in cols], rows, show_headers=show_headers)
 
 
 async def _fetch(s: session.Session, kind: kinds.Kind, wanted: list[str], *, selector: str,
@@ -192,7 +268,7 @@ class Watcher:
 
     def __init__(self, *, kind: kinds.Kind, names: set[str], selector: str, everywhere: bool,
                  output: Output, show_headers: bool, watch_only: bool, events_column: bool,
-                 max_events: int) -> None:
+                 max_events: int, extra: list[columns.Column] | None = None) -> None:
         self.kind = kind
         self.names = names
         self.selector = selector
@@ -202,6 +278,7 @@ class Watcher:
         self.events_column = events_column
         self.max_events = max_events
         self.columns = columns.columns(kind.name, wide=output is Output.wide)
+        self.columns += [c for c in extra or [] if c not in self.columns]
         headers = [c.header for c in self.columns]
         self.stream = printers.RowStream(
             (["EVENT"] if events_column else []) + headers, show_headers=show_headers

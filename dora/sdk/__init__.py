@@ -1,0 +1,32 @@
+"""The Python SDK: ``dora.Client`` for scripts and notebooks, ``dora.AsyncClient``
+for async code, with the same methods.
+
+::
+
+    import dora
+
+    with dora.Client.from_profile() as client:          # doractl's current context
+        client.apply(dora.Workload("hello", image="dora/busybox", cmd="sleep 600"))
+        client.wait("workload", "hello", "condition=Available", timeout=120)
+        for c in client.list("containers"):
+            print(c.name, c.phase)
+
+Modules: ``resources`` (what calls return: ``Resource``, ``Applied``, ``Event``,
+``ExecResult``; the ``Workload`` builder), ``aio`` (``AsyncClient``, over
+``dora.api.client``) and ``sync`` (``Client``, the async client on a private
+event loop in a thread). The SDK is a client like doractl: it imports
+``dora.api`` only (never ``dora.ctl``, so no typer/rich, nor the server side).
+Errors are ``dora.api.errors``; a wait that runs out raises
+``dora.api.waiting.WaitTimeout``, a ``TimeoutError``.
+"""
+
+from dora.api import errors
+from dora.api.waiting import WaitTimeout
+from dora.sdk.aio import AsyncClient
+from dora.sdk.resources import Applied, Event, ExecResult, Resource, Workload
+from dora.sdk.sync import Client
+
+__all__ = [
+    "Applied", "AsyncClient", "Client", "Event", "ExecResult", "Resource", "WaitTimeout",
+    "Workload", "errors",
+]
