@@ -210,7 +210,8 @@ class AsyncClient:
     async def logs(self, container: str, *, follow: bool = False, tail: int | None = None,
                    zone: str | None = None,
                    workspace: str | None = None) -> AsyncIterator[str]:
-        """A Container's output, line by line; with ``follow``, until it stops."""
+        """A Container's output, line by line; with ``follow``, until it stops. A
+        workload's containers have a terminal, whose lines end in CR LF: both go."""
         z, w = self._scope(kinds.get("Container"), zone, workspace)
         pending = b""
         async for chunk in self.api.logs(container, zone=z, workspace=w, follow=follow,
@@ -218,9 +219,9 @@ class AsyncClient:
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
-                yield line.decode("utf-8", "replace")
+                yield line.removesuffix(b"\r").decode("utf-8", "replace")
         if pending:
-            yield pending.decode("utf-8", "replace")
+            yield pending.removesuffix(b"\r").decode("utf-8", "replace")
 
     # --- volumes -----------------------------------------------------------------------
 

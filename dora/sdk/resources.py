@@ -160,9 +160,9 @@ class Workload:
                  gpu_products=["Tesla V100-SXM2-16GB"], cmd=["python", "train.py"],
                  env={"EPOCHS": "3"}, volumes={"data": "/data"})
 
-    ``cmd`` is a shell line or a list of words (quoted into one line: the agent runs
-    ``/bin/sh -c CMD``); ``env`` becomes ``export K=V;`` in front of it, since a
-    Workload's spec has no environment of its own. ``volumes`` maps a Volume's name
+    ``cmd`` is the container's argv: a list of words, or a line split into shell
+    words (like compose's ``command:``; write ``"sh -c '...'"`` for a script);
+    ``env`` is ``config.env``. ``volumes`` maps a Volume's name
     to where it is mounted (``"name": "/data:ro"`` mounts it read-only). Without
     ``gpus`` the workload asks for ``cpus`` CPUs (1 by default).
     """
@@ -185,10 +185,7 @@ class Workload:
     pull_policy: str = ""
 
     def command_line(self) -> str:
-        line = self.cmd if isinstance(self.cmd, str) else shlex.join(self.cmd)
-        exports = "".join(f"export {key}={shlex.quote(str(value))}; "
-                          for key, value in self.env.items())
-        return exports + line if line else exports.rstrip(" ")
+        return self.cmd if isinstance(self.cmd, str) else shlex.join(self.cmd)
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML this builder stands for, as a dict."""
@@ -211,6 +208,8 @@ class Workload:
         config: dict[str, Any] = {}
         if self.command_line():
             config["cmd"] = self.command_line()
+        if self.env:
+            config["env"] = [{"name": k, "value": str(v)} for k, v in self.env.items()]
         if self.restart_policy:
             config["restartPolicy"] = self.restart_policy
         if self.shm_size:

@@ -108,7 +108,8 @@ async def test_the_sync_client_applies_reads_and_changes_objects(
         assert applied.result == "CREATED"
         assert applied.object.spec["selectors"]["gpu"] == {
             "product_name": ["Tesla V100-SXM2-16GB"], "count": 2}
-        assert applied.object.spec["config"]["cmd"] == "export EPOCHS=3; sh -c 'echo hi'"
+        assert applied.object.spec["config"]["cmd"] == "sh -c 'echo hi'"
+        assert applied.object.spec["config"]["env"] == [{"name": "EPOCHS", "value": "3"}]
         mount = applied.object.spec["volumes"][0]
         assert (mount["name"], mount["target"], mount["readOnly"]) == ("data", "/data", True)
         # The builder is the YAML: applying that YAML changes nothing.

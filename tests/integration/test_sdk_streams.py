@@ -30,7 +30,7 @@ __all__ = ["apiserver_config", "cluster", "group", "node", "profile"]
 async def test_exec_logs_wait_upload_download(cluster: Cluster, profile: Path,
                                               tmp_path: Path) -> None:
     await cluster.client.apply(with_home(
-        "box", cluster.node, cmd="for i in 1 2 3; do echo n$i; done; sleep 600"))
+        "box", cluster.node, cmd='sh -c "for i in 1 2 3; do echo n$i; done; sleep 600"'))
     local = tmp_path / "local"
     (local / "sub").mkdir(parents=True)
     (local / "a.txt").write_text("alpha\n")
