@@ -28,6 +28,13 @@ wait: another agent may hold the node by then.
 
 Cancelling ``run`` stops the agent and leaves Docker as it is: containers keep
 running and are adopted by the next start.
+
+**Fencing.** Two things make the agent stop every container of its node (``fence``)
+and fail their Containers with reason ``Fenced`` once it can write again: its lease
+going ``fence_margin`` seconds short of its TTL without a refresh (it may be cut
+off, and its containers are about to be replaced elsewhere: ``lease``), and its
+Node declared dead by an administrator (``spec.fenced``: ``doractl node fence``),
+which it honours on return and for as long as it lasts, running nothing.
 """
 
 from __future__ import annotations
@@ -61,6 +68,8 @@ class Config:
     resync_every: float = 30.0
     status_every: float = 5.0
     status_heartbeat: float = 30.0
+    # Fence this many seconds before the lease's TTL runs out without a refresh.
+    fence_margin: float = 3.0
 
 
 class Agent:
@@ -70,8 +79,14 @@ class Agent:
         self.client = client
         self.engine = engine
         self.cache = ContainerCache()
-        self.lease = NodeLease(client=client, node=config.node, zone=config.zone,
-                               ttl=config.lease_ttl, identity=engine.engine_id)
+        self.lease = NodeLease(
+            client=client, node=config.node, zone=config.zone, ttl=config.lease_ttl,
+            identity=engine.engine_id,
+            fence_after=max(config.lease_ttl - config.fence_margin, config.lease_ttl / 2),
+            on_fence=lambda: self.fence("its lease went unrenewed (cut off from the "
+                                        "apiserver?); the container is replaced elsewhere"))
+        # Set while the Node is fenced by an administrator: nothing runs.
+        self.node_fenced = False
         self.queue: WorkQueue[Ref] = WorkQueue(self._reconcile)
         self.reconciler = Reconciler(
             client=client, engine=engine, cache=self.cache, node=config.node,
@@ -98,13 +113,61 @@ class Agent:
             await self.lease.acquired.wait()
             group.create_task(self.reporter.run(), name="node-status")
             group.create_task(self._watch(), name="watch-containers")
+            group.create_task(self._watch_node(), name="watch-node")
             await self.synced.wait()
             log.info("node %s: %d Container(s) bound to it", node, len(self.cache))
             group.create_task(self.queue.run(), name="reconcile")
             group.create_task(self._poll_docker(), name="poll-docker")
             group.create_task(self._resync(), name="resync")
 
+    async def fence(self, why: str) -> None:
+        """Stop (and remove) every Docker container of this node, now."""
+        try:
+            found = await self.engine.list(node=self.config.node)
+        except EngineError as exc:
+            log.error("cannot list Docker containers to fence them: %s", exc)
+            return
+        for summary in found:
+            self.reconciler.fenced[summary.id] = why
+        await asyncio.gather(*(self._remove_quietly(s.id, stop_timeout=0) for s in found))
+        log.warning("fenced: stopped %d container(s) of node %s: %s", len(found),
+                    self.config.node, why)
+
+    async def _watch_node(self) -> None:
+        """Follow this node's ``spec.fenced``: fence on it, and keep fenced while set."""
+        backoff = 0.2
+        while True:
+            stream = self.client.watch("Node", zone=self.config.zone)
+            try:
+                async for event in stream:
+                    backoff = 0.2
+                    if (event.type == WatchEvent.BOOKMARK
+                            or event.object.metadata.name != self.config.node):
+                        continue
+                    fenced = (event.type != WatchEvent.DELETED
+                              and event.object.node.spec.fenced)
+                    if fenced and not self.node_fenced:
+                        self.node_fenced = True
+                        await self.fence("the node was fenced by an administrator")
+                    elif not fenced and self.node_fenced:
+                        self.node_fenced = False
+                        log.warning("node %s is no longer fenced", self.config.node)
+                        for key in self.cache.refs():
+                            self.queue.add(key)
+            except errors.DoraError as exc:
+                log.debug("Node watch failed (retrying in %.1fs): %s", backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+            finally:
+                await aclose(stream)
+
     async def _reconcile(self, key: Ref) -> None:
+        if self.node_fenced:
+            # Declared dead: run nothing; Containers still bound are failed as Fenced.
+            obj = self.cache.get(key)
+            if obj is None or obj.container.status.docker_id not in self.reconciler.fenced:
+                self.queue.add_after(key, 2.0)
+                return
         if not self.lease.held.is_set():
             # Lost and not yet taken again: maybe another agent holds the node now.
             self.queue.add_after(key, 1.0)
@@ -176,9 +239,10 @@ class Agent:
             self.ready.set()
             await asyncio.sleep(self.config.docker_poll_every)
 
-    async def _remove_quietly(self, docker_id: str) -> None:
+    async def _remove_quietly(self, docker_id: str, *, stop_timeout: float | None = None) -> None:
         try:
-            await self.engine.remove(docker_id, stop_timeout=self.config.stop_timeout)
+            await self.engine.remove(docker_id, stop_timeout=self.config.stop_timeout
+                                     if stop_timeout is None else stop_timeout)
         except EngineError as exc:
             log.warning("cannot remove Docker container %s: %s", docker_id[:12], exc)
 

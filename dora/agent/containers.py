@@ -150,6 +150,9 @@ class Reconciler:
         self.stop_timeout = stop_timeout
         self.requeue = requeue
         self.resolver = resolver or agent_volumes.Resolver(client=client)
+        # Docker ids this agent stopped to fence itself (``agent.Agent.fence``), and why:
+        # a Container still bound to one of them fails with that reason.
+        self.fenced: dict[str, str] = {}
 
     def _mine(self, obj: object_pb2.Object | None) -> bool:
         return obj is not None and obj.container.spec.node_name == self.node
@@ -247,6 +250,9 @@ class Reconciler:
         obj = await self._fresh(key)
         status = obj.container.status
         if status.phase in TERMINAL:
+            return
+        if status.docker_id in self.fenced:
+            await self._fail(obj, f"Fenced: {self.fenced[status.docker_id]}")
             return
         if status.docker_id:
             await self._fail(obj, f"its Docker container {status.docker_id[:12]} is gone "

@@ -34,6 +34,13 @@ containers. The newer one takes the Lease; the older one notices within a TTL
 (it reads the Lease back), stops reconciling, and waits for the Lease to go
 rather than taking it back.
 
+**Fencing itself.** A cut-off agent cannot be told that its containers are being
+replaced. So when no refresh has succeeded for ``fence_after`` seconds (the TTL
+less a margin: before etcd drops the lease), it calls ``on_fence``, which stops
+every container of the node, once per outage. The controllers start
+replacements only a margin after the TTL (``dora.controllers.nodelifecycle``),
+so at no moment do two copies of a replica run by Dora's doing.
+
 **Keeping it.** One keep-alive stream refreshes the lease every TTL/3. The lease
 is lost when the stream reports 0 seconds left (etcd dropped it), or when no
 refresh succeeded for a whole TTL (apiserver unreachable: etcd has dropped it by
@@ -68,7 +75,9 @@ async def aclose(stream: AsyncIterator[object]) -> None:
 
 class NodeLease:
     def __init__(self, *, client: Client, node: str, zone: str, ttl: int = 15,
-                 identity: Callable[[], Awaitable[str]]) -> None:
+                 identity: Callable[[], Awaitable[str]],
+                 fence_after: float | None = None,
+                 on_fence: Callable[[], Awaitable[None]] | None = None) -> None:
         self.client = client
         self.node = node
         self.zone = zone
@@ -86,6 +95,15 @@ class NodeLease:
         self._granted: set[int] = set()
         # Set when another agent took the Lease from us: we never take it back.
         self._usurped = False
+        # The engine identity of the agent that took it ("" unknown).
+        self._usurper = ""
+        # Self-fencing: seconds without a refresh before ``on_fence`` runs.
+        self.fence_after = fence_after
+        self.on_fence = on_fence
+        # time.monotonic() of the last refresh (or acquisition); 0: never held.
+        self.last_refresh = 0.0
+        # Set while fenced, until a refresh succeeds again.
+        self.fenced = False
 
     def _where(self) -> str:
         return f"Lease {self.zone}/{self.name}"
@@ -113,8 +131,46 @@ class NodeLease:
 
     async def run(self) -> None:
         """Hold the Lease until cancelled, taking it again whenever it is lost."""
+        watch = None
+        if self.on_fence is not None and self.fence_after is not None:
+            watch = asyncio.create_task(self._fence_watch(), name="fence-watch")
+        try:
+            await self._hold()
+        finally:
+            if watch is not None:
+                watch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch
+
+    async def _fence_watch(self) -> None:
+        """Fence once the lease has gone ``fence_after`` seconds without a refresh."""
+        assert self.on_fence is not None and self.fence_after is not None
+        while True:
+            await asyncio.sleep(min(0.25, self.fence_after / 4))
+            if not self.last_refresh or await self._taken_on_this_engine():
+                continue
+            silent = time.monotonic() - self.last_refresh
+            if silent < self.fence_after:
+                self.fenced = False
+            elif not self.fenced:
+                self.fenced = True
+                log.error("%s: no refresh for %.1fs; stopping this node's containers before "
+                          "the lease expires (they are replaced elsewhere)", self._where(),
+                          silent)
+                try:
+                    await self.on_fence()
+                except Exception:
+                    log.exception("%s: fencing failed", self._where())
+
+    async def _taken_on_this_engine(self) -> bool:
+        """A newer agent on this very Docker engine took the node over: the containers
+        are in its hands now, and stopping them would be wrong."""
+        return self._usurped and bool(self._usurper) and self._usurper == await self.identity()
+
+    async def _hold(self) -> None:
         while True:
             self.lease_id = await self._acquire()
+            self.last_refresh = time.monotonic()
             self._usurped = False
             self.generation += 1
             self.held.set()
@@ -238,7 +294,7 @@ class NodeLease:
                     if remaining <= 0:
                         log.warning("%s: etcd lease %x expired", self._where(), lease_id)
                         return
-                    last_refresh = time.monotonic()
+                    last_refresh = self.last_refresh = time.monotonic()
                     if last_refresh - last_check >= self.ttl:
                         last_check = last_refresh
                         if not await self._still_ours(lease_id):
@@ -266,6 +322,7 @@ class NodeLease:
             return True
         if existing.lease.spec.lease_id != lease_id:
             self._usurped = True
+            self._usurper = existing.metadata.annotations.get(IDENTITY_ANNOTATION, "")
             log.error("%s was taken over (now etcd lease %x on %s, not ours %x): another "
                       "agent runs for node %s; this one stops reconciling until that one's "
                       "lease expires", self._where(), existing.lease.spec.lease_id,

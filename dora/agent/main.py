@@ -100,6 +100,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, str]:
                         metavar="NAME=DIR",
                         help="the NFS Storage NAME's export is mounted at DIR on this node: "
                              "serve its volumes' files (doractl volume, sync); repeatable")
+    parser.add_argument("--fence-margin", type=float, default=3.0,
+                        help="stop this node's containers when the lease has gone this many "
+                             "seconds short of its TTL without a refresh (default 3)")
     parser.add_argument("--lease-ttl", type=int, default=15,
                         help="seconds without a heartbeat before the node counts as gone")
     parser.add_argument("--stop-timeout", type=float, default=10.0,
@@ -125,6 +128,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, str]:
             parser.error(str(exc))
     return Options(
         agent=Config(node=args.node_name, zone=args.zone, lease_ttl=args.lease_ttl,
+                     fence_margin=args.fence_margin,
                      stop_timeout=args.stop_timeout),
         servers=servers,
         token=token,

@@ -62,6 +62,7 @@ class Options:
     lease_name: str = conventions.CONTROLLERS_LEASE
     elect: bool = True
     node_grace: float = 15.0
+    fence_margin: float = 5.0
     rollout_timeout: float = 60.0
     resync: float = 300.0
     stall_timeout: float = 60.0
@@ -117,7 +118,8 @@ def build(client: Client, options: Options, *, clock: Clock | None = None) -> Ma
                   recorder=recorder, rng=rng).register(manager, workers=options.scheduler_workers)
     if "nodelifecycle" in options.controllers:
         NodeLifecycle(client=client, cache=manager.cache, clock=clock, recorder=recorder,
-                      zone=options.zone, grace=options.node_grace).register(manager)
+                      zone=options.zone, grace=options.node_grace,
+                      fence_margin=options.fence_margin).register(manager)
     if "volume" in options.controllers:
         VolumeController(client=client, cache=manager.cache, clock=clock, recorder=recorder,
                          zone=options.zone).register(manager)
@@ -158,6 +160,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="seconds a dead leader is waited for (default 10)")
     parser.add_argument("--lease-name", default=conventions.CONTROLLERS_LEASE,
                         help="the Lease that elects the leader (default: controllers)")
+    parser.add_argument("--fence-margin", type=float, default=5.0,
+                        help="seconds after a node's lease expired before its containers "
+                             "are replaced (its agent has stopped them by then); "
+                             "config.replacement: Eager workloads do not wait")
     parser.add_argument("--node-grace", type=float, default=15.0,
                         help="seconds a node that reported may go without its lease "
                              "before its containers are replaced, when its lease was not "
@@ -199,6 +205,7 @@ def options_from(args: argparse.Namespace) -> Options:
         lease_ttl=args.lease_ttl,
         lease_name=args.lease_name,
         node_grace=args.node_grace,
+        fence_margin=args.fence_margin,
         rollout_timeout=args.rollout_timeout,
         resync=args.resync,
         workers=args.workers,

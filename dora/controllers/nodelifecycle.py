@@ -1,4 +1,5 @@
-"""The node lifecycle controller: a node whose agent is gone loses its containers.
+"""The node lifecycle controller: a node whose agent is gone loses its containers,
+but never while they may still be running.
 
 An agent proves it is alive by keeping its Lease ``node.<name>`` (bound to an
 etcd lease) alive. When that Lease disappears, or when a node that has
@@ -9,12 +10,24 @@ forever), the controller
 1. sets the Node's status to ``NotReady`` with a ``Ready=False`` condition
    (reason ``NodeLeaseExpired``);
 2. marks every Container bound to it ``Lost`` (reason ``NodeLost``), removes
-   its ``dora.io/agent`` finalizer (no agent will) and deletes it.
+   its ``dora.io/agent`` finalizer (no agent will) and deletes it; the workload
+   (or task) controller then creates a replacement.
 
-The workload controller then creates replacements, and the scheduler places
-them on Ready nodes. Containers bound to a node that no longer exists are
-handled the same way. An agent that comes back stops the Docker containers
-whose Container object is gone or bound elsewhere, and reports Ready itself.
+**Nothing runs twice by Dora's doing.** An agent cut off from the apiserver
+cannot be told anything, so it fences itself: it stops its Docker containers
+when its lease has gone unrenewed for the TTL less a margin
+(``dora.agent.lease``). This controller evicts a node's containers only
+``fence_margin`` seconds after the lease's expiry, by which time the old copy is
+stopped even if the agent is alive behind a partition. A Workload that says
+``config.replacement: Eager`` (its replicas may run twice for a moment) has its
+containers evicted at the expiry itself. An administrator who knows a node is
+dead declares it (``doractl node fence NAME``: ``spec.fenced``): its containers
+are evicted at once, and its agent, should it come back, stops everything and
+runs nothing until the node is unfenced.
+
+Containers bound to a node that no longer exists are evicted at once. An agent
+that comes back stops the Docker containers whose Container object is gone or
+bound elsewhere, and reports Ready itself.
 """
 
 from __future__ import annotations
@@ -42,13 +55,14 @@ class NodeLifecycle:
     name = "nodelifecycle"
 
     def __init__(self, *, client: Client, cache: Cache, clock: Clock, recorder: Recorder,
-                 zone: str, grace: float = 15.0) -> None:
+                 zone: str, grace: float = 15.0, fence_margin: float = 5.0) -> None:
         self.client = client
         self.cache = cache
         self.clock = clock
         self.recorder = recorder
         self.zone = zone
         self.grace = grace
+        self.fence_margin = fence_margin
         # When each node was first seen without its lease (clock seconds).
         self._missing_since: dict[str, float] = {}
         self.evicted = 0
@@ -85,43 +99,61 @@ class NodeLifecycle:
 
     async def reconcile(self, *, key: Ref) -> Result:
         name = key.name
+        node = self.cache.store("Node").get(key)
+        containers = self.cache.store("Container").by_index("node", name)
+        if node is not None and node.node.spec.fenced:
+            await self._mark_not_ready(node, reason="NodeFenced",
+                                       message="fenced by an administrator (doractl node "
+                                               "fence); its containers are replaced elsewhere")
+            for container in containers:
+                await self._evict(container, f"node {name} was fenced by an administrator")
+            return DONE
         lease = self.cache.store("Lease").get_named(conventions.node_lease_name(name),
                                                     zone=key.zone)
         if lease is not None:
             self._missing_since.pop(name, None)
             return DONE
-        node = self.cache.store("Node").get(key)
-        containers = self.cache.store("Container").by_index("node", name)
-        if node is not None:
-            if not node.node.status.phase and not containers:
-                return DONE  # declared, never came up: nothing to lose
-            since = self._missing_since.setdefault(name, self.clock.now())
-            wait = since + self.grace - self.clock.now()
-            if wait > 0:
-                return Result(requeue_after=wait)
-            await self._mark_not_ready(node)
-            why = f"node {name} is not ready: its agent's lease expired"
-        else:
+        if node is None:
             self._missing_since.pop(name, None)
-            why = f"node {name} does not exist"
+            for container in containers:
+                await self._evict(container, f"node {name} does not exist")
+            return DONE
+        if not node.node.status.phase and not containers:
+            return DONE  # declared, never came up: nothing to lose
+        since = self._missing_since.setdefault(name, self.clock.now())
+        expired = since + self.grace  # when the agent's lease ran out
+        now = self.clock.now()
+        if now < expired:
+            return Result(requeue_after=expired - now)
+        await self._mark_not_ready(node, reason="NodeLeaseExpired",
+                                   message="the agent stopped renewing its lease; its "
+                                           "containers are replaced elsewhere")
+        fenced = now >= expired + self.fence_margin
+        why = f"node {name} is not ready: its agent's lease expired"
+        waiting = False
         for container in containers:
-            await self._evict(container, why)
+            if fenced or eager(container):
+                await self._evict(container, why)
+            else:
+                waiting = True
+        if waiting:
+            return Result(requeue_after=expired + self.fence_margin - now)
         return DONE
 
-    async def _mark_not_ready(self, node: object_pb2.Object) -> None:
+    async def _mark_not_ready(self, node: object_pb2.Object, *, reason: str,
+                              message: str) -> None:
         status = node.node.status
-        message = "the agent stopped renewing its lease; its containers are replaced elsewhere"
         ready = conditions.get(status.conditions, "Ready")
-        if status.phase == NOT_READY and ready is not None and ready.status == "False":
+        if (status.phase == NOT_READY and ready is not None and ready.status == "False"
+                and ready.reason == reason):
             return
         obj = objects.new("Node", node.metadata.name, zone=node.metadata.zone)
         obj.node.status.CopyFrom(status)
         obj.node.status.phase = NOT_READY
         conditions.set_condition(obj.node.status.conditions, type="Ready", status="False",
-                                 reason="NodeLeaseExpired", message=message,
-                                 now=self.clock.wall())
+                                 reason=reason, message=message, now=self.clock.wall())
         await self.client.update_status(obj)
-        log.warning("node %s is NotReady: its lease expired", node.metadata.name)
+        log.warning("node %s is NotReady: %s", node.metadata.name, message)
 
     async def _evict(self, container: object_pb2.Object, why: str) -> None:
         meta = container.metadata
@@ -147,3 +179,9 @@ class NodeLifecycle:
         self.evicted += 1
         log.info("%s lost: %s", ref, why)
         self.recorder.warning(container, "ContainerLost", f"{meta.name}: {why}")
+
+
+def eager(container: object_pb2.Object) -> bool:
+    """Whether the container's workload lets it be replaced before its old copy is
+    known to be stopped (``config.replacement: Eager``)."""
+    return container.container.spec.template.config.replacement == "Eager"

@@ -45,7 +45,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "task": ("task",),
     "wait": ("wait",),
     "metadata": ("label", "annotate"),
-    "nodes": ("cordon", "uncordon", "drain"),
+    "nodes": ("cordon", "uncordon", "drain", "node"),
     "edit": ("edit",),
     "version": ("version",),
 }

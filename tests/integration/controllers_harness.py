@@ -178,7 +178,7 @@ class Controllers:
     def __init__(self, client: Client, *, identity: str = "one", elect: bool = True,
                  **overrides: Any) -> None:
         options = controllers_main.Options(
-            identity=identity, elect=elect, lease_ttl=TTL, node_grace=TTL,
+            identity=identity, elect=elect, lease_ttl=TTL, node_grace=TTL, fence_margin=1.0,
             rollout_timeout=30.0, resync=30.0, stall_timeout=30.0, seed=7,
         )
         for key, value in overrides.items():

@@ -185,9 +185,15 @@ class NodeSpec(_message.Message):
     SCHEDULING_DISABLED_FIELD_NUMBER: _builtins.int
     ENDPOINT_FIELD_NUMBER: _builtins.int
     ALLOW_FIELD_NUMBER: _builtins.int
+    FENCED_FIELD_NUMBER: _builtins.int
     scheduling_disabled: _builtins.bool
     endpoint: _builtins.str
     """Where the apiserver reaches the node's agent, e.g. https://10.10.10.2:3001."""
+    fenced: _builtins.bool
+    """Declared dead by an administrator (`doractl node fence`): its containers are
+    replaced at once, nothing is scheduled on it, and its agent, should it come
+    back, stops every container and runs none until the node is unfenced.
+    """
     @_builtins.property
     def allow(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """CPUWorkload and/or GPUWorkload."""
@@ -198,10 +204,11 @@ class NodeSpec(_message.Message):
         scheduling_disabled: _builtins.bool = ...,
         endpoint: _builtins.str = ...,
         allow: _abc.Iterable[_builtins.str] | None = ...,
+        fenced: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow", b"allow", "endpoint", b"endpoint", "scheduling_disabled", b"scheduling_disabled"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow", b"allow", "endpoint", b"endpoint", "fenced", b"fenced", "scheduling_disabled", b"scheduling_disabled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

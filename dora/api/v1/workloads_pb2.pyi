@@ -231,12 +231,20 @@ class WorkloadConfig(_message.Message):
     RESTART_POLICY_FIELD_NUMBER: _builtins.int
     SHM_SIZE_FIELD_NUMBER: _builtins.int
     ENV_FIELD_NUMBER: _builtins.int
+    REPLACEMENT_FIELD_NUMBER: _builtins.int
     cmd: _builtins.str
     affinity: _builtins.str
     """First (default), Random, Distribute or Fill."""
     restart_policy: _builtins.str
     """Never (default) or Always."""
     shm_size: _builtins.int
+    replacement: _builtins.str
+    """When its node's agent stops renewing its lease: Fenced (default) starts a
+    replacement only once the old container cannot be running any more (the
+    agent stops its containers before its lease runs out; replacements wait the
+    lease TTL plus a margin, or for `doractl node fence`); Eager replaces at once,
+    for replicas that may safely run twice for a moment.
+    """
     @_builtins.property
     def env(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnvVar]:
         """Environment variables. YAML: a list of `{name: N, value: V}`, of `N: V`, or of
@@ -251,10 +259,11 @@ class WorkloadConfig(_message.Message):
         restart_policy: _builtins.str = ...,
         shm_size: _builtins.int = ...,
         env: _abc.Iterable[Global___EnvVar] | None = ...,
+        replacement: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["affinity", b"affinity", "cmd", b"cmd", "env", b"env", "restart_policy", b"restart_policy", "shm_size", b"shm_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affinity", b"affinity", "cmd", b"cmd", "env", b"env", "replacement", b"replacement", "restart_policy", b"restart_policy", "shm_size", b"shm_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

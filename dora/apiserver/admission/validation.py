@@ -33,6 +33,8 @@ _ENDPOINT = re.compile(r"^([a-z]+://)?(\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+)(:\d+)?/?
 DRIVERS = ("Docker",)
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 RESTART_POLICIES = ("Never", "Always")
+# Empty means Fenced (not defaulted: stored specs keep their versions).
+REPLACEMENTS = ("Fenced", "Eager")
 AFFINITIES = ("First", "Random", "Distribute", "Fill")
 NETWORK_MODES = ("none", "bridge", "host")
 PORT_KINDS = ("NodePort",)
@@ -155,6 +157,9 @@ def workload_spec(spec: workloads_pb2.WorkloadSpec, prefix: str, report: _Report
     config.restart_policy = report.one_of(
         config.restart_policy, RESTART_POLICIES, f"{prefix}.config.restartPolicy"
     )
+    if config.replacement:
+        config.replacement = report.one_of(
+            config.replacement, REPLACEMENTS, f"{prefix}.config.replacement")
     report.non_negative(config.shm_size, f"{prefix}.config.shmSize")
     try:
         shlex.split(config.cmd)

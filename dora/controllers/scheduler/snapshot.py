@@ -92,7 +92,8 @@ def node_signature(node: object_pb2.Object) -> tuple[object, ...]:
     """What of a Node the scheduler reads: two Nodes with one signature place alike."""
     spec, status = node.node.spec, node.node.status
     return (
-        spec.scheduling_disabled, tuple(spec.allow), status.phase, status.cpu.product_name,
+        spec.scheduling_disabled, spec.fenced, tuple(spec.allow), status.phase,
+        status.cpu.product_name,
         status.cpu.count, tuple((g.index, g.uuid, g.product_name) for g in status.gpus),
     )
 
@@ -119,7 +120,8 @@ def node_info(node: object_pb2.Object, *, leased: bool,
     return NodeInfo(
         name=node.metadata.name,
         ready=leased and status.phase == READY,
-        scheduling_disabled=spec.scheduling_disabled,
+        # A fenced node is declared dead: nothing new goes there either.
+        scheduling_disabled=spec.scheduling_disabled or spec.fenced,
         allow=frozenset(spec.allow),
         cpu_product=status.cpu.product_name,
         cpu_capacity=status.cpu.count * 1000,

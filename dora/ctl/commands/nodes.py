@@ -1,5 +1,6 @@
 """``doractl cordon``, ``uncordon`` and ``drain``: take a node out of scheduling
-(and empty it) for maintenance, kubectl's way.
+(and empty it) for maintenance, kubectl's way; ``doractl node fence|unfence``:
+declare a node dead, or alive again.
 
 Cordoning sets the Node's ``spec.schedulingDisabled``: the scheduler places no new
 container there, and those running stay. ``drain`` cordons, then deletes the
@@ -7,6 +8,11 @@ node's Containers (``dora.io/node=NODE``, in every workspace of the node's zone)
 their workloads' controllers make replacements, which the scheduler places on
 other nodes. It waits, up to ``--timeout``, until the deleted containers are
 gone (the agent stopped them); ``uncordon`` lets the scheduler use the node again.
+
+Fencing sets ``spec.fenced``: the administrator says the machine is dead (or must
+be treated so). Its containers are replaced elsewhere at once, without the wait
+that otherwise guards against two copies running (``config.replacement``), and its
+agent, should it come back, stops everything and runs nothing until ``unfence``.
 """
 
 from __future__ import annotations
@@ -40,6 +46,11 @@ def register(app: typer.Typer) -> None:
     command(app, "cordon")(cordon)
     command(app, "uncordon")(uncordon)
     command(app, "drain")(drain)
+    group = typer.Typer(name="node", help="Declare a node dead (fence) or alive (unfence).",
+                        no_args_is_help=True)
+    command(group, "fence")(fence)
+    command(group, "unfence")(unfence)
+    app.add_typer(group)
 
 
 def _name(word: str) -> str:
@@ -52,12 +63,17 @@ def _name(word: str) -> str:
 
 async def set_cordoned(s: session.Session, name: str, disabled: bool) -> bool:
     """Set the node's ``schedulingDisabled``; whether it changed."""
+    return await set_flag(s, name, "scheduling_disabled", disabled)
+
+
+async def set_flag(s: session.Session, name: str, field: str, value: bool) -> bool:
+    """Set the boolean ``field`` of the node's spec; whether it changed."""
 
     async def attempt() -> bool:
         node = await s.get(NODE, name)
-        if node.node.spec.scheduling_disabled == disabled:
+        if getattr(node.node.spec, field) == value:
             return False
-        node.node.spec.scheduling_disabled = disabled
+        setattr(node.node.spec, field, value)
         node.node.ClearField("status")
         _, result = await s.client.apply(node)
         return bool(result != ApplyResult.UNCHANGED)
@@ -115,3 +131,20 @@ def drain(
         typer.echo(f"node/{name} drained")
 
     session.run(settings_of(ctx).connection(), work)
+
+
+def fence(ctx: typer.Context, node: NodeArg) -> None:
+    """Declare a node dead: its containers are replaced elsewhere now, and its agent,
+    should it come back, stops them and runs nothing until `node unfence`."""
+    name = _name(node)
+    changed = session.run(settings_of(ctx).connection(),
+                          lambda s: set_flag(s, name, "fenced", True))
+    typer.echo(f"node/{name} {'fenced' if changed else 'already fenced'}")
+
+
+def unfence(ctx: typer.Context, node: NodeArg) -> None:
+    """Let a fenced node run containers again."""
+    name = _name(node)
+    changed = session.run(settings_of(ctx).connection(),
+                          lambda s: set_flag(s, name, "fenced", False))
+    typer.echo(f"node/{name} {'unfenced' if changed else 'not fenced'}")
