@@ -275,8 +275,7 @@ class Manager:
                         syncer = None  # a fresh first copy when it starts again
                         await asyncio.sleep(CHECK_SECONDS)
                         continue
-                    await client.get("Volume", folder.volume, zone=key.zone,
-                                     workspace=key.workspace)
+                    await self._volume_usable(client, key, folder.volume)
                 reporter.problems.clear()
                 if syncer is None:
                     syncer = Syncer(files=client.volume_files(), target=target,
@@ -307,6 +306,17 @@ class Manager:
                 await asyncio.sleep(CHECK_SECONDS)
                 continue
             await asyncio.sleep(LOOK_SECONDS)
+
+    @staticmethod
+    async def _volume_usable(client: Client, key: Key, name: str) -> None:
+        """``NotFound`` for a volume gone, or being deleted; ``Unavailable`` for one not
+        Ready: a sync into it cannot work, and the page says why."""
+        volume = await client.get("Volume", name, zone=key.zone, workspace=key.workspace)
+        if volume.metadata.HasField("deletion_timestamp"):
+            raise errors.NotFound(f"volume {name} is being deleted")
+        phase = volume.volume.status.phase
+        if phase != "Ready":
+            raise errors.Unavailable(f"volume {name} is {phase or 'not ready'}")
 
     @staticmethod
     async def _paused(client: Client, key: Key) -> bool:
