@@ -169,6 +169,9 @@ async def test_sync_folders_from_the_workload_editor_reach_the_container(
     project.mkdir()
     (project / ".doraignore").write_text("*.env\n")
     (project / "secret.env").write_text("TOKEN=x\n")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "keep.md").write_text("kept\n")
     shots = Shots("desktop")
 
     with running_desktop(apiserver.port, admin_token, tmp_path) as desktop:
@@ -183,12 +186,13 @@ async def test_sync_folders_from_the_workload_editor_reach_the_container(
         await expect(page.get_by_role("button", name="Sign out")).to_have_count(0)
         await shots.take(page, "signed-in-from-the-profile")
 
-        # The editor's Sync folders tab: one folder -> home:code.
+        # The editor's Sync folders tab: two folders, -> home:code and -> home:notes.
         await trainer.get_by_role("button", name="Edit").click()
         await page.get_by_role("button", name="Sync folders").click()
-        await page.get_by_role("button", name="Add a sync folder").click()
-        await page.get_by_label("Local folder").fill(str(project))
-        await page.get_by_label("Volume and path").fill("home:code")
+        for i, (local, target) in enumerate([(project, "home:code"), (notes, "home:notes")]):
+            await page.get_by_role("button", name="Add a sync folder").click()
+            await page.get_by_label("Local folder").nth(i).fill(str(local))
+            await page.get_by_label("Volume and path").nth(i).fill(target)
         await shots.take(page, "sync-tab")
         await page.get_by_test_id("editor-save").click()
         await expect(trainer.get_by_test_id("sync-ok")).to_be_visible(timeout=20_000)
@@ -196,7 +200,9 @@ async def test_sync_folders_from_the_workload_editor_reach_the_container(
         assert saved["syncs"] == [{"context": "main", "zone": "default",
                                    "workspace": "default", "workload": "trainer",
                                    "folders": [{"local": str(project), "volume": "home",
-                                                "path": "code"}]}]
+                                                "path": "code"},
+                                               {"local": str(notes), "volume": "home",
+                                                "path": "notes"}]}]
 
         # A file written locally: in the container within 2 seconds.
         (project / "hello.txt").write_text("hello from the desktop\n")
@@ -231,14 +237,31 @@ async def test_sync_folders_from_the_workload_editor_reach_the_container(
 
         await eventually(gone, within=10, what="hello.txt gone")
 
+        # A stopped workload's syncs pause; started again, they go on.
+        await trainer.get_by_role("button", name="Stop").click()
+        await expect(trainer.get_by_test_id("sync-paused")).to_be_visible(timeout=10_000)
+        await trainer.get_by_role("button", name="Start").click()
+        await expect(trainer.get_by_test_id("sync-ok")).to_be_visible(timeout=20_000)
+
+        # A local folder that disappears: that sync stops with an error, and nothing
+        # of it is deleted on the volume.
+        assert (cluster.home / "notes" / "keep.md").read_text() == "kept\n"
+        notes.rename(tmp_path / "notes-moved")
+        await expect(trainer.get_by_test_id("sync-error")).to_contain_text(
+            f"the folder {notes} is gone", timeout=10_000)
+        await shots.take(page, "folder-gone")
+        await asyncio.sleep(1.5)
+        assert (cluster.home / "notes" / "keep.md").read_text() == "kept\n"
+        assert (cluster.home / "code" / "big.bin").is_file()
+
         # The volume deleted: an error badge; the local files stay.
         await client.delete("Container", "box")
         await eventually(lambda: _absent(client, "Container", "box"), within=60,
                          what="the container gone")
         await client.delete("Volume", "home")
-        badge = trainer.get_by_test_id("sync-error")
-        await expect(badge).to_be_visible(timeout=30_000)
-        await expect(badge).to_contain_text("home")
+        badges = trainer.get_by_test_id("sync-error")
+        await expect(badges).to_have_count(2, timeout=30_000)
+        await expect(badges.filter(has_text="volume/home")).to_contain_text("not found")
         await shots.take(page, "volume-gone")
         assert (project / "big.bin").stat().st_size == 50 * 1024 * 1024
         assert (project / "secret.env").is_file()
