@@ -187,10 +187,17 @@ def _header(scope: security.Scope, name: bytes) -> str:
     return ""
 
 
+def _cookie_name(scope: security.Scope) -> str:
+    """Cookies are not kept per port: two runs must not overwrite each other's."""
+    server = scope.get("server") or ("", 0)
+    return f"{COOKIE}_{server[1]}"
+
+
 def _cookie(scope: security.Scope) -> str:
+    wanted = _cookie_name(scope)
     for part in _header(scope, b"cookie").split(";"):
         name, _, value = part.strip().partition("=")
-        if name == COOKIE:
+        if name == wanted:
             return value
     return ""
 
@@ -233,7 +240,7 @@ class SecretGuard:
             if not hmac.compare_digest(given, self.secret):
                 await self._refuse(scope, receive, send, "wrong secret")
                 return
-            cookie = f"{COOKIE}={self.secret}; HttpOnly; SameSite=Strict; Path=/"
+            cookie = f"{_cookie_name(scope)}={self.secret}; HttpOnly; SameSite=Strict; Path=/"
             await send({"type": "http.response.start", "status": 303,
                         "headers": [(b"location", b"/"), (b"set-cookie", cookie.encode()),
                                     (b"content-length", b"0")]})

@@ -221,7 +221,8 @@ class Manager:
                     self._publish({"id": sid, "state": "removed"})
         self.wanted = wanted
         for sid, (key, folder) in wanted.items():
-            if sid not in self.tasks:
+            # A sync that stopped (its folder went away) starts again when saved again.
+            if sid not in self.tasks or self.tasks[sid].done():
                 self.states[sid] = State(sid, key.context, key.zone, key.workspace,
                                          key.workload, folder.local, folder.volume,
                                          folder.path)

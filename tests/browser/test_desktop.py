@@ -253,6 +253,14 @@ async def test_sync_folders_from_the_workload_editor_reach_the_container(
         await asyncio.sleep(1.5)
         assert (cluster.home / "notes" / "keep.md").read_text() == "kept\n"
         assert (cluster.home / "code" / "big.bin").is_file()
+        # The folder back, and the editor saved again: that sync starts again.
+        (tmp_path / "notes-moved").rename(notes)
+        await trainer.get_by_role("button", name="Edit").click()
+        await page.get_by_role("button", name="Sync folders").click()
+        await expect(page.get_by_label("Local folder")).to_have_count(2)
+        await page.get_by_test_id("editor-save").click()
+        await expect(trainer.get_by_test_id("sync-ok")).to_be_visible(timeout=20_000)
+        await expect(trainer.get_by_test_id("sync-error")).to_have_count(0)
 
         # The volume deleted: an error badge; the local files stay.
         await client.delete("Container", "box")
@@ -260,8 +268,9 @@ async def test_sync_folders_from_the_workload_editor_reach_the_container(
                          what="the container gone")
         await client.delete("Volume", "home")
         badges = trainer.get_by_test_id("sync-error")
-        await expect(badges).to_have_count(2, timeout=30_000)
-        await expect(badges.filter(has_text="volume/home")).to_contain_text("not found")
+        await expect(badges).to_have_count(2, timeout=30_000)  # both folders go there
+        await expect(badges).to_contain_text(["volume/home", "volume/home"])
+        await expect(badges.first).to_contain_text("not found")
         await shots.take(page, "volume-gone")
         assert (project / "big.bin").stat().st_size == 50 * 1024 * 1024
         assert (project / "secret.env").is_file()
