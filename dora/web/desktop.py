@@ -74,6 +74,13 @@ class Desktop:
         self.clients: dict[str, Client] = {}
         self.manager = desktopsync.Manager(store, self.client_for)
 
+    def reload(self) -> None:
+        """Read the profile file again: a context added or a token renewed with
+        ``doractl config`` while this runs shows in the menu and is used."""
+        self.profiles = profiles.load(self.profiles_path)
+        if self.context not in self.profiles.contexts:
+            raise errors.NotFound(f"the context {self.context!r} left {self.profiles_path}")
+
     def connection(self, context: str) -> profiles.Connection:
         # The environment's DORA_SERVER/DORA_TOKEN would make every context the same.
         return profiles.resolve(self.profiles, context=context, environ={})
@@ -104,6 +111,7 @@ def _desktop(request: Request) -> Desktop:
 
 async def describe(request: Request) -> Response:
     d = _desktop(request)
+    d.reload()
     conn = d.connection(d.context)
     return JSONResponse({
         "desktop": True, "context": d.context, "zone": conn.zone,
@@ -117,6 +125,7 @@ async def describe(request: Request) -> Response:
 async def switch_context(request: Request) -> Response:
     d = _desktop(request)
     name = http.str_field(await http.json_body(request), "context")
+    d.profiles = profiles.load(d.profiles_path)
     if name not in d.profiles.contexts:
         raise errors.NotFound(f"context {name!r} does not exist in {d.profiles_path}")
     d.context = name

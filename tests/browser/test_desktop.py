@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 import yaml
 from playwright.async_api import Browser, expect
 
@@ -131,6 +133,13 @@ async def test_the_desktop_server_wants_its_secret_a_loopback_host_and_the_origi
             assert described["context"] == "main"
             assert [c["name"] for c in described["contexts"]] == ["main", "other"]
             assert admin_token not in str(described)
+            # A context added with doractl meanwhile shows in the menu.
+            config = desktop.home / ".dora" / "config.yaml"
+            data = yaml.safe_load(config.read_text())
+            data["contexts"]["third"] = {"endpoint": "127.0.0.1:1", "token": "x"}
+            config.write_text(yaml.safe_dump(data))
+            described = (await http.get("/api/desktop")).json()
+            assert [c["name"] for c in described["contexts"]] == ["main", "other", "third"]
             # Another Host (DNS rebinding), another Origin: refused.
             assert (await http.get("/api/desktop", headers={"Host": "evil.example"})
                     ).status_code == 403
@@ -216,6 +225,13 @@ async def test_sync_folders_from_the_workload_editor_reach_the_container(
         print(f"a small file reached the container {took:.2f}s after it was written")
         assert took < 2.0, took
         assert await _cat(client, "/home/code/secret.env") is None  # .doraignore
+        # The terminal goes through the desktop server too: it puts the token in the
+        # socket's first frame (the page sends none).
+        cookies = {c["name"]: c["value"] for c in await context.cookies()}
+        assert await _exec_through(desktop, cookies, ["cat", "/home/code/hello.txt"]) == \
+            (b"hello from the desktop\n", 0)
+        with pytest.raises(websockets.exceptions.InvalidStatus):
+            await _exec_through(desktop, {}, ["true"])
 
         # 50 MB: the spinner while it goes, then the check mark.
         with (project / "big.bin").open("wb") as out:
@@ -285,6 +301,26 @@ async def test_sync_folders_from_the_workload_editor_reach_the_container(
         desktop.process.send_signal(signal.SIGINT)
         assert await asyncio.to_thread(desktop.process.wait, 15) == 0
     assert "stopped" in desktop.log.read_text()
+
+
+async def _exec_through(desktop: Desktop, cookies: dict[str, str],
+                        command: list[str]) -> tuple[bytes, int]:
+    """``command`` in the container ``box`` over the desktop's exec WebSocket."""
+    url = desktop.base.replace("http://", "ws://") + "/api/containers/box/exec"
+    header = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    out = b""
+    async with websockets.connect(url, additional_headers={"Cookie": header} if header
+                                  else {}) as socket:
+        await socket.send(json.dumps({"token": "", "command": command, "rows": 24,
+                                      "cols": 80}))
+        async for message in socket:
+            if isinstance(message, bytes):
+                out += message
+                continue
+            said = json.loads(message)
+            assert "exit" in said, said
+            return out.replace(b"\r\n", b"\n"), said["exit"]
+    raise AssertionError(f"no exit code; output {out!r}")
 
 
 async def _absent(client: Client, kind: str, name: str) -> bool:
