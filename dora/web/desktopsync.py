@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import os
 import re
 import tempfile
@@ -40,6 +41,8 @@ from dora.api import errors
 from dora.api.client import Client
 from dora.api.syncing import FolderUnreadable, Syncer
 from dora.api.v1 import volumes_pb2
+
+log = logging.getLogger(__name__)
 
 # How often a sync looks at its folder, and at its workload and volume.
 LOOK_SECONDS = 0.5
@@ -303,6 +306,14 @@ class Manager:
                 continue
             except errors.DoraError as exc:
                 self._mark(sid, "error", exc.message)
+                syncer = None
+                await asyncio.sleep(CHECK_SECONDS)
+                continue
+            except (OSError, RuntimeError, ValueError) as exc:
+                # Not foreseen (a local disk error...): shown, and tried again; the
+                # sync must not die silently with a spinner left on the card.
+                log.exception("sync %s", sid)
+                self._mark(sid, "error", f"{type(exc).__name__}: {exc}")
                 syncer = None
                 await asyncio.sleep(CHECK_SECONDS)
                 continue
