@@ -52,3 +52,14 @@ def agent() -> None:
 
 def web() -> None:
     _run("web")
+
+
+def desktop() -> None:
+    """``dora-desktop`` (``doractl ui``): the web app on this machine, with its
+    dependencies."""
+    lacking = missing("web")
+    if lacking:
+        print(f"dora-desktop needs the web app's server side (no module "
+              f"{', '.join(lacking)}): {EXTRA}", file=sys.stderr)
+        sys.exit(1)
+    importlib.import_module("dora.web.desktop").main()

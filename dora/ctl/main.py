@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "nodes": ("cordon", "uncordon", "drain", "node"),
     "edit": ("edit",),
     "version": ("version",),
+    "ui": ("ui",),
 }
 
 _SERVER, _TOKEN, _CONTEXT, _ZONE, _WORKSPACE, _DEBUG = (global_option(o) for o in GLOBALS)

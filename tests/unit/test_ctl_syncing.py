@@ -83,3 +83,24 @@ def test_volume_words_split_and_stay_inside_the_volume() -> None:
         split(":/src")
     assert syncing.remote_path("src", "a/b.py") == "src/a/b.py"
     assert syncing.remote_path("", "a.py") == "a.py"
+
+
+def test_a_folder_that_is_gone_is_an_error_not_an_empty_look(tmp_path: Path) -> None:
+    """An empty look would make a sync delete everything on the volume."""
+    with pytest.raises(syncing.FolderUnreadable, match="is gone"):
+        syncing.scan(tmp_path / "missing", Ignore.parse(""))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(syncing.FolderUnreadable, match="is gone"):
+        syncing.scan(tmp_path / "file", Ignore.parse(""))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any folder")
+def test_a_folder_inside_that_cannot_be_read_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "f").write_text("x")
+    os.chmod(tmp_path / "locked", 0)
+    try:
+        with pytest.raises(syncing.FolderUnreadable, match="permission denied"):
+            syncing.scan(tmp_path, Ignore.parse(""))
+    finally:
+        os.chmod(tmp_path / "locked", 0o755)

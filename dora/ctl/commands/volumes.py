@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -36,10 +36,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from dora.api import errors, volumes
+from dora.api import errors, syncing, volumes
 from dora.api.v1 import volumes_pb2
-from dora.api.volumefiles import VolumeFiles, file_sha256
-from dora.ctl import humanize, printers, session, syncing
+from dora.api.volumefiles import VolumeFiles
+from dora.ctl import humanize, printers, session
 from dora.ctl.options import command, settings_of
 
 app = typer.Typer(help="A volume's files: ls, upload, download, rm.", no_args_is_help=True)
@@ -269,8 +269,8 @@ def sync(
     console = _console()
 
     async def work(s: session.Session) -> None:
-        syncer = Syncer(files=s.client.volume_files(), target=_target(s, name), base=base,
-                        root=local_dir, console=console)
+        syncer = syncing.Syncer(files=s.client.volume_files(), target=_target(s, name),
+                                base=base, root=local_dir, reporter=ConsoleReporter(console))
         await syncer.first_copy(prune=prune)
         if once:
             return
@@ -285,107 +285,25 @@ def sync(
         console.print("sync stopped")
 
 
-class Syncer:
-    """One folder mirrored into one volume path; ``follow`` is one look."""
+class ConsoleReporter:
+    """``doractl sync``'s side of a sync: a progress bar per file on a terminal, one
+    line per file and per deletion."""
 
-    def __init__(self, *, files: VolumeFiles, target: volumes_pb2.VolumeTarget, base: str,
-                 root: Path, console: Console) -> None:
-        self.files = files
-        self.target = target
-        self.base = base
-        self.root = root
+    def __init__(self, console: Console) -> None:
         self.console = console
-        self.ignore = syncing.Ignore.load(root)
-        self._ignore_stamp = self._stamp()
-        self.tree: syncing.Tree = {}
 
-    def _stamp(self) -> tuple[int, int] | None:
-        try:
-            st = (self.root / syncing.IGNORE_FILE).stat()
-        except FileNotFoundError:
-            return None
-        return st.st_size, st.st_mtime_ns
-
-    def _rel(self, remote: str) -> str:
-        return remote.removeprefix(f"{self.base}/") if self.base else remote
-
-    async def first_copy(self, *, prune: bool) -> None:
-        tree = await asyncio.to_thread(syncing.scan, self.root, self.ignore)
-        listing = await self.files.list(self.target, self.base, recursive=True,
-                                        checksums=True, sync=True)
-        remote = {self._rel(f.path): f for f in listing.files if not f.is_dir}
-        to_send: list[tuple[str, str]] = []
-        for rel, entry in sorted(tree.items()):
-            if entry.is_dir:
-                continue
-            there = remote.get(rel)
-            digest = ""
-            if there is not None and there.size == entry.size:
-                digest = await asyncio.to_thread(file_sha256, self.root / rel)
-                if digest == there.sha256:
-                    continue
-            to_send.append((rel, digest))
-        failed = await self._send(to_send)
-        for rel in failed:
-            tree.pop(rel, None)
-        if prune:
-            extra = sorted(r for r in remote if r not in tree
-                           and not self.ignore.ignored(r, is_dir=False))
-            if extra:
-                await self.files.delete(self.target, [syncing.remote_path(self.base, r)
-                                                      for r in extra], sync=True)
-                for rel in extra:
-                    self.console.print(f"✗ {syncing.remote_path(self.base, rel)}")
-        self.tree = tree
-        self.console.print(f"{len(to_send) - len(failed)} file(s) sent, "
-                           f"{sum(1 for e in tree.values() if not e.is_dir)} in sync")
-
-    async def _send(self, items: Sequence[tuple[str, str]]) -> list[str]:
-        """Upload ``(rel, sha256 or "")``; the paths that failed (tried again later)."""
-        failed = []
+    @contextmanager
+    def transfer(self, remote: str, size: int) -> Iterator[Callable[[int], None]]:
         with _progress(self.console) as progress:
-            for rel, digest in items:
-                try:
-                    await _send(self.files, self.target, self.root / rel,
-                                syncing.remote_path(self.base, rel), progress=progress,
-                                console=self.console, sync=True, digest=digest)
-                except FileNotFoundError:
-                    failed.append(rel)  # deleted meanwhile: the next look sees it gone
-                except errors.DoraError as exc:
-                    if isinstance(exc, errors.Forbidden | errors.Unauthenticated):
-                        raise
-                    self.console.print(f"! {rel}: {exc.message} (trying again)")
-                    failed.append(rel)
-        return failed
+            task = progress.add_task(f"↑ {remote}", total=size)
+            yield lambda n: progress.advance(task, n)
+        self.console.print(f"↑ {remote} ({humanize.size(size)})")
 
-    async def follow(self) -> None:
-        stamp = self._stamp()
-        if stamp != self._ignore_stamp:
-            self.ignore, self._ignore_stamp = syncing.Ignore.load(self.root), stamp
-        after = await asyncio.to_thread(syncing.scan, self.root, self.ignore)
-        changes = syncing.diff(self.tree, after)
-        if not changes:
-            return
-        failed = await self._send([(rel, "") for rel in changes.changed])
-        for rel in failed:
-            # Not sent: keep the old view of it, so the next look tries again.
-            if rel in self.tree:
-                after[rel] = self.tree[rel]
-            else:
-                after.pop(rel, None)
-        if changes.gone:
-            try:
-                await self.files.delete(self.target, [syncing.remote_path(self.base, r)
-                                                      for r in changes.gone],
-                                        recursive=True, sync=True)
-            except errors.DoraError as exc:
-                if isinstance(exc, errors.Forbidden | errors.Unauthenticated):
-                    raise
-                self.console.print(f"! deleting {', '.join(changes.gone)}: {exc.message} "
-                                   "(trying again)")
-                for rel in changes.gone:
-                    after[rel] = self.tree[rel]
-            else:
-                for rel in changes.gone:
-                    self.console.print(f"✗ {syncing.remote_path(self.base, rel)}")
-        self.tree = after
+    def deleted(self, remote: str) -> None:
+        self.console.print(f"✗ {remote}")
+
+    def problem(self, message: str) -> None:
+        self.console.print(f"! {message}")
+
+    def note(self, message: str) -> None:
+        self.console.print(message)
