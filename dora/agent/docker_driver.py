@@ -24,6 +24,7 @@ import functools
 import math
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -36,6 +37,7 @@ import requests
 from dora.agent import dockerspec
 from dora.agent.dockerspec import DockerVolume, Observed, RunSpec
 from dora.api.objects import Ref
+from dora.observability import metrics
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 
@@ -141,9 +143,15 @@ class DockerDriver:
                 self._pull_client = self._connect(timeout=None)
             return self._pull_client
 
-    async def _run(self, fn: Callable[[], T]) -> T:
+    async def _run(self, call: str, fn: Callable[[], T]) -> T:
+        """``fn`` (docker-py, which blocks) on the engine's threads, timed as ``call``."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(self._guard, fn))
+        started = time.monotonic()
+        try:
+            return await loop.run_in_executor(self._executor,
+                                              functools.partial(self._guard, fn))
+        finally:
+            metrics.DOCKER_SECONDS.labels(call).observe(time.monotonic() - started)
 
     def _guard(self, fn: Callable[[], T]) -> T:
         try:
@@ -162,11 +170,12 @@ class DockerDriver:
     # -- the engine ---------------------------------------------------------------
 
     async def version(self) -> str:
-        return await self._run(lambda: str(self._docker().version().get("Version", "")))
+        return await self._run("version",
+                               lambda: str(self._docker().version().get("Version", "")))
 
     async def engine_id(self) -> str:
         """The engine's own ID (``docker info``): the same across dockerd restarts."""
-        return await self._run(lambda: str(self._docker().info().get("ID", "")))
+        return await self._run("engine_id", lambda: str(self._docker().info().get("ID", "")))
 
     async def list(self, *, node: str, key: Ref | None = None) -> list[Summary]:
         """Every Docker container (running or not) labelled for ``node``, or for one key."""
@@ -184,7 +193,7 @@ class DockerDriver:
                 for r in rows
             ]
 
-        return await self._run(call)
+        return await self._run("list", call)
 
     async def inspect(self, docker_id: str) -> Observed | None:
         def call() -> Observed | None:
@@ -194,7 +203,7 @@ class DockerDriver:
                 return None
             return dockerspec.observed_from_inspect(attrs)
 
-        return await self._run(call)
+        return await self._run("inspect", call)
 
     async def image_present(self, image: str) -> bool:
         def call() -> bool:
@@ -204,7 +213,7 @@ class DockerDriver:
                 return False
             return True
 
-        return await self._run(call)
+        return await self._run("image_present", call)
 
     async def pull(self, image: str) -> None:
         def call() -> None:
@@ -214,7 +223,7 @@ class DockerDriver:
             except docker.errors.NotFound as exc:
                 raise ImageNotFound(_explain(exc)) from exc
 
-        await self._run(call)
+        await self._run("pull", call)
 
     async def ensure_volume(self, volume: DockerVolume) -> None:
         """Create the named volume (``local`` driver) unless it exists. Its name carries
@@ -230,7 +239,7 @@ class DockerDriver:
             api.create_volume(name=volume.name, driver="local",
                               driver_opts=volume.options, labels=volume.labels)
 
-        await self._run(call)
+        await self._run("ensure_volume", call)
 
     async def create(self, spec: RunSpec) -> str:
         """Create (not start) the container; an existing one of the same incarnation
@@ -273,10 +282,10 @@ class DockerDriver:
                     raise
                 return str(existing["Id"])
 
-        return await self._run(call)
+        return await self._run("create", call)
 
     async def start(self, docker_id: str) -> None:
-        await self._run(lambda: self._docker().api.start(docker_id))
+        await self._run("start", lambda: self._docker().api.start(docker_id))
 
     async def remove(self, docker_id: str, *, stop_timeout: float) -> None:
         """Stop (SIGTERM, then SIGKILL after ``stop_timeout``) and remove; gone is fine."""
@@ -297,7 +306,7 @@ class DockerDriver:
                 if exc.status_code != 409:  # 409: a removal is already in progress
                     raise
 
-        await self._run(call)
+        await self._run("remove", call)
 
     async def pause(self, docker_id: str, *, paused: bool) -> None:
         """``docker pause`` (freeze every process: the cgroup freezer) or ``unpause``;
@@ -314,7 +323,7 @@ class DockerDriver:
                 if bool(state.get("Paused")) != paused:
                     raise  # 409 for another reason: not running, say
 
-        await self._run(call)
+        await self._run("pause", call)
 
     async def close(self) -> None:
         with self._lock:

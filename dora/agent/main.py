@@ -12,16 +12,20 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grpc_health.v1 import health, health_pb2
+
 from dora.agent import inventory
 from dora.agent.agent import Agent, Config
 from dora.agent.docker_driver import DEFAULT_HOST, DockerDriver
 from dora.agent.docker_streams import DockerStreams
+from dora.agent.health import AgentHealth
 from dora.agent.server import AgentServer
 from dora.agent.streams import AgentStreamsService
 from dora.agent.volumefiles import AgentVolumeFilesService, parse_storage_mount
 from dora.agent.volumes import Resolver
 from dora.api import agentauth
 from dora.api.client import Client, target_of
+from dora.observability import endpoint, logs
 
 log = logging.getLogger("dora.agent")
 
@@ -43,6 +47,9 @@ class Options:
     # PEM certificate and key: serve --listen with TLS (a Node endpoint https://...).
     listen_cert: bytes | None = None
     listen_key: bytes | None = None
+    # HOST:PORT of /metrics, /healthz, /readyz; "" is off.
+    metrics_listen: str = ""
+    log_format: str = "text"
 
 
 def _storage_mount(value: str) -> tuple[str, str]:
@@ -108,9 +115,19 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, str]:
     parser.add_argument("--stop-timeout", type=float, default=10.0,
                         help="seconds between SIGTERM and SIGKILL when a container is removed")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", default="text", choices=logs.FORMATS,
+                        help="text, or json: one JSON object per line")
+    parser.add_argument("--metrics-listen", default="", metavar="HOST:PORT",
+                        help="serve /metrics (Prometheus), /healthz and /readyz here; "
+                             "default: off")
     args = parser.parse_args(argv)
     if args.lease_ttl < 2:
         parser.error("--lease-ttl must be at least 2 seconds")
+    if args.metrics_listen:
+        try:
+            endpoint.parse_listen(args.metrics_listen)
+        except ValueError as exc:
+            parser.error(str(exc))
     token = None
     if args.token_file is not None:
         try:
@@ -141,6 +158,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, str]:
         agent_secret=secret,
         listen_cert=args.listen_tls_cert.read_bytes() if args.listen_tls_cert else None,
         listen_key=args.listen_tls_key.read_bytes() if args.listen_tls_key else None,
+        metrics_listen=args.metrics_listen,
+        log_format=args.log_format,
     ), args.log_level
 
 
@@ -156,7 +175,10 @@ async def serve(options: Options) -> None:
     streams = DockerStreams(node=node, host=options.docker_host)
     client = Client(target_of(options.servers), token=options.token,
                     root_certificates=options.ca, tls=options.tls)
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     server = AgentServer(
+        health=health_servicer,
         listen=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         secret=options.agent_secret,
         handlers=[AgentStreamsService(docker=streams).handler(),
@@ -171,6 +193,14 @@ async def serve(options: Options) -> None:
                       inventory=inventory.Inventory(nvml=nvml,
                                                     simulated=bool(options.simulated_gpus)))
         task = asyncio.create_task(agent.run())
+        watcher = AgentHealth(agent=agent, engine=engine, servicer=health_servicer)
+        watching = asyncio.create_task(watcher.run())
+        endpoint_ = None
+        if options.metrics_listen:
+            metrics_host, metrics_port = endpoint.parse_listen(options.metrics_listen)
+            endpoint_ = endpoint.Endpoint(host=metrics_host, port=metrics_port,
+                                          healthz=watcher.check, readyz=watcher.check)
+            endpoint_.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
@@ -178,6 +208,9 @@ async def serve(options: Options) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         finally:
+            watching.cancel()
+            if endpoint_ is not None:
+                endpoint_.stop()
             await server.stop()
             streams.close()
             await engine.close()
@@ -186,8 +219,7 @@ async def serve(options: Options) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     options, level = parse_args(argv)
-    logging.basicConfig(level=level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(level=level, format=options.log_format)
     try:
         asyncio.run(serve(options))
     except KeyboardInterrupt:

@@ -10,7 +10,8 @@ than serving anyone who can reach the port.
 
 The server knows nothing of what it serves: it takes a list of
 ``grpc.GenericRpcHandler`` (each service's ``handler()``), so another service
-is added by handing in its handler (see ``dora/agent/README.md``). Long streams
+is added by handing in its handler (see ``dora/agent/README.md``). The standard gRPC
+health service is the one call served without the secret (``dora.agent.health``). Long streams
 (``logs -f``, an idle shell) must survive quiet networks: keepalive pings are
 allowed every 10 s without data, and there is no ``max_connection_age``.
 """
@@ -23,12 +24,14 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from grpc_health.v1 import health_pb2_grpc
 
 from dora.api import agentauth, grpcoptions
 
 log = logging.getLogger(__name__)
 
 SERVER_OPTIONS = grpcoptions.server()
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 
 class _SecretCheck(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -54,6 +57,8 @@ class _SecretCheck(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     async def intercept_service(self, continuation: Any,
                                 handler_call_details: grpc.HandlerCallDetails) -> Any:
         handler = await continuation(handler_call_details)
+        if handler_call_details.method.startswith(HEALTH_PREFIX):
+            return handler  # health tells nothing of the node's containers: open to probes
         refusal = self._refusal(handler_call_details)
         if refusal is None or handler is None:
             return handler
@@ -90,10 +95,13 @@ class AgentServer:
         handlers: Sequence[grpc.GenericRpcHandler[Any, Any]],
         tls_cert: bytes | None = None,
         tls_key: bytes | None = None,
+        health: Any = None,
     ) -> None:
         self.listen = listen
         self._secret = secret
         self._handlers = tuple(handlers)
+        # grpc_health's aio HealthServicer, served without the secret; None: no health.
+        self._health = health
         self._tls = (tls_key, tls_cert) if tls_cert is not None and tls_key is not None else None
         self._server: grpc.aio.Server | None = None
         self.port = 0
@@ -105,6 +113,8 @@ class AgentServer:
         server = grpc.aio.server(options=SERVER_OPTIONS,
                                  interceptors=[_SecretCheck(self._secret)])
         server.add_generic_rpc_handlers(self._handlers)
+        if self._health is not None:
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         if self._tls is not None:
             self.port = server.add_secure_port(
                 self.listen, grpc.ssl_server_credentials([self._tls])
