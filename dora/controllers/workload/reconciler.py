@@ -19,6 +19,11 @@ label changed on the workload later is copied onto its containers, one removed
 stays), the replica count wanted when it was made, and ``spec.paused`` as the
 workload has it (``dora.apiserver.pausing`` pauses the ones that exist).
 
+A reconcile creates at most ``create_batch`` containers (``--create-batch``) and
+then looks again at once (a requeue), reading the spec anew: a runaway
+``replica.count`` scaled to 0 or deleted stops within one batch, and other
+workloads' reconciles get their turn in between.
+
 A deleted workload needs little: the apiserver deletes what it owns. What a
 reconcile created while the workload was being deleted would be orphaned, so
 containers, versions and events whose owning workload is gone (checked with the
@@ -51,6 +56,9 @@ log = reconcile.logger(__name__)
 
 # How soon to look again when a create found its name taken (the cache is behind).
 NAME_TAKEN_RETRY = 0.2
+# Containers one reconcile creates at most, and how soon the next batch is looked at.
+CREATE_BATCH = 50
+NEXT_BATCH = 0.01
 
 
 class WorkloadController:
@@ -64,8 +72,12 @@ class WorkloadController:
         clock: Clock,
         recorder: Recorder,
         rollout_timeout: float = 60.0,
+        create_batch: int = CREATE_BATCH,
+        version_history: int = versions.HISTORY,
     ) -> None:
         self.client = client
+        self.create_batch = create_batch
+        self.version_history = version_history
         self.cache = cache
         self.clock = clock
         self.recorder = recorder
@@ -113,7 +125,8 @@ class WorkloadController:
         if workload is None or workload.metadata.HasField("deletion_timestamp"):
             return DONE
         version, created = await versions.ensure(
-            self.client, self.cache.store("Workloadversion"), workload)
+            self.client, self.cache.store("Workloadversion"), workload,
+            history=self.version_history)
         number = version.workloadversion.spec.version
         if created:
             self.recorder.normal(workload, "NewVersion", f"version {number} of the spec")
@@ -143,9 +156,12 @@ class WorkloadController:
         going = {name for name, _ in step.delete}
         slots = {slot_of(c) for c in containers if c.metadata.name not in going
                  and not c.metadata.HasField("deletion_timestamp")}
-        if step.create and not await self._create(workload, version, step.create,
-                                                  desired=desired, held=slots):
+        batch = min(step.create, self.create_batch)
+        if batch and not await self._create(workload, version, batch, desired=desired,
+                                            held=slots):
             requeue = NAME_TAKEN_RETRY
+        elif batch < step.create:
+            requeue = NEXT_BATCH  # the rest after a fresh look at the spec
         if not await self._copy_labels(workload, containers):
             requeue = NAME_TAKEN_RETRY
         await self._report(workload, desired=desired, version=number, step=step,
