@@ -131,18 +131,19 @@ class ResourcesService:
         if obj.kind == "Task":
             await self._authorize_task_verbs(principal, ref, obj)
         if not finalizers_only:
-            self._check_quota(ref)
+            self._check_quota(ref, principal)
         stored, result = await self.registry.apply(
             obj, dry_run=request.dry_run, create_only=request.create_only,
             finalizers_only=finalizers_only, scope=self._scope(principal), check=check,
         )
         return resources_pb2.ApplyResponse(object=stored, result=result)
 
-    def _check_quota(self, ref: Ref) -> None:
+    def _check_quota(self, ref: Ref, principal: Principal) -> None:
         """Refuse to create a Container, Workload or Task in a workspace that holds
-        ``max_objects_per_workspace`` of them (the watch cache's count). Changes and
-        deletes are never refused, so a full workspace can always scale down; the
-        controllers' creations count too (their reconcile retries later)."""
+        ``max_objects_per_workspace`` of them, or a Workload of a user who has
+        ``max_workloads_per_user`` (the watch cache's counts). Changes and deletes are
+        never refused, so a full workspace can always scale down; the controllers'
+        creations count too (their reconcile retries later)."""
         if ref.kind not in QUOTA_KINDS or self.cache[ref.kind].get(
                 registry.key(ref)) is not None:
             return
@@ -153,6 +154,32 @@ class ResourcesService:
                 f"workspace {ref.workspace!r} in zone {ref.zone!r} holds {used} Containers, "
                 f"Workloads and Tasks; the limit is {limit} (dora-apiserver "
                 f"--max-objects-per-workspace): delete some, or scale down, first")
+        if ref.kind != "Workload":
+            return
+        user = self._user_of(ref.workspace, principal)
+        if user is None:
+            return
+        name = user.metadata.name
+        workspaces = sorted({name, user.user.spec.defaults.workspace} - {""})
+        used = sum(self.cache["Workload"].count("", ws) for ws in workspaces)
+        limit = self.limits.max_workloads_per_user
+        if used >= limit:
+            raise errors.Exhausted(
+                f"user {name!r} has {used} Workloads (in workspace "
+                f"{', '.join(repr(ws) for ws in workspaces)}, all zones); the limit is "
+                f"{limit} (dora-apiserver --max-workloads-per-user): delete some first")
+
+    def _user_of(self, workspace: str, principal: Principal) -> object_pb2.Object | None:
+        """Whose Workloads one in ``workspace`` counts as: the User named like the
+        workspace (each user's own, in the seeds), else the caller's when it is their
+        default workspace; None for a shared workspace."""
+        user = self.authz.user(workspace)
+        if user is not None:
+            return user
+        caller = self.authz.user(principal.user)
+        if caller is not None and caller.user.spec.defaults.workspace == workspace:
+            return caller
+        return None
 
     async def _stored(self, ref: Ref) -> object_pb2.Object | None:
         """The object as stored (the watch cache's, else etcd's); None if absent."""

@@ -424,8 +424,11 @@ class KindCache:
                 if selector.matches(entry.labels)]
 
     def count(self, zone: str, workspace: str) -> int:
-        """How many cached objects are in ``zone``/``workspace``."""
-        return self._per_scope[(zone, workspace)]
+        """How many cached objects are in ``zone``/``workspace`` (every zone's when
+        ``zone`` is empty)."""
+        if zone:
+            return self._per_scope[(zone, workspace)]
+        return sum(n for (_, ws), n in self._per_scope.items() if ws == workspace)
 
     def entry(self, key: bytes) -> CachedEvent | None:
         """The cached object at ``key`` with its serialization."""

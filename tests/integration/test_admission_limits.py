@@ -1,6 +1,7 @@
 """Admission bounds through the real apiserver: a refusal names the field and writes
 nothing; privileged nodePorts need a verb; a workspace holds a bounded number of
-Containers, Workloads and Tasks, and a full one can still change and shrink."""
+Containers, Workloads and Tasks, a user a bounded number of Workloads, and a full
+workspace can still change and shrink."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from dora.api import codec, errors, objects
 from dora.api.client import Client
+from dora.api.v1 import object_pb2
 from dora.apiserver.admission import Limits
 from dora.apiserver.server import APIServer, Config
 from dora.apiserver.storage import Etcd
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.integration
 __all__ = ["lab", "user_client"]  # fixtures, used by name
 
 QUOTA = 4
+PER_USER = 2
 
 
 @pytest.fixture
@@ -28,7 +31,8 @@ def apiserver_config(etcd: Etcd, etcd_process: EtcdProcess) -> Config:
     return Config(
         etcd_endpoints=[etcd_process.endpoint], listen="127.0.0.1:0",
         bookmark_every=0.5, progress_every=0.2,
-        bounds=Limits(max_objects_per_workspace=QUOTA, max_replicas=50),
+        bounds=Limits(max_objects_per_workspace=QUOTA, max_workloads_per_user=PER_USER,
+                      max_replicas=50),
     )
 
 
@@ -84,38 +88,70 @@ async def test_a_privileged_node_port_needs_the_verb(lab: Client, user_client: C
         "mode": "bridge", "ports": [{"port": 80, "nodePort": 1024}]}))
 
 
-async def settled(cache: KindCache, count: int) -> None:
-    """Wait until the apiserver's watch cache holds ``count`` objects in OWN."""
+async def settled(cache: KindCache, count: int, workspace: str) -> None:
+    """Wait until the apiserver's watch cache holds ``count`` objects in ``workspace``."""
     async with asyncio.timeout(5):
-        while cache.count(ZONE, OWN) != count:  # noqa: ASYNC110 - polls the cache
+        while cache.count(ZONE, workspace) != count:  # noqa: ASYNC110 - polls the cache
             await asyncio.sleep(0.02)
 
 
+def container(name: str, workspace: str) -> object_pb2.Object:
+    obj = objects.new("Container", name, zone=ZONE, workspace=workspace)
+    obj.container.spec.workload = name.partition(".")[0]
+    obj.container.spec.template.image.image = "x"
+    return obj
+
+
 async def test_a_full_workspace_refuses_creates_but_not_changes_or_deletes(
-        lab: Client, user_client: Client, apiserver: APIServer) -> None:
-    cache = apiserver.cache["Workload"]
-    for index in range(QUOTA):
-        await user_client.apply(workload(f"w{index}", OWN))
-        await settled(cache, index + 1)
+        lab: Client, apiserver: APIServer) -> None:
+    workloads, containers = apiserver.cache["Workload"], apiserver.cache["Container"]
+    # OTHER is nobody's own workspace: only the workspace's count applies.
+    for index in range(2):
+        await lab.apply(workload(f"w{index}", OTHER))
+        await settled(workloads, index + 1, OTHER)
+    for index in range(QUOTA - 2):
+        await lab.apply(container(f"w0.{index}", OTHER))
+        await settled(containers, index + 1, OTHER)
     for dry_run in (True, False):
         with pytest.raises(errors.Exhausted, match="--max-objects-per-workspace") as full:
-            await user_client.apply(workload("one-more", OWN), dry_run=dry_run)
+            await lab.apply(workload("one-more", OTHER), dry_run=dry_run)
         assert f"holds {QUOTA} Containers, Workloads and Tasks; the limit is {QUOTA}" in str(
             full.value)
-    await absent(lab, "one-more")
+    await absent(lab, "one-more", OTHER)
     # Containers count with Workloads: the admin's (the controllers') are refused too.
-    container = objects.new("Container", "w0.0", zone=ZONE, workspace=OWN)
-    container.container.spec.workload = "w0"
-    container.container.spec.template.image.image = "x"
     with pytest.raises(errors.Exhausted):
-        await lab.apply(container)
+        await lab.apply(container("w0.9", OTHER))
     # Changing what exists (scaling down, stopping) is never refused.
-    await user_client.apply(workload("w0", OWN, replica={"count": 0}))
-    stored = await lab.get("Workload", "w0", zone=ZONE, workspace=OWN)
+    await lab.apply(workload("w0", OTHER, replica={"count": 0}))
+    stored = await lab.get("Workload", "w0", zone=ZONE, workspace=OTHER)
     assert stored.workload.spec.replica.count == 0
     # Another workspace has its own count.
-    await lab.apply(workload("elsewhere", OTHER))
+    await lab.apply(workload("elsewhere", "datasets"))
     # A delete makes room again.
-    await user_client.delete("Workload", "w1", zone=ZONE, workspace=OWN)
-    await settled(cache, QUOTA - 1)
+    await lab.delete("Workload", "w1", zone=ZONE, workspace=OTHER)
+    await settled(workloads, 1, OTHER)
+    await lab.apply(workload("one-more", OTHER))
+
+
+async def test_a_user_has_a_bounded_number_of_workloads(
+        lab: Client, user_client: Client, apiserver: APIServer) -> None:
+    cache = apiserver.cache["Workload"]
+    for index in range(PER_USER):
+        await user_client.apply(workload(f"mine{index}", OWN))
+        await settled(cache, index + 1, OWN)
+    with pytest.raises(errors.Exhausted, match="--max-workloads-per-user") as full:
+        await user_client.apply(workload("one-more", OWN))
+    assert f"user 'amedeo.setti' has {PER_USER} Workloads" in str(full.value)
+    # The admin creating one in the user's workspace counts for the user too.
+    with pytest.raises(errors.Exhausted, match="--max-workloads-per-user"):
+        await lab.apply(workload("one-more", OWN))
+    await absent(lab, "one-more")
+    # Containers are not Workloads: the workspace still has room for them.
+    await lab.apply(container("mine0.0", OWN))
+    # A shared workspace counts for nobody's.
+    for index in range(PER_USER + 1):
+        await lab.apply(workload(f"shared{index}", "datasets"))
+    await user_client.apply(workload("mine0", OWN, replica={"count": 0}))
+    await user_client.delete("Workload", "mine1", zone=ZONE, workspace=OWN)
+    await settled(cache, PER_USER - 1, OWN)
     await user_client.apply(workload("one-more", OWN))

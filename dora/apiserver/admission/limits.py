@@ -41,6 +41,9 @@ class Limits:
     max_task_test_jobs: int = 1000
     # Containers + Workloads + Tasks in one workspace (of one zone).
     max_objects_per_workspace: int = 10_000
+    # Workloads of one user: in the workspace named after them and in their default
+    # workspace, in every zone (the workspaces their credits pay for).
+    max_workloads_per_user: int = 1000
 
 
 DEFAULT = Limits()
@@ -59,6 +62,8 @@ FLAGS: tuple[tuple[str, str, str], ...] = (
     ("--max-task-test-jobs", "max_task_test_jobs", "a Task's testJobs at most"),
     ("--max-objects-per-workspace", "max_objects_per_workspace",
      "Containers + Workloads + Tasks in one workspace at most"),
+    ("--max-workloads-per-user", "max_workloads_per_user",
+     "Workloads in a user's own and default workspaces, all zones, at most"),
 )
 
 
