@@ -22,7 +22,10 @@ workload has it (``dora.apiserver.pausing`` pauses the ones that exist).
 A reconcile creates at most ``create_batch`` containers (``--create-batch``) and
 then looks again at once (a requeue), reading the spec anew: a runaway
 ``replica.count`` scaled to 0 or deleted stops within one batch, and other
-workloads' reconciles get their turn in between.
+workloads' reconciles get their turn in between. A create refused because the
+workspace is full (``RESOURCE_EXHAUSTED``, the apiserver's object quota) is a
+Warning event ``QuotaExceeded`` and a look again after ``QUOTA_RETRY`` seconds;
+deletes go on, so scaling down is never held up.
 
 A deleted workload needs little: the apiserver deletes what it owns. What a
 reconcile created while the workload was being deleted would be orphaned, so
@@ -59,6 +62,8 @@ NAME_TAKEN_RETRY = 0.2
 # Containers one reconcile creates at most, and how soon the next batch is looked at.
 CREATE_BATCH = 50
 NEXT_BATCH = 0.01
+# How soon to try creating again after the workspace's quota refused a create.
+QUOTA_RETRY = 5.0
 
 
 class WorkloadController:
@@ -157,11 +162,10 @@ class WorkloadController:
         slots = {slot_of(c) for c in containers if c.metadata.name not in going
                  and not c.metadata.HasField("deletion_timestamp")}
         batch = min(step.create, self.create_batch)
-        if batch and not await self._create(workload, version, batch, desired=desired,
-                                            held=slots):
-            requeue = NAME_TAKEN_RETRY
-        elif batch < step.create:
-            requeue = NEXT_BATCH  # the rest after a fresh look at the spec
+        if batch:
+            requeue = await self._create_batch(workload, version, batch, desired=desired,
+                                               held=slots, more=batch < step.create,
+                                               otherwise=requeue)
         if not await self._copy_labels(workload, containers):
             requeue = NAME_TAKEN_RETRY
         await self._report(workload, desired=desired, version=number, step=step,
@@ -231,6 +235,20 @@ class WorkloadController:
             except (errors.Conflict, errors.NotFound):
                 return False
         return True
+
+    async def _create_batch(self, workload: object_pb2.Object, version: object_pb2.Object,
+                            count: int, *, desired: int, held: set[int], more: bool,
+                            otherwise: float) -> float:
+        """Create ``count`` containers; how soon to look again: at once when ``more``
+        are wanted, soon when a name was taken, later when the quota refused one."""
+        try:
+            if not await self._create(workload, version, count, desired=desired, held=held):
+                return NAME_TAKEN_RETRY
+        except errors.Exhausted as exc:
+            self.recorder.warning(workload, "QuotaExceeded",
+                                  f"cannot create more containers: {exc.message}")
+            return QUOTA_RETRY
+        return NEXT_BATCH if more else otherwise
 
     async def _create(self, workload: object_pb2.Object, version: object_pb2.Object,
                       count: int, *, desired: int, held: set[int]) -> bool:
