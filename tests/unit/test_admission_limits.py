@@ -46,6 +46,14 @@ def admitted(obj: object_pb2.Object, bounds: limits.Limits = limits.DEFAULT
      "--max-memory"),
     ({"selectors": {"gpu": {"count": 1, "memory": 1025 * GiB}}},
      "spec.selectors.gpu.memory", "--max-memory"),
+    ({"selectors": {"cpu": {"count": 1025}}}, "spec.selectors.cpu.count", "--max-cpus"),
+    ({"selectors": {"cpu": {"millicores": 1_024_001}}}, "spec.selectors.cpu.millicores",
+     "--max-cpus"),
+    ({"selectors": {"gpu": {"count": 65}}}, "spec.selectors.gpu.count", "--max-gpus"),
+    ({"volumes": [{"name": f"v{i}"} for i in range(65)]}, "spec.volumes", "--max-volumes"),
+    ({"network": {"mode": "bridge", "ports": [
+        {"port": 80, "nodePort": 20000 + i} for i in range(65)]}},
+     "spec.network.ports", "--max-ports"),
 ])
 def test_workload_counts_and_sizes_are_bounded(spec: dict[str, Any], field: str,
                                                flag: str) -> None:
@@ -58,6 +66,8 @@ def test_workload_counts_and_sizes_are_bounded(spec: dict[str, Any], field: str,
     {"replica": {"count": 1000}},
     {"config": {"shmSize": 64 * GiB}},
     {"selectors": {"cpu": {"count": 1, "memory": 1024 * GiB}}},
+    {"selectors": {"cpu": {"count": 1024}, "gpu": {"count": 64}}},
+    {"volumes": [{"name": f"v{i}"} for i in range(64)]},
 ])
 def test_the_limits_themselves_are_admitted(spec: dict[str, Any]) -> None:
     admitted(workload(**spec))
@@ -97,6 +107,8 @@ def test_every_bad_bound_is_named_at_once() -> None:
     ({"shmSize": 10**18}, "spec.shmSize", "--max-shm-size"),
     ({"selectors": {"cpu": {"count": 1, "memory": 2**50}}}, "spec.selectors.cpu.memory",
      "--max-memory"),
+    ({"selectors": {"gpu": {"count": 100}}}, "spec.selectors.gpu.count", "--max-gpus"),
+    ({"volumes": [{"name": f"v{i}"} for i in range(65)]}, "spec.volumes", "--max-volumes"),
 ])
 def test_task_counts_are_bounded(spec: dict[str, Any], field: str, flag: str) -> None:
     found = refused(task(**spec))

@@ -31,6 +31,12 @@ class Limits:
     max_shm_bytes: int = 64 * GiB
     # selectors.cpu.memory / selectors.gpu.memory in bytes.
     max_memory_bytes: int = 1024 * GiB
+    # selectors.cpu.count (millicores: a thousand times as many) and selectors.gpu.count.
+    max_cpus: int = 1024
+    max_gpus: int = 64
+    # Entries of volumes and of network.ports.
+    max_volumes: int = 64
+    max_ports: int = 64
     # The memory limit given to a workload that names none (0: none).
     default_memory_bytes: int = 0
     # nodePorts below this need the verb PrivilegedPort on Workload.
@@ -53,6 +59,10 @@ FLAGS: tuple[tuple[str, str, str], ...] = (
     ("--max-replicas", "max_replicas", "replica.count of one Workload at most"),
     ("--max-shm-size", "max_shm_bytes", "config.shmSize (bytes) at most"),
     ("--max-memory", "max_memory_bytes", "selectors.*.memory (bytes) at most"),
+    ("--max-cpus", "max_cpus", "selectors.cpu.count at most (millicores: 1000 times)"),
+    ("--max-gpus", "max_gpus", "selectors.gpu.count at most"),
+    ("--max-volumes", "max_volumes", "volumes of one workload at most"),
+    ("--max-ports", "max_ports", "network.ports of one workload at most"),
     ("--default-memory", "default_memory_bytes",
      "memory limit (bytes) of a workload that names none; 0: none"),
     ("--privileged-port-floor", "privileged_port_floor",

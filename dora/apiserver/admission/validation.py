@@ -208,6 +208,10 @@ def workload_spec(spec: workloads_pb2.WorkloadSpec, prefix: str, report: _Report
         report.non_negative(selector.count, f"{path}.count")
         report.non_negative(selector.millicores, f"{path}.millicores")
         report.non_negative(selector.memory, f"{path}.memory")
+        most = limits.max_cpus if name == "cpu" else limits.max_gpus
+        report.at_most(selector.count, most, f"{path}.count", f"--max-{name}s")
+        report.at_most(selector.millicores, limits.max_cpus * 1000, f"{path}.millicores",
+                       "--max-cpus")
         report.at_most(selector.memory, limits.max_memory_bytes, f"{path}.memory",
                        "--max-memory")
         for index, product in enumerate(selector.product_name):
@@ -237,6 +241,10 @@ def workload_spec(spec: workloads_pb2.WorkloadSpec, prefix: str, report: _Report
         report.add(f"{prefix}.config.cmd", f"{exc}: cmd is split into shell words, like "
                    "docker-compose's command (quote a script: sh -c \"...\")")
     _env(config.env, f"{prefix}.config.env", report)
+    report.at_most(len(spec.volumes), limits.max_volumes, f"{prefix}.volumes",
+                   "--max-volumes")
+    report.at_most(len(spec.network.ports), limits.max_ports, f"{prefix}.network.ports",
+                   "--max-ports")
     targets: set[str] = set()
     for index, volume in enumerate(spec.volumes):
         path = f"{prefix}.volumes[{index}]"
