@@ -39,6 +39,8 @@ async def running(*, watch_window: int = 10_000) -> AsyncIterator[Cluster]:
         sys.executable, "-m", "dora.apiserver.main", "--etcd-endpoints", etcd.endpoint,
         "--listen", f"127.0.0.1:{port}", "--admin-token-file", str(token_file),
         "--watch-window", str(watch_window), "--log-level", "WARNING",
+        # The figures create tens of thousands of objects in one workspace: no quota.
+        "--max-objects-per-workspace", "100000000",
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

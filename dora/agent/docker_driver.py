@@ -260,6 +260,8 @@ class DockerDriver:
                 options["shm_size"] = spec.shm_size
             if spec.nano_cpus:
                 options["nano_cpus"] = spec.nano_cpus
+            if spec.mem_limit:
+                options["mem_limit"] = spec.mem_limit
             if spec.ports:
                 options["ports"] = spec.ports
             if spec.gpu_uuids:

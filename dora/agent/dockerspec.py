@@ -96,6 +96,8 @@ class RunSpec:
     command: list[str] | None = None
     shm_size: int = 0
     nano_cpus: int = 0
+    # Docker's memory limit in bytes (``selectors.*.memory``); 0: none.
+    mem_limit: int = 0
     # GPUs for the NVIDIA runtime, by UUID; empty on simulated GPUs.
     gpu_uuids: tuple[str, ...] = ()
     network_mode: str = "none"
@@ -195,6 +197,7 @@ def run_spec(obj: object_pb2.Object, *, node: str, simulated_gpus: bool,
         command=command,
         shm_size=max(template.config.shm_size, 0),
         nano_cpus=max(spec.cpu_millicores, 0) * 1_000_000,
+        mem_limit=memory_of(template),
         # By UUID: indexes can change order across reboots; the index only if no UUID.
         gpu_uuids=() if simulated_gpus else tuple(g.uuid or str(g.index) for g in spec.gpus),
         network_mode=mode,
@@ -205,6 +208,17 @@ def run_spec(obj: object_pb2.Object, *, node: str, simulated_gpus: bool,
         tty=interactive(obj),
         stdin_open=interactive(obj),
     )
+
+
+def memory_of(template: workloads_pb2.WorkloadSpec) -> int:
+    """The container's memory limit in bytes: the cpu selector's, else the gpu
+    selector's; 0 (none) when neither names one."""
+    for name in ("cpu", "gpu"):
+        if template.selectors.HasField(name):
+            memory = getattr(template.selectors, name).memory
+            if memory > 0:
+                return int(memory)
+    return 0
 
 
 def interactive(obj: object_pb2.Object) -> bool:

@@ -106,6 +106,7 @@ def _load_documents(text: str, *, source: str) -> list[Document]:
             node = loader.get_node()
             if node is None:
                 continue
+            _refuse_duplicate_keys(node, source)
             data = loader.construct_document(node)
             if data is None:
                 continue
@@ -419,6 +420,42 @@ def _index_lines(node: yaml.Node, path: str, lines: dict[str, int],
             lines[child] = item.start_mark.line + 1
             columns[child] = item.start_mark.column + 1
             _index_lines(item, child, lines, columns)
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _refuse_duplicate_keys(root: yaml.Node, source: str) -> None:
+    """Refuse a mapping that names a key twice, naming both lines.
+
+    YAML says keys are unique; PyYAML keeps the last silently, so a field written
+    twice (one forgotten above, one added below) was applied half-seen. Keys merged
+    in with ``<<`` may be overridden, as YAML allows: only keys written in the same
+    mapping count. Anchored nodes are walked once.
+    """
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, yaml.Node] = {}
+            for key_node, value_node in node.value:
+                stack.append(value_node)
+                if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = str(key_node.value)
+                if key in first:
+                    mark = key_node.start_mark
+                    raise SyntaxErrorAt(
+                        f"{source}:{mark.line + 1}:{mark.column + 1}: duplicate key {key!r} "
+                        f"(first at line {first[key].start_mark.line + 1})",
+                        line=mark.line + 1, column=mark.column + 1)
+                first[key] = key_node
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 class SyntaxErrorAt(errors.Invalid):

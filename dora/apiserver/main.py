@@ -11,6 +11,7 @@ import signal
 from pathlib import Path
 
 from dora.api import agentauth
+from dora.apiserver.admission import limits as bounds
 from dora.apiserver.gate import Limits
 from dora.apiserver.registry import Scope
 from dora.apiserver.server import APIServer, Config
@@ -64,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--metrics-listen", default="", metavar="HOST:PORT",
                         help="serve /metrics (Prometheus), /healthz and /readyz here, and "
                              "count and time every request; default: off")
+    bounds.add_flags(parser)
     args = parser.parse_args(argv)
     if args.metrics_listen:
         try:
@@ -74,6 +76,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
         parser.error("--tls-cert and --tls-key go together")
     if args.max_requests_per_user < 1 or args.max_unauthenticated < 1:
         parser.error("--max-requests-per-user and --max-unauthenticated must be at least 1")
+    try:
+        admission_bounds = bounds.from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     agent_secret = None
     if args.agent_secret_file is not None:
         try:
@@ -104,6 +110,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         limits=Limits(per_user=args.max_requests_per_user,
                       per_user_queue=10 * args.max_requests_per_user,
                       unauthenticated=args.max_unauthenticated),
+        bounds=admission_bounds,
     )
 
 

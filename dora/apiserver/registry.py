@@ -107,10 +107,13 @@ class Registry:
         scope: Scope | None = None,
         now: Callable[[], dt.datetime] = _utcnow,
         cached: Callable[[Ref, bytes], object_pb2.Object | None] | None = None,
+        limits: admission.Limits = admission.DEFAULT_LIMITS,
     ) -> None:
         """``cached`` reads an object from a watch cache: an apply first trusts it and
-        lets the transaction's revision check catch a stale read, saving an etcd read."""
+        lets the transaction's revision check catch a stale read, saving an etcd read.
+        ``limits`` bound what admission accepts (``admission.limits``)."""
         self.etcd = etcd
+        self.limits = limits
         self.scope = scope or Scope()
         self._now = now
         self._cached = cached
@@ -159,7 +162,8 @@ class Registry:
         (what a node may do to the Containers bound to it). ``check`` sees the object
         now (None: absent) and what would be written, and raises to refuse it; the
         write is conditional on the object it saw."""
-        incoming = _admit(request, resolve=lambda r: self.resolve(r, scope=scope))
+        incoming = _admit(request, resolve=lambda r: self.resolve(r, scope=scope),
+                          limits=self.limits)
         ref = objects.ref_of(incoming)
         precondition = request.metadata.resource_version
         from_cache = self._cached is not None and not dry_run
@@ -240,13 +244,13 @@ class Registry:
         items: list[tuple[bytes, bytes, int]] = []
         requires: set[bytes] = set()
         for request in create:
-            new = self._created(_admit(request, resolve=self.resolve))
+            new = self._created(_admit(request, resolve=self.resolve, limits=self.limits))
             ref = objects.ref_of(new)
             items.append((key(ref), encode(new), 0))
             requires.update(self._requires(ref))
         for current, wanted in update:
-            new, result = self._updated(current, _admit(wanted, resolve=self.resolve),
-                                        full=False)
+            admitted = _admit(wanted, resolve=self.resolve, limits=self.limits)
+            new, result = self._updated(current, admitted, full=False)
             if result != Result.UNCHANGED:
                 items.append((key(objects.ref_of(new)), encode(new),
                               current.metadata.resource_version))
@@ -255,7 +259,7 @@ class Registry:
 
     def record(self, request: object_pb2.Object) -> tuple[bytes, bytes]:
         """The key and value a new object would be stored as (for bootstrap transactions)."""
-        new = self._created(_admit(request, resolve=self.resolve))
+        new = self._created(_admit(request, resolve=self.resolve, limits=self.limits))
         return key(objects.ref_of(new)), encode(new)
 
     def _created(self, incoming: object_pb2.Object) -> object_pb2.Object:
@@ -456,7 +460,8 @@ class Registry:
 
 
 def _admit(
-    request: object_pb2.Object, *, resolve: Callable[[Ref], Ref]
+    request: object_pb2.Object, *, resolve: Callable[[Ref], Ref],
+    limits: admission.Limits = admission.DEFAULT_LIMITS,
 ) -> object_pb2.Object:
     """The request as it will be stored: scoped, server fields cleared, defaulted, valid."""
     if not request.kind:
@@ -480,8 +485,8 @@ def _admit(
     body.SetInParent()
     if "status" in body.DESCRIPTOR.fields_by_name:
         body.ClearField("status")
-    admission.apply_defaults(obj)
-    admission.validate(obj)
+    admission.apply_defaults(obj, limits)
+    admission.validate(obj, limits)
     return obj
 
 

@@ -34,6 +34,8 @@ from dora.api.v1 import (
     tokens_pb2,
     volumes_pb2,
 )
+from dora.apiserver.admission import DEFAULT_LIMITS
+from dora.apiserver.admission import Limits as Bounds
 from dora.apiserver.agentlink import AgentLink
 from dora.apiserver.audit import AuditLog
 from dora.apiserver.auth.authenticator import Authenticator
@@ -84,6 +86,8 @@ class Config:
     metrics_listen: str = ""
     # Calls in flight per user and token lookups at once (``gate``).
     limits: Limits = field(default_factory=Limits)
+    # What one object may ask for, and how many a workspace holds (``admission.limits``).
+    bounds: Bounds = DEFAULT_LIMITS
     # How often to look whether freed memory should go back to the system (``memory``).
     trim_every: float = 5.0
     # Where to append the audit log of mutating calls (``audit``); None: no audit log.
@@ -101,7 +105,7 @@ class APIServer:
                                 progress_every=config.progress_every)
         self.registry = Registry(
             etcd=self.etcd, scope=config.scope,
-            cached=lambda ref, key: self.cache[ref.kind].get(key),
+            cached=lambda ref, key: self.cache[ref.kind].get(key), limits=config.bounds,
         )
         self.tokens = TokenStore(etcd=self.etcd)
         self.authorizer = Authorizer(cache=self.cache, registry=self.registry)
@@ -136,7 +140,8 @@ class APIServer:
             + [self.gate])
         resources = ResourcesService(registry=self.registry, cache=self.cache,
                                      authenticator=authn, authorizer=authz,
-                                     bookmark_every=self.config.bookmark_every)
+                                     bookmark_every=self.config.bookmark_every,
+                                     limits=self.config.bounds)
         # The busiest service: registered methods are matched without a generic lookup.
         server.add_registered_method_handlers(  # type: ignore[attr-defined]  # stubs lack it
             SERVICE, resources.methods())

@@ -32,6 +32,7 @@ from dora.api import conventions, errors, grpcservice, kinds, labels, objects, t
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, resources_pb2, workloads_pb2
 from dora.apiserver import registry
+from dora.apiserver.admission import DEFAULT_LIMITS, Limits
 from dora.apiserver.auth import noderestriction
 from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import PLACE_KINDS, Authorizer, Principal
@@ -46,6 +47,8 @@ Response = TypeVar("Response")
 Context = grpc.aio.ServicerContext[Any, Any]
 _DESCRIPTOR = resources_pb2.DESCRIPTOR.services_by_name["Resources"]
 SERVICE = _DESCRIPTOR.full_name
+# The kinds a workspace holds at most ``Limits.max_objects_per_workspace`` of.
+QUOTA_KINDS = ("Container", "Workload", "Task")
 _LIST_ITEMS = resources_pb2.ListResponse.DESCRIPTOR.fields_by_name["items"].number
 
 
@@ -77,8 +80,10 @@ class ResourcesService:
         authenticator: Authenticator,
         authorizer: Authorizer,
         bookmark_every: float = 5.0,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.registry = registry
+        self.limits = limits
         self.cache = cache
         self.authn = authenticator
         self.authz = authorizer
@@ -125,11 +130,56 @@ class ResourcesService:
                 violations=(errors.FieldViolation("spec.leaseId", "not a lease of yours"),))
         if obj.kind == "Task":
             await self._authorize_task_verbs(principal, ref, obj)
+        if not finalizers_only:
+            self._check_quota(ref, principal)
         stored, result = await self.registry.apply(
             obj, dry_run=request.dry_run, create_only=request.create_only,
             finalizers_only=finalizers_only, scope=self._scope(principal), check=check,
         )
         return resources_pb2.ApplyResponse(object=stored, result=result)
+
+    def _check_quota(self, ref: Ref, principal: Principal) -> None:
+        """Refuse to create a Container, Workload or Task in a workspace that holds
+        ``max_objects_per_workspace`` of them, or a Workload of a user who has
+        ``max_workloads_per_user`` (the watch cache's counts). Changes and deletes are
+        never refused, so a full workspace can always scale down; the controllers'
+        creations count too (their reconcile retries later)."""
+        if ref.kind not in QUOTA_KINDS or self.cache[ref.kind].get(
+                registry.key(ref)) is not None:
+            return
+        used = sum(self.cache[kind].count(ref.zone, ref.workspace) for kind in QUOTA_KINDS)
+        limit = self.limits.max_objects_per_workspace
+        if used >= limit:
+            raise errors.Exhausted(
+                f"workspace {ref.workspace!r} in zone {ref.zone!r} holds {used} Containers, "
+                f"Workloads and Tasks; the limit is {limit} (dora-apiserver "
+                f"--max-objects-per-workspace): delete some, or scale down, first")
+        if ref.kind != "Workload":
+            return
+        user = self._user_of(ref.workspace, principal)
+        if user is None:
+            return
+        name = user.metadata.name
+        workspaces = sorted({name, user.user.spec.defaults.workspace} - {""})
+        used = sum(self.cache["Workload"].count("", ws) for ws in workspaces)
+        limit = self.limits.max_workloads_per_user
+        if used >= limit:
+            raise errors.Exhausted(
+                f"user {name!r} has {used} Workloads (in workspace "
+                f"{', '.join(repr(ws) for ws in workspaces)}, all zones); the limit is "
+                f"{limit} (dora-apiserver --max-workloads-per-user): delete some first")
+
+    def _user_of(self, workspace: str, principal: Principal) -> object_pb2.Object | None:
+        """Whose Workloads one in ``workspace`` counts as: the User named like the
+        workspace (each user's own, in the seeds), else the caller's when it is their
+        default workspace; None for a shared workspace."""
+        user = self.authz.user(workspace)
+        if user is not None:
+            return user
+        caller = self.authz.user(principal.user)
+        if caller is not None and caller.user.spec.defaults.workspace == workspace:
+            return caller
+        return None
 
     async def _stored(self, ref: Ref) -> object_pb2.Object | None:
         """The object as stored (the watch cache's, else etcd's); None if absent."""
@@ -163,6 +213,21 @@ class ResourcesService:
                 f"network mode host needs special permission (verb HostNetwork on Workload in "
                 f"zone {ref.zone!r}, workspace {ref.workspace!r}); ask an administrator",
                 violations=(errors.FieldViolation("spec.network.mode", "host is not allowed"),),
+            )
+        floor = self.limits.privileged_port_floor
+        low = [(i, p.node_port) for i, p in enumerate(spec.network.ports)
+               if 0 < p.node_port < floor]
+        if low and not self.authz.allows(principal, "PrivilegedPort", "Workload", ref.zone,
+                                         ref.workspace):
+            raise errors.Forbidden(
+                f"nodePort {low[0][1]} is below {floor}: such ports need special permission "
+                f"(verb PrivilegedPort on Workload in zone {ref.zone!r}, workspace "
+                f"{ref.workspace!r}); use a port from {floor} to 65535, or ask an "
+                "administrator",
+                violations=tuple(errors.FieldViolation(
+                    f"{'spec.template' if ref.kind == 'Container' else 'spec'}"
+                    f".network.ports[{i}].nodePort", f"{port} is below {floor}")
+                    for i, port in low),
             )
 
     async def _authorize_task_verbs(self, principal: Principal, ref: Ref,

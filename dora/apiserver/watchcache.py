@@ -235,6 +235,8 @@ class KindCache:
         self._objects: dict[bytes, CachedEvent] = {}
         # (label, value) -> keys of the cached objects with that label value.
         self._by_label: dict[tuple[str, str], set[bytes]] = {}
+        # (zone, workspace) -> how many cached objects are there (admission's quota).
+        self._per_scope: collections.Counter[tuple[str, str]] = collections.Counter()
         self._subscribers: set[_Subscriber] = set()
         # Moves on every change of the cached objects (a relist included), so a
         # reader can tell that what it derived from them still holds.
@@ -272,6 +274,7 @@ class KindCache:
                 await asyncio.sleep(1.0)
         self._objects = {}
         self._by_label = {}
+        self._per_scope = collections.Counter()
         self.changes += 1
         for kv in listing.kvs:
             obj = registry.decode(kv)
@@ -330,6 +333,7 @@ class KindCache:
         index with it."""
         old = self._objects.pop(key, None)
         if old is not None:
+            self._per_scope[(old.zone, old.workspace)] -= 1
             for pair in old.labels.items():
                 keys = self._by_label.get(pair)
                 if keys is not None:
@@ -338,6 +342,7 @@ class KindCache:
                         del self._by_label[pair]
         if entry is not None:
             self._objects[key] = entry
+            self._per_scope[(entry.zone, entry.workspace)] += 1
             for pair in entry.labels.items():
                 self._by_label.setdefault(pair, set()).add(key)
 
@@ -417,6 +422,13 @@ class KindCache:
         keys = self._objects.keys() if candidates is None else candidates
         return [entry for entry in (self._objects[key] for key in sorted(keys))
                 if selector.matches(entry.labels)]
+
+    def count(self, zone: str, workspace: str) -> int:
+        """How many cached objects are in ``zone``/``workspace`` (every zone's when
+        ``zone`` is empty)."""
+        if zone:
+            return self._per_scope[(zone, workspace)]
+        return sum(n for (_, ws), n in self._per_scope.items() if ws == workspace)
 
     def entry(self, key: bytes) -> CachedEvent | None:
         """The cached object at ``key`` with its serialization."""

@@ -44,7 +44,8 @@ from dora.controllers.runtime.manager import Manager
 from dora.controllers.scheduler.reconciler import Scheduler
 from dora.controllers.task.reconciler import TaskController
 from dora.controllers.volume import VolumeController
-from dora.controllers.workload.reconciler import WorkloadController
+from dora.controllers.workload import versions
+from dora.controllers.workload.reconciler import CREATE_BATCH, WorkloadController
 from dora.observability import endpoint as endpoint_
 from dora.observability import logs
 
@@ -72,6 +73,8 @@ class Options:
     credit_week_start: str = "monday"
     credit_interval: float = 60.0
     task_backoff: float = 10.0
+    create_batch: int = CREATE_BATCH
+    version_history: int = versions.HISTORY
 
 
 def default_identity() -> str:
@@ -93,6 +96,10 @@ def check(options: Options) -> None:
         raise ValueError("--credit-interval must be more than 0 seconds")
     if options.task_backoff < 0:
         raise ValueError("--task-backoff must be at least 0 seconds")
+    if options.create_batch < 1:
+        raise ValueError("--create-batch must be at least 1")
+    if options.version_history < 1:
+        raise ValueError("--version-history must be at least 1")
 
 
 def build(client: Client, options: Options, *, clock: Clock | None = None) -> Manager:
@@ -111,6 +118,8 @@ def build(client: Client, options: Options, *, clock: Clock | None = None) -> Ma
     if "workload" in options.controllers:
         WorkloadController(client=client, cache=manager.cache, clock=clock, recorder=recorder,
                            rollout_timeout=options.rollout_timeout,
+                           create_batch=options.create_batch,
+                           version_history=options.version_history,
                            ).register(manager, workers=options.workers)
     if "scheduler" in options.controllers:
         rng = random.Random(options.seed)
@@ -188,6 +197,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--task-backoff", type=float, default=10.0,
                         help="seconds before a failed task job's first retry; doubled at "
                              "each further failure, at most 300 (default 10)")
+    parser.add_argument("--create-batch", type=int, default=CREATE_BATCH,
+                        help="containers one reconcile of a workload creates at most "
+                             f"before it reads the spec again (default {CREATE_BATCH})")
+    parser.add_argument("--version-history", type=int, default=versions.HISTORY,
+                        help="versions kept per workload, the oldest pruned (default "
+                             f"{versions.HISTORY})")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--log-format", default="text", choices=logs.FORMATS,
                         help="text, or json: one JSON object per line")
@@ -214,6 +229,8 @@ def options_from(args: argparse.Namespace) -> Options:
         credit_week_start=args.credit_week_start,
         credit_interval=args.credit_interval,
         task_backoff=args.task_backoff,
+        create_batch=args.create_batch,
+        version_history=args.version_history,
     )
 
 

@@ -84,3 +84,15 @@ async def test_no_engine_is_engine_unavailable(tmp_path: Any) -> None:
             await engine.list(node="n")
     finally:
         await engine.close()
+
+
+@pytest.mark.parametrize("memory", [0, 64 * 1024 * 1024])
+async def test_the_memory_limit_reaches_docker(driver: DockerDriver, node: str,
+                                               docker: Any, memory: int) -> None:
+    spec = spec_for(node, "m", command=["/bin/sh", "-c", "exit 0"], mem_limit=memory)
+    docker_id = await driver.create(spec)
+    try:
+        host_config = docker.api.inspect_container(docker_id)["HostConfig"]
+        assert host_config["Memory"] == memory
+    finally:
+        await driver.remove(docker_id, stop_timeout=1)

@@ -201,9 +201,14 @@ async def test_a_pasted_product_document_applies_in_dependency_order(
     """Seeds 001 and 004 pasted into one file, backwards (workloads first, zones last):
     one apply creates it all, and delete -f removes it the other way round."""
     names = [n for n in seeds.names() if n[:3] in ("001", "004")]
-    pasted = "\n".join((SEEDS / n).read_text().rstrip() + "\n" for n in reversed(names))
+    texts = [(SEEDS / n).read_text().rstrip() + "\n" for n in reversed(names)]
+    # 001-01 has no `---` of its own: pasted bare, it would merge into the document
+    # above it, which the duplicate keys say (YAML keeps no key twice).
     page = tmp_path / "page.yaml"
-    page.write_text(pasted)
+    page.write_text("\n".join(texts))
+    merged = await ctl("apply", "-f", str(page))
+    assert merged.code == 1 and "duplicate key 'apiVersion'" in merged.err
+    page.write_text("".join(t if t.startswith("---") else "---\n" + t for t in texts))
     applied = await ctl.ok("apply", "-f", str(page))
     words = [line.split("/")[0] for line in applied.lines]
     assert words.index("zone") < words.index("workspace") < words.index("role")

@@ -211,3 +211,20 @@ def test_a_task_job_runs_without_a_terminal_and_a_replica_with_one() -> None:
     job = objects.new("Container", "t.j0-0", zone="z", workspace="g")
     job.metadata.owner_references.add(kind="Task", name="t", uid="u2")
     assert dockerspec.interactive(replica) and not dockerspec.interactive(job)
+
+
+def test_memory_comes_from_the_cpu_selector_else_the_gpu_selector() -> None:
+    def run_spec(cpu: int | None, gpu: int | None) -> dockerspec.RunSpec:
+        obj = container()
+        selectors = obj.container.spec.template.selectors
+        if cpu is not None:
+            selectors.cpu.memory = cpu
+        if gpu is not None:
+            selectors.gpu.memory = gpu
+        return dockerspec.run_spec(obj, node="gpu-1", simulated_gpus=False)
+
+    assert run_spec(None, None).mem_limit == 0
+    assert run_spec(2**30, None).mem_limit == 2**30
+    assert run_spec(None, 2**31).mem_limit == 2**31
+    assert run_spec(2**30, 2**31).mem_limit == 2**30
+    assert run_spec(0, 2**31).mem_limit == 2**31

@@ -493,3 +493,53 @@ def test_date_is_not_a_timestamp() -> None:
 def test_nanosecond_timestamp_round_trip() -> None:
     obj = _zone_at(1_704_164_645, 123_456_789)
     assert codec.from_dict(codec.to_dict(obj)) == obj
+
+
+# --- duplicate keys are an error naming both lines ---------------------------------
+
+_DUPLICATE_IMAGE = """\
+kind: Workload
+metadata:
+  name: w
+spec:
+  image:
+    image: busybox
+    pullPolicy: Never
+    image: alpine
+"""
+
+
+@pytest.mark.parametrize(("text", "key", "line", "column", "first"), [
+    (_DUPLICATE_IMAGE, "image", 8, 5, 6),
+    ("kind: Zone\nmetadata: {name: a}\nkind: Zone\n", "kind", 3, 1, 1),
+    ("kind: Workload\nmetadata:\n  name: a\n  labels: {x: '1', x: '2'}\n", "x", 4, 20, 4),
+    ("kind: Workload\nmetadata: {name: a}\nspec:\n  volumes:\n  - name: v\n"
+     "    target: /a\n    name: v2\n", "name", 7, 5, 5),
+    ("---\nkind: Zone\nmetadata: {name: a}\n---\nkind: Zone\nmetadata:\n  name: b\n"
+     "  name: c\n", "name", 8, 3, 7),
+])
+def test_duplicate_key_names_both_lines(text: str, key: str, line: int, column: int,
+                                        first: int) -> None:
+    with pytest.raises(errors.Invalid) as caught:
+        codec.decode_yaml(text, source="workload.yaml")
+    assert caught.value.message == (
+        f"workload.yaml:{line}:{column}: duplicate key {key!r} (first at line {first})")
+
+
+def test_duplicate_key_with_trailing_tabs_is_still_refused() -> None:
+    with pytest.raises(errors.Invalid, match="duplicate key 'name'"):
+        codec.decode_yaml("kind: Zone\t# z\nmetadata:\n  name: a\t\n  name: b\n")
+
+
+def test_merge_keys_may_be_overridden() -> None:
+    (obj,) = codec.decode_yaml(
+        "kind: Workload\nmetadata: {name: a}\nspec:\n  image: &img {image: busybox, "
+        "pullPolicy: Never}\n  config:\n    <<: {cmd: 'sleep 1'}\n    cmd: 'sleep 2'\n")
+    assert obj.workload.spec.config.cmd == "sleep 2"
+
+
+def test_same_key_in_sibling_mappings_is_fine() -> None:
+    (obj,) = codec.decode_yaml(
+        "kind: Workload\nmetadata: {name: a}\nspec:\n  volumes:\n  - {name: a, target: /a}\n"
+        "  - {name: b, target: /b}\n")
+    assert [v.name for v in obj.workload.spec.volumes] == ["a", "b"]

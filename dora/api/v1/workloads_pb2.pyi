@@ -177,9 +177,14 @@ class ResourceSelector(_message.Message):
     PRODUCT_NAME_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
     MILLICORES_FIELD_NUMBER: _builtins.int
+    MEMORY_FIELD_NUMBER: _builtins.int
     count: _builtins.int
     millicores: _builtins.int
     """CPU only: thousandths of a core, instead of whole cores."""
+    memory: _builtins.int
+    """Bytes of memory the container may use (Docker's memory limit); 0: the
+    apiserver's --default-memory. With both selectors, cpu's counts.
+    """
     @_builtins.property
     def product_name(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """All, one product name, or a list of product names."""
@@ -190,10 +195,11 @@ class ResourceSelector(_message.Message):
         product_name: _abc.Iterable[_builtins.str] | None = ...,
         count: _builtins.int = ...,
         millicores: _builtins.int = ...,
+        memory: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "millicores", b"millicores", "product_name", b"product_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "memory", b"memory", "millicores", b"millicores", "product_name", b"product_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

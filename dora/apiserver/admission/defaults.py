@@ -5,17 +5,36 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dora.api.v1 import object_pb2, tasks_pb2, workloads_pb2
+from dora.apiserver.admission.limits import DEFAULT, Limits
 
 ALL = "All"
 # Seed 003: ten test jobs run first unless the user bypasses them (0).
 TASK_TEST_JOBS = 10
 
 
-def apply_defaults(obj: object_pb2.Object) -> None:
+def apply_defaults(obj: object_pb2.Object, limits: Limits = DEFAULT) -> None:
     """Fill in defaults in place; scope (zone, workspace) is the registry's business."""
     defaulter = _BY_KIND.get(obj.kind)
     if defaulter is not None:
         defaulter(obj)
+    if limits.default_memory_bytes:
+        if obj.kind == "Workload":
+            memory(obj.workload.spec.selectors, limits.default_memory_bytes)
+        elif obj.kind == "Task":
+            memory(obj.task.spec.selectors, limits.default_memory_bytes)
+
+
+def memory(selectors: workloads_pb2.Selectors, default: int) -> None:
+    """The admin's default memory limit on a workload that names none: on its cpu
+    selector, else on its gpu selector (the agent reads them in that order). Only
+    Workloads and Tasks get it: their Containers copy it from them."""
+    for name in ("cpu", "gpu"):
+        if selectors.HasField(name):
+            selector = getattr(selectors, name)
+            if selector.memory:
+                return
+    name = "cpu" if selectors.HasField("cpu") else "gpu"
+    getattr(selectors, name).memory = default
 
 
 def workload_spec(spec: workloads_pb2.WorkloadSpec) -> None:

@@ -1,5 +1,13 @@
 """Validation per kind: every bad field is reported, by its path, in one error.
 
+Every count and size is bounded by the admin's ``limits.Limits`` (replicas, shm,
+memory, a Task's parallelism, retries and testJobs, nodePorts from 1 to 65535;
+the floor below which a nodePort needs the verb PrivilegedPort is checked by the
+service, which knows the caller). Every string of every object is walked
+(``_strings``): NUL and other control characters are refused everywhere, and a
+line break or tab is allowed only where text has lines (a cmd or exec script, an
+env or annotation value, a message or description).
+
 Constants (``Always``, ``Distribute``, ``bridge``) are matched without regard to
 case and stored in their canonical spelling, so ``restartPolicy: always`` is
 accepted and reads back as ``Always``.
@@ -12,9 +20,12 @@ import re
 import shlex
 from collections.abc import Callable, Iterable
 
+from google.protobuf.message import Message
+
 from dora.api import conventions, errors, kinds, tasks, volumes
 from dora.api.errors import FieldViolation
 from dora.api.v1 import object_pb2, workloads_pb2
+from dora.apiserver.admission.limits import DEFAULT, Limits
 
 MAX_OBJECT_BYTES = 1024 * 1024
 MAX_ENV_VALUE_BYTES = conventions.MAX_ENV_VALUE_BYTES
@@ -44,11 +55,25 @@ STORAGE_KINDS = ("NFS", "Local")
 EVENT_TYPES = ("Normal", "Warning")
 
 
+# Control characters; \t, \n and \r are in it but allowed where text has lines.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# String fields whose text may have lines (and tabs); any other string is one line.
+_MULTILINE = frozenset({"cmd", "exec", "description", "message", "files", "jobs"})
+# Maps whose values may have lines (their keys are one line).
+_MULTILINE_VALUES = frozenset({"annotations"})
+
+
 class _Report:
     """Collects violations while a validator walks an object."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits = DEFAULT) -> None:
         self.violations: list[FieldViolation] = []
+        self.limits = limits
+
+    def at_most(self, value: float, limit: float, field: str, flag: str) -> None:
+        if value > limit:
+            self.add(field, f"{value} is more than the limit {limit} (the admin sets it: "
+                     f"dora-apiserver {flag})")
 
     def add(self, field: str, description: str) -> None:
         self.violations.append(FieldViolation(field, description))
@@ -85,18 +110,20 @@ class _Report:
             self.add(field, f"must be an absolute path, not {value!r}")
         if ".." in value.split("/"):
             self.add(field, "must not contain '..'")
-        if "\0" in value:
-            self.add(field, "must not contain NUL")
 
 
-def validate(obj: object_pb2.Object) -> None:
+def validate(obj: object_pb2.Object, limits: Limits = DEFAULT) -> None:
     """Raise ``errors.Invalid`` naming every bad field of ``obj``; canonicalise constants."""
-    report = _Report()
+    report = _Report(limits)
     kind = kinds.get(obj.kind)
     _metadata(obj, kind, report)
     validator = _BY_KIND.get(obj.kind)
     if validator is not None:
         validator(obj, report)
+    strings = _Report(limits)
+    _strings(obj, "", strings)
+    named = {v.field for v in report.violations}  # a field is refused once
+    report.violations.extend(v for v in strings.violations if v.field not in named)
     if report.violations:
         raise errors.Invalid.of(report.violations)
     size = obj.ByteSize()
@@ -104,6 +131,46 @@ def validate(obj: object_pb2.Object) -> None:
         raise errors.Invalid(
             f"object is {size} bytes; the limit is {MAX_OBJECT_BYTES} bytes", field="metadata"
         )
+
+
+def _strings(msg: Message, prefix: str, report: _Report) -> None:
+    """Refuse control characters in every string field of ``msg``, by its path."""
+    for field, value in msg.ListFields():
+        if field.containing_oneof is not None and field.containing_oneof.name == "body":
+            path = prefix  # an Object's body: its fields are spec.*, as users write them
+        else:
+            path = f"{prefix}.{field.json_name}" if prefix else field.json_name
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            for key, item in value.items():
+                entry = f"{path}.{key}"
+                _string(str(key), entry, False, report)
+                if value_field.type == value_field.TYPE_STRING:
+                    _string(item, entry, field.name in _MULTILINE_VALUES, report)
+                elif value_field.message_type is not None:
+                    _strings(item, entry, report)
+            continue
+        items = value if field.is_repeated else [value]
+        for index, item in enumerate(items):
+            where = f"{path}[{index}]" if field.is_repeated else path
+            if field.type == field.TYPE_STRING:
+                multiline = field.name in _MULTILINE or (
+                    field.name == "value" and msg.DESCRIPTOR.name == "EnvVar")
+                _string(item, where, multiline, report)
+            elif field.type == field.TYPE_MESSAGE:
+                _strings(item, where, report)
+
+
+def _string(value: str, path: str, multiline: bool, report: _Report) -> None:
+    for found in _CONTROL.finditer(value):
+        char = found.group(0)
+        if multiline and char in "\t\n\r":
+            continue
+        what = {"\0": "NUL", "\n": "a line break", "\r": "a line break",
+                "\t": "a tab"}.get(char, f"the control character {char!r}")
+        report.add(path, f"must not contain {what}"
+                   + ("" if multiline or char not in "\t\n\r" else " (one line of text)"))
+        return
 
 
 def _metadata(obj: object_pb2.Object, kind: kinds.Kind, report: _Report) -> None:
@@ -130,7 +197,10 @@ def _metadata(obj: object_pb2.Object, kind: kinds.Kind, report: _Report) -> None
 
 
 def workload_spec(spec: workloads_pb2.WorkloadSpec, prefix: str, report: _Report) -> None:
+    limits = report.limits
     report.non_negative(spec.replica.count, f"{prefix}.replica.count")
+    report.at_most(spec.replica.count, limits.max_replicas, f"{prefix}.replica.count",
+                   "--max-replicas")
     spec.driver = report.one_of(spec.driver, DRIVERS, f"{prefix}.driver")
     for name in ("cpu", "gpu"):
         if not spec.selectors.HasField(name):
@@ -139,6 +209,13 @@ def workload_spec(spec: workloads_pb2.WorkloadSpec, prefix: str, report: _Report
         path = f"{prefix}.selectors.{name}"
         report.non_negative(selector.count, f"{path}.count")
         report.non_negative(selector.millicores, f"{path}.millicores")
+        report.non_negative(selector.memory, f"{path}.memory")
+        most = limits.max_cpus if name == "cpu" else limits.max_gpus
+        report.at_most(selector.count, most, f"{path}.count", f"--max-{name}s")
+        report.at_most(selector.millicores, limits.max_cpus * 1000, f"{path}.millicores",
+                       "--max-cpus")
+        report.at_most(selector.memory, limits.max_memory_bytes, f"{path}.memory",
+                       "--max-memory")
         for index, product in enumerate(selector.product_name):
             if not product.strip():
                 report.add(f"{path}.product_name[{index}]", "must not be empty")
@@ -161,12 +238,18 @@ def workload_spec(spec: workloads_pb2.WorkloadSpec, prefix: str, report: _Report
         config.replacement = report.one_of(
             config.replacement, REPLACEMENTS, f"{prefix}.config.replacement")
     report.non_negative(config.shm_size, f"{prefix}.config.shmSize")
+    report.at_most(config.shm_size, limits.max_shm_bytes, f"{prefix}.config.shmSize",
+                   "--max-shm-size")
     try:
         shlex.split(config.cmd)
     except ValueError as exc:
         report.add(f"{prefix}.config.cmd", f"{exc}: cmd is split into shell words, like "
                    "docker-compose's command (quote a script: sh -c \"...\")")
     _env(config.env, f"{prefix}.config.env", report)
+    report.at_most(len(spec.volumes), limits.max_volumes, f"{prefix}.volumes",
+                   "--max-volumes")
+    report.at_most(len(spec.network.ports), limits.max_ports, f"{prefix}.network.ports",
+                   "--max-ports")
     targets: set[str] = set()
     for index, volume in enumerate(spec.volumes):
         path = f"{prefix}.volumes[{index}]"
@@ -274,15 +357,22 @@ def _task(obj: object_pb2.Object, report: _Report) -> None:
             report.violations.extend(exc.violations)
     if spec.HasField("parallelism") and spec.parallelism < 1:
         report.add("spec.parallelism", "must be >= 1 (leave it out for no limit)")
+    limits = report.limits
+    report.at_most(spec.parallelism, limits.max_task_parallelism, "spec.parallelism",
+                   "--max-task-parallelism")
     report.non_negative(spec.test_jobs, "spec.testJobs")
+    report.at_most(spec.test_jobs, limits.max_task_test_jobs, "spec.testJobs",
+                   "--max-task-test-jobs")
     report.non_negative(spec.retries, "spec.retries")
+    report.at_most(spec.retries, limits.max_task_retries, "spec.retries",
+                   "--max-task-retries")
     report.non_negative(spec.retry, "spec.retry")
     for index, volume in enumerate(spec.volumes):
         if (volume.target + "/").startswith(tasks.MOUNT_ROOT + "/"):
             report.add(f"spec.volumes[{index}].target",
                        f"{tasks.MOUNT_ROOT} is where the task's own volumes are mounted")
     template = tasks.template(obj)
-    workload = _Report()
+    workload = _Report(limits)
     workload_spec(template, "spec", workload)
     renamed = {"spec.config.affinity": "spec.affinity", "spec.config.shmSize": "spec.shmSize"}
     report.violations.extend(FieldViolation(renamed.get(v.field, v.field), v.description)
@@ -293,7 +383,7 @@ def _task(obj: object_pb2.Object, report: _Report) -> None:
     spec.network.mode = template.network.mode
     for port, checked in zip(spec.network.ports, template.network.ports, strict=True):
         port.kind, port.protocol = checked.kind, checked.protocol
-    own = _Report()
+    own = _Report(limits)
     workload_volumes = workloads_pb2.WorkloadSpec(volumes=spec.volumes)
     workload_spec(workload_volumes, "spec", own)
     report.violations.extend(v for v in own.violations if v.field.startswith("spec.volumes"))

@@ -19,6 +19,14 @@ label changed on the workload later is copied onto its containers, one removed
 stays), the replica count wanted when it was made, and ``spec.paused`` as the
 workload has it (``dora.apiserver.pausing`` pauses the ones that exist).
 
+A reconcile creates at most ``create_batch`` containers (``--create-batch``) and
+then looks again at once (a requeue), reading the spec anew: a runaway
+``replica.count`` scaled to 0 or deleted stops within one batch, and other
+workloads' reconciles get their turn in between. A create refused because the
+workspace is full (``RESOURCE_EXHAUSTED``, the apiserver's object quota) is a
+Warning event ``QuotaExceeded`` and a look again after ``QUOTA_RETRY`` seconds;
+deletes go on, so scaling down is never held up.
+
 A deleted workload needs little: the apiserver deletes what it owns. What a
 reconcile created while the workload was being deleted would be orphaned, so
 containers, versions and events whose owning workload is gone (checked with the
@@ -51,6 +59,11 @@ log = reconcile.logger(__name__)
 
 # How soon to look again when a create found its name taken (the cache is behind).
 NAME_TAKEN_RETRY = 0.2
+# Containers one reconcile creates at most, and how soon the next batch is looked at.
+CREATE_BATCH = 50
+NEXT_BATCH = 0.01
+# How soon to try creating again after the workspace's quota refused a create.
+QUOTA_RETRY = 5.0
 
 
 class WorkloadController:
@@ -64,8 +77,12 @@ class WorkloadController:
         clock: Clock,
         recorder: Recorder,
         rollout_timeout: float = 60.0,
+        create_batch: int = CREATE_BATCH,
+        version_history: int = versions.HISTORY,
     ) -> None:
         self.client = client
+        self.create_batch = create_batch
+        self.version_history = version_history
         self.cache = cache
         self.clock = clock
         self.recorder = recorder
@@ -113,7 +130,8 @@ class WorkloadController:
         if workload is None or workload.metadata.HasField("deletion_timestamp"):
             return DONE
         version, created = await versions.ensure(
-            self.client, self.cache.store("Workloadversion"), workload)
+            self.client, self.cache.store("Workloadversion"), workload,
+            history=self.version_history)
         number = version.workloadversion.spec.version
         if created:
             self.recorder.normal(workload, "NewVersion", f"version {number} of the spec")
@@ -143,9 +161,11 @@ class WorkloadController:
         going = {name for name, _ in step.delete}
         slots = {slot_of(c) for c in containers if c.metadata.name not in going
                  and not c.metadata.HasField("deletion_timestamp")}
-        if step.create and not await self._create(workload, version, step.create,
-                                                  desired=desired, held=slots):
-            requeue = NAME_TAKEN_RETRY
+        batch = min(step.create, self.create_batch)
+        if batch:
+            requeue = await self._create_batch(workload, version, batch, desired=desired,
+                                               held=slots, more=batch < step.create,
+                                               otherwise=requeue)
         if not await self._copy_labels(workload, containers):
             requeue = NAME_TAKEN_RETRY
         await self._report(workload, desired=desired, version=number, step=step,
@@ -215,6 +235,20 @@ class WorkloadController:
             except (errors.Conflict, errors.NotFound):
                 return False
         return True
+
+    async def _create_batch(self, workload: object_pb2.Object, version: object_pb2.Object,
+                            count: int, *, desired: int, held: set[int], more: bool,
+                            otherwise: float) -> float:
+        """Create ``count`` containers; how soon to look again: at once when ``more``
+        are wanted, soon when a name was taken, later when the quota refused one."""
+        try:
+            if not await self._create(workload, version, count, desired=desired, held=held):
+                return NAME_TAKEN_RETRY
+        except errors.Exhausted as exc:
+            self.recorder.warning(workload, "QuotaExceeded",
+                                  f"cannot create more containers: {exc.message}")
+            return QUOTA_RETRY
+        return NEXT_BATCH if more else otherwise
 
     async def _create(self, workload: object_pb2.Object, version: object_pb2.Object,
                       count: int, *, desired: int, held: set[int]) -> bool:

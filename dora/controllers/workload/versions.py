@@ -14,15 +14,24 @@ The current version is the one whose template equals the spec, so restoring
 version N (``doractl rollback``: apply N's template, see
 ``dora.api.conventions.rollback``) makes N current again rather than adding a
 copy; a spec never seen before becomes version max+1.
+
+At most ``history`` versions are kept (``dora-controllers --version-history``,
+default 50): when a new one is made, the oldest beyond that are deleted, never the
+current one. A rollback reaches only the versions kept.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from dora.api import conventions, errors, objects
 from dora.api.client import Client
 from dora.api.v1 import object_pb2, workloads_pb2
 from dora.controllers.events import label_value_ok
 from dora.controllers.runtime.cache import Store
+
+# Versions kept per workload.
+HISTORY = 50
 
 
 def template_of(spec: workloads_pb2.WorkloadSpec) -> workloads_pb2.WorkloadSpec:
@@ -70,9 +79,10 @@ def new_version(workload: object_pb2.Object, number: int,
     return version
 
 
-async def ensure(client: Client, store: Store, workload: object_pb2.Object
-                 ) -> tuple[object_pb2.Object, bool]:
-    """The Workloadversion of the workload's spec, created if new; and whether it was."""
+async def ensure(client: Client, store: Store, workload: object_pb2.Object, *,
+                 history: int = HISTORY) -> tuple[object_pb2.Object, bool]:
+    """The Workloadversion of the workload's spec, created if new (the oldest beyond
+    ``history`` then pruned); and whether it was."""
     template = template_of(workload.workload.spec)
     versions = find(store, workload)
     found = matching(versions, template)
@@ -82,7 +92,6 @@ async def ensure(client: Client, store: Store, workload: object_pb2.Object
     candidate = new_version(workload, number, template)
     try:
         created, _ = await client.apply(candidate, create_only=True)
-        return created, True
     except errors.AlreadyExists:
         existing = await client.get("Workloadversion", candidate.metadata.name,
                                     zone=workload.metadata.zone,
@@ -95,3 +104,14 @@ async def ensure(client: Client, store: Store, workload: object_pb2.Object
             f"version {number} of workload {workload.metadata.name} exists and differs; "
             "the cache is behind"
         ) from None
+    await prune(client, [*versions, created], history=history)
+    return created, True
+
+
+async def prune(client: Client, versions: list[object_pb2.Object], *, history: int) -> None:
+    """Delete the oldest of ``versions`` (oldest first; the last is the current one)
+    so that at most ``history`` remain."""
+    for old in versions[:max(0, len(versions) - max(history, 1))]:
+        with contextlib.suppress(errors.NotFound):
+            await client.delete("Workloadversion", old.metadata.name, zone=old.metadata.zone,
+                                workspace=old.metadata.workspace)
