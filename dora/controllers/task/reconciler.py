@@ -50,6 +50,7 @@ from dora.api import errors, objects, tasks
 from dora.api.client import Client
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, tasks_pb2
+from dora.controllers import payers
 from dora.controllers.events import label_value_ok
 from dora.controllers.runtime import reconcile
 from dora.controllers.runtime.cache import Cache, Delta, by_controller_owner
@@ -64,8 +65,6 @@ log = reconcile.logger(__name__)
 # limit would otherwise wait on one round trip per job).
 CREATES_AT_ONCE = 32
 OWNER_NAME_INDEX = "task-owner-name"
-PAID_INDEX = "task-paid-workspaces"
-WORKSPACE_INDEX = "task-workspace"
 
 
 class TaskController:
@@ -81,10 +80,10 @@ class TaskController:
         self._files: dict[tuple[str, str], list[str]] = {}
 
     def register(self, manager: Manager, *, workers: int = 4) -> None:
-        manager.store("Task", indexers={WORKSPACE_INDEX: _by_workspace})
+        manager.store("Task", indexers={payers.WORKSPACE_INDEX: payers.by_workspace})
         manager.store("Container", indexers={"owner": by_controller_owner,
                                              OWNER_NAME_INDEX: _by_task_name})
-        manager.store("Usercredit", indexers={PAID_INDEX: _paid_workspaces})
+        manager.store("Usercredit", indexers={payers.PAID_INDEX: payers.paid_workspaces})
         manager.add_controller(self, workers=workers, watches=[
             Watch("Task", own_key),
             Watch("Container", _task_key),
@@ -93,26 +92,15 @@ class TaskController:
 
     def _tasks_paid_by(self, delta: Delta) -> Iterable[Ref]:
         """When a user's credit runs out or comes back: the tasks it pays for."""
-        old, new = delta.old, delta.new
-        if (old is not None and new is not None
-                and old.usercredit.status.exhausted == new.usercredit.status.exhausted
-                and old.usercredit.status.workspaces == new.usercredit.status.workspaces):
-            return []
-        zone = delta.object.metadata.zone
-        workspaces = {ws for o in (old, new) if o is not None
-                      for ws in o.usercredit.status.workspaces}
-        return [objects.ref_of(t) for ws in workspaces
-                for t in self.cache.store("Task").by_index(WORKSPACE_INDEX, ws)
-                if t.metadata.zone == zone]
+        return payers.keys_paid_by(delta, cache=self.cache, kind="Task")
 
     def _held(self, task: object_pb2.Object) -> str:
         """Why no job of ``task`` may run (its user's credit is spent), or ""."""
-        meta = task.metadata
-        for credit in self.cache.store("Usercredit").by_index(PAID_INDEX, meta.workspace):
-            if credit.metadata.zone == meta.zone and credit.usercredit.status.exhausted:
-                return (f"the credit of user {credit.usercredit.spec.user or credit.metadata.name}"
-                        f" in zone {meta.zone} is spent: no job runs until there is more")
-        return ""
+        credit = payers.spent_credit(self.cache, task)
+        if credit is None:
+            return ""
+        return (f"the credit of user {credit.usercredit.spec.user or credit.metadata.name}"
+                f" in zone {task.metadata.zone} is spent: no job runs until there is more")
 
     async def reconcile(self, *, key: Ref) -> Result:
         task = self.cache.store("Task").get(key)
@@ -314,14 +302,6 @@ def _task_key(delta: Delta) -> Iterable[Ref]:
     meta = delta.object.metadata
     return [Ref("Task", meta.zone, meta.workspace, o.name)
             for o in meta.owner_references if o.kind == "Task" and o.controller]
-
-
-def _by_workspace(obj: object_pb2.Object) -> list[str]:
-    return [obj.metadata.workspace]
-
-
-def _paid_workspaces(obj: object_pb2.Object) -> list[str]:
-    return list(obj.usercredit.status.workspaces)
 
 
 def _owner_uid(obj: object_pb2.Object) -> str:

@@ -44,7 +44,7 @@ from dora.api import conventions, errors, objects
 from dora.api.client import Client
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
-from dora.controllers import conditions
+from dora.controllers import conditions, payers
 from dora.controllers.events import Recorder, label_value_ok
 from dora.controllers.runtime import reconcile
 from dora.controllers.runtime.cache import Cache, Delta, by_controller_owner, by_owner
@@ -94,8 +94,8 @@ class WorkloadController:
                                              "owner-name": _by_owner_name})
         manager.store("Workloadversion", indexers={"owner": by_owner,
                                                    "owner-name": _by_owner_name})
-        manager.store("Workload", indexers={_WORKSPACE_INDEX: _by_workspace})
-        manager.store("Usercredit", indexers={_WORKSPACE_INDEX: _paid_workspaces})
+        manager.store("Workload", indexers={payers.WORKSPACE_INDEX: payers.by_workspace})
+        manager.store("Usercredit", indexers={payers.PAID_INDEX: payers.paid_workspaces})
         manager.add_controller(self, workers=workers, watches=[
             Watch("Workload", own_key),
             Watch("Container", _owner_key),
@@ -105,24 +105,11 @@ class WorkloadController:
 
     def _workloads_paid_by(self, delta: Delta) -> Iterable[Ref]:
         """When a user's credit runs out or comes back: the workloads it pays for."""
-        old, new = delta.old, delta.new
-        if (old is not None and new is not None
-                and old.usercredit.status.exhausted == new.usercredit.status.exhausted
-                and old.usercredit.status.workspaces == new.usercredit.status.workspaces):
-            return []
-        zone = delta.object.metadata.zone
-        workspaces = {ws for o in (old, new) if o is not None
-                      for ws in o.usercredit.status.workspaces}
-        return [objects.ref_of(w) for ws in workspaces
-                for w in self.cache.store("Workload").by_index(_WORKSPACE_INDEX, ws)
-                if w.metadata.zone == zone]
+        return payers.keys_paid_by(delta, cache=self.cache, kind="Workload")
 
     def _credit_spent(self, workload: object_pb2.Object) -> bool:
         """Whether the user who pays for ``workload`` has no credit left in its zone."""
-        meta = workload.metadata
-        return any(u.usercredit.status.exhausted and u.metadata.zone == meta.zone
-                   for u in self.cache.store("Usercredit").by_index(_WORKSPACE_INDEX,
-                                                                     meta.workspace))
+        return payers.spent_credit(self.cache, workload) is not None
 
     async def reconcile(self, *, key: Ref) -> Result:
         workload = self.cache.store("Workload").get(key)
@@ -366,17 +353,6 @@ def _seconds(stamp: timestamp_pb2.Timestamp) -> float:
 def _index(name: str) -> int:
     suffix = name.rpartition(".")[2]
     return int(suffix) if suffix.isdigit() else 1 << 30
-
-
-_WORKSPACE_INDEX = "workspace"
-
-
-def _by_workspace(obj: object_pb2.Object) -> list[str]:
-    return [obj.metadata.workspace]
-
-
-def _paid_workspaces(obj: object_pb2.Object) -> list[str]:
-    return list(obj.usercredit.status.workspaces)
 
 
 def _owner_key(delta: Delta) -> Iterable[Ref]:
