@@ -82,7 +82,9 @@ class Agent:
         self.lease = NodeLease(
             client=client, node=config.node, zone=config.zone, ttl=config.lease_ttl,
             identity=engine.engine_id,
-            fence_after=max(config.lease_ttl - config.fence_margin, config.lease_ttl / 2),
+            # A margin of at most a quarter of the TTL: a short TTL (tests) must not
+            # fence a live agent for one slow refresh.
+            fence_after=config.lease_ttl - min(config.fence_margin, config.lease_ttl / 4),
             on_fence=lambda: self.fence("its lease went unrenewed (cut off from the "
                                         "apiserver?); the container is replaced elsewhere"))
         # Set while the Node is fenced by an administrator: nothing runs.
