@@ -26,7 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from dora.api import codec, conventions, errors, tasks, volumes
-from dora.api.v1 import volumes_pb2
+from dora.api.client import WatchEvent
+from dora.api.v1 import object_pb2, volumes_pb2
 from dora.web import apply, streams
 from dora.web.calls import scope_of, user_client
 
@@ -53,59 +54,84 @@ def pause_route(kind: str, paused: bool) -> Any:
 
 # -- the logs of a whole workload ------------------------------------------------------------
 
+# A container has output to read once it has started.
+STARTED = frozenset({"Running", "Paused", "Exited", "Failed"})
+
+
 async def workload_logs(request: Request) -> Response:
     """Every container of the workload at once, each line prefixed with its name:
-    events ``log`` ``{"text", "container"}``, then ``end`` when all have ended."""
+    events ``log`` ``{"text", "container"}``. Without ``follow``, ``end`` once every
+    started container's output is read; with it, the stream goes on, and a container
+    that starts later (a replica added, one replaced) joins it, from a watch of the
+    workload's containers opened at the list's version."""
     client = user_client(request)
     zone, workspace = scope_of(request)
     name = request.path_params["name"]
     follow = request.query_params.get("follow", "") in ("1", "true")
     tail = streams.tail_lines(request)
     await client.get("Workload", name, zone=zone, workspace=workspace)
-    found, _ = await client.list("Container", zone=zone, workspace=workspace,
-                                 label_selector=f"{conventions.WORKLOAD_LABEL}={name}")
-    names = sorted(c.metadata.name for c in found)
+    selector = f"{conventions.WORKLOAD_LABEL}={name}"
+    found, version = await client.list("Container", zone=zone, workspace=workspace,
+                                       label_selector=selector)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         queue: asyncio.Queue[ServerSentEvent | None] = asyncio.Queue(maxsize=256)
+        readers: dict[str, asyncio.Task[None]] = {}
 
         async def one(container: str) -> None:
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
             pending = ""
+
+            def event(text: str) -> ServerSentEvent:
+                return ServerSentEvent(event="log", data=json.dumps(
+                    {"text": text, "container": container}))
+
             try:
                 async for chunk in client.logs(container, zone=zone, workspace=workspace,
                                                follow=follow, tail_lines=tail):
                     pending += decoder.decode(chunk)
                     *lines, pending = pending.split("\n")
                     if lines:
-                        text = "".join(f"[{container}] {line}\n" for line in lines)
-                        await queue.put(ServerSentEvent(event="log", data=json.dumps(
-                            {"text": text, "container": container})))
+                        await queue.put(event("".join(f"[{container}] {line}\n"
+                                                      for line in lines)))
                 if pending:
-                    await queue.put(ServerSentEvent(event="log", data=json.dumps(
-                        {"text": f"[{container}] {pending}\n", "container": container})))
+                    await queue.put(event(f"[{container}] {pending}\n"))
             except errors.DoraError as exc:
-                await queue.put(ServerSentEvent(event="log", data=json.dumps(
-                    {"text": f"[{container}] ({exc.message})\n", "container": container})))
+                await queue.put(event(f"[{container}] ({exc.message})\n"))
             finally:
                 await queue.put(None)
 
-        readers = [asyncio.create_task(one(c)) for c in names]
+        def start(container: object_pb2.Object) -> None:
+            key = container.metadata.name
+            if key not in readers and container.container.status.phase in STARTED:
+                readers[key] = asyncio.create_task(one(key))
+
+        async def joining() -> None:
+            async for change in client.watch("Container", zone=zone, workspace=workspace,
+                                             label_selector=selector,
+                                             resource_version=version):
+                if change.type in (WatchEvent.ADDED, WatchEvent.MODIFIED):
+                    start(change.object)
+
+        for container in sorted(found, key=lambda c: c.metadata.name):
+            start(container)
+        watcher = asyncio.create_task(joining()) if follow else None
         try:
-            left = len(readers)
-            while left:
-                event = await queue.get()
-                if event is None:
-                    left -= 1
+            ended = 0
+            while follow or ended < len(readers):
+                item = await queue.get()
+                if item is None:
+                    ended += 1
                 else:
-                    yield event
-            yield ServerSentEvent(event="end", data=json.dumps({"containers": names}))
+                    yield item
+            yield ServerSentEvent(event="end", data=json.dumps({"containers": sorted(readers)}))
         finally:
-            for reader in readers:
-                reader.cancel()
-            for reader in readers:
+            tasks_left = [*readers.values(), *([watcher] if watcher else [])]
+            for task in tasks_left:
+                task.cancel()
+            for task in tasks_left:
                 with contextlib.suppress(BaseException):
-                    await reader
+                    await task
 
     return EventSourceResponse(events(), ping=streams.PING_SECONDS,
                                headers={"Cache-Control": "no-store"})

@@ -155,7 +155,8 @@ PATHS: dict[str, dict[str, Any]] = {
                                            _json(_PAUSED), params=[_NAME, *_SCOPE]),
     "/api/workloads/{name}/logs": {"get": {
         "summary": "The output of all a workload's containers, each line prefixed with "
-                   "[container], as Server-Sent Events (event log: {text, container})",
+                   "[container], as Server-Sent Events (event log: {text, container}); "
+                   "followed, containers that start later join",
         "parameters": [_NAME, *_SCOPE,
                        {"name": "follow", "in": "query", "schema": {"type": "boolean"}},
                        {"name": "tailLines", "in": "query", "schema": {"type": "integer"}}],

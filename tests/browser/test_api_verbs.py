@@ -11,6 +11,7 @@ volume, and a task's job table, job logs, kill and retry work as ``doractl``'s.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -156,9 +157,9 @@ async def pause_resume_and_logs(cluster: Cluster, http: httpx.AsyncClient) -> No
             label_selector=f"{conventions.WORKLOAD_LABEL}=talk")
         return {c.metadata.name: c.container.status.phase for c in items}
 
-    async def all_are(phase: str) -> bool:
+    async def all_are(phase: str, count: int = 2) -> bool:
         found = await phases()
-        return len(found) == 2 and set(found.values()) == {phase}
+        return len(found) == count and set(found.values()) == {phase}
 
     await eventually(lambda: all_are("Running"), within=90, what="2 containers Running")
     # The whole workload's logs: each container's lines, prefixed with its name.
@@ -172,6 +173,28 @@ async def pause_resume_and_logs(cluster: Cluster, http: httpx.AsyncClient) -> No
                 break
     assert sorted(line.split(" hello from ")[0] for line in lines) == [
         "[talk.0]", "[talk.1]"], lines
+
+    # Followed: a replica added later joins the stream once it starts.
+    async with http.stream("GET", "/api/workloads/talk/logs",
+                           params={**SCOPE, "follow": "1"}) as logs:
+        assert logs.status_code == 200
+        seen: set[str] = set()
+        scaled = False
+        async with asyncio.timeout(90):
+            async for event in sse(logs):
+                if event.event == "log":
+                    seen.add(codec_json(event.data)["container"])
+                if seen == {"talk.0", "talk.1"} and not scaled:
+                    scaled = True
+                    up = await http.post("/api/workloads/talk/scale", params=SCOPE,
+                                         json={"replicas": 3})
+                    assert up.status_code == 200, up.text
+                if "talk.2" in seen:
+                    break
+    await eventually(lambda: all_are("Running", 3), within=60, what="3 containers Running")
+    down = await http.post("/api/workloads/talk/scale", params=SCOPE, json={"replicas": 2})
+    assert down.status_code == 200
+    await eventually(lambda: all_are("Running"), within=60, what="2 containers again")
 
     paused = await http.post("/api/workloads/talk/pause", params=SCOPE)
     assert paused.status_code == 200, paused.text
