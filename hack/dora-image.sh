@@ -8,7 +8,9 @@
 #   3. the project's wheel (the dora-gpu distribution) and its dependencies' wheels,
 #      with the [server] extra the daemons need, made on the host by `pip wheel`
 #      (this, and only this, reaches PyPI);
-#   4. `docker build --network none` of hack/images/Dockerfile, which installs them
+#   4. the web app built by hack/web-build.sh (web/dist), which dora-web serves from
+#      /opt/dora/web in the image ($DORA_WEB_DIST);
+#   5. `docker build --network none` of hack/images/Dockerfile, which installs them
 #      with `pip install --no-index`.
 #
 # It rebuilds only when something changed. The sources, the Dockerfile and the base
@@ -34,13 +36,17 @@ rebuild="${DORA_IMAGE_REBUILD:-}"
 
 hack/venv.sh
 DORA_IMAGE_REBUILD='' hack/base-image.sh
+# The page dora-web serves (a no-op when web/ did not change since the last build).
+hack/web-build.sh
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 src="$tmp/src"
 ctx="$tmp/context"
-mkdir -p "$src" "$ctx/wheels"
+mkdir -p "$src" "$ctx/wheels" "$ctx/web"
+cp -a web/dist/. "$ctx/web/"
+web_hash="$(cd "$ctx/web" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
 
 # The sources a wheel is made from: what git tracks or would track, as it is on disk.
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
@@ -67,7 +73,7 @@ inputs="$(
   {
     (cd "$src" && find "${wheel_sources[@]}" -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum)
     sha256sum "$dockerfile"
-    echo "$base_id $version"
+    echo "$base_id $version $web_hash"
   } | sha256sum | cut -d' ' -f1
 )"
 
@@ -115,7 +121,7 @@ wheels="$(
   {
     (cd "$ctx/wheels" && sha256sum -- *.whl | sort -k2)
     sha256sum "$dockerfile"
-    echo "$base_id"
+    echo "$base_id $web_hash"
   } | sha256sum | cut -d' ' -f1
 )"
 log "$(find "$ctx/wheels" -name '*.whl' | wc -l) wheels ($(du -sh "$ctx/wheels" | cut -f1)) in $((SECONDS - started))s"
@@ -154,4 +160,7 @@ mkdir -p "$(dirname "$stamp")"
 echo "$inputs $latest_id" >"$stamp"
 docker run --rm --network none "$image:$version" dora-apiserver --help >/dev/null ||
   die "$image:$version does not run dora-apiserver --help"
+docker run --rm --network none "$image:$version" sh -c \
+  'dora-web --help >/dev/null && test -s "$DORA_WEB_DIST/index.html"' ||
+  die "$image:$version does not run dora-web --help or lacks the built web app"
 log "$image:$version ($(docker image inspect -f '{{.Size}}' "$image:latest" | numfmt --to=iec)) runs dora-apiserver"

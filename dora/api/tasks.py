@@ -33,9 +33,11 @@ import posixpath
 import re
 import shlex
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from dora.api import errors, volumes
+from dora.api import errors, volumes, workloads
+from dora.api.client import ApplyResult, Client
 from dora.api.v1 import object_pb2, tasks_pb2, volumes_pb2, workloads_pb2
 from dora.api.volumefiles import VolumeFiles
 
@@ -197,3 +199,62 @@ async def list_configs(files: VolumeFiles, task: object_pb2.Object) -> list[str]
         raise errors.Invalid(f"{where} holds {len(names)} files; a task has at most "
                              f"{MAX_JOBS} jobs", field="spec.configs.path")
     return names
+
+
+# -- kill, retry and the job table: what `doractl task` and dora-web both do ---------------
+
+TaskMutation = Callable[[tasks_pb2.TaskSpec], None]
+
+
+def kill_spec(spec: tasks_pb2.TaskSpec) -> None:
+    """``task kill``: running jobs stop, no job starts; the records stay."""
+    spec.killed = True
+
+
+def retry_spec(spec: tasks_pb2.TaskSpec) -> None:
+    """``task retry``: the Failed and Killed jobs run again (a Completed one never)."""
+    spec.killed = False
+    spec.retry += 1
+
+
+async def update_spec(client: Client, name: str, mutate: TaskMutation, *, zone: str = "",
+                      workspace: str = "") -> tuple[object_pb2.Object, ApplyResult.ValueType]:
+    """Get task ``name``, ``mutate`` its spec, apply it back at the version read (again
+    on a fresh read while it conflicts)."""
+
+    async def attempt() -> tuple[object_pb2.Object, ApplyResult.ValueType]:
+        obj = await client.get("Task", name, zone=zone, workspace=workspace)
+        mutate(obj.task.spec)
+        obj.task.ClearField("status")
+        return await client.apply(obj)
+
+    return await workloads.retry_on_conflict(f"task/{name}", attempt)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One row of a task's job table, unpacked from its status."""
+
+    index: int
+    file: str
+    state: str
+    attempts: int
+    failures: int
+    # The Container of the latest attempt ("" before the first).
+    container: str
+
+
+def job_table(task: object_pb2.Object) -> list[JobRecord]:
+    """Every job of ``task`` by index: its config file, state in words, attempts,
+    failures since the last retry and its latest attempt's Container."""
+    status, name = task.task.status, task.metadata.name
+    files = unpack_files(status.files)
+    rows = []
+    for index, letter in enumerate(status.jobs):
+        attempts = status.attempts[index] if index < len(status.attempts) else 0
+        failures = status.failures[index] if index < len(status.failures) else 0
+        rows.append(JobRecord(
+            index=index, file=files[index] if index < len(files) else "",
+            state=JOB_STATES.get(letter, letter), attempts=attempts, failures=failures,
+            container=container_name(name, index, attempts - 1) if attempts else ""))
+    return rows

@@ -170,3 +170,58 @@ class VolumeFiles:
         if info.mtime_ns:
             await asyncio.to_thread(os.utime, local, ns=(info.mtime_ns, info.mtime_ns))
         return info
+
+    async def upload_stream(self, volume: Target, path: str, chunks: AsyncIterator[bytes], *,
+                            size: int, digest: str = "") -> volumes_pb2.FileInfo:
+        """Send bytes arriving from elsewhere (``dora-web``'s request body) to ``path``:
+        ``size`` is the whole file's, checked by the agent before the file is replaced
+        (and ``digest``, the hex sha256, when given)."""
+        header = volumes_pb2.UploadHeader(volume=volume, path=path, size=size, sha256=digest)
+
+        async def messages() -> AsyncIterator[volumes_pb2.UploadRequest]:
+            yield volumes_pb2.UploadRequest(header=header)
+            async for data in chunks:
+                for start in range(0, len(data), CHUNK):
+                    yield volumes_pb2.UploadRequest(chunk=data[start:start + CHUNK])
+
+        upload: Any = self._stub.Upload
+        try:
+            response = await upload(messages(), metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise errors.from_rpc_error(exc) from None
+        info: volumes_pb2.FileInfo = response.file
+        return info
+
+    async def download_stream(
+        self, volume: Target, path: str,
+    ) -> tuple[volumes_pb2.FileInfo, AsyncIterator[bytes]]:
+        """Open a download of ``path``: its FileInfo (size, sha256) once the agent has
+        announced it, and its bytes as they come; the call ends with the iterator."""
+        call: Any = self._stub.Download(volumes_pb2.DownloadRequest(volume=volume, path=path),
+                                        metadata=self._metadata)
+        chunks: AsyncIterator[volumes_pb2.DownloadChunk] = call.__aiter__()
+        try:
+            first = await anext(chunks)
+        except grpc.aio.AioRpcError as exc:
+            call.cancel()
+            raise errors.from_rpc_error(exc) from None
+        except StopAsyncIteration:
+            first = volumes_pb2.DownloadChunk()
+        if not first.HasField("file"):
+            call.cancel()
+            raise errors.Unavailable(f"the download of {path} ended before it began")
+        info: volumes_pb2.FileInfo = first.file
+
+        async def data() -> AsyncIterator[bytes]:
+            try:
+                if first.data:
+                    yield first.data
+                async for chunk in chunks:
+                    if chunk.data:
+                        yield chunk.data
+            except grpc.aio.AioRpcError as exc:
+                raise errors.from_rpc_error(exc) from None
+            finally:
+                call.cancel()
+
+        return info, data()

@@ -22,9 +22,9 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
-from dora.api import codec, errors, kinds, workloads
+from dora.api import codec, errors, kinds, tasks, workloads
 from dora.api.client import Client
-from dora.web import apply, http, openapi, security, streams
+from dora.web import apply, calls, http, more, openapi, security, streams
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -39,18 +39,9 @@ class Config:
     timeout: float = 30.0
 
 
-def _shared(request: Request | WebSocket) -> Client:
-    client: Client = request.app.state.client
-    return client
-
-
-def user_client(request: Request) -> Client:
-    token = security.bearer_token(request.headers.get("authorization"))
-    return _shared(request).with_token(token)
-
-
-def _scope(request: Request) -> tuple[str, str]:
-    return request.query_params.get("zone", ""), request.query_params.get("workspace", "")
+_shared = calls.shared
+user_client = calls.user_client
+_scope = calls.scope_of
 
 
 def _kind(request: Request) -> kinds.Kind:
@@ -185,12 +176,9 @@ async def scale_down_container(request: Request) -> Response:
 async def container_logs(request: Request) -> Response:
     zone, workspace = _scope(request)
     follow = request.query_params.get("follow", "") in ("1", "true")
-    raw_tail = request.query_params.get("tailLines", "")
-    if raw_tail and not raw_tail.isdigit():
-        raise errors.Invalid("expected an integer", field="tailLines")
     return await streams.logs(user_client(request), request.path_params["name"], zone=zone,
                               workspace=workspace, follow=follow,
-                              tail_lines=int(raw_tail) if raw_tail else None)
+                              tail_lines=streams.tail_lines(request))
 
 
 async def clone_workspace(request: Request) -> Response:
@@ -238,6 +226,22 @@ def routes(config: Config) -> list[BaseRoute]:
         Route("/api/containers/{name}/scale-down", scale_down_container, methods=["POST"]),
         Route("/api/containers/{name}/logs", container_logs),
         Route("/api/workspaces/clone", clone_workspace, methods=["POST"]),
+        Route("/api/workloads/{name}/pause", more.pause_route("Workload", True),
+              methods=["POST"]),
+        Route("/api/workloads/{name}/resume", more.pause_route("Workload", False),
+              methods=["POST"]),
+        Route("/api/containers/{name}/pause", more.pause_route("Container", True),
+              methods=["POST"]),
+        Route("/api/containers/{name}/resume", more.pause_route("Container", False),
+              methods=["POST"]),
+        Route("/api/workloads/{name}/logs", more.workload_logs),
+        Route("/api/devices/{kind}", more.devices),
+        Route("/api/volumes/{name}/ls", more.volume_ls),
+        Route("/api/volumes/{name}/files/{path:path}", more.volume_download),
+        Route("/api/volumes/{name}/files/{path:path}", more.volume_upload, methods=["PUT"]),
+        Route("/api/tasks/{name}/jobs", more.task_jobs),
+        Route("/api/tasks/{name}/kill", more.task_route(tasks.kill_spec), methods=["POST"]),
+        Route("/api/tasks/{name}/retry", more.task_route(tasks.retry_spec), methods=["POST"]),
         WebSocketRoute("/api/containers/{name}/exec", exec_socket),
         Route("/api/{rest:path}", api_not_found,
               methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),

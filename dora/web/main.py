@@ -54,10 +54,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser().parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         parser().error("give both --tls-cert and --tls-key, or neither")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     root_certificates = args.ca_file.read_bytes() if args.ca_file else None
     config = Config(server=args.server, root_certificates=root_certificates,
                     tls=args.server_tls, static_dir=args.static_dir,

@@ -45,6 +45,18 @@ _OBJECT = {"$ref": "#/components/schemas/Object"}
 _RESULT = {"type": "object", "properties": {"object": _OBJECT, "result": {"type": "string"}}}
 
 
+_PAUSED = {"type": "object", "properties": {
+    "object": _OBJECT, "containers": {"type": "array", "items": {"type": "string"}}}}
+_PATH = {"name": "path", "in": "path", "required": True, "schema": {"type": "string"},
+         "description": "A file inside the volume; '..' is refused"}
+_PATH_QUERY = {"name": "path", "in": "query", "required": False,
+               "schema": {"type": "string"}, "description": "A folder; default: the root"}
+_FILE = {"type": "object", "properties": {
+    "path": {"type": "string"}, "name": {"type": "string"}, "isDir": {"type": "boolean"},
+    "size": {"type": "integer"}, "mtimeNs": {"type": "integer"}, "mode": {"type": "integer"},
+    "sha256": {"type": "string"}}}
+
+
 def _body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "properties": properties, "required": required}}}}
@@ -132,6 +144,62 @@ PATHS: dict[str, dict[str, Any]] = {
         "Copy a workspace's definitions into another", _json({"type": "object"}), params=[],
         body=_body({"source": {"type": "string"}, "destination": {"type": "string"},
                     "zone": {"type": "string"}}, ["source", "destination"])),
+    "/api/workloads/{name}/pause": _post(
+        "Pause a workload's running containers (verb Pause; phase Paused)",
+        _json(_PAUSED), params=[_NAME, *_SCOPE]),
+    "/api/workloads/{name}/resume": _post("Resume a paused workload (verb Resume)",
+                                          _json(_PAUSED), params=[_NAME, *_SCOPE]),
+    "/api/containers/{name}/pause": _post("Pause one container (verb Pause)",
+                                          _json(_PAUSED), params=[_NAME, *_SCOPE]),
+    "/api/containers/{name}/resume": _post("Resume one container (verb Resume)",
+                                           _json(_PAUSED), params=[_NAME, *_SCOPE]),
+    "/api/workloads/{name}/logs": {"get": {
+        "summary": "The output of all a workload's containers, each line prefixed with "
+                   "[container], as Server-Sent Events (event log: {text, container}); "
+                   "followed, containers that start later join",
+        "parameters": [_NAME, *_SCOPE,
+                       {"name": "follow", "in": "query", "schema": {"type": "boolean"}},
+                       {"name": "tailLines", "in": "query", "schema": {"type": "integer"}}],
+        "responses": _sse("events log, end")}},
+    "/api/devices/{kind}": {"get": {
+        "summary": "The GPUs or CPUs of the zone's nodes and their product kinds "
+                   "(Devices service)",
+        "parameters": [{"name": "kind", "in": "path", "required": True,
+                        "schema": {"type": "string", "enum": ["GPU", "CPU"]}}, *_SCOPE],
+        "responses": _json({"type": "object", "properties": {
+            "zone": {"type": "string"}, "products": {"type": "array",
+                                                     "items": {"type": "string"}},
+            "items": {"type": "array", "items": {"type": "object"}}}})}},
+    "/api/volumes/{name}/ls": {"get": {
+        "summary": "The files of a folder of a volume (verb Ls)",
+        "parameters": [_NAME, *_SCOPE, _PATH_QUERY],
+        "responses": _json({"type": "object", "properties": {
+            "path": {"type": "string"}, "exists": {"type": "boolean"},
+            "files": {"type": "array", "items": _FILE}}})}},
+    "/api/volumes/{name}/files/{path}": {
+        "get": {"summary": "Download a file of a volume, streamed (verb Download)",
+                "parameters": [_NAME, _PATH, *_SCOPE],
+                "responses": {"200": {"description": "the file", "content": {
+                    "application/octet-stream": {"schema": {"type": "string",
+                                                            "format": "binary"}}}},
+                              **_ERRORS}},
+        "put": {"summary": "Upload a file into a volume: the raw body, with its "
+                           "Content-Length, streamed (verb Upload)",
+                "parameters": [_NAME, _PATH, *_SCOPE,
+                               {"name": "X-Content-SHA256", "in": "header",
+                                "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {"application/octet-stream": {
+                    "schema": {"type": "string", "format": "binary"}}}},
+                "responses": _json({"type": "object", "properties": {"file": _FILE}})}},
+    "/api/tasks/{name}/jobs": {"get": {
+        "summary": "A task and its job table (state, attempts, failures, the latest "
+                   "attempt's container)", "parameters": [_NAME, *_SCOPE],
+        "responses": _json({"type": "object", "properties": {
+            "object": _OBJECT, "jobs": {"type": "array", "items": {"type": "object"}}}})}},
+    "/api/tasks/{name}/kill": _post("Kill a task: its running jobs stop (spec.killed)",
+                                    _json(_RESULT), params=[_NAME, *_SCOPE]),
+    "/api/tasks/{name}/retry": _post("Run a task's Failed and Killed jobs again "
+                                     "(spec.retry)", _json(_RESULT), params=[_NAME, *_SCOPE]),
 }
 
 

@@ -104,6 +104,14 @@ async def logs(client: Client, name: str, *, zone: str, workspace: str, follow: 
                                headers={"Cache-Control": "no-store"})
 
 
+def tail_lines(request: Request) -> int | None:
+    """``?tailLines=N``: the last N lines only; none: all."""
+    raw = request.query_params.get("tailLines", "")
+    if raw and not raw.isdigit():
+        raise errors.Invalid("expected an integer", field="tailLines")
+    return int(raw) if raw else None
+
+
 def _size(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10000:
         raise errors.Invalid("expected an integer from 0 to 10000", field=what)

@@ -188,17 +188,17 @@ def test_k8s_documents_parse_and_live_in_the_namespace() -> None:
 
 def test_k8s_kinds_are_the_control_plane_and_no_rbac() -> None:
     kinds = Counter(doc["kind"] for _, doc in DOCS)
-    assert kinds == {"Namespace": 1, "Service": 2, "StatefulSet": 1, "Deployment": 2,
+    assert kinds == {"Namespace": 1, "Service": 3, "StatefulSet": 1, "Deployment": 3,
                      "PodDisruptionBudget": 2}
     assert not RBAC_KINDS & kinds.keys()
     assert set(k8s_objects("Namespace")) == {NAMESPACE}
-    assert set(k8s_objects("Deployment")) == {"apiserver", "controllers"}
+    assert set(k8s_objects("Deployment")) == {"apiserver", "controllers", "web"}
     assert set(k8s_objects("StatefulSet")) == {"etcd"}
 
 
 def test_k8s_replicas() -> None:
     replicas = {name: obj["spec"]["replicas"] for name, obj in workloads().items()}
-    assert replicas == {"etcd": 3, "apiserver": 2, "controllers": 2}
+    assert replicas == {"etcd": 3, "apiserver": 2, "controllers": 2, "web": 2}
 
 
 def test_k8s_images_are_ours() -> None:
@@ -278,6 +278,19 @@ def test_k8s_etcd_endpoints_are_the_statefulset_members() -> None:
     assert endpoints == [f"{member}:{ports['client']}" for member in members]
 
 
+def test_k8s_web_reaches_the_apiserver_service_and_its_service_points_at_it() -> None:
+    service = k8s_objects("Service")["apiserver"]
+    (port,) = service["spec"]["ports"]
+    _, container = container_named("web", "web")
+    args = flags(container["command"])
+    assert args["--server"] == f"apiserver.{NAMESPACE}.svc:{port['port']}"
+    listen = host_port(args["--listen"])[1]
+    (web,) = k8s_objects("Service")["web"]["spec"]["ports"]
+    assert port_number(container, web["targetPort"]) == listen
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert port_number(container, container[probe]["httpGet"]["port"]) == listen
+
+
 def test_k8s_controllers_reach_the_apiserver_service_with_a_secret_token() -> None:
     service = k8s_objects("Service")["apiserver"]
     (port,) = service["spec"]["ports"]
@@ -347,10 +360,12 @@ def published(service: str) -> dict[int, tuple[str, int]]:
 def test_compose_services_and_images() -> None:
     assert str(COMPOSE["version"]).startswith(("2.", "3."))
     assert set(SERVICES) == {"etcd", "apiserver-1", "apiserver-2", "bootstrap",
-                             "controllers-1", "controllers-2", "agent-cpu", "agent-gpu"}
+                             "controllers-1", "controllers-2", "agent-cpu", "agent-gpu",
+                             "web"}
     assert len(services_running("dora-apiserver")) == 2
     assert len(services_running("dora-controllers")) == 2
     assert len(services_running("dora-agent")) == 2
+    assert len(services_running("dora-web")) == 1
     for name, svc in SERVICES.items():
         expected = f"{ETCD_IMAGE}:latest" if name == "etcd" else f"{DORA_IMAGE}:latest"
         assert svc["image"] == expected, name

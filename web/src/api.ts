@@ -90,6 +90,28 @@ async function failure(response: Response): Promise<ApiError> {
   }
 }
 
+export interface VolumeFile {
+  path: string;
+  name: string;
+  isDir: boolean;
+  size: number;
+  mtimeNs: number;
+}
+
+export interface TaskJob {
+  index: number;
+  file: string;
+  state: string;
+  attempts: number;
+  failures: number;
+  container: string;
+}
+
+// A path inside a volume as URL segments ("a dir/x" -> "a%20dir/x").
+function filePath(path: string): string {
+  return path.split("/").filter(Boolean).map(encodeURIComponent).join("/");
+}
+
 export interface Scope {
   zone?: string;
   workspace?: string;
@@ -145,6 +167,44 @@ export class Api {
 
   cloneWorkspace(source: string, destination: string, zone: string): Promise<{ copied: string[] }> {
     return this.call("POST", "workspaces/clone", {}, { source, destination, zone });
+  }
+
+  // Pause or resume a workload's or a container's Docker containers (the Pausing service).
+  setPaused(kind: "workloads" | "containers", name: string, paused: boolean, scope: Scope):
+    Promise<{ object: DoraObject; containers: string[] }> {
+    return this.call("POST", `${kind}/${encodeURIComponent(name)}/${paused ? "pause" : "resume"}`, { ...scope });
+  }
+
+  // The GPUs or CPUs of the zone's nodes and their product kinds (the Devices service).
+  devices(kind: "GPU" | "CPU", scope: Scope): Promise<{ zone: string; products: string[] }> {
+    return this.call("GET", `devices/${kind}`, { zone: scope.zone });
+  }
+
+  volumeLs(volume: string, path: string, scope: Scope): Promise<{ path: string; exists: boolean; files: VolumeFile[] }> {
+    return this.call("GET", `volumes/${encodeURIComponent(volume)}/ls`, { ...scope, path });
+  }
+
+  // The file as the raw body (the browser sends its Content-Length), streamed on by dora-web.
+  async upload(volume: string, path: string, file: Blob, scope: Scope): Promise<{ file: VolumeFile }> {
+    const response = await fetch(url(`volumes/${encodeURIComponent(volume)}/files/${filePath(path)}`, { ...scope }),
+      { method: "PUT", headers: headers(this.token, { "Content-Type": "application/octet-stream" }), body: file, cache: "no-store" });
+    if (!response.ok) throw await failure(response);
+    return (await response.json()) as { file: VolumeFile };
+  }
+
+  async download(volume: string, path: string, scope: Scope): Promise<Blob> {
+    const response = await fetch(url(`volumes/${encodeURIComponent(volume)}/files/${filePath(path)}`, { ...scope }),
+      { headers: headers(this.token), cache: "no-store" });
+    if (!response.ok) throw await failure(response);
+    return await response.blob();
+  }
+
+  taskJobs(name: string, scope: Scope): Promise<{ object: DoraObject; jobs: TaskJob[] }> {
+    return this.call("GET", `tasks/${encodeURIComponent(name)}/jobs`, { ...scope });
+  }
+
+  taskVerb(name: string, verb: "kill" | "retry", scope: Scope): Promise<{ object: DoraObject; result: string }> {
+    return this.call("POST", `tasks/${encodeURIComponent(name)}/${verb}`, { ...scope });
   }
 
   // A stream of Server-Sent Events: `onEvent` for each; ends when `signal` aborts.

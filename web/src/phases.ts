@@ -14,7 +14,7 @@ export function columnOf(container: DoraObject): Column {
   const phase: string = container.status?.phase ?? "";
   if (phase === "" || phase === "Pending" || phase === "Scheduled") return "toRun";
   if (phase === "Creating") return "creating";
-  if (phase === "Running") return "running";
+  if (phase === "Running" || phase === "Paused") return "running";
   return "ended";
 }
 

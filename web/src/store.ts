@@ -127,25 +127,25 @@ async function loadMenus(): Promise<void> {
   await loadHardware();
 }
 
-// The CPU and GPU products the cluster offers, from the nodes the user may read.
+// The CPU and GPU products the cluster offers: the Devices service, which every
+// user with the seed role may call. Whether the Nodes page is offered: a read of the nodes.
 async function loadHardware(): Promise<void> {
-  const gpus = new Set<string>();
-  const cpus = new Set<string>();
-  store.canSeeNodes = false;
-  try {
-    const nodes = (await api().list("nodes", { zone: store.zone })).items;
-    store.canSeeNodes = true;
-    for (const node of nodes) {
-      for (const gpu of (node.status?.gpus ?? []) as { product_name?: string }[]) {
-        if (gpu.product_name) gpus.add(gpu.product_name);
-      }
-      if (node.status?.cpu?.product_name) cpus.add(node.status.cpu.product_name);
+  const products = async (kind: "GPU" | "CPU"): Promise<string[]> => {
+    try {
+      return (await api().devices(kind, { zone: store.zone })).products;
+    } catch {
+      return []; // not allowed here: only "All" is offered
     }
+  };
+  const [gpus, cpus] = await Promise.all([products("GPU"), products("CPU")]);
+  store.gpuKinds = gpus;
+  store.cpuKinds = cpus;
+  try {
+    await api().list("nodes", { zone: store.zone });
+    store.canSeeNodes = true;
   } catch {
-    /* nodes not readable: only "All" is offered */
+    store.canSeeNodes = false;
   }
-  store.gpuKinds = [...gpus].sort();
-  store.cpuKinds = [...cpus].sort();
 }
 
 function version(obj: DoraObject): number {

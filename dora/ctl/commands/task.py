@@ -154,21 +154,14 @@ def create(
 def kill(ctx: typer.Context, name: NameArg) -> None:
     """Stop a task: running jobs are stopped, no job starts; the records stay."""
 
-    def mutate(spec: tasks_pb2.TaskSpec) -> None:
-        spec.killed = True
-
-    _change(ctx, name, mutate, done="killed")
+    _change(ctx, name, tasks.kill_spec, done="killed")
 
 
 @command(app, "retry")
 def retry(ctx: typer.Context, name: NameArg) -> None:
     """Run a task's Failed and Killed jobs again (Completed jobs never run twice)."""
 
-    def mutate(spec: tasks_pb2.TaskSpec) -> None:
-        spec.killed = False
-        spec.retry += 1
-
-    _change(ctx, name, mutate, done="retried")
+    _change(ctx, name, tasks.retry_spec, done="retried")
 
 
 def _change(ctx: typer.Context, name: str, mutate: Callable[[tasks_pb2.TaskSpec], None], *,
@@ -176,14 +169,10 @@ def _change(ctx: typer.Context, name: str, mutate: Callable[[tasks_pb2.TaskSpec]
     connection = settings_of(ctx).connection()
 
     async def work(s: session.Session) -> ApplyResult.ValueType:
-        async def attempt() -> ApplyResult.ValueType:
-            obj = await s.get(TASK, name)
-            mutate(obj.task.spec)
-            obj.task.ClearField("status")
-            _, result = await s.client.apply(obj)
-            return result
-
-        return await session.retry_on_conflict(f"task/{name}", attempt)
+        zone, workspace = s.scope(TASK)
+        _, result = await tasks.update_spec(s.client, name, mutate, zone=zone,
+                                            workspace=workspace)
+        return result
 
     result = session.run(connection, work)
     word = "unchanged" if result == ApplyResult.UNCHANGED else done
