@@ -151,8 +151,8 @@ class AsyncClient:
     async def wait(self, kind: str, name: str, for_: str = "phase=Running", *,
                    zone: str | None = None, workspace: str | None = None,
                    timeout: float | None = 60.0) -> Resource | None:  # noqa: ASYNC109
-        """Wait until the object is in a state: ``phase=Running``,
-        ``condition=Available[=STATUS]`` or ``delete`` (then None comes back). Raises
+        """Wait until the object is in a state: ``phase=Running``, ``state=Completed``
+        (a Task's), ``condition=Available[=STATUS]`` or ``delete`` (then None comes back). Raises
         ``dora.api.waiting.WaitTimeout`` (a ``TimeoutError``) after ``timeout`` s."""
         found = kinds.lookup(kind)
         z, w = self._scope(found, zone, workspace)
