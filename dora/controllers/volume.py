@@ -8,8 +8,11 @@ zone, ``spec.storage``) and the Containers that mount it from the cache, and:
 - writes the status: ``phase`` Ready with ``path`` (seed 002's rule,
   ``dora.api.volumes.volume_path``) when the Storage exists, Pending with the
   condition ``Ready=False, reason StorageNotFound`` when it does not;
-  ``usedBy`` lists ``<workspace>/<container> (workload <w>)`` of every Container
-  mounting it whose Docker container may run (not Exited, Failed or Lost);
+  ``usedBy`` names what uses it: ``<workspace>/<container> (workload <w>)`` of
+  every Container mounting it whose Docker container may run (not Exited, Failed
+  or Lost), except a Task's jobs, which are one entry for the whole task,
+  ``<workspace>/<task> (task)``, however many of its jobs run; past
+  ``MAX_USED_BY`` entries the rest are counted in a last one (``... and 12 more``);
 - on a Volume being deleted: while it is used, the finalizer stays, the phase is
   Terminating and the condition ``InUse`` (and a Warning event) names the users;
   once none is left, the finalizer goes and the apiserver deletes it.
@@ -37,6 +40,11 @@ from dora.controllers.runtime.reconcile import DONE, Result
 
 log = reconcile.logger(__name__)
 
+# Entries of status.usedBy, the last one saying how many more there are. Why a cap
+# and a task as one entry: a 10,000-job task would otherwise make the status a
+# list of 10,000 names, rewritten each time one of its jobs starts or ends.
+MAX_USED_BY = 20
+
 
 def by_volume(obj: object_pb2.Object) -> list[str]:
     """Files a Container under ``<workspace>/<volume>`` of every Volume it mounts."""
@@ -45,6 +53,21 @@ def by_volume(obj: object_pb2.Object) -> list[str]:
 
 def by_storage(obj: object_pb2.Object) -> list[str]:
     return [obj.volume.spec.storage] if obj.volume.spec.storage else []
+
+
+def task_of(container: object_pb2.Object) -> str:
+    """The Task whose job ``container`` is (its controller owner), or ""."""
+    return next((o.name for o in container.metadata.owner_references
+                 if o.kind == "Task" and o.controller), "")
+
+
+def summarize(users: list[str]) -> list[str]:
+    """``users`` as the status keeps them: the first ``MAX_USED_BY - 1`` and a count of
+    the others, when there are more than ``MAX_USED_BY``."""
+    if len(users) <= MAX_USED_BY:
+        return users
+    kept = users[:MAX_USED_BY - 1]
+    return [*kept, f"... and {len(users) - len(kept)} more"]
 
 
 class VolumeController:
@@ -83,17 +106,22 @@ class VolumeController:
         return keys
 
     def users(self, key: Ref) -> list[str]:
-        """The Containers that may have it mounted, as the status names them."""
-        found = []
+        """What may have it mounted, as the status names it: the Containers, a task's
+        jobs as their task, at most ``MAX_USED_BY`` entries."""
+        found: set[str] = set()
         for container in self.cache.store("Container").by_index(
             "volume", f"{key.workspace}/{key.name}"
         ):
             if container.metadata.zone != key.zone or not volumes.in_use(container):
                 continue
+            task = task_of(container)
+            if task:
+                found.add(f"{container.metadata.workspace}/{task} (task)")
+                continue
             workload = container.container.spec.workload
             suffix = f" (workload {workload})" if workload else ""
-            found.append(volumes.user_of(container) + suffix)
-        return sorted(found)
+            found.add(volumes.user_of(container) + suffix)
+        return summarize(sorted(found))
 
     async def reconcile(self, *, key: Ref) -> Result:
         volume = self.cache.store("Volume").get(key)
