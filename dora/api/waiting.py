@@ -2,7 +2,7 @@
 
 A state is written as kubectl writes it: ``phase=Running`` (``status.phase``, for
 the kinds that have one: Container, Volume, Node), ``state=Completed``
-(``status.state``: a Task's), ``condition=Available`` (a
+(``status.state``: a Task's; ``state=Completed,Failed`` is either), ``condition=Available`` (a
 ``status.conditions`` entry of that type whose status is ``True``, or the status
 given after a second ``=``: ``condition=Ready=False``; not while the status is of
 an older generation than the spec) or ``delete`` (the object,
@@ -91,8 +91,10 @@ def met(obj: object_pb2.Object, condition: Condition) -> bool:
     if condition.what == "delete":
         return False
     status = objects.body(obj).status  # type: ignore[attr-defined]
-    if condition.what in ("phase", "state"):
-        return str(getattr(status, condition.what)).lower() == condition.value.lower()
+    if condition.what == "phase":
+        return str(status.phase).lower() == condition.value.lower()
+    if condition.what == "state":
+        return str(status.state).lower() in condition.value.lower().split(",")
     if stale(obj):
         return False
     return any(c.type.lower() == condition.value.lower()
