@@ -24,6 +24,7 @@ deleted), so a Volume on its way out is never mounted again.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 
 from dora.api import errors, finalizers, objects, volumes
@@ -44,11 +45,25 @@ log = reconcile.logger(__name__)
 # and a task as one entry: a 10,000-job task would otherwise make the status a
 # list of 10,000 names, rewritten each time one of its jobs starts or ends.
 MAX_USED_BY = 20
+USE_INDEX = "volume-use"
 
 
-def by_volume(obj: object_pb2.Object) -> list[str]:
-    """Files a Container under ``<workspace>/<volume>`` of every Volume it mounts."""
-    return [f"{workspace}/{name}" for workspace, name in volumes.mounts_of(obj)]
+def by_use(obj: object_pb2.Object) -> list[str]:
+    """Files a Container that may have its volumes mounted under
+    ``<zone>/<workspace>/<volume>\t<entry>`` for each Volume it mounts, the entry
+    being how ``usedBy`` names it. The jobs of one task share their entry, so the
+    index holds one value per task, not one per job: ``users`` reads the distinct
+    values and never walks the jobs."""
+    if not volumes.in_use(obj):
+        return []
+    task = task_of(obj)
+    if task:
+        entry = f"{obj.metadata.workspace}/{task} (task)"
+    else:
+        workload = obj.container.spec.workload
+        entry = volumes.user_of(obj) + (f" (workload {workload})" if workload else "")
+    zone = obj.metadata.zone
+    return [f"{zone}/{workspace}/{name}\t{entry}" for workspace, name in volumes.mounts_of(obj)]
 
 
 def by_storage(obj: object_pb2.Object) -> list[str]:
@@ -84,7 +99,7 @@ class VolumeController:
     def register(self, manager: Manager, *, workers: int = 2) -> None:
         manager.store("Storage")
         manager.store("Volume", indexers={"storage": by_storage})
-        manager.store("Container", indexers={"volume": by_volume})
+        manager.store("Container", indexers={USE_INDEX: by_use})
         manager.add_controller(self, workers=workers, watches=[
             Watch("Volume", own_key),
             Watch("Storage", self._storage_keys),
@@ -108,20 +123,15 @@ class VolumeController:
     def users(self, key: Ref) -> list[str]:
         """What may have it mounted, as the status names it: the Containers, a task's
         jobs as their task, at most ``MAX_USED_BY`` entries."""
-        found: set[str] = set()
-        for container in self.cache.store("Container").by_index(
-            "volume", f"{key.workspace}/{key.name}"
-        ):
-            if container.metadata.zone != key.zone or not volumes.in_use(container):
-                continue
-            task = task_of(container)
-            if task:
-                found.add(f"{container.metadata.workspace}/{task} (task)")
-                continue
-            workload = container.container.spec.workload
-            suffix = f" (workload {workload})" if workload else ""
-            found.add(volumes.user_of(container) + suffix)
-        return summarize(sorted(found))
+        prefix = f"{key.zone}/{key.workspace}/{key.name}\t"
+        values = self.cache.store("Container").index_values(USE_INDEX)
+        first = bisect.bisect_left(values, prefix)
+        found = []
+        for value in values[first:]:
+            if not value.startswith(prefix):
+                break
+            found.append(value[len(prefix):])
+        return summarize(found)
 
     async def reconcile(self, *, key: Ref) -> Result:
         volume = self.cache.store("Volume").get(key)
