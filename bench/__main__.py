@@ -2,7 +2,8 @@
 
 Groups: ``apiserver`` (Apply, Get/List, watch fan-out against raw etcd), ``agent``
 (an idle dora-agent's CPU and memory), ``running`` (Apply to Running on the real
-Docker engine against ``docker run``), ``scheduler`` (placements per second)."""
+Docker engine against ``docker run``), ``scheduler`` (placements per second), ``tasks``
+(a Task's create to all its jobs bound, against plain Containers)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import agent_idle, apiserver, cluster, daemons, scheduler
+from bench import agent_idle, apiserver, cluster, daemons, scheduler, tasks
 from bench import running as to_running
 from bench.figures import Figure
 from dora.api.client import Client
@@ -42,21 +43,24 @@ class Sizes:
     # Idle agent: seconds to settle, seconds sampled.
     settle: float
     idle: float
+    # A task: simulated nodes, jobs.
+    task_nodes: int
+    task_jobs: int
 
 
 SIZES = {
     "full": Sizes(seconds=10, objects=10_000, watchers=1_000, writes=30, runs=20, ctl_runs=5,
                   nodes=1_000, containers=10_000, e2e_nodes=200, e2e_containers=1_000,
-                  settle=5, idle=60),
+                  settle=5, idle=60, task_nodes=1_000, task_jobs=10_000),
     "quick": Sizes(seconds=3, objects=1_000, watchers=200, writes=10, runs=8, ctl_runs=3,
                    nodes=1_000, containers=2_000, e2e_nodes=50, e2e_containers=200,
-                   settle=3, idle=10),
+                   settle=3, idle=10, task_nodes=100, task_jobs=1_000),
     # Only proves the harness runs (the test suite uses it); its figures mean nothing.
     "smoke": Sizes(seconds=0.3, objects=20, watchers=5, writes=2, runs=1, ctl_runs=1,
                    nodes=20, containers=40, e2e_nodes=3, e2e_containers=5,
-                   settle=0.5, idle=1),
+                   settle=0.5, idle=1, task_nodes=5, task_jobs=20),
 }
-GROUPS = ("apiserver", "agent", "running", "scheduler")
+GROUPS = ("apiserver", "agent", "running", "scheduler", "tasks")
 
 
 async def run(sizes: Sizes, *, only: tuple[str, ...] = GROUPS) -> list[Figure]:
@@ -88,6 +92,10 @@ async def run(sizes: Sizes, *, only: tuple[str, ...] = GROUPS) -> list[Figure]:
             async with Client(running.target, token=running.token) as client:
                 end_to_end = await scheduler.end_to_end(
                     running, client, nodes=sizes.e2e_nodes, containers=sizes.e2e_containers)
+        if "tasks" in only:
+            async with Client(running.target, token=running.token) as client:
+                figures.extend(await tasks.task_to_bound(
+                    running, client, nodes=sizes.task_nodes, jobs=sizes.task_jobs))
     if "scheduler" in only:
         figures.extend(scheduler.throughput(nodes=sizes.nodes, containers=sizes.containers))
         figures.append(end_to_end)

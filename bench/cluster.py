@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,9 @@ class Cluster:
     target: str
     token: str
     token_file: Path
+    # What the apiserver and the agents share to call each other (bench.tasks serves
+    # a node's files in-process with it).
+    agent_secret: str
 
 
 @contextlib.asynccontextmanager
@@ -34,11 +38,16 @@ async def running(*, watch_window: int = 10_000) -> AsyncIterator[Cluster]:
     etcd = EtcdProcess()
     etcd.start()
     token_file = Path(tempfile.mkdtemp(prefix="dora-bench-")) / "admin.token"
+    agent_secret = secrets.token_hex(32)
+    secret_file = token_file.parent / "agent.secret"
+    secret_file.write_text(agent_secret + "\n")
+    secret_file.chmod(0o600)
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "dora.apiserver.main", "--etcd-endpoints", etcd.endpoint,
         "--listen", f"127.0.0.1:{port}", "--admin-token-file", str(token_file),
-        "--watch-window", str(watch_window), "--log-level", "WARNING",
+        "--watch-window", str(watch_window), "--agent-secret-file", str(secret_file),
+        "--log-level", "WARNING",
         # The figures create tens of thousands of objects in one workspace: no quota.
         "--max-objects-per-workspace", "100000000",
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -59,7 +68,7 @@ async def running(*, watch_window: int = 10_000) -> AsyncIterator[Cluster]:
                     except Exception:
                         await asyncio.sleep(0.05)
         yield Cluster(etcd_endpoint=etcd.endpoint, target=target, token=token,
-                      token_file=token_file)
+                      token_file=token_file, agent_secret=agent_secret)
     finally:
         process.terminate()
         await process.wait()

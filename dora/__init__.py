@@ -7,7 +7,7 @@ Packages, in dependency order:
 - ``dora.apiserver``: the gRPC apiserver, the only process that talks to etcd.
 - ``dora.ctl``: ``doractl``, the command line.
 - ``dora.sdk``: the Python SDK; ``dora.Client``, ``dora.AsyncClient`` and
-  ``dora.Workload`` are its names here, imported when first used (so
+  ``dora.Workload``, ``dora.Task`` are its names here, imported when first used (so
   ``import dora`` stays free, and the daemons do not load the SDK).
 
 Components never import each other; they meet through the API.
@@ -17,8 +17,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SDK = frozenset({"Client", "AsyncClient", "Workload", "Resource", "Applied", "Event",
-                  "ExecResult", "WaitTimeout", "errors"})
+_SDK = frozenset({"Client", "AsyncClient", "Workload", "Task", "Job", "Resource", "Applied",
+                  "Event", "ExecResult", "WaitTimeout", "errors"})
 
 
 def __getattr__(name: str) -> Any:

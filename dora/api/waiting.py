@@ -1,7 +1,8 @@
 """Waiting until an object reaches a state: ``doractl wait`` and the SDK's ``wait``.
 
 A state is written as kubectl writes it: ``phase=Running`` (``status.phase``, for
-the kinds that have one: Container, Volume, Node), ``condition=Available`` (a
+the kinds that have one: Container, Volume, Node), ``state=Completed``
+(``status.state``: a Task's; ``state=Completed,Failed`` is either), ``condition=Available`` (a
 ``status.conditions`` entry of that type whose status is ``True``, or the status
 given after a second ``=``: ``condition=Ready=False``; not while the status is of
 an older generation than the spec) or ``delete`` (the object,
@@ -26,7 +27,7 @@ from dora.api.client import Client
 from dora.api.v1 import object_pb2, resources_pb2
 
 WatchEvent = resources_pb2.WatchEvent
-What = Literal["phase", "condition", "delete"]
+What = Literal["phase", "state", "condition", "delete"]
 
 # A watch is what wakes a wait up; a read this often is what makes sure.
 RECHECK_EVERY = 5.0
@@ -51,19 +52,23 @@ class Condition:
 
 
 def parse(text: str) -> Condition:
-    """``phase=Running``, ``condition=Available[=STATUS]`` or ``delete``."""
+    """``phase=Running``, ``state=Completed``, ``condition=Available[=STATUS]`` or
+    ``delete``."""
     word, _, rest = text.strip().partition("=")
     word = word.lower()
     if word == "delete" and not rest:
         return Condition("delete")
     if word == "phase" and rest:
         return Condition("phase", rest)
+    if word == "state" and rest:
+        return Condition("state", rest)
     if word == "condition" and rest:
         value, _, status = rest.partition("=")
         if value:
             return Condition("condition", value, status or "True")
     raise errors.Invalid(
-        f"cannot wait for {text!r}: use phase=PHASE, condition=TYPE[=STATUS] or delete",
+        f"cannot wait for {text!r}: use phase=PHASE, state=STATE, condition=TYPE[=STATUS] "
+        "or delete",
         field="for",
     )
 
@@ -88,6 +93,8 @@ def met(obj: object_pb2.Object, condition: Condition) -> bool:
     status = objects.body(obj).status  # type: ignore[attr-defined]
     if condition.what == "phase":
         return str(status.phase).lower() == condition.value.lower()
+    if condition.what == "state":
+        return str(status.state).lower() in condition.value.lower().split(",")
     if stale(obj):
         return False
     return any(c.type.lower() == condition.value.lower()
@@ -112,8 +119,8 @@ def describe(obj: object_pb2.Object | None, condition: Condition) -> str:
     if condition.what == "delete":
         return "it still exists"
     status = objects.body(obj).status  # type: ignore[attr-defined]
-    if condition.what == "phase":
-        return f"its phase is {status.phase or '<none>'}"
+    if condition.what in ("phase", "state"):
+        return f"its {condition.what} is {getattr(status, condition.what) or '<none>'}"
     if stale(obj):
         return (f"its status is of generation {status.observed_generation}, not yet of "
                 f"{obj.metadata.generation}")

@@ -8,8 +8,11 @@ zone, ``spec.storage``) and the Containers that mount it from the cache, and:
 - writes the status: ``phase`` Ready with ``path`` (seed 002's rule,
   ``dora.api.volumes.volume_path``) when the Storage exists, Pending with the
   condition ``Ready=False, reason StorageNotFound`` when it does not;
-  ``usedBy`` lists ``<workspace>/<container> (workload <w>)`` of every Container
-  mounting it whose Docker container may run (not Exited, Failed or Lost);
+  ``usedBy`` names what uses it: ``<workspace>/<container> (workload <w>)`` of
+  every Container mounting it whose Docker container may run (not Exited, Failed
+  or Lost), except a Task's jobs, which are one entry for the whole task,
+  ``<workspace>/<task> (task)``, however many of its jobs run; past
+  ``MAX_USED_BY`` entries the rest are counted in a last one (``... and 12 more``);
 - on a Volume being deleted: while it is used, the finalizer stays, the phase is
   Terminating and the condition ``InUse`` (and a Warning event) names the users;
   once none is left, the finalizer goes and the apiserver deletes it.
@@ -21,6 +24,7 @@ deleted), so a Volume on its way out is never mounted again.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 
 from dora.api import errors, finalizers, objects, volumes
@@ -37,14 +41,48 @@ from dora.controllers.runtime.reconcile import DONE, Result
 
 log = reconcile.logger(__name__)
 
+# Entries of status.usedBy, the last one saying how many more there are. Why a cap
+# and a task as one entry: a 10,000-job task would otherwise make the status a
+# list of 10,000 names, rewritten each time one of its jobs starts or ends.
+MAX_USED_BY = 20
+USE_INDEX = "volume-use"
 
-def by_volume(obj: object_pb2.Object) -> list[str]:
-    """Files a Container under ``<workspace>/<volume>`` of every Volume it mounts."""
-    return [f"{workspace}/{name}" for workspace, name in volumes.mounts_of(obj)]
+
+def by_use(obj: object_pb2.Object) -> list[str]:
+    """Files a Container that may have its volumes mounted under
+    ``<zone>/<workspace>/<volume>\t<entry>`` for each Volume it mounts, the entry
+    being how ``usedBy`` names it. The jobs of one task share their entry, so the
+    index holds one value per task, not one per job: ``users`` reads the distinct
+    values and never walks the jobs."""
+    if not volumes.in_use(obj):
+        return []
+    task = task_of(obj)
+    if task:
+        entry = f"{obj.metadata.workspace}/{task} (task)"
+    else:
+        workload = obj.container.spec.workload
+        entry = volumes.user_of(obj) + (f" (workload {workload})" if workload else "")
+    zone = obj.metadata.zone
+    return [f"{zone}/{workspace}/{name}\t{entry}" for workspace, name in volumes.mounts_of(obj)]
 
 
 def by_storage(obj: object_pb2.Object) -> list[str]:
     return [obj.volume.spec.storage] if obj.volume.spec.storage else []
+
+
+def task_of(container: object_pb2.Object) -> str:
+    """The Task whose job ``container`` is (its controller owner), or ""."""
+    return next((o.name for o in container.metadata.owner_references
+                 if o.kind == "Task" and o.controller), "")
+
+
+def summarize(users: list[str]) -> list[str]:
+    """``users`` as the status keeps them: the first ``MAX_USED_BY - 1`` and a count of
+    the others, when there are more than ``MAX_USED_BY``."""
+    if len(users) <= MAX_USED_BY:
+        return users
+    kept = users[:MAX_USED_BY - 1]
+    return [*kept, f"... and {len(users) - len(kept)} more"]
 
 
 class VolumeController:
@@ -61,7 +99,7 @@ class VolumeController:
     def register(self, manager: Manager, *, workers: int = 2) -> None:
         manager.store("Storage")
         manager.store("Volume", indexers={"storage": by_storage})
-        manager.store("Container", indexers={"volume": by_volume})
+        manager.store("Container", indexers={USE_INDEX: by_use})
         manager.add_controller(self, workers=workers, watches=[
             Watch("Volume", own_key),
             Watch("Storage", self._storage_keys),
@@ -83,17 +121,17 @@ class VolumeController:
         return keys
 
     def users(self, key: Ref) -> list[str]:
-        """The Containers that may have it mounted, as the status names them."""
+        """What may have it mounted, as the status names it: the Containers, a task's
+        jobs as their task, at most ``MAX_USED_BY`` entries."""
+        prefix = f"{key.zone}/{key.workspace}/{key.name}\t"
+        values = self.cache.store("Container").index_values(USE_INDEX)
+        first = bisect.bisect_left(values, prefix)
         found = []
-        for container in self.cache.store("Container").by_index(
-            "volume", f"{key.workspace}/{key.name}"
-        ):
-            if container.metadata.zone != key.zone or not volumes.in_use(container):
-                continue
-            workload = container.container.spec.workload
-            suffix = f" (workload {workload})" if workload else ""
-            found.append(volumes.user_of(container) + suffix)
-        return sorted(found)
+        for value in values[first:]:
+            if not value.startswith(prefix):
+                break
+            found.append(value[len(prefix):])
+        return summarize(found)
 
     async def reconcile(self, *, key: Ref) -> Result:
         volume = self.cache.store("Volume").get(key)

@@ -11,8 +11,17 @@ for async code, with the same methods.
         for c in client.list("containers"):
             print(c.name, c.phase)
 
+A Task of N jobs (seed 003)::
+
+        client.submit_task(dora.Task("sweep", image="dora/busybox",
+                                     exec="sh /t/job.sh -d %DATA -c %IN -o %OUT",
+                                     data="files:data.pic", configs="files:configs/",
+                                     output="files:tasks/sweep/", parallelism=4))
+        done = client.wait_task("sweep", timeout=3600)   # Completed, Failed, Broken, Killed
+        failed = [j for j in client.jobs(done) if j.state == "Failed"]
+
 Modules: ``resources`` (what calls return: ``Resource``, ``Applied``, ``Event``,
-``ExecResult``; the ``Workload`` builder), ``aio`` (``AsyncClient``, over
+``ExecResult``, ``Job``; the ``Workload`` and ``Task`` builders), ``aio`` (``AsyncClient``, over
 ``dora.api.client``) and ``sync`` (``Client``, the async client on a private
 event loop in a thread). The SDK is a client like doractl: it imports
 ``dora.api`` only (never ``dora.ctl``, so no typer/rich, nor the server side).
@@ -23,10 +32,10 @@ Errors are ``dora.api.errors``; a wait that runs out raises
 from dora.api import errors
 from dora.api.waiting import WaitTimeout
 from dora.sdk.aio import AsyncClient
-from dora.sdk.resources import Applied, Event, ExecResult, Resource, Workload
+from dora.sdk.resources import Applied, Event, ExecResult, Job, Resource, Task, Workload
 from dora.sdk.sync import Client
 
 __all__ = [
-    "Applied", "AsyncClient", "Client", "Event", "ExecResult", "Resource", "WaitTimeout",
-    "Workload", "errors",
+    "Applied", "AsyncClient", "Client", "Event", "ExecResult", "Job", "Resource", "Task",
+    "WaitTimeout", "Workload", "errors",
 ]

@@ -18,11 +18,14 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, overload
 
-from dora.api import changes, errors, kinds, profiles, waiting
+from dora.api import changes, errors, kinds, profiles, tasks, waiting
 from dora.api.client import Client as ApiClient
 from dora.api.v1 import object_pb2, tokens_pb2, volumes_pb2
 from dora.sdk import resources
-from dora.sdk.resources import Applied, Event, ExecResult, Manifest, Resource
+from dora.sdk.resources import Applied, Event, ExecResult, Job, Manifest, Resource
+
+# The states a task stays in until someone acts: what ``wait_task`` waits for.
+TASK_ENDS = (tasks.COMPLETED, tasks.FAILED, tasks.BROKEN, tasks.KILLED)
 
 
 class AsyncClient:
@@ -93,13 +96,14 @@ class AsyncClient:
         ...
 
     @overload
-    async def apply(self, manifest: resources.Workload | Resource | object_pb2.Object
-                    | dict[str, Any], *, dry_run: bool = False) -> Applied: ...
+    async def apply(self, manifest: resources.Workload | resources.Task | Resource
+                    | object_pb2.Object | dict[str, Any], *,
+                    dry_run: bool = False) -> Applied: ...
 
     async def apply(self, manifest: Manifest, *,
                     dry_run: bool = False) -> Applied | builtins.list[Applied]:
         """Create or update: YAML text (every document; a list back), or one object
-        (a dict, a ``Workload``, a ``Resource``, an ``Object``)."""
+        (a dict, a ``Workload``, a ``Task``, a ``Resource``, an ``Object``)."""
         done = []
         for obj in resources.to_objects(manifest):
             stored, result = await self.api.apply(self._fill_scope(obj), dry_run=dry_run)
@@ -151,8 +155,8 @@ class AsyncClient:
     async def wait(self, kind: str, name: str, for_: str = "phase=Running", *,
                    zone: str | None = None, workspace: str | None = None,
                    timeout: float | None = 60.0) -> Resource | None:  # noqa: ASYNC109
-        """Wait until the object is in a state: ``phase=Running``,
-        ``condition=Available[=STATUS]`` or ``delete`` (then None comes back). Raises
+        """Wait until the object is in a state: ``phase=Running``, ``state=Completed``
+        (a Task's), ``condition=Available[=STATUS]`` or ``delete`` (then None comes back). Raises
         ``dora.api.waiting.WaitTimeout`` (a ``TimeoutError``) after ``timeout`` s."""
         found = kinds.lookup(kind)
         z, w = self._scope(found, zone, workspace)
@@ -192,6 +196,44 @@ class AsyncClient:
         if written is None:
             raise errors.NotFound(f"workload/{name} was deleted meanwhile")
         return Resource(written)
+
+    # --- tasks ------------------------------------------------------------------------
+
+    async def submit_task(self, task: resources.Task | Resource | object_pb2.Object
+                          | dict[str, Any], *, dry_run: bool = False) -> Resource:
+        """Create a Task as ``doractl task create`` does: checked by the server, its
+        configs folder listed first (a missing or empty folder is ``errors.Invalid``
+        naming ``spec.configs.path``, and nothing is written), never an update of a
+        task of the same name (``errors.AlreadyExists``)."""
+        obj = self._fill_scope(resources.to_objects(task)[0])
+        if obj.kind != "Task":
+            raise errors.Invalid(f"submit_task takes a Task, not a {obj.kind}", field="kind")
+        checked, _ = await self.api.apply(obj, dry_run=True, create_only=True)
+        await tasks.list_configs(self.api.volume_files(), checked)
+        if dry_run:
+            return Resource(checked)
+        created, _ = await self.api.apply(obj, create_only=True)
+        return Resource(created)
+
+    async def wait_task(self, name: str, state: str | Sequence[str] = TASK_ENDS, *,
+                        zone: str | None = None, workspace: str | None = None,
+                        timeout: float | None = None) -> Resource:  # noqa: ASYNC109
+        """The Task once its ``status.state`` is ``state`` (one of them, for a list;
+        default: Completed, Failed, Broken or Killed, where it stays). Raises
+        ``WaitTimeout`` after ``timeout`` seconds (None: no limit)."""
+        wanted = state if isinstance(state, str) else ",".join(state)
+        found = await self.wait("Task", name, f"state={wanted}", zone=zone,
+                                workspace=workspace, timeout=timeout)
+        assert found is not None  # a state, not a delete
+        return found
+
+    async def jobs(self, task: str | Resource, *, zone: str | None = None,
+                   workspace: str | None = None) -> builtins.list[Job]:
+        """The jobs of a Task (a name, read now, or a ``Resource`` already read), by
+        index: config file, state, attempts (``Job``)."""
+        if isinstance(task, str):
+            task = await self.get("Task", task, zone=zone, workspace=workspace)
+        return resources.jobs_of(task.proto)
 
     # --- containers ------------------------------------------------------------------
 
@@ -294,4 +336,4 @@ def connection_from_profile(context: str | None = None, *, config: str | Path | 
                             workspace=workspace)
 
 
-__all__ = ["AsyncClient", "connection_from_profile"]
+__all__ = ["TASK_ENDS", "AsyncClient", "connection_from_profile"]

@@ -1,5 +1,6 @@
 """What the SDK hands back, readable without protobuf: ``Resource``, ``Applied``,
-``Event``, ``ExecResult``; and ``Workload``, a typed builder for the common case.
+``Event``, ``ExecResult``, ``Job`` (one job of a Task); and ``Workload`` and
+``Task``, typed builders for the common case.
 
 A ``Resource`` wraps the ``Object`` envelope (``.proto`` is the message itself)
 and reads it through ``dora.api.codec``: ``spec`` and ``status`` are the plain
@@ -15,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dora.api import codec, errors, objects
-from dora.api.v1 import object_pb2, resources_pb2
+from dora.api import codec, errors, objects, tasks, volumes
+from dora.api.v1 import object_pb2, resources_pb2, tasks_pb2
 
 ApplyResult = resources_pb2.ApplyResponse.Result
 WatchEvent = resources_pb2.WatchEvent
@@ -241,15 +242,124 @@ def _mount(name: str, where: str) -> dict[str, Any]:
     return mount
 
 
-Manifest = str | Mapping[str, Any] | object_pb2.Object | Resource | Workload
+@dataclass(frozen=True)
+class Task:
+    """A Task (seed 003's task of N jobs), as a Python call instead of YAML::
+
+        Task("sweep", image="jodafons/orchestra_tutorial",
+             exec="python3 /job_tuning.py -d %DATA -c %IN -o %OUT",
+             data="files:my_data_file.pic", configs="files:my_config_files/",
+             output="files:tasks/sweep/", parallelism=20, gpus=1)
+
+    ``data``, ``configs`` and ``output`` are ``VOLUME:PATH`` as ``doractl task
+    create`` takes them; one job runs per file of ``configs``. ``test_jobs`` run
+    first (None: the default, 10; 0 is orchestra's ``--bypass``). Without ``gpus``
+    each job asks for ``cpus`` CPUs (1 by default). It writes what
+    ``doractl task create`` writes.
+    """
+
+    name: str
+    image: str
+    exec: str
+    data: str
+    configs: str
+    output: str
+    parallelism: int | None = None
+    test_jobs: int | None = None
+    retries: int = 0
+    gpus: int = 0
+    cpus: int = 0
+    volumes: Mapping[str, str] = field(default_factory=dict)
+    zone: str = ""
+    workspace: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    shm_size: int = 0
+
+    def to_object(self) -> object_pb2.Object:
+        obj = objects.new("Task", self.name, zone=self.zone, workspace=self.workspace)
+        obj.metadata.labels.update(self.labels)
+        spec = obj.task.spec
+        spec.image.image, spec.exec = self.image, self.exec
+        spec.data.CopyFrom(_task_path(self.data, "spec.data"))
+        spec.configs.CopyFrom(_task_path(self.configs, "spec.configs"))
+        spec.output.CopyFrom(_task_path(self.output, "spec.output"))
+        if self.parallelism is not None:
+            spec.parallelism = self.parallelism
+        if self.test_jobs is not None:
+            spec.test_jobs = self.test_jobs
+        spec.retries = self.retries
+        if self.gpus:
+            spec.selectors.gpu.count = self.gpus
+        else:
+            spec.selectors.cpu.count = self.cpus or 1
+        spec.shm_size = self.shm_size
+        for name, where in self.volumes.items():
+            mount = _mount(name, where)
+            spec.volumes.add(name=name, target=mount["target"],
+                             read_only=bool(mount.get("readOnly")))
+        return obj
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML this builder stands for, as a dict."""
+        return codec.to_dict(self.to_object())
+
+    def to_yaml(self) -> str:
+        return codec.to_yaml([self.to_object()])
+
+
+def _task_path(word: str, name: str) -> tasks_pb2.TaskPath:
+    """``files:my_config_files/`` as a TaskPath; the path is confined to the volume."""
+    volume, _, path = word.partition(":")
+    if not volume:
+        raise errors.Invalid(f"{word!r} names no volume: write VOLUME:PATH",
+                             field=f"{name}.volume")
+    return tasks_pb2.TaskPath(volume=volume, path=volumes.clean(path, field=f"{name}.path"))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of a Task, as its status records it: the index (``%JOB``), the config
+    file (``%IN``, relative to the configs folder), the state (Pending, Running,
+    Waiting, Completed, Failed, Killed), the attempts started and whether it is a
+    test job. Attempt ``a`` is the Container ``<task>.j<index>-<a>`` (``container``
+    names the last one), which keeps its node, exit code and times."""
+
+    index: int
+    config: str
+    state: str
+    attempts: int
+    failures: int
+    test: bool
+    container: str
+
+
+def jobs_of(task: object_pb2.Object) -> list[Job]:
+    """The job records of ``task``, read from its packed status."""
+    status = task.task.status
+    files = tasks.unpack_files(status.files)
+    found = []
+    for index in range(status.total):
+        letter = status.jobs[index] if index < len(status.jobs) else tasks.PENDING
+        attempts = status.attempts[index] if index < len(status.attempts) else 0
+        found.append(Job(
+            index=index, config=files[index] if index < len(files) else "",
+            state=tasks.JOB_STATES.get(letter, letter), attempts=attempts,
+            failures=status.failures[index] if index < len(status.failures) else 0,
+            test=index < status.test_jobs,
+            container=tasks.container_name(task.metadata.name, index, attempts - 1)
+            if attempts else ""))
+    return found
+
+
+Manifest = str | Mapping[str, Any] | object_pb2.Object | Resource | Workload | Task
 
 
 def to_objects(manifest: Manifest) -> list[object_pb2.Object]:
     """The objects ``manifest`` describes: YAML text (one or more documents), a dict,
-    an ``Object``, a ``Resource`` or a ``Workload``."""
+    an ``Object``, a ``Resource``, a ``Workload`` or a ``Task``."""
     if isinstance(manifest, str):
         return codec.decode_yaml(manifest, source="<yaml>")
-    if isinstance(manifest, Workload):
+    if isinstance(manifest, Workload | Task):
         return [manifest.to_object()]
     if isinstance(manifest, Resource):
         return [_copy(manifest.proto)]

@@ -22,8 +22,8 @@ from typing import Any, TypeVar, overload
 from dora.api import profiles
 from dora.api.v1 import object_pb2, tokens_pb2
 from dora.sdk import resources
-from dora.sdk.aio import AsyncClient, connection_from_profile
-from dora.sdk.resources import Applied, Event, ExecResult, Manifest, Resource
+from dora.sdk.aio import TASK_ENDS, AsyncClient, connection_from_profile
+from dora.sdk.resources import Applied, Event, ExecResult, Job, Manifest, Resource
 
 T = TypeVar("T")
 
@@ -128,8 +128,8 @@ class Client:
     def apply(self, manifest: str, *, dry_run: bool = False) -> builtins.list[Applied]: ...
 
     @overload
-    def apply(self, manifest: resources.Workload | Resource | object_pb2.Object
-              | dict[str, Any], *, dry_run: bool = False) -> Applied: ...
+    def apply(self, manifest: resources.Workload | resources.Task | Resource
+              | object_pb2.Object | dict[str, Any], *, dry_run: bool = False) -> Applied: ...
 
     def apply(self, manifest: Manifest, *,
               dry_run: bool = False) -> Applied | builtins.list[Applied]:
@@ -176,6 +176,20 @@ class Client:
     def start(self, workload: str, *, zone: str | None = None,
               workspace: str | None = None) -> Resource:
         return self._run(self.aio.start(workload, zone=zone, workspace=workspace))
+
+    def submit_task(self, task: resources.Task | Resource | object_pb2.Object
+                    | dict[str, Any], *, dry_run: bool = False) -> Resource:
+        return self._run(self.aio.submit_task(task, dry_run=dry_run))
+
+    def wait_task(self, name: str, state: str | Sequence[str] = TASK_ENDS, *,
+                  zone: str | None = None, workspace: str | None = None,
+                  timeout: float | None = None) -> Resource:
+        return self._run(self.aio.wait_task(name, state, zone=zone, workspace=workspace,
+                                            timeout=timeout))
+
+    def jobs(self, task: str | Resource, *, zone: str | None = None,
+             workspace: str | None = None) -> builtins.list[Job]:
+        return self._run(self.aio.jobs(task, zone=zone, workspace=workspace))
 
     def exec(self, container: str, argv: Sequence[str], *, stdin: bytes | str | None = None,
              zone: str | None = None, workspace: str | None = None) -> ExecResult:

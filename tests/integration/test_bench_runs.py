@@ -3,7 +3,8 @@
 The smoke size runs every group: the apiserver against raw etcd, an idle dora-agent
 process, Apply to Running through real controllers and agent processes on the local
 Docker engine (skipped, with the agent, when no engine or image is there), and the
-scheduler's placements, in-process and through the apiserver.
+scheduler's placements, in-process and through the apiserver, and a Task's jobs bound
+on simulated nodes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ APISERVER = {"apiserver Apply throughput", "apiserver Get throughput",
              "apiserver List of every workload", "watch fan-out delivery delay p99"}
 SCHEDULER = {f"scheduler placements ({s})" for s in ("First", "Random", "Distribute", "Fill")} | {
     "scheduler placements end to end (Distribute)"}
+TASKS = {"task create to all jobs bound", "task controllers CPU per 1,000 jobs",
+         "task controllers peak memory"}
 DOCKER = {"idle agent CPU", "idle agent resident memory", "Apply to Running (real Docker) p50",
           "doractl apply to Running (real Docker) p50"}
 
@@ -37,11 +40,11 @@ def docker_ready() -> bool:
 def test_bench_smoke_run_writes_valid_results(tmp_path: Path) -> None:
     output = tmp_path / "results.json"
     command = [sys.executable, "-m", "bench", "--smoke", "--output", str(output)]
-    expected = APISERVER | SCHEDULER
+    expected = APISERVER | SCHEDULER | TASKS
     if docker_ready():
         expected |= DOCKER
     else:
-        command += ["--only", "apiserver", "--only", "scheduler"]
+        command += ["--only", "apiserver", "--only", "scheduler", "--only", "tasks"]
     run = subprocess.run(command, capture_output=True, text=True, timeout=110, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     figures = json.loads(output.read_text())

@@ -82,6 +82,37 @@ async def test_wait_for_a_phase_a_condition_and_deletion(ctl: Ctl, client: Clien
     assert (done.code, done.out) == (0, "container/web-1 deleted\n")
 
 
+async def test_wait_for_a_task_state(ctl: Ctl, client: Client) -> None:
+    task = objects.new("Task", "sweep", zone="default", workspace="default")
+    spec = task.task.spec
+    spec.image.image, spec.exec = "busybox", "sh j.sh -d %DATA -c %IN -o %OUT"
+    spec.data.volume, spec.configs.volume, spec.output.volume = "files", "files", "files"
+    spec.configs.path = "configs/"
+    await client.apply(task)
+
+    timed_out = await ctl("wait", "task/sweep", "--for=state=Completed", "--timeout=500ms")
+    assert timed_out.code == 1
+    assert timed_out.err.strip() == (
+        "error: timed out after 0.5s waiting for task/sweep in default/default to reach "
+        "state=Completed: its state is <none>")
+
+    waiter = await ctl.start("wait", "task/sweep", "--for=state=completed", "--timeout=30s")
+    for state in ("Testing", "Running", "Completed"):
+        stored = await get_default(client, "Task", "sweep")
+        stored.task.status.state = state
+        await client.update_status(stored)
+        if state != "Completed":
+            await asyncio.sleep(0.5)
+            assert waiter.running(), f"the wait ended at state {state}"
+    done = await waiter.finish()
+    assert (done.code, done.out) == (0, "task/sweep condition met\n")
+
+    usage = await ctl("wait", "wk/web", "--for=state=Completed")
+    assert usage.code == 2 and "a Workload has no status.state" in usage.err
+    usage = await ctl("wait", "task/sweep", "--for=state=")
+    assert usage.code == 2 and "state=STATE" in usage.err
+
+
 # -- label and annotate -------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import dora
 from dora.agent.docker_streams import DockerStreams
 from dora.agent.server import AgentServer
 from dora.agent.streams import AgentStreamsService
@@ -146,7 +147,12 @@ async def controllers(cluster: Cluster, group: TaskGroup, *,
         running = Controllers(own, identity=identity, controllers=CONTROLLERS,
                               task_backoff=0.2)
         running.start(group)
-        yield running
+        try:
+            yield running
+        finally:
+            # Gone before its client closes: a call in flight on a closed client would
+            # fail the test group's teardown (it did, now and then, under load).
+            await running.kill()
 
 
 def task(name: str = "tutorial", *, parallelism: int | None = 2, test_jobs: int = 2,
@@ -206,6 +212,7 @@ class Watcher:
         self.created: list[str] = []
         self.live: dict[str, set[str]] = {}
         self.overlaps: list[tuple[str, set[str]]] = []
+        self.peak = 0  # the most job containers alive at once
 
     async def run(self) -> None:
         async for event in self.client.watch("Container", zone=h.ZONE,
@@ -224,6 +231,7 @@ class Watcher:
                 live.add(obj.metadata.name)
                 if len(live) > 1:
                     self.overlaps.append((job, set(live)))
+                self.peak = max(self.peak, sum(len(v) for v in self.live.values()))
 
     def jobs_started(self) -> set[int]:
         return {tasks.attempt_of(self.name, n)[0] for n in self.created  # type: ignore[index]
@@ -288,6 +296,71 @@ async def test_seed_003_tutorial_runs_every_job_once(cluster: Cluster,
 
     await eventually(events_gone, within=30, what="the jobs' events to go with the task")
     assert (cluster.output() / "config_00" / "result.txt").is_file()  # outputs stay
+
+
+async def test_seed_003_tutorial_at_its_size_24_jobs_2_tests_parallelism_4(
+        cluster: Cluster, group: TaskGroup) -> None:
+    """The issue's tutorial as a user types it: ``task create``, ``wait``, ``get``."""
+    cluster.tutorial(24)
+    watcher = Watcher(cluster.client)
+    group.start_soon(watcher.run)
+    ctl = cluster.ctl()
+    async with controllers(cluster, group):
+        await volume_ready(cluster.client)
+        created = await ctl.ok("task", "create", "-c", "files:my_config_files/",
+                               "-d", "files:my_data_file.pic", "-o", "files:tasks/tutorial/",
+                               "-t", "tutorial", "--image", h.BUSYBOX, "--exec", EXEC,
+                               "--test-jobs", "2", "--parallelism", "4", "--cpus", "1")
+        assert created.out == "task/tutorial created: 24 jobs, 2 of them test jobs\n"
+        waited = await ctl.ok("wait", "task/tutorial", "--for=state=Completed",
+                              "--timeout=240s")
+        assert waited.out == "task/tutorial condition met\n"
+        listed = await ctl.ok("get", "tasks")
+    assert listed.lines[1].split()[:5] == ["tutorial", "Completed", "24/24", "0", "0"]
+    for index in range(24):
+        result = cluster.output() / f"config_{index:02d}" / "result.txt"
+        assert result.read_text() == f"config{index:02d} data-v1\n"
+    assert runs(cluster) == {f"config_{i:02d}": 1 for i in range(24)}
+    assert set(watcher.created[:2]) == {"tutorial.j0-0", "tutorial.j1-0"}
+    assert len(watcher.created) == 24 and watcher.overlaps == []
+    assert 1 < watcher.peak <= 4, watcher.peak
+
+
+async def test_the_sdk_submits_a_task_waits_for_it_and_reads_its_jobs(
+        cluster: Cluster, group: TaskGroup) -> None:
+    cluster.tutorial(4, fail=(3,))
+    sweep = dora.Task("tutorial", image=h.BUSYBOX, exec=EXEC, data="files:my_data_file.pic",
+                      configs="files:my_config_files/", output="files:tasks/tutorial/",
+                      parallelism=2, test_jobs=1, retries=1)
+    async with controllers(cluster, group), dora.AsyncClient(
+            f"127.0.0.1:{cluster.apiserver.port}", token=cluster.admin_token, zone=h.ZONE,
+            workspace=h.WORKSPACE) as sdk:
+        await volume_ready(cluster.client)
+        missing = dataclasses.replace(sweep, name="missing", configs="files:nothing/")
+        with pytest.raises(errors.Invalid, match="nothing in volume default/files does not "
+                                                 "exist") as refused:
+            await sdk.submit_task(missing)
+        assert str(refused.value).startswith("spec.configs.path: ")
+        with pytest.raises(errors.Invalid, match=r"spec\.data\.path"):
+            dataclasses.replace(sweep, data="files:../x").to_object()
+        assert not (await cluster.client.list("Task", zone=h.ZONE))[0]
+
+        submitted = await sdk.submit_task(sweep)
+        assert submitted.spec["testJobs"] == 1 and submitted.spec["parallelism"] == 2
+        with pytest.raises(dora.WaitTimeout, match="its state is"):
+            await sdk.wait_task("tutorial", "Completed", timeout=0.2)
+        done = await sdk.wait_task("tutorial", timeout=120)
+        jobs = await sdk.jobs(done)
+        with pytest.raises(errors.AlreadyExists):
+            await sdk.submit_task(sweep)
+    assert done.status["state"] == tasks.FAILED
+    assert [(j.index, j.config, j.state, j.attempts, j.test) for j in jobs] == [
+        (0, "config_00.txt", "Completed", 1, True), (1, "config_01.txt", "Completed", 1, False),
+        (2, "config_02.txt", "Completed", 1, False), (3, "config_03.txt", "Failed", 2, False)]
+    assert jobs[3].container == "tutorial.j3-1" and jobs[3].failures == 2
+    record = await cluster.client.get("Container", jobs[3].container, zone=h.ZONE,
+                                      workspace=h.WORKSPACE)
+    assert record.container.status.exit_code == 3
 
 
 async def test_a_failing_test_job_breaks_the_task_and_nothing_else_starts(

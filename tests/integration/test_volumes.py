@@ -20,9 +20,10 @@ import pytest
 from dora.agent import dockerspec
 from dora.agent.docker_driver import DockerDriver
 from dora.agent.volumes import Resolver
-from dora.api import objects, volumes
+from dora.api import objects, tasks, volumes
 from dora.api.client import Client
 from dora.api.v1 import object_pb2
+from dora.controllers.volume import MAX_USED_BY
 from tests.integration import agent_harness as h
 from tests.integration.controllers_harness import Controllers, TaskGroup, eventually, group
 
@@ -259,3 +260,66 @@ async def test_a_container_on_nfs_mounts_a_docker_volume_of_the_export(
             container.remove(force=True)
         for name in created:
             docker_cli("volume", "rm", "-f", name, check=False)
+
+
+def user(name: str, *, task: str = "", workload: str = "") -> object_pb2.Object:
+    """A Container mounting the Volume ``data``: a task's job or a workload's replica."""
+    obj = objects.new("Container", name, zone=h.ZONE, workspace=h.WORKSPACE)
+    if task:
+        obj.metadata.labels[tasks.TASK_LABEL] = task
+        obj.metadata.owner_references.add(kind="Task", name=task, uid="uid-of-" + task,
+                                          controller=True)
+    obj.container.spec.workload = workload or task
+    obj.container.spec.template.image.image = h.BUSYBOX
+    obj.container.spec.template.volumes.add(name="data")
+    return obj
+
+
+async def test_used_by_names_a_task_once_and_is_capped(client: Client, tmp_path: Path,
+                                                      group: TaskGroup) -> None:
+    Controllers(client, controllers=("volume",)).start(group)
+    await client.apply(storage("local", kind="Local", mountpath=str(tmp_path)))
+    await client.apply(volume("data", "local"))
+    for index in range(40):
+        await client.apply(user(f"sweep.j{index}-0", task="sweep"))
+
+    async def used() -> list[str] | None:
+        found = list((await get_volume(client, "data")).volume.status.used_by)
+        return found or None
+
+    assert await eventually(used, what="usedBy") == ["default/sweep (task)"]
+    # More jobs of the same task change nothing: the Volume is not written again.
+    before = (await get_volume(client, "data")).metadata.resource_version
+    for index in range(40, 50):
+        await client.apply(user(f"sweep.j{index}-0", task="sweep"))
+    await eventually(lambda: _sleep_true(1.0), what="a second")
+    assert (await get_volume(client, "data")).metadata.resource_version == before
+
+    for index in range(25):
+        await client.apply(user(f"web.{index}", workload="web"))
+
+    more = f"... and {26 - (MAX_USED_BY - 1)} more"  # 26 users: the task and 25 replicas
+
+    async def capped() -> list[str] | None:
+        found = list((await get_volume(client, "data")).volume.status.used_by)
+        return found if found and found[-1] == more else None
+
+    listed = await eventually(capped, what="a capped usedBy")
+    assert len(listed) == MAX_USED_BY
+    assert listed[0] == "default/sweep (task)"
+    assert listed[1:MAX_USED_BY - 1] == sorted(
+        f"default/web.{i} (workload web)" for i in range(25))[:MAX_USED_BY - 2]
+
+    # Ended jobs use nothing: once every job of the task ended, the task is not named.
+    items, _ = await client.list("Container", zone=h.ZONE, workspace=h.WORKSPACE,
+                                 label_selector=f"{tasks.TASK_LABEL}=sweep")
+    for job in items:
+        job.container.status.phase = "Exited"
+        await client.update_status(job)
+    for index in range(25):
+        await client.delete("Container", f"web.{index}", zone=h.ZONE, workspace=h.WORKSPACE)
+
+    async def unused() -> bool:
+        return not (await get_volume(client, "data")).volume.status.used_by
+
+    await eventually(unused, within=30, what="usedBy to empty")

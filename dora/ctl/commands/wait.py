@@ -1,6 +1,7 @@
 """``doractl wait KIND/NAME --for=...``: block until objects reach a state.
 
-The states are kubectl's: ``--for=phase=Running``, ``--for=condition=Available``
+The states are kubectl's: ``--for=phase=Running``, ``--for=state=Completed`` (a
+Task's ``status.state``), ``--for=condition=Available``
 (``condition=Ready=False`` for another status) and ``--for=delete``; the waiting is
 ``dora.api.waiting``'s, which the SDK's ``wait`` shares. An object that does not
 exist yet is waited for. Past ``--timeout`` the command fails (exit 1) saying
@@ -24,7 +25,7 @@ NamesArg = Annotated[list[str] | None, typer.Argument(
 )]
 ForOpt = Annotated[str, typer.Option(
     "--for", metavar="STATE", show_default=False,
-    help="phase=PHASE, condition=TYPE[=STATUS] or delete.",
+    help="phase=PHASE, state=STATE (a Task's), condition=TYPE[=STATUS] or delete.",
 )]
 TimeoutOpt = Annotated[str, typer.Option(
     "--timeout", metavar="DURATION", help="How long to wait in all: 30s, 5m, 1h.",
@@ -68,11 +69,13 @@ def wait(
     timeout: TimeoutOpt = "30s",
 ) -> None:
     """Wait until objects are in a state: `wait container/web-1 --for=phase=Running`,
-    `wait wk/web --for=condition=Available`, `wait wk/web --for=delete --timeout=2m`."""
+    `wait wk/web --for=condition=Available`, `wait task/sweep --for=state=Completed`,
+    `wait wk/web --for=delete --timeout=2m`."""
     found, wanted = targets(kind, names)
     if not for_:
         raise typer.BadParameter("say what to wait for: --for=phase=Running, "
-                                 "--for=condition=Available or --for=delete",
+                                 "--for=state=Completed, --for=condition=Available or "
+                                 "--for=delete",
                                  param_hint="--for")
     condition = condition_of(found, for_)
     limit = parse_timeout(timeout)
