@@ -26,7 +26,7 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2_grpc
 
-from dora.api import agentauth, grpcoptions
+from dora.api import agentauth, grpcoptions, grpcservice
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +72,7 @@ def _refusing(handler: grpc.RpcMethodHandler[Any, Any], message: str) -> Any:
     async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
-    deserializer, serializer = handler.request_deserializer, handler.response_serializer
-    if handler.request_streaming and handler.response_streaming:
-        make: Any = grpc.stream_stream_rpc_method_handler
-    elif handler.request_streaming:
-        make = grpc.stream_unary_rpc_method_handler
-    elif handler.response_streaming:
-        make = grpc.unary_stream_rpc_method_handler
-    else:
-        make = grpc.unary_unary_rpc_method_handler
-    return make(refuse, request_deserializer=deserializer, response_serializer=serializer)
+    return grpcservice.with_behavior(handler, refuse)
 
 
 class AgentServer:

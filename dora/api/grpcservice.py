@@ -37,6 +37,15 @@ _MAKERS = {
 }
 
 
+def with_behavior(handler: grpc.RpcMethodHandler[Any, Any],
+                  behavior: Any) -> grpc.RpcMethodHandler[Any, Any]:
+    """A handler of ``handler``'s shape (streaming sides, (de)serializers) that runs
+    ``behavior`` instead: what a server interceptor returns to wrap or refuse a call."""
+    make: Any = _MAKERS[(handler.request_streaming, handler.response_streaming)]
+    return make(behavior, request_deserializer=handler.request_deserializer,  # type: ignore[no-any-return]
+                response_serializer=handler.response_serializer)
+
+
 def method_handlers(
     service: ServiceDescriptor, servicer: object, *, checks_itself: frozenset[str] = frozenset()
 ) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:

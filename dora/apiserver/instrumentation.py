@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 
+from dora.api import grpcservice
 from dora.observability import metrics
 
 _UNIMPLEMENTED = "UNIMPLEMENTED"
@@ -59,27 +60,16 @@ class MetricsInterceptor(_Interceptor):
             # generators) and are not Dora's API: left as they are.
             return handler
         method = _short(name)
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                _unary(handler.stream_unary, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                _stream(handler.stream_stream, method),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
-        return handler
+        wrap = _stream if handler.response_streaming else _unary
+        return grpcservice.with_behavior(handler, wrap(_behavior(handler), method))
+
+
+def _behavior(handler: Handler) -> Callable[..., Any]:
+    """The servicer's coroutine (or async generator) the handler calls."""
+    behavior: Callable[..., Any] | None = (handler.unary_unary or handler.unary_stream
+                                           or handler.stream_unary or handler.stream_stream)
+    assert behavior is not None
+    return behavior
 
 
 def _observe(method: str, started: float, context: Any, error: BaseException | None) -> None:

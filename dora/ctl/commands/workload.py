@@ -29,6 +29,7 @@ from dora.api import errors, kinds, workloads
 from dora.api.client import ApplyResult
 from dora.api.v1 import object_pb2
 from dora.ctl import columns, humanize, printers, session
+from dora.ctl.commands.get import split_kind
 from dora.ctl.options import (
     KindArg,
     Output,
@@ -68,13 +69,11 @@ def _named(word: str, names: list[str] | None, *,
            kinds_allowed: tuple[str, ...] = ("Workload",)) -> tuple[kinds.Kind, list[str]]:
     """``workload a b`` or ``workload/a b``, as ``get`` takes them: the kind (one of
     ``kinds_allowed``) and the names."""
-    kind_word, slash, first = word.partition("/")
-    found = kind_of(kind_word)
+    found, wanted = split_kind(word, names)
     if found.name not in kinds_allowed:
         allowed = " and ".join(kinds.get(k).plural for k in kinds_allowed)
         raise typer.BadParameter(f"only {allowed} have this verb, not {found.plural}",
                                  param_hint="KIND")
-    wanted = [*([first] if slash and first else []), *(names or [])]
     if not wanted:
         raise typer.BadParameter(f"name the {found.plural} (KIND NAME or KIND/NAME)",
                                  param_hint="NAME")
