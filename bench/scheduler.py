@@ -36,12 +36,12 @@ from dora.api.client import Client
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
 from dora.controllers.events import Recorder
-from dora.controllers.runtime.cache import Cache, Store, by_node, clone, unbound
-from dora.controllers.runtime.clock import RealClock
 from dora.controllers.scheduler import strategies
 from dora.controllers.scheduler.filters import Fit
 from dora.controllers.scheduler.reconciler import Scheduler
 from dora.controllers.scheduler.snapshot import request_of
+from dora.runtime.cache import Cache, Store, by_node, clone, unbound
+from dora.runtime.clock import RealClock
 
 ZONE, WORKSPACE = "bench", "bench"
 A100, V100, QUADRO, T4 = ("NVIDIA A100-SXM4-80GB", "Tesla V100-SXM2-16GB",

@@ -47,7 +47,7 @@ from dora.agent.volumes import Resolver
 from dora.api import conventions, objects, tasks
 from dora.api.client import Client
 from dora.api.v1 import object_pb2
-from dora.controllers.runtime.cache import clone
+from dora.runtime.cache import clone
 
 TARGET_SECONDS = 10.0
 WORKSPACE = "default"

@@ -25,7 +25,7 @@ import anyio
 from dora.api import conventions, errors, objects
 from dora.api.client import Client
 from dora.api.v1 import object_pb2
-from dora.controllers.runtime.clock import Clock
+from dora.runtime.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,6 @@ from dora.controllers.credit import accrual as credit_accrual
 from dora.controllers.credit.reconciler import CreditController
 from dora.controllers.events import Recorder
 from dora.controllers.nodelifecycle import NodeLifecycle
-from dora.controllers.runtime.clock import Clock, RealClock
-from dora.controllers.runtime.leader import LeaderElector
-from dora.controllers.runtime.manager import Manager
 from dora.controllers.scheduler.reconciler import Scheduler
 from dora.controllers.task.reconciler import TaskController
 from dora.controllers.volume import VolumeController
@@ -48,6 +45,9 @@ from dora.controllers.workload import versions
 from dora.controllers.workload.reconciler import CREATE_BATCH, WorkloadController
 from dora.observability import endpoint as endpoint_
 from dora.observability import logs
+from dora.runtime.clock import Clock, RealClock
+from dora.runtime.leader import LeaderElector
+from dora.runtime.manager import Manager
 
 log = logging.getLogger("dora.controllers")
 

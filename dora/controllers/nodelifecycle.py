@@ -40,11 +40,11 @@ from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
 from dora.controllers import conditions
 from dora.controllers.events import Recorder
-from dora.controllers.runtime import reconcile
-from dora.controllers.runtime.cache import Cache, Delta, by_node, clone
-from dora.controllers.runtime.clock import Clock
-from dora.controllers.runtime.manager import Manager, Watch
-from dora.controllers.runtime.reconcile import DONE, Result
+from dora.runtime import reconcile
+from dora.runtime.cache import Cache, Delta, by_node, clone
+from dora.runtime.clock import Clock
+from dora.runtime.manager import Manager, Watch
+from dora.runtime.reconcile import DONE, Result
 
 log = reconcile.logger(__name__)
 

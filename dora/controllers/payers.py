@@ -13,7 +13,7 @@ from __future__ import annotations
 from dora.api import objects
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
-from dora.controllers.runtime.cache import Cache, Delta
+from dora.runtime.cache import Cache, Delta
 
 # Usercredits by the workspaces they pay for.
 PAID_INDEX = "paid-workspaces"

@@ -34,10 +34,10 @@ from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
 from dora.controllers import conditions
 from dora.controllers.events import Recorder
-from dora.controllers.runtime.cache import Delta
-from dora.controllers.runtime.clock import Clock
-from dora.controllers.runtime.manager import Manager, Watch, own_key
-from dora.controllers.runtime.reconcile import DONE, Result
+from dora.runtime.cache import Delta
+from dora.runtime.clock import Clock
+from dora.runtime.manager import Manager, Watch, own_key
+from dora.runtime.reconcile import DONE, Result
 
 log = logging.getLogger(__name__)
 

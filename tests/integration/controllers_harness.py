@@ -26,7 +26,7 @@ from dora.api.client import Client, WatchEvent
 from dora.api.v1 import object_pb2
 from dora.apiserver.server import APIServer
 from dora.controllers import main as controllers_main
-from dora.controllers.runtime.manager import Manager
+from dora.runtime.manager import Manager
 
 TTL = 2
 _uuids = itertools.count(1)

@@ -23,7 +23,7 @@ from dora.api.v1 import object_pb2
 from dora.apiserver.server import APIServer
 from dora.controllers import main as controllers_main
 from dora.controllers.credit import reconciler as credit
-from dora.controllers.runtime.clock import FakeClock
+from dora.runtime.clock import FakeClock
 from tests.integration.controllers_harness import (
     Controllers,
     SimNode,

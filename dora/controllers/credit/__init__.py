@@ -9,5 +9,5 @@ when the budget is spent.
 - ``ledger``: a user's week recomputed from scratch (restart safety);
 - ``reconciler``: the controller (finalizer, status, enforcement).
 
-It may import ``dora.api`` and ``dora.controllers.runtime`` like every controller.
+It may import ``dora.api`` and ``dora.runtime`` like every controller.
 """

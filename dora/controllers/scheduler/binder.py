@@ -34,9 +34,9 @@ import contextlib
 from dora.api import conventions, errors
 from dora.api.client import Client
 from dora.api.v1 import object_pb2
-from dora.controllers.runtime.cache import clone
 from dora.controllers.scheduler.filters import port_text
 from dora.controllers.scheduler.snapshot import Placement, holds_resources, node_ports
+from dora.runtime.cache import clone
 
 
 class LostRace(errors.Conflict):

@@ -32,11 +32,6 @@ from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
 from dora.controllers import conditions
 from dora.controllers.events import Recorder
-from dora.controllers.runtime import reconcile
-from dora.controllers.runtime.cache import Cache, Delta, by_node, clone, unbound
-from dora.controllers.runtime.clock import Clock
-from dora.controllers.runtime.manager import Manager, Watch
-from dora.controllers.runtime.reconcile import DONE, Result
 from dora.controllers.scheduler import binder, filters, strategies
 from dora.controllers.scheduler.placer import Placer
 from dora.controllers.scheduler.snapshot import (
@@ -48,6 +43,11 @@ from dora.controllers.scheduler.snapshot import (
     request_of,
 )
 from dora.observability import metrics
+from dora.runtime import reconcile
+from dora.runtime.cache import Cache, Delta, by_node, clone, unbound
+from dora.runtime.clock import Clock
+from dora.runtime.manager import Manager, Watch
+from dora.runtime.reconcile import DONE, Result
 
 log = reconcile.logger(__name__)
 

@@ -26,8 +26,8 @@ from dora.api import conventions, objects
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, workloads_pb2
 from dora.controllers.events import label_value_ok
-from dora.controllers.runtime.cache import Cache
 from dora.controllers.scheduler.filters import GPU, NodeInfo, Port, Request
+from dora.runtime.cache import Cache
 
 READY = "Ready"
 TERMINAL_PHASES = frozenset({"Exited", "Failed", "Lost"})

@@ -52,12 +52,12 @@ from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, tasks_pb2
 from dora.controllers import payers
 from dora.controllers.events import label_value_ok
-from dora.controllers.runtime import reconcile
-from dora.controllers.runtime.cache import Cache, Delta, by_controller_owner
-from dora.controllers.runtime.clock import Clock
-from dora.controllers.runtime.manager import Manager, Watch, own_key
-from dora.controllers.runtime.reconcile import DONE, Result, TerminalError
 from dora.controllers.task.plan import Attempt, Jobs, Spec, Step, plan
+from dora.runtime import reconcile
+from dora.runtime.cache import Cache, Delta, by_controller_owner
+from dora.runtime.clock import Clock
+from dora.runtime.manager import Manager, Watch, own_key
+from dora.runtime.reconcile import DONE, Result, TerminalError
 
 log = reconcile.logger(__name__)
 

@@ -28,7 +28,7 @@ from dora.api import conventions, errors, objects
 from dora.api.client import Client
 from dora.api.v1 import object_pb2, workloads_pb2
 from dora.controllers.events import label_value_ok
-from dora.controllers.runtime.cache import Store
+from dora.runtime.cache import Store
 
 # Versions kept per workload.
 HISTORY = 50

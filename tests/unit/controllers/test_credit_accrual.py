@@ -12,8 +12,8 @@ from dora.api import objects
 from dora.api.v1 import credits_pb2, object_pb2
 from dora.controllers.credit import accrual, ledger, reconciler
 from dora.controllers.credit.accrual import Price, Prices
-from dora.controllers.runtime.clock import FakeClock
-from dora.controllers.runtime.manager import Manager
+from dora.runtime.clock import FakeClock
+from dora.runtime.manager import Manager
 
 UTC = dt.UTC
 # A Wednesday.

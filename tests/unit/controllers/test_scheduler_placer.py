@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from dora.api import conventions
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
-from dora.controllers.runtime.cache import Cache, Store, by_node
 from dora.controllers.scheduler import filters, strategies
 from dora.controllers.scheduler.filters import Fit, Request
 from dora.controllers.scheduler.placer import Placer
 from dora.controllers.scheduler.snapshot import Placement, Snapshot
+from dora.runtime.cache import Cache, Store, by_node
 from tests.unit.controllers.helpers import obj
 
 V100, A100 = "V100", "A100"

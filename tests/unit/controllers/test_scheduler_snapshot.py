@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dora.api import conventions, objects
 from dora.api.objects import Ref
-from dora.controllers.runtime.cache import Cache, Store, by_node
 from dora.controllers.scheduler.snapshot import Placement, Snapshot, request_of
+from dora.runtime.cache import Cache, Store, by_node
 from tests.unit.controllers.helpers import obj
 
 

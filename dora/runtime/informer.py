@@ -27,8 +27,8 @@ import anyio
 from dora.api import errors, objects
 from dora.api.client import resume_point
 from dora.api.v1 import object_pb2, resources_pb2
-from dora.controllers.runtime.cache import Delta, Store
-from dora.controllers.runtime.clock import Clock
+from dora.runtime.cache import Delta, Store
+from dora.runtime.clock import Clock
 
 log = logging.getLogger(__name__)
 

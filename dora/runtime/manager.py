@@ -22,12 +22,12 @@ from typing import Any
 import anyio
 
 from dora.api.objects import Ref
-from dora.controllers.runtime.cache import Cache, Delta, IndexFunc, Store
-from dora.controllers.runtime.clock import Clock
-from dora.controllers.runtime.informer import Informer, ListWatcher
-from dora.controllers.runtime.leader import LeaderElector
-from dora.controllers.runtime.reconcile import Controller, OnTerminal, Reconciler
 from dora.observability import metrics
+from dora.runtime.cache import Cache, Delta, IndexFunc, Store
+from dora.runtime.clock import Clock
+from dora.runtime.informer import Informer, ListWatcher
+from dora.runtime.leader import LeaderElector
+from dora.runtime.reconcile import Controller, OnTerminal, Reconciler
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from dora.controllers.runtime.clock import FakeClock
-from dora.controllers.runtime.queue import ShutDown, WorkQueue
+from dora.runtime.clock import FakeClock
+from dora.runtime.queue import ShutDown, WorkQueue
 
 
 def queue(clock: FakeClock | None = None) -> WorkQueue[str]:

@@ -26,8 +26,8 @@ import anyio
 
 from dora.api import errors, objects
 from dora.api.v1 import object_pb2, resources_pb2
-from dora.controllers.runtime.clock import Clock
-from dora.controllers.runtime.informer import aclose
+from dora.runtime.clock import Clock
+from dora.runtime.informer import aclose
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ import anyio
 
 from dora.api import errors
 from dora.api.objects import Ref
-from dora.controllers.runtime.clock import Clock
-from dora.controllers.runtime.queue import ShutDown, WorkQueue
 from dora.observability import metrics
+from dora.runtime.clock import Clock
+from dora.runtime.queue import ShutDown, WorkQueue
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dora.api.objects import Ref
-from dora.controllers.runtime.cache import Store, by_controller_owner, by_node, unbound
+from dora.runtime.cache import Store, by_controller_owner, by_node, unbound
 from tests.unit.controllers.helpers import obj
 
 

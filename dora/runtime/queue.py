@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 
 import anyio
 
-from dora.controllers.runtime.clock import Clock, wait_event
+from dora.runtime.clock import Clock, wait_event
 
 K = TypeVar("K", bound=Hashable)
 

@@ -10,9 +10,9 @@ import pytest
 
 from dora.api import errors
 from dora.api.objects import Ref
-from dora.controllers.runtime import reconcile
-from dora.controllers.runtime.clock import FakeClock
-from dora.controllers.runtime.reconcile import DONE, Controller, Result, TerminalError
+from dora.runtime import reconcile
+from dora.runtime.clock import FakeClock
+from dora.runtime.reconcile import DONE, Controller, Result, TerminalError
 
 KEY = Ref("Workload", "z", "w", "a")
 OTHER = Ref("Workload", "z", "w", "b")

@@ -10,8 +10,8 @@ import anyio
 
 from dora.api import errors
 from dora.api.v1 import object_pb2, resources_pb2
-from dora.controllers.runtime.clock import FakeClock
-from dora.controllers.runtime.leader import LeaderElector
+from dora.runtime.clock import FakeClock
+from dora.runtime.leader import LeaderElector
 
 WatchEvent = resources_pb2.WatchEvent
 

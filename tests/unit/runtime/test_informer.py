@@ -12,9 +12,9 @@ import pytest
 
 from dora.api import errors
 from dora.api.v1 import object_pb2, resources_pb2
-from dora.controllers.runtime.cache import Delta, Store
-from dora.controllers.runtime.clock import FakeClock
-from dora.controllers.runtime.informer import Informer
+from dora.runtime.cache import Delta, Store
+from dora.runtime.clock import FakeClock
+from dora.runtime.informer import Informer
 from tests.unit.controllers.helpers import obj
 
 WatchEvent = resources_pb2.WatchEvent
