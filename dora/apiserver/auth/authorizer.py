@@ -243,9 +243,8 @@ class Authorizer:
                 continue
             if verb == "Get":
                 return True  # any binding there makes the place visible
-            for granted_kind, granted_verb in self._binding_grants(binding, rules):
-                if granted_kind in (kind, ANY_KIND) and _verb_ok(verb, granted_verb):
-                    return True
+            if self._binding_allows(binding, rules, verb, kind):
+                return True
         return False
 
     def allows_own(self, principal: Principal, kind: str, zone: str, name: str) -> bool:
@@ -317,10 +316,15 @@ class Authorizer:
                 continue
             if kind_name in PERSONAL and binding.workspace != ALL:
                 continue  # only the caller's own: ``allows_own``
-            for granted_kind, granted_verb in self._binding_grants(binding, rules):
-                if granted_kind in (kind_name, ANY_KIND) and _verb_ok(verb, granted_verb):
-                    return True
+            if self._binding_allows(binding, rules, verb, kind_name):
+                return True
         return False
+
+    def _binding_allows(self, binding: access_pb2.ResourceBinding, rules: _Rules,
+                        verb: str, kind_name: str) -> bool:
+        """Whether one binding's role grants ``verb`` on ``kind_name`` (its scope aside)."""
+        return any(granted_kind in (kind_name, ANY_KIND) and _verb_ok(verb, granted_verb)
+                   for granted_kind, granted_verb in self._binding_grants(binding, rules))
 
     def _grants(self, rules: _Rules) -> Iterator[tuple[str, str]]:
         for binding in rules.bindings:
