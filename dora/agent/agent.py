@@ -63,6 +63,7 @@ from dora.api.objects import Ref
 from dora.runtime.cache import Delta, Store
 from dora.runtime.clock import Clock, RealClock
 from dora.runtime.informer import Informer
+from dora.runtime.manager import own_key
 from dora.runtime.reconcile import DONE, Controller, Result
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class Agent:
         self.node_fenced = False
         self.controller = Controller(reconciler=self, clock=self.clock,
                                      workers=config.workers, base_delay=0.2, max_delay=30.0)
-        self.informers[0].add_handler(lambda delta: self._enqueue([key_of(delta.object)]))
+        self.informers[0].add_handler(lambda delta: self._enqueue(own_key(delta)))
         self.informers[1].add_handler(self._node_changed)
         self.reconciler = Reconciler(
             client=client, engine=engine, cache=self.store, node=config.node,
