@@ -10,7 +10,6 @@ state. Modules, from the bottom up:
   name, labels, run options, and a Docker state read back.
 - ``docker_driver``: the ``Engine`` protocol and ``DockerDriver``, docker-py off
   the event loop; with ``docker_streams``, the only modules that import ``docker``.
-- ``workqueue``: a keyed queue (one reconcile per key at a time, backoff).
 - ``lease``: the node's Lease, held through the apiserver (at most one agent per node).
 - ``containers``: the reconcile of one Container key.
 - ``nodestatus``: the Node status reporter.
@@ -18,9 +17,11 @@ state. Modules, from the bottom up:
   check, a list of services); ``streams`` (``AgentStreams``: logs and exec) and
   ``docker_streams`` (Docker log streams and exec sessions, a thread per stream) are
   served on it.
-- ``agent``: the loop that starts all of the above in order.
+- ``agent``: starts all of the above in order, and the agent's controller on
+  ``dora.runtime`` (informers of its Containers and its Node, a work queue, the
+  clock seam), with a poll of Docker as a second source of keys.
 - ``main``: the ``dora-agent`` command.
 
-It may import ``dora.api`` (the client, objects, errors), ``docker`` and
-``pynvml``; never ``dora.apiserver``, ``dora.controllers`` or ``dora.ctl``.
+It may import ``dora.api`` (the client, objects, errors), ``dora.runtime``,
+``docker`` and ``pynvml``; never ``dora.apiserver``, ``dora.controllers`` or ``dora.ctl``.
 """

@@ -1,4 +1,4 @@
-"""The agent's loop: lease first, then watch, Docker and reconcile, all at once.
+"""The agent: one controller on ``dora.runtime``, started once the node's Lease is held.
 
 ``Agent.run`` starts, in order:
 
@@ -6,12 +6,19 @@
    engine, waited for otherwise); nothing below touches Docker until the agent
    holds it, so a second agent with the same node name stays idle;
 2. the Node status reporter (``nodestatus``);
-3. a watch of the Containers in the zone labelled ``dora.io/node=<node>`` (every
-   workspace), feeding a cache; every change queues that Container's key;
-4. once the watch has replayed the current objects (its first bookmark):
-   the work queue, running one reconcile per key (``containers``); a poll of
-   Docker every second, queueing the key of every Docker container of this node
-   that appeared, changed state or went; and a periodic resync of every key.
+3. two informers (``dora.runtime.informer``: list, then watch from there, a
+   silent watch reopened, a periodic relist that repairs the cache): one of the
+   Containers in the zone labelled ``dora.io/node=<node>`` (every workspace),
+   one of this node's Node (for ``spec.fenced``). Every change queues a key;
+4. once both have listed: the controller (``dora.runtime.reconcile``: a work
+   queue with one reconcile per key at a time, backoff, delayed adds), and the
+   second source of keys, a poll of Docker every ``docker_poll_every`` seconds
+   that queues the key of every Docker container of this node that appeared,
+   changed state or went.
+
+The controller's keys are Containers (``containers``: make Docker match) and the
+node's own Node (fence or unfence). Time enters through a ``Clock``
+(``dora.runtime.clock``): the poll, requeues and backoff wait on it.
 
 Restart safety falls out of the order: the first Docker poll happens after the
 cache is complete, so every Docker container the agent finds is judged against
@@ -41,18 +48,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dora.agent.containers import NODE_LABEL, ContainerCache, Reconciler, key_of
+import anyio
+
+from dora.agent.containers import NODE_LABEL, Reconciler, by_gpu, gpu_assignments, key_of
 from dora.agent.docker_driver import Engine, EngineError
 from dora.agent.inventory import Inventory
-from dora.agent.lease import NodeLease, aclose
+from dora.agent.lease import NodeLease
 from dora.agent.nodestatus import NodeReporter
-from dora.agent.workqueue import WorkQueue
-from dora.api import errors, labels
-from dora.api.client import Client, WatchEvent
+from dora.api.client import Client
 from dora.api.objects import Ref
+from dora.runtime.cache import Delta, Store
+from dora.runtime.clock import Clock, RealClock
+from dora.runtime.informer import Informer
+from dora.runtime.manager import own_key
+from dora.runtime.reconcile import DONE, Controller, Result
 
 log = logging.getLogger(__name__)
 
@@ -70,42 +82,71 @@ class Config:
     status_heartbeat: float = 30.0
     # Fence this many seconds before the lease's TTL runs out without a refresh.
     fence_margin: float = 3.0
+    # Reopen a watch that has said nothing (not even a bookmark) for this long.
+    stall_timeout: float = 60.0
+    workers: int = 16
 
 
 class Agent:
+    name = "agent"
+
     def __init__(self, *, config: Config, client: Client, engine: Engine,
-                 inventory: Inventory) -> None:
+                 inventory: Inventory, clock: Clock | None = None) -> None:
         self.config = config
         self.client = client
         self.engine = engine
-        self.cache = ContainerCache()
+        self.clock: Clock = clock or RealClock()
         self.lease = NodeLease(
             client=client, node=config.node, zone=config.zone, ttl=config.lease_ttl,
-            identity=engine.engine_id,
+            identity=engine.engine_id, clock=self.clock,
             # A margin of at most a quarter of the TTL: a short TTL (tests) must not
             # fence a live agent for one slow refresh.
             fence_after=config.lease_ttl - min(config.fence_margin, config.lease_ttl / 4),
             on_fence=lambda: self.fence("its lease went unrenewed (cut off from the "
                                         "apiserver?); the container is replaced elsewhere"))
-        # Set while the Node is fenced by an administrator: nothing runs.
+        self.selector = f"{NODE_LABEL}={config.node}"
+        # The Containers bound to this node, and this node's Node.
+        self.store = Store("Container", indexers={"gpu": by_gpu})
+        self.nodes = Store("Node")
+        self.informers = [
+            Informer(client=client, store=store, clock=self.clock, zone=config.zone,
+                     label_selector=selector, resync=config.resync_every,
+                     stall_timeout=config.stall_timeout)
+            for store, selector in ((self.store, self.selector), (self.nodes, ""))
+        ]
+        self.node_key = Ref("Node", config.zone, "", config.node)
+        # Set while the Node is fenced by an administrator and the agent has acted on it.
         self.node_fenced = False
-        self.queue: WorkQueue[Ref] = WorkQueue(self._reconcile)
+        self.controller = Controller(reconciler=self, clock=self.clock,
+                                     workers=config.workers, base_delay=0.2, max_delay=30.0)
+        self.informers[0].add_handler(lambda delta: self._enqueue(own_key(delta)))
+        self.informers[1].add_handler(self._node_changed)
         self.reconciler = Reconciler(
-            client=client, engine=engine, cache=self.cache, node=config.node,
+            client=client, engine=engine, cache=self.store, node=config.node,
             simulated_gpus=inventory.simulated, stop_timeout=config.stop_timeout,
-            requeue=lambda key: self.queue.add_after(key, 0.5),
         )
         self.reporter = NodeReporter(
             client=client, node=config.node, zone=config.zone, inventory=inventory,
-            engine=engine, lease=self.lease, assignments=self.cache.gpu_assignments,
+            engine=engine, lease=self.lease, assignments=lambda: gpu_assignments(self.store),
             every=config.status_every, heartbeat=config.status_heartbeat,
         )
-        self.selector = f"{NODE_LABEL}={config.node}"
-        self._matches = labels.parse(self.selector).matches
-        # Set once the watch has replayed what is bound to the node.
-        self.synced = asyncio.Event()
         # Set once the first Docker poll after the sync has queued what it found.
         self.ready = asyncio.Event()
+        # Docker polls done (tests wait for a few instead of sleeping).
+        self.polls = 0
+
+    @property
+    def synced(self) -> anyio.Event:
+        """Set once the Containers bound to the node have been listed."""
+        return self.informers[0].synced
+
+    def _enqueue(self, keys: Iterable[Ref]) -> None:
+        for key in keys:
+            self.controller.enqueue(key)
+
+    def _node_changed(self, delta: Delta) -> None:
+        if delta.object.metadata.name == self.config.node:
+            self._enqueue([self.node_key])
 
     async def run(self) -> None:
         node, zone = self.config.node, self.config.zone
@@ -114,13 +155,13 @@ class Agent:
             group.create_task(self.lease.run(), name="lease")
             await self.lease.acquired.wait()
             group.create_task(self.reporter.run(), name="node-status")
-            group.create_task(self._watch(), name="watch-containers")
-            group.create_task(self._watch_node(), name="watch-node")
-            await self.synced.wait()
-            log.info("node %s: %d Container(s) bound to it", node, len(self.cache))
-            group.create_task(self.queue.run(), name="reconcile")
+            for informer in self.informers:
+                group.create_task(informer.run(), name=f"informer-{informer.kind}")
+            for informer in self.informers:
+                await informer.synced.wait()
+            log.info("node %s: %d Container(s) bound to it", node, len(self.store))
+            group.create_task(self.controller.run(), name="reconcile")
             group.create_task(self._poll_docker(), name="poll-docker")
-            group.create_task(self._resync(), name="resync")
 
     async def fence(self, why: str) -> None:
         """Stop (and remove) every Docker container of this node, now."""
@@ -135,96 +176,48 @@ class Agent:
         log.warning("fenced: stopped %d container(s) of node %s: %s", len(found),
                     self.config.node, why)
 
-    async def _watch_node(self) -> None:
-        """Follow this node's ``spec.fenced``: fence on it, and keep fenced while set."""
-        backoff = 0.2
-        while True:
-            stream = self.client.watch("Node", zone=self.config.zone)
-            try:
-                async for event in stream:
-                    backoff = 0.2
-                    if (event.type == WatchEvent.BOOKMARK
-                            or event.object.metadata.name != self.config.node):
-                        continue
-                    fenced = (event.type != WatchEvent.DELETED
-                              and event.object.node.spec.fenced)
-                    if fenced and not self.node_fenced:
-                        self.node_fenced = True
-                        await self.fence("the node was fenced by an administrator")
-                    elif not fenced and self.node_fenced:
-                        self.node_fenced = False
-                        log.warning("node %s is no longer fenced", self.config.node)
-                        for key in self.cache.refs():
-                            self.queue.add(key)
-            except errors.DoraError as exc:
-                log.debug("Node watch failed (retrying in %.1fs): %s", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-            finally:
-                await aclose(stream)
+    def declared_fenced(self) -> bool:
+        """Whether the Node says ``spec.fenced`` (an administrator declared it dead)."""
+        obj = self.nodes.get(self.node_key)
+        return obj is not None and obj.node.spec.fenced
 
-    async def _reconcile(self, key: Ref) -> None:
-        if self.node_fenced:
+    async def reconcile(self, *, key: Ref) -> Result:
+        if key == self.node_key:
+            return await self._reconcile_node()
+        if self.declared_fenced():
             # Declared dead: run nothing; Containers still bound are failed as Fenced.
-            obj = self.cache.get(key)
-            if obj is None or obj.container.status.docker_id not in self.reconciler.fenced:
-                self.queue.add_after(key, 2.0)
-                return
+            obj = self.store.get(key)
+            if (not self.node_fenced or obj is None
+                    or obj.container.status.docker_id not in self.reconciler.fenced):
+                return Result(requeue_after=2.0)
         if not self.lease.held.is_set():
             # Lost and not yet taken again: maybe another agent holds the node now.
-            self.queue.add_after(key, 1.0)
-            return
-        await self.reconciler.reconcile(key)
+            return Result(requeue_after=1.0)
+        return await self.reconciler.reconcile(key=key)
 
-    async def _watch(self) -> None:
-        backoff = 0.2
-        while True:
-            replayed: set[Ref] | None = set()
-            stream = self.client.watch("Container", zone=self.config.zone,
-                                       label_selector=self.selector, bookmarks=True)
-            try:
-                async for event in stream:
-                    backoff = 0.2
-                    if event.type == WatchEvent.BOOKMARK:
-                        if replayed is not None:
-                            # The replay is complete: what the cache has beyond it is gone.
-                            for key in set(self.cache.refs()) - replayed:
-                                self.cache.pop(key)
-                                self.queue.add(key)
-                            replayed = None
-                            self.synced.set()
-                        continue
-                    obj = event.object
-                    key = key_of(obj)
-                    if replayed is not None:
-                        replayed.add(key)
-                    if event.type == WatchEvent.DELETED or not self._matches(
-                        obj.metadata.labels
-                    ):
-                        self.cache.pop(key)
-                    else:
-                        self.cache.put(obj)
-                    self.queue.add(key)
-            except errors.Gone:
-                log.info("Container watch too old; listing again")
-            except errors.DoraError as exc:
-                log.warning("Container watch failed (retrying in %.1fs): %s", backoff, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-            finally:
-                await aclose(stream)
+    async def _reconcile_node(self) -> Result:
+        """Fence on the Node's ``spec.fenced``, and keep fenced while it is set."""
+        fenced = self.declared_fenced()
+        if fenced and not self.node_fenced:
+            await self.fence("the node was fenced by an administrator")
+            self.node_fenced = True
+        elif not fenced and self.node_fenced:
+            self.node_fenced = False
+            log.warning("node %s is no longer fenced", self.config.node)
+            self._enqueue(key_of(obj) for obj in self.store)
+        return DONE
 
     async def _poll_docker(self) -> None:
         seen: dict[str, tuple[Ref | None, str]] = {}
-        last_error = 0.0
+        last_error: float | None = None
         while True:
             try:
                 found = await self.engine.list(node=self.config.node)
             except EngineError as exc:
-                if time.monotonic() - last_error > 60:
-                    last_error = time.monotonic()
+                if last_error is None or self.clock.now() - last_error > 60:
+                    last_error = self.clock.now()
                     log.warning("cannot list Docker containers: %s", exc)
-                await asyncio.sleep(self.config.docker_poll_every)
+                await self.clock.sleep(self.config.docker_poll_every)
                 continue
             now = {s.id: (s.key, s.state) for s in found}
             for docker_id, (key, state) in now.items():
@@ -233,13 +226,13 @@ class Agent:
                                 "naming no Container", docker_id[:12], self.config.node)
                     await self._remove_quietly(docker_id)
                 elif key is not None and seen.get(docker_id) != (key, state):
-                    self.queue.add(key)
-            for docker_id, (key, _) in seen.items():
-                if docker_id not in now and key is not None:
-                    self.queue.add(key)
+                    self._enqueue([key])
+            self._enqueue(key for docker_id, (key, _) in seen.items()
+                          if docker_id not in now and key is not None)
             seen = now
+            self.polls += 1
             self.ready.set()
-            await asyncio.sleep(self.config.docker_poll_every)
+            await self.clock.sleep(self.config.docker_poll_every)
 
     async def _remove_quietly(self, docker_id: str, *, stop_timeout: float | None = None) -> None:
         try:
@@ -247,9 +240,3 @@ class Agent:
                                      if stop_timeout is None else stop_timeout)
         except EngineError as exc:
             log.warning("cannot remove Docker container %s: %s", docker_id[:12], exc)
-
-    async def _resync(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.resync_every)
-            for key in self.cache.refs():
-                self.queue.add(key)

@@ -1,8 +1,8 @@
 """Reconcile one Container key: make Docker match what is bound to this node, and
 report back.
 
-The reconcile is level-triggered. It reads the Container from the agent's cache
-(fed by a watch of the Containers labelled ``dora.io/node=<node>``) and the Docker
+The reconcile is level-triggered. It reads the Container from the agent's store
+(filled by an informer of the Containers labelled ``dora.io/node=<node>``) and the Docker
 containers labelled with this node and that key, then takes one step:
 
 - no Container, one bound elsewhere, or one being deleted: stop and remove its
@@ -30,20 +30,21 @@ cache can never start a container twice.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 from dora.agent import dockerspec
 from dora.agent import volumes as agent_volumes
 from dora.agent.docker_driver import Engine, EngineError, EngineUnavailable, ImageNotFound
 from dora.agent.dockerspec import Observed
-from dora.agent.workqueue import reconcile_id
 from dora.api import conventions, errors, finalizers
 from dora.api.client import Client
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, workloads_pb2
+from dora.runtime import reconcile as runtime
+from dora.runtime.cache import Store
+from dora.runtime.reconcile import DONE, Result
 
-log = logging.getLogger(__name__)
+log = runtime.logger(__name__)
 
 FINALIZER = conventions.AGENT_FINALIZER
 NODE_LABEL = conventions.NODE_LABEL
@@ -66,38 +67,16 @@ def deleting(obj: object_pb2.Object) -> bool:
     return obj.metadata.HasField("deletion_timestamp")
 
 
-class ContainerCache:
-    """The Containers bound to this node, newest version of each, by key."""
+def by_gpu(obj: object_pb2.Object) -> list[str]:
+    """The store index of Containers by the UUIDs of their GPUs."""
+    return [gpu.uuid for gpu in obj.container.spec.gpus if gpu.uuid]
 
-    def __init__(self) -> None:
-        self._objects: dict[Ref, object_pb2.Object] = {}
 
-    def get(self, key: Ref) -> object_pb2.Object | None:
-        return self._objects.get(key)
-
-    def put(self, obj: object_pb2.Object) -> None:
-        key = key_of(obj)
-        current = self._objects.get(key)
-        if current is None or current.metadata.resource_version <= obj.metadata.resource_version:
-            self._objects[key] = obj
-
-    def pop(self, key: Ref) -> None:
-        self._objects.pop(key, None)
-
-    def refs(self) -> list[Ref]:
-        return list(self._objects)
-
-    def __len__(self) -> int:
-        return len(self._objects)
-
-    def gpu_assignments(self) -> dict[str, str]:
-        """GPU UUID -> ``<workspace>/<name>`` of the Container it is assigned to."""
-        return {
-            gpu.uuid: f"{obj.metadata.workspace}/{obj.metadata.name}"
-            for obj in self._objects.values()
-            for gpu in obj.container.spec.gpus
-            if gpu.uuid
-        }
+def gpu_assignments(store: Store) -> dict[str, str]:
+    """GPU UUID -> ``<workspace>/<name>`` of the Container it is assigned to (the store
+    indexed ``by_gpu``)."""
+    return {uuid: f"{obj.metadata.workspace}/{obj.metadata.name}"
+            for uuid in store.index_values("gpu") for obj in store.by_index("gpu", uuid)}
 
 
 def observed_status(current: Status, observed: Observed, *, node: str) -> Status:
@@ -135,11 +114,10 @@ class Reconciler:
         *,
         client: Client,
         engine: Engine,
-        cache: ContainerCache,
+        cache: Store,
         node: str,
         simulated_gpus: bool,
         stop_timeout: float,
-        requeue: Callable[[Ref], None],
         resolver: agent_volumes.Resolver | None = None,
     ) -> None:
         self.client = client
@@ -148,7 +126,6 @@ class Reconciler:
         self.node = node
         self.simulated_gpus = simulated_gpus
         self.stop_timeout = stop_timeout
-        self.requeue = requeue
         self.resolver = resolver or agent_volumes.Resolver(client=client)
         # Docker ids this agent stopped to fence itself (``agent.Agent.fence``), and why:
         # a Container still bound to one of them fails with that reason.
@@ -157,13 +134,13 @@ class Reconciler:
     def _mine(self, obj: object_pb2.Object | None) -> bool:
         return obj is not None and obj.container.spec.node_name == self.node
 
-    async def reconcile(self, key: Ref) -> None:
+    async def reconcile(self, *, key: Ref) -> Result:
         try:
             await self._reconcile(key)
         except Stale as exc:
-            log.info("[%s] %s changed while it was being reconciled (%s)",
-                     reconcile_id(), key, exc)
-            self.requeue(key)
+            log.info("%s changed while it was being reconciled (%s)", key, exc)
+            return Result(requeue_after=0.5)
+        return DONE
 
     async def _reconcile(self, key: Ref) -> None:
         obj = self.cache.get(key)
@@ -175,8 +152,8 @@ class Reconciler:
                        "it is being deleted" if deleting(obj) else
                        "it is bound to another node" if not self._mine(obj) else
                        "it runs an older incarnation")
-                log.info("[%s] removing Docker container %s of %s: %s",
-                         reconcile_id(), found.id[:12], key, why)
+                log.info("removing Docker container %s of %s: %s",
+                         found.id[:12], key, why)
                 await self.engine.remove(found.id, stop_timeout=self.stop_timeout)
         if wanted is None:
             if obj is not None and deleting(obj) and self._mine(obj):
@@ -185,8 +162,8 @@ class Reconciler:
         same = [d for d in dockers if d.uid == wanted.metadata.uid]
         same.sort(key=lambda d: d.state != "running")
         for extra in same[1:]:
-            log.warning("[%s] removing duplicate Docker container %s of %s",
-                        reconcile_id(), extra.id[:12], key)
+            log.warning("removing duplicate Docker container %s of %s",
+                        extra.id[:12], key)
             await self.engine.remove(extra.id, stop_timeout=self.stop_timeout)
         if same:
             await self._follow(wanted, same[0].id)
@@ -196,14 +173,13 @@ class Reconciler:
     async def _follow(self, obj: object_pb2.Object, docker_id: str) -> None:
         observed = await self.engine.inspect(docker_id)
         if observed is None:
-            self.requeue(key_of(obj))
-            return
+            raise Stale("its Docker container vanished")
         if observed.state == "created":
             obj = await self._fresh(key_of(obj), obj.metadata.uid)
             if obj.container.status.phase in TERMINAL:
                 return  # it failed to start: nothing more to report, nothing to retry
-            log.info("[%s] starting Docker container %s of %s (created, never started)",
-                     reconcile_id(), docker_id[:12], key_of(obj))
+            log.info("starting Docker container %s of %s (created, never started)",
+                     docker_id[:12], key_of(obj))
             await self._run(obj, docker_id)
             return
         await self._report(obj, await self._match_pause(obj, observed))
@@ -213,14 +189,14 @@ class Reconciler:
         wanted = obj.container.spec.paused
         if observed.state not in ("running", "paused") or (observed.state == "paused") == wanted:
             return observed
-        log.info("[%s] %s Docker container %s of %s", reconcile_id(),
-                 "pausing" if wanted else "resuming", observed.id[:12], key_of(obj))
+        log.info("%s Docker container %s of %s", "pausing" if wanted else "resuming",
+                 observed.id[:12], key_of(obj))
         try:
             await self.engine.pause(observed.id, paused=wanted)
         except EngineUnavailable:
             raise
         except EngineError as exc:
-            log.warning("[%s] %s: docker %s failed: %s", reconcile_id(), key_of(obj),
+            log.warning("%s: docker %s failed: %s", key_of(obj),
                         "pause" if wanted else "unpause", exc)
             return observed
         return await self.engine.inspect(observed.id) or observed
@@ -290,7 +266,7 @@ class Reconciler:
                 await self._phase(obj, "Pulling", reason="image pull failed", message=str(exc))
                 raise
         obj = await self._phase(obj, "Creating")
-        log.info("[%s] creating Docker container %s for %s", reconcile_id(), spec.name, key)
+        log.info("creating Docker container %s for %s", spec.name, key)
         try:
             for mount in mounts:
                 await self.engine.ensure_volume(dockerspec.docker_volume(mount, zone=key.zone))
@@ -313,8 +289,7 @@ class Reconciler:
             return
         observed = await self.engine.inspect(docker_id)
         if observed is None:
-            self.requeue(key_of(obj))
-            return
+            raise Stale("its Docker container vanished")
         # A container of a paused workload is frozen as soon as it starts.
         await self._report(obj, await self._match_pause(obj, observed))
 
@@ -327,7 +302,7 @@ class Reconciler:
         return await self._write(obj, change)
 
     async def _fail(self, obj: object_pb2.Object, reason: str, *, docker_id: str = "") -> None:
-        log.warning("[%s] %s failed: %s", reconcile_id(), key_of(obj), reason)
+        log.warning("%s failed: %s", key_of(obj), reason)
 
         def change(status: Status) -> None:
             status.phase, status.reason, status.message = "Failed", reason, ""
@@ -361,7 +336,7 @@ class Reconciler:
             except errors.NotFound:
                 raise Stale("deleted") from None
             if written.container.status.phase != obj.container.status.phase:
-                log.info("[%s] %s is %s%s", reconcile_id(), key_of(obj),
+                log.info("%s is %s%s", key_of(obj),
                          written.container.status.phase,
                          f" ({status.reason})" if status.reason else "")
             return written
@@ -372,5 +347,5 @@ class Reconciler:
         if FINALIZER not in obj.metadata.finalizers:
             return
         if await finalizers.change(self.client, obj, FINALIZER, add=False):
-            log.info("[%s] %s: Docker container removed, finalizer %s released",
-                     reconcile_id(), key_of(obj), FINALIZER)
+            log.info("%s: Docker container removed, finalizer %s released",
+                     key_of(obj), FINALIZER)

@@ -64,8 +64,7 @@ class AgentHealth:
         return ""
 
     def _count_phases(self) -> None:
-        counts = collections.Counter(
-            self.agent.cache.get(key).container.status.phase or "Pending"  # type: ignore[union-attr]
-            for key in self.agent.cache.refs() if self.agent.cache.get(key) is not None)
+        counts = collections.Counter(obj.container.status.phase or "Pending"
+                                     for obj in self.agent.store)
         for phase in {*PHASES, *counts}:
             metrics.AGENT_CONTAINERS.labels(phase).set(counts.get(phase, 0))

@@ -60,6 +60,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dora.api import conventions, errors, objects
 from dora.api.client import Client, WatchEvent
 from dora.api.v1 import object_pb2
+from dora.runtime.clock import Clock, RealClock
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,11 @@ class NodeLease:
     def __init__(self, *, client: Client, node: str, zone: str, ttl: int = 15,
                  identity: Callable[[], Awaitable[str]],
                  fence_after: float | None = None,
-                 on_fence: Callable[[], Awaitable[None]] | None = None) -> None:
+                 on_fence: Callable[[], Awaitable[None]] | None = None,
+                 clock: Clock | None = None) -> None:
         self.client = client
+        # Times the fence (``last_refresh``, ``fence_after``): a test advances a fake one.
+        self.clock: Clock = clock or RealClock()
         self.node = node
         self.zone = zone
         self.ttl = ttl
@@ -100,7 +104,7 @@ class NodeLease:
         # Self-fencing: seconds without a refresh before ``on_fence`` runs.
         self.fence_after = fence_after
         self.on_fence = on_fence
-        # time.monotonic() of the last refresh (or acquisition); 0: never held.
+        # ``clock.now()`` of the last refresh (or acquisition); 0: never held.
         self.last_refresh = 0.0
         # Set while fenced, until a refresh succeeds again.
         self.fenced = False
@@ -146,10 +150,10 @@ class NodeLease:
         """Fence once the lease has gone ``fence_after`` seconds without a refresh."""
         assert self.on_fence is not None and self.fence_after is not None
         while True:
-            await asyncio.sleep(min(0.25, self.fence_after / 4))
+            await self.clock.sleep(min(0.25, self.fence_after / 4))
             if not self.last_refresh or await self._taken_on_this_engine():
                 continue
-            silent = time.monotonic() - self.last_refresh
+            silent = self.clock.now() - self.last_refresh
             if silent < self.fence_after:
                 self.fenced = False
             elif not self.fenced:
@@ -170,7 +174,7 @@ class NodeLease:
     async def _hold(self) -> None:
         while True:
             self.lease_id = await self._acquire()
-            self.last_refresh = time.monotonic()
+            self.last_refresh = self.clock.now()
             self._usurped = False
             self.generation += 1
             self.held.set()
@@ -294,7 +298,8 @@ class NodeLease:
                     if remaining <= 0:
                         log.warning("%s: etcd lease %x expired", self._where(), lease_id)
                         return
-                    last_refresh = self.last_refresh = time.monotonic()
+                    last_refresh = time.monotonic()
+                    self.last_refresh = self.clock.now()
                     if last_refresh - last_check >= self.ttl:
                         last_check = last_refresh
                         if not await self._still_ours(lease_id):

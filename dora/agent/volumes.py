@@ -21,14 +21,14 @@ from __future__ import annotations
 import asyncio
 import os
 
-from dora.agent import workqueue
 from dora.agent.dockerspec import Mount
 from dora.api import errors, volumes
 from dora.api.client import Client
 from dora.api.v1 import object_pb2
+from dora.runtime.reconcile import Retry
 
 
-class NotReady(workqueue.Retry):
+class NotReady(Retry):
     """A volume the Container needs cannot be mounted now; the message says why."""
 
 

@@ -26,7 +26,8 @@ ETCD_SECONDS = Histogram(
 # controllers
 RECONCILES = Counter(
     "dora_controller_reconciles_total",
-    "Reconciles, by controller and outcome (success, requeue, error, conflict, terminal).",
+    "Reconciles, by controller and outcome (success, requeue, wait, error, conflict, "
+    "terminal).",
     ["controller", "result"])
 RECONCILE_SECONDS = Histogram(
     "dora_controller_reconcile_seconds", "Time of one reconcile, by controller.",

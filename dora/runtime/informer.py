@@ -13,6 +13,11 @@ difference dispatched as the change it is and logged. Then it hands every cached
 object to its handlers again: a reconcile that was dropped on the floor gets
 another chance (level-triggered).
 
+An informer may follow only the objects a label selector matches (the node agent
+follows the Containers bound to its node). An object whose labels stop matching
+(a Container unbound) leaves the store as if deleted: the apiserver sends its
+last matching change, and nothing after it.
+
 Handlers receive a ``Delta`` and must not block: they enqueue keys.
 """
 
@@ -24,7 +29,7 @@ from typing import Protocol
 
 import anyio
 
-from dora.api import errors, objects
+from dora.api import errors, labels, objects
 from dora.api.client import resume_point
 from dora.api.v1 import object_pb2, resources_pb2
 from dora.runtime.cache import Delta, Store
@@ -59,6 +64,7 @@ class Informer:
         store: Store,
         clock: Clock,
         zone: str = "",
+        label_selector: str = "",
         resync: float = 300.0,
         stall_timeout: float = 60.0,
         retry: float = 0.5,
@@ -68,6 +74,8 @@ class Informer:
         self.store = store
         self.kind = store.kind
         self.zone = zone
+        self.label_selector = label_selector
+        self._selects = labels.parse(label_selector).matches
         self.clock = clock
         self.resync = resync
         self.stall_timeout = stall_timeout
@@ -112,7 +120,8 @@ class Informer:
                 delay = min(self.max_retry, delay * 2)
 
     async def _list(self) -> None:
-        items, version = await self.client.list(self.kind, zone=self.zone)
+        items, version = await self.client.list(self.kind, zone=self.zone,
+                                                label_selector=self.label_selector)
         self.relists += 1
         deltas = self.store.replace(items)
         resync, self._resync_due = self._resync_due, False
@@ -136,7 +145,8 @@ class Informer:
         """Follow changes from ``self.version``; returns only by raising."""
         while True:
             stream = self.client.watch(
-                self.kind, zone=self.zone, resource_version=self.version,
+                self.kind, zone=self.zone, label_selector=self.label_selector,
+                resource_version=self.version,
                 resume_index=self.resume_index, bookmarks=True,
             )
             try:
@@ -160,7 +170,7 @@ class Informer:
         delta: Delta | None = None
         if event.type == WatchEvent.BOOKMARK:
             return
-        if event.type == WatchEvent.DELETED:
+        if event.type == WatchEvent.DELETED or not self._selects(obj.metadata.labels):
             if self.store.remove(obj) is not None:
                 delta = Delta(obj, None)
         else:

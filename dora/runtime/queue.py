@@ -96,6 +96,11 @@ class WorkQueue(Generic[K]):
     def failures(self, key: K) -> int:
         return self._failures.get(key, 0)
 
+    def idle(self) -> bool:
+        """Nothing queued, being processed, or added during processing (delayed keys
+        are not counted: they are not due)."""
+        return not (self._ready or self._processing or self._dirty)
+
     async def get(self) -> K:
         """The next key; it is the caller's until ``done(key)``."""
         while not self._ready:

@@ -5,7 +5,9 @@ the desired state, and returns a ``Result`` (``requeue_after`` to look again
 later) or raises. A raised error is retried with per-key exponential backoff;
 ``TerminalError`` is logged and recorded, never retried (controller-runtime).
 ``errors.Conflict`` is expected (the cache was a step behind): it is retried
-like any error, but counted apart and logged quietly.
+like any error, but counted apart and logged quietly. So is ``Retry``, an expected
+wait (a Volume not Ready yet): one line at INFO, never a traceback. Any other
+error's traceback is logged on a key's first failure, then one line per retry.
 
 A ``Controller`` owns a work queue and runs ``workers`` reconciles at a time,
 never two for the same key. Every reconcile gets an id that prefixes its log
@@ -50,6 +52,11 @@ DONE = Result()
 
 class TerminalError(Exception):
     """A reconcile cannot succeed by retrying (an invalid object, a name too long)."""
+
+
+class Retry(Exception):
+    """An expected wait (what the object needs is not there yet): retried with
+    backoff like any error, but logged as one line at INFO."""
 
 
 class Reconciler(Protocol):
@@ -156,6 +163,12 @@ class Controller:
             delay = self.queue.add_rate_limited(key)
             metrics.QUEUE_RETRIES.labels(self.name).inc()
             log.debug("[%s] %s: %s; again in %.2fs", rid, key, exc, delay)
+        except Retry as exc:
+            self._count("wait")
+            delay = self.queue.add_rate_limited(key)
+            metrics.QUEUE_RETRIES.labels(self.name).inc()
+            log.info("[%s] %s waits (attempt %d): %s; again in %.2fs", rid, key,
+                     self.queue.failures(key), exc, delay)
         except Exception as exc:
             self._count("error")
             delay = self.queue.add_rate_limited(key)
@@ -163,7 +176,9 @@ class Controller:
             if isinstance(exc, errors.DoraError):
                 log.warning("[%s] %s: %s; again in %.2fs", rid, key, exc, delay)
             else:
-                log.exception("[%s] %s failed; again in %.2fs", rid, key, delay)
+                log.error("[%s] %s failed (attempt %d): %s; again in %.2fs", rid, key,
+                          self.queue.failures(key), exc, delay,
+                          exc_info=self.queue.failures(key) == 1)
         else:
             self.queue.forget(key)
             if result.requeue_after > 0:

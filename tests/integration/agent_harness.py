@@ -156,6 +156,20 @@ async def gone(client: Client, name: str, *, within: float = 20.0) -> None:
     await eventually(probe, what=f"container {name} to be deleted", within=within)
 
 
+async def polled(agent: Agent, times: int = 3, *, within: float = 20.0) -> None:
+    """Until the agent has polled Docker ``times`` more times and reconciled all it
+    queued: "nothing more happens" is checked once the agent has looked, not after a
+    guessed sleep."""
+    target = agent.polls + times
+
+    async def looked() -> bool:
+        await asyncio.sleep(0.01)
+        return agent.polls >= target and agent.controller.queue.idle()
+
+    await eventually(looked, what=f"{times} Docker polls of the agent, then a quiet queue",
+                     within=within)
+
+
 def config(node: str, **overrides: Any) -> Config:
     """Short intervals: a test sees in a second what production sees in several."""
     values: dict[str, Any] = dict(

@@ -110,13 +110,13 @@ async def test_run_options_reach_docker(client: Client, docker: Any, node: str) 
 async def test_an_exited_container_reports_its_exit_code_and_is_not_restarted(
     client: Client, docker: Any, node: str
 ) -> None:
-    async with h.running_agent(client, node):
+    async with h.running_agent(client, node) as agent:
         await client.apply(h.bound("job.0", node, cmd="sh -c 'echo done; exit 3'"))
         exited = await h.phase_of(client, "job.0", "Exited")
         status = exited.container.status
         assert (status.exit_code, status.reason) == (3, "Error")
         assert status.HasField("finished_at") and status.HasField("started_at")
-        await asyncio.sleep(1.0)  # several Docker polls and a resync chance
+        await h.polled(agent)
         [container] = h.node_containers(docker, node)
         assert container.id == status.docker_id
         assert container.status == "exited"
@@ -150,14 +150,14 @@ async def test_a_container_docker_cannot_start_fails_and_is_not_retried(
         obj.container.spec.template.network.mode = "bridge"
         obj.container.spec.template.network.ports.add(node_port=taken.getsockname()[1],
                                                       port=8008)
-        async with h.running_agent(client, node):
+        async with h.running_agent(client, node) as agent:
             await client.apply(obj)
             failed = await h.phase_of(client, "clash.0", "Failed")
             status = failed.container.status
             assert status.reason.startswith("Docker could not start the container: ")
             [container] = h.node_containers(docker, node)
             assert container.id == status.docker_id
-            await asyncio.sleep(1.0)
+            await h.polled(agent)
             assert [c.id for c in h.node_containers(docker, node)] == [container.id]
             again = await h.get_container(client, "clash.0")
             assert again is not None and again.container.status.phase == "Failed"
@@ -208,7 +208,7 @@ async def test_an_agent_killed_and_started_again_adopts_its_containers(
         await aclose(leases)
         for name in names:
             await h.phase_of(client, name, "Running")
-        await h.eventually(lambda: _settled(agent), what="the agent to settle")
+        await h.polled(agent)
         after = h.node_containers(docker, node)
         assert {c.id: c.attrs["State"]["StartedAt"] for c in after} == started, (
             "the same Docker containers, never restarted"
@@ -217,11 +217,6 @@ async def test_an_agent_killed_and_started_again_adopts_its_containers(
             obj = await h.get_container(client, name)
             assert obj is not None
             assert obj.container.status.docker_id == before[name].docker_id
-
-
-async def _settled(agent: Any) -> bool:
-    await asyncio.sleep(0.3)
-    return bool(agent.queue.idle())
 
 
 async def test_docker_containers_of_no_container_are_removed_and_other_nodes_untouched(
@@ -299,11 +294,11 @@ async def test_a_container_created_but_never_started_is_started_not_duplicated(
 async def test_a_docker_container_removed_behind_doras_back_is_failed_not_rerun(
     client: Client, docker: Any, node: str
 ) -> None:
-    async with h.running_agent(client, node):
+    async with h.running_agent(client, node) as agent:
         await client.apply(h.bound("gone.0", node))
         running = await h.phase_of(client, "gone.0", "Running")
         docker.containers.get(running.container.status.docker_id).remove(force=True)
         failed = await h.phase_of(client, "gone.0", "Failed")
         assert "is gone" in failed.container.status.reason
-        await asyncio.sleep(1.0)
+        await h.polled(agent)
         assert h.node_containers(docker, node) == []

@@ -213,3 +213,20 @@ async def test_resync_repairs_a_cache_that_diverged_from_the_cluster() -> None:
         assert len(deltas) == 4, "every object once: the repairs, then a's resync"
         assert cluster.watched_from == [10, 20], "the watch goes on from the new list"
         group.cancel_scope.cancel()
+
+
+async def test_an_object_whose_labels_stop_matching_leaves_the_store_as_if_deleted() -> None:
+    bound = obj("Container", "c", rv=3)
+    bound.metadata.labels["dora.io/node"] = "n1"
+    moved = obj("Container", "c", rv=12)
+    moved.metadata.labels["dora.io/node"] = "n2"
+    cluster = FakeCluster(lists=[([bound], 10)],
+                          watches=[[event(WatchEvent.MODIFIED, moved), HANG]])
+    store = Store("Container")
+    informer = Informer(client=cluster, store=store, clock=FakeClock(), resync=0,
+                        label_selector="dora.io/node=n1")
+    deltas: list[Delta] = []
+    informer.add_handler(deltas.append)
+    await run_until(informer, lambda: len(deltas) == 2)
+    assert len(store) == 0
+    assert deltas[1].new is None and deltas[1].old == moved  # its last state

@@ -137,3 +137,48 @@ async def test_log_lines_carry_the_reconcile_id(caplog: pytest.LogCaptureFixture
     ids = [r.getMessage().split("]")[0] for r in caplog.records if r.name == "test"]
     assert len(ids) == 2 and ids[0] != ids[1]
     assert all(i.startswith("[scripted-") for i in ids)
+
+
+async def test_an_expected_wait_is_retried_and_logged_as_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reconciler = Scripted(reconcile.Retry("volume v is Pending"), DONE)
+    controller = Controller(reconciler=reconciler, clock=FakeClock())
+    with caplog.at_level(logging.INFO, logger="dora.runtime.reconcile"):
+        await controller.process(KEY)
+    [record] = [r for r in caplog.records if "volume v is Pending" in r.getMessage()]
+    assert record.levelno == logging.INFO and record.exc_info is None
+    assert controller.counters["wait"] == 1 and controller.queue.failures(KEY) == 1
+
+
+async def test_a_failure_logs_its_traceback_once_then_one_line_per_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    controller = Controller(reconciler=Scripted(RuntimeError("boom"), RuntimeError("boom")),
+                            clock=FakeClock())
+    with caplog.at_level(logging.INFO, logger="dora.runtime.reconcile"):
+        await controller.process(KEY)
+        await controller.process(KEY)
+    records = [r for r in caplog.records if "boom" in r.getMessage()]
+    assert [bool(r.exc_info) for r in records] == [True, False]
+    assert "(attempt 2)" in records[1].getMessage()
+
+
+async def test_the_queue_is_idle_only_with_nothing_ready_processing_or_dirty() -> None:
+    reconciler = Scripted()
+    reconciler.gate = anyio.Event()
+    controller = Controller(reconciler=reconciler, clock=FakeClock())
+    assert controller.queue.idle()
+    async with anyio.create_task_group() as group:
+        group.start_soon(controller.run)
+        controller.enqueue(KEY)
+        assert not controller.queue.idle()
+        await settle()
+        controller.enqueue(KEY)  # during its reconcile: dirty
+        assert not controller.queue.idle()
+        reconciler.gate.set()
+        await settle()
+        assert controller.queue.idle()
+        controller.queue.add_after(KEY, 5)  # not due: not counted
+        assert controller.queue.idle()
+        group.cancel_scope.cancel()
