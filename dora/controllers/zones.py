@@ -38,6 +38,7 @@ from dora.runtime.cache import Delta
 from dora.runtime.clock import Clock
 from dora.runtime.manager import Manager, Watch, own_key
 from dora.runtime.reconcile import DONE, Result
+from dora.runtime.status import write_status
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +111,13 @@ class UnservedZones:
         message = (f"no dora-controllers serves zone {key.zone}: nothing schedules or "
                    f"runs this workload until one does (dora-controllers --zones "
                    f"{key.zone}, or --zones all)")
-        status = object_pb2.Object()
-        status.CopyFrom(workload)
-        conditions.set_condition(status.workload.status.conditions, type=ZONE_UNSERVED,
-                                 status="True", reason="NoControllers", message=message,
-                                 now=now)
-        request = objects.new("Workload", key.name, zone=key.zone, workspace=key.workspace)
-        request.metadata.resource_version = workload.metadata.resource_version
-        request.workload.status.CopyFrom(status.workload.status)
-        try:
-            await self.client.update_status(request)
-        except errors.NotFound:
+
+        def unserved(obj: object_pb2.Object) -> None:
+            conditions.set_condition(obj.workload.status.conditions, type=ZONE_UNSERVED,
+                                     status="True", reason="NoControllers", message=message,
+                                     now=now)
+
+        if await write_status(self.client, workload, unserved) is None:
             return DONE
         self.recorder.warning(workload, "ZoneUnserved", message)
         log.warning("%s: %s", key, message)

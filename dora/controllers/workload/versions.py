@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 
 from dora.api import conventions, errors, objects
-from dora.api.client import Client
+from dora.api.client import ResourceClient
 from dora.api.v1 import object_pb2, workloads_pb2
 from dora.controllers.events import label_value_ok
 from dora.runtime.cache import Store
@@ -79,7 +79,7 @@ def new_version(workload: object_pb2.Object, number: int,
     return version
 
 
-async def ensure(client: Client, store: Store, workload: object_pb2.Object, *,
+async def ensure(client: ResourceClient, store: Store, workload: object_pb2.Object, *,
                  history: int = HISTORY) -> tuple[object_pb2.Object, bool]:
     """The Workloadversion of the workload's spec, created if new (the oldest beyond
     ``history`` then pruned); and whether it was."""
@@ -108,7 +108,7 @@ async def ensure(client: Client, store: Store, workload: object_pb2.Object, *,
     return created, True
 
 
-async def prune(client: Client, versions: list[object_pb2.Object], *, history: int) -> None:
+async def prune(client: ResourceClient, versions: list[object_pb2.Object], *, history: int) -> None:
     """Delete the oldest of ``versions`` (oldest first; the last is the current one)
     so that at most ``history`` remain."""
     for old in versions[:max(0, len(versions) - max(history, 1))]:
