@@ -79,8 +79,9 @@ class FakeClient:
         """Call ``listener`` with every change, at once."""
         self._listeners.append(listener)
 
-    def put(self, obj: Object) -> Object:
-        """Store ``obj`` as it is (status included), as if someone wrote it."""
+    def put(self, obj: Object, *, unseen: bool = False) -> Object:
+        """Store ``obj`` as it is (status included), as if someone wrote it; ``unseen``:
+        without telling watchers yet (a cache that is behind)."""
         stored = clone(obj)
         ref = objects.ref_of(stored)
         current = self.objects.get(ref)
@@ -90,7 +91,8 @@ class FakeClient:
             stored.metadata.generation = current.metadata.generation if current else 1
         if not stored.metadata.HasField("creation_timestamp"):
             stored.metadata.creation_timestamp.FromDatetime(self.clock.wall())
-        return self._store(stored, WatchEvent.MODIFIED if current else WatchEvent.ADDED)
+        return self._store(stored, WatchEvent.MODIFIED if current else WatchEvent.ADDED,
+                           unseen=unseen)
 
     def stored(self, kind: str, name: str, *, zone: str = "", workspace: str = "") -> Object:
         """The object now (a test's read); KeyError when absent."""
@@ -236,11 +238,13 @@ class FakeClient:
         self._uids += 1
         return f"uid-{self._uids}"
 
-    def _store(self, obj: Object, type: WatchEvent.Type.ValueType) -> Object:
+    def _store(self, obj: Object, type: WatchEvent.Type.ValueType, *,
+               unseen: bool = False) -> Object:
         self.revision += 1
         obj.metadata.resource_version = self.revision
         self.objects[objects.ref_of(obj)] = obj
-        self._emit(WatchEvent(type=type, object=obj))
+        if not unseen:
+            self._emit(WatchEvent(type=type, object=obj))
         return clone(obj)
 
     def _remove(self, ref: Ref) -> Object:
