@@ -28,7 +28,7 @@ from typing import Any
 
 import anyio
 
-from dora.api import conventions, errors, objects
+from dora.api import conventions, errors, kinds, objects
 from dora.api.client import Client
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
@@ -73,29 +73,29 @@ class UnservedZones:
 
     def register(self, manager: Manager) -> None:
         self.manager = manager
-        manager.store("Workload", indexers={_ZONE_INDEX: lambda o: [o.metadata.zone]})
+        manager.store(kinds.WORKLOAD, indexers={_ZONE_INDEX: lambda o: [o.metadata.zone]})
         manager.add_controller(self, workers=2, watches=[
-            Watch("Workload", own_key),
-            Watch("Lease", self._workloads_of_zone),
+            Watch(kinds.WORKLOAD, own_key),
+            Watch(kinds.LEASE, self._workloads_of_zone),
         ])
 
     def _workloads_of_zone(self, delta: Delta) -> Iterable[Ref]:
         if delta.object.metadata.name != conventions.CONTROLLERS_LEASE:
             return []
         assert self.manager is not None
-        store = self.manager.cache.store("Workload")
+        store = self.manager.cache.store(kinds.WORKLOAD)
         return [objects.ref_of(w) for w in store.by_index(_ZONE_INDEX,
                                                            delta.object.metadata.zone)]
 
     def served(self, zone: str) -> bool:
         assert self.manager is not None
-        lease = self.manager.cache.store("Lease").get_named(conventions.CONTROLLERS_LEASE,
+        lease = self.manager.cache.store(kinds.LEASE).get_named(conventions.CONTROLLERS_LEASE,
                                                             zone=zone)
         return lease is not None and bool(lease.lease.spec.holder)
 
     async def reconcile(self, *, key: Ref) -> Result:
         assert self.manager is not None
-        workload = self.manager.cache.store("Workload").get(key)
+        workload = self.manager.cache.store(kinds.WORKLOAD).get(key)
         if workload is None or workload.metadata.HasField("deletion_timestamp"):
             return DONE
         if self.served(key.zone):
@@ -141,7 +141,7 @@ async def run_zones(*, zones: Sequence[str],
 
         while True:
             try:
-                items, _ = await client.list("Zone")
+                items, _ = await client.list(kinds.ZONE)
             except errors.Unavailable as exc:
                 log.warning("listing the zones: %s", exc)
                 items = None

@@ -5,9 +5,9 @@ kind, predicate, key mapper), how it reacts to events itself (``Hook``), the
 indexes it reads, how many reconciles it runs at once, its command-line
 ``Option``s (with defaults, help and a check), and how its reconciler is built
 from a ``Setup`` (the client, the cache, the clock, the zone, the event
-recorder, the option values). A module registers its spec in a ``Registry``
-(``REGISTRY.add(spec)`` at import, or ``@controller``-free: the object is the
-whole declaration), and ``dora-controllers`` builds its command line, its
+recorder, the option values). A module registers its spec in ``REGISTRY``
+when imported (``CONTROLLER = REGISTRY.add(ControllerSpec(...))``: the object is
+the whole declaration), and ``dora-controllers`` builds its command line, its
 ``--controllers`` choice and its defaults from the registry: adding a
 controller is adding its module.
 """

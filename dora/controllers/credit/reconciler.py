@@ -20,7 +20,7 @@ Usercredit as last written, and then
    the end of the week, and every ``interval`` seconds while something runs
    (so ``used`` stays fresh for ``doractl credits``).
 
-It writes Usercredits only (and finalizers on containers, and events): whether
+It writes Usercredits only (and its finalizer on containers): whether
 the budget is spent (``status.exhausted``) and which workspaces it pays for
 (``status.workspaces``). The workload and task controllers read that through
 their informers and alone decide that what they own runs nothing meanwhile
@@ -205,7 +205,7 @@ class CreditController:
     def _per_hour(self, container: object_pb2.Object, prices: accrual.Prices) -> float:
         if not prices:
             return 0.0
-        node = self.cache.store("Node").get_named(container.container.spec.node_name,
+        node = self.cache.store(kinds.NODE).get_named(container.container.spec.node_name,
                                                   zone=self.zone)
         cpu = node.node.status.cpu.product_name if node is not None else ""
         return accrual.per_hour(container, prices=prices, cpu_product=cpu)
