@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from dora.api import kinds
 from dora.api.client import ResourceClient
 from dora.api.v1 import object_pb2
 from dora.runtime.cache import Cache, IndexFunc
@@ -105,6 +106,8 @@ class ControllerSpec(Generic[R]):
     hooks: Sequence[Hook[R]] = ()
     # Indexes by kind, then by name.
     indexes: Mapping[str, Mapping[str, IndexFunc]] = field(default_factory=dict)
+    # Kinds read from the cache without waking the controller.
+    reads: Sequence[str] = ()
     # Reconciles at once: a number, or the name of an option that says it.
     workers: int | str = 2
     options: Sequence[Option] = ()
@@ -113,14 +116,22 @@ class ControllerSpec(Generic[R]):
     # Place in the default list (lower first), then the name.
     order: int = 100
 
+    def __post_init__(self) -> None:
+        for kind in self.kinds():
+            kinds.get(kind)  # an unknown kind fails at import
+        own = {o.name for o in self.options}
+        if isinstance(self.workers, str) and self.workers not in {*own, "workers"}:
+            raise ValueError(f"controller {self.name!r}: workers names no option "
+                             f"{self.workers!r}")
+
     def workers_of(self, options: Mapping[str, Any]) -> int:
         return int(options[self.workers]) if isinstance(self.workers, str) else self.workers
 
     def kinds(self) -> list[str]:
-        """Every kind this controller reads (watched, hooked or indexed)."""
+        """Every kind this controller reads (watched, hooked, indexed or read)."""
         found: list[str] = []
         for kind in [*(w.kind for w in self.watches), *(h.kind for h in self.hooks),
-                     *self.indexes]:
+                     *self.indexes, *self.reads]:
             if kind not in found:
                 found.append(kind)
         return found

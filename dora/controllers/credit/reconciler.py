@@ -289,8 +289,8 @@ CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
     indexes={
         kinds.USER: {_DEFAULT_WORKSPACE_INDEX: _by_default_workspace},
         kinds.CONTAINER: {_WORKSPACE_INDEX: _by_workspace},
-        kinds.RESOURCECREDIT: {}, kinds.NODE: {},
     },
+    reads=[kinds.NODE],  # a node's CPU model prices its containers' cores
     workers=2,
     options=[
         Option("credit_week_start", "monday", "the day (UTC) the credit week starts",

@@ -172,3 +172,12 @@ async def test_an_informer_runs_on_the_fake_client() -> None:
         group.cancel_scope.cancel()
     assert seen == [EventType.ADDED, EventType.ADDED, EventType.DELETED]
     assert [o.metadata.name for o in store] == ["n2"]
+
+
+def test_a_spec_is_checked_when_declared() -> None:
+    with pytest.raises(errors.Invalid, match="unknown kind 'Nod'"):
+        ControllerSpec(name="x", help="", build=lambda setup: _Noop(), watches=[],
+                       reads=["Nod"])
+    with pytest.raises(ValueError, match="workers names no option 'many'"):
+        ControllerSpec(name="x", help="", build=lambda setup: _Noop(), watches=[],
+                       workers="many")
