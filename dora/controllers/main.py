@@ -155,11 +155,7 @@ def build(client: Client, options: Options, *, clock: Clock | None = None) -> Ma
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     # First the modules to load: their controllers' options are part of the command line.
-    loader = argparse.ArgumentParser(add_help=False)
-    loader.add_argument("--load", default="")
-    known, _ = loader.parse_known_args(argv)
-    modules = [m.strip() for m in known.load.split(",") if m.strip()]
-    load_controllers(modules)
+    load_controllers(_modules_to_load(sys.argv[1:] if argv is None else argv))
     controllers = "\n".join(f"  {s.name:<15} {s.help}{'' if s.default else ' (not by default)'}"
                             for s in REGISTRY)
     parser = argparse.ArgumentParser(
@@ -205,6 +201,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="serve /metrics (Prometheus), /healthz and /readyz here; "
                              "default: off")
     return parser.parse_args(argv)
+
+
+def _modules_to_load(argv: Sequence[str]) -> list[str]:
+    """The modules ``--load`` names (``--load a,b``, ``--load=a``, repeated or not)."""
+    found: list[str] = []
+    for i, arg in enumerate(argv):
+        value = None
+        if arg == "--load" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--load="):
+            value = arg.removeprefix("--load=")
+        if value is not None:
+            found.extend(m.strip() for m in value.split(",") if m.strip())
+    return found
 
 
 def options_from(args: argparse.Namespace) -> Options:

@@ -8,7 +8,9 @@ the status, a delete of an object with finalizers only sets its
 ``deletionTimestamp`` (it goes once the last finalizer is removed), and every
 change is a watch event: ``watch`` streams them (an ``Informer`` runs on it) and
 ``subscribe`` hands them over synchronously. ``fail(verb, error)`` makes the
-next call of a verb fail, to test conflicts and outages.
+next call of a verb fail, to test conflicts and outages. What it leaves out: no
+admission (defaults, validation), no authorization, and no garbage collection
+(deleting an owner leaves what it owns).
 
 ``Harness`` runs one ``ControllerSpec`` on a ``FakeClient`` and a ``FakeClock``
 with no informer and no task: each write lands in the harness's cache at once,
