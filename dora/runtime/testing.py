@@ -24,7 +24,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -34,12 +34,13 @@ from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, resources_pb2
 from dora.runtime.cache import Cache, Store, clone
 from dora.runtime.clock import FakeClock
-from dora.runtime.reconcile import Result
+from dora.runtime.reconcile import Reconciler, Result
 from dora.runtime.registry import ControllerSpec, Setup
 
 Object = object_pb2.Object
 WatchEvent = resources_pb2.WatchEvent
 ApplyResult = resources_pb2.ApplyResponse.Result
+R = TypeVar("R", bound=Reconciler)
 
 
 def _body(obj: Object) -> Any:
@@ -281,10 +282,11 @@ class FakeRecorder:
         return [reason for _, _, reason, _ in self.events]
 
 
-class Harness:
-    """One controller on a ``FakeClient``, reconciled step by step."""
+class Harness(Generic[R]):
+    """One controller on a ``FakeClient``, reconciled step by step; ``reconciler`` is
+    the one ``spec`` built."""
 
-    def __init__(self, spec: ControllerSpec[Any], *, zone: str = "z",
+    def __init__(self, spec: ControllerSpec[R], *, zone: str = "z",
                  client: FakeClient | None = None, options: dict[str, Any] | None = None
                  ) -> None:
         self.spec = spec
@@ -296,7 +298,7 @@ class Harness:
         for kind in spec.kinds():
             self.cache.add(Store(kind, indexers=dict(spec.indexes.get(kind, {}))))
         values = {o.name: o.default for o in spec.options} | (options or {})
-        self.reconciler = spec.build(Setup(client=self.client, cache=self.cache,
+        self.reconciler: R = spec.build(Setup(client=self.client, cache=self.cache,
                                            clock=self.clock, zone=zone,
                                            recorder=self.recorder, options=values))
         self.queue: dict[Ref, None] = {}

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from reaper import CONTROLLER, LABEL
+from reaper import CONTROLLER, LABEL, Reaper
 
 from dora.api import kinds, objects
 from dora.runtime.testing import Harness
 
 
 def container(name: str, *, labelled: bool = True, exited_ago: float | None = None,
-              harness: Harness) -> None:
+              harness: Harness[Reaper]) -> None:
     obj = objects.new(kinds.CONTAINER, name, zone="z", workspace="w")
     if labelled:
         obj.metadata.labels[LABEL] = ""

@@ -12,7 +12,7 @@ from dora.runtime.testing import Harness
 GRACE, MARGIN = 15.0, 5.0
 
 
-async def _cluster(*, eager: bool = False) -> Harness:
+async def _cluster(*, eager: bool = False) -> Harness[nodelifecycle.NodeLifecycle]:
     harness = Harness(nodelifecycle.CONTROLLER,
                       options={"node_grace": GRACE, "fence_margin": MARGIN})
     client = harness.client
@@ -31,7 +31,7 @@ async def _cluster(*, eager: bool = False) -> Harness:
     return harness
 
 
-def _node(harness: Harness) -> object_pb2.Object:
+def _node(harness: Harness[nodelifecycle.NodeLifecycle]) -> object_pb2.Object:
     return harness.client.stored(kinds.NODE, "n1", zone="z")
 
 

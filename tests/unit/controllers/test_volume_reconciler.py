@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dora.api import errors, kinds, objects, volumes
-from dora.api.v1 import object_pb2
+from dora.api.v1 import meta_pb2, object_pb2
 from dora.controllers import volume
 from dora.runtime.testing import Harness
 
@@ -27,7 +27,7 @@ def _user(name: str, volume_name: str = "home") -> object_pb2.Object:
     return obj
 
 
-def _condition(obj: object_pb2.Object, type: str) -> object_pb2.Condition | None:
+def _condition(obj: object_pb2.Object, type: str) -> meta_pb2.Condition | None:
     return next((c for c in obj.volume.status.conditions if c.type == type), None)
 
 

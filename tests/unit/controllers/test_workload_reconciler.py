@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from dora.api import conventions, errors, kinds, objects
-from dora.api.v1 import object_pb2
+from dora.api.v1 import meta_pb2, object_pb2
 from dora.controllers.workload import reconciler
 from dora.runtime.testing import Harness
 
@@ -26,11 +26,12 @@ def _credit(*, exhausted: bool) -> object_pb2.Object:
     return obj
 
 
-def _stored(harness: Harness, name: str = "train") -> object_pb2.Object:
+def _stored(harness: Harness[reconciler.WorkloadController],
+            name: str = "train") -> object_pb2.Object:
     return harness.client.stored(kinds.WORKLOAD, name, zone="z", workspace="w")
 
 
-def _condition(obj: object_pb2.Object, type: str) -> object_pb2.Condition | None:
+def _condition(obj: object_pb2.Object, type: str) -> meta_pb2.Condition | None:
     return next((c for c in obj.workload.status.conditions if c.type == type), None)
 
 
