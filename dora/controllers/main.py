@@ -248,8 +248,8 @@ def watchdog(client: Client, options: Options, *, zone: str, grace: float,
                       resync=options.resync, stall_timeout=options.stall_timeout)
     recorder = Recorder(client=client, clock=clock, source="dora-controllers")
     manager.add_background(recorder.run)
-    zones_module.UnservedZones(client=client, clock=clock, recorder=recorder,
-                               grace=grace).register(manager)
+    manager.add(zones_module.WATCHDOG, client=client, recorder=recorder,
+                options={"unserved_grace": grace})
     return manager
 
 
