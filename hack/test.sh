@@ -40,7 +40,8 @@ if ((!web_only)); then
   fi
   hack/lint.sh
 
-  suites=(tests/unit tests/integration)
+  # examples/controller: the example controller's own unit test, kept next to it.
+  suites=(tests/unit tests/integration examples/controller)
   for dir in "${suites[@]}"; do
     [[ -d "$dir" ]] || die "$dir is missing: the unit and integration suites must both exist"
   done

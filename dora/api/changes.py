@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dora.api import errors, objects
-from dora.api.client import Client
+from dora.api.client import ResourceClient
 from dora.api.v1 import object_pb2
 
 # Makes the change on the copy it is given; False when there is nothing to change.
 Edit = Callable[[object_pb2.Object], bool]
 
 
-async def apply_change(client: Client, obj: object_pb2.Object, edit: Edit, *,
+async def apply_change(client: ResourceClient, obj: object_pb2.Object, edit: Edit, *,
                        what: str = "it", attempts: int = 8) -> object_pb2.Object | None:
     """Apply ``edit`` to ``obj`` (as the caller's cache holds it), again on a fresh
     read after each conflict.

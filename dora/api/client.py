@@ -12,7 +12,7 @@ import asyncio
 import builtins
 import copy
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -41,6 +41,37 @@ WatchEvent = resources_pb2.WatchEvent
 ApplyResult = resources_pb2.ApplyResponse.Result
 
 CHANNEL_OPTIONS = grpcoptions.channel(max_receive=64 * grpcoptions.MiB)
+
+
+class ResourceClient(Protocol):
+    """The part of ``Client`` a reconciler uses: objects read, applied, status-written,
+    deleted, listed and watched. ``Client`` is one; ``dora.runtime.testing.FakeClient``
+    (objects in memory) is another, for unit tests."""
+
+    async def apply(
+        self, obj: object_pb2.Object, *, dry_run: bool = False, create_only: bool = False
+    ) -> tuple[object_pb2.Object, ApplyResult.ValueType]: ...
+
+    async def get(self, kind: str, name: str, *, zone: str = "", workspace: str = "",
+                  resource_version: int = 0) -> object_pb2.Object: ...
+
+    async def list(
+        self, kind: str, *, zone: str = "", workspace: str = "", label_selector: str = "",
+        page_size: int = 500, resource_version: int = 0,
+    ) -> tuple[builtins.list[object_pb2.Object], int]: ...
+
+    async def update_status(self, obj: object_pb2.Object) -> object_pb2.Object: ...
+
+    async def delete(
+        self, kind: str, name: str, *, zone: str = "", workspace: str = "",
+        resource_version: int = 0,
+    ) -> object_pb2.Object: ...
+
+    def watch(
+        self, kind: str, *, zone: str = "", workspace: str = "", label_selector: str = "",
+        resource_version: int = 0, resume: bool = True, bookmarks: bool = False,
+        resume_index: int = 0,
+    ) -> AsyncIterator[resources_pb2.WatchEvent]: ...
 
 
 

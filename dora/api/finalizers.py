@@ -8,11 +8,11 @@ object being deleted: it would hold back a deletion that has already been decide
 from __future__ import annotations
 
 from dora.api import changes
-from dora.api.client import Client
+from dora.api.client import ResourceClient
 from dora.api.v1 import object_pb2
 
 
-async def change(client: Client, obj: object_pb2.Object, finalizer: str, *, add: bool,
+async def change(client: ResourceClient, obj: object_pb2.Object, finalizer: str, *, add: bool,
                  attempts: int = 8) -> bool:
     """Make ``finalizer`` present (``add``) or absent on ``obj``.
 

@@ -12,6 +12,24 @@ from dataclasses import dataclass
 
 from dora.api import errors
 
+# The kind names, for code: ``kinds.CONTAINER`` fails at import when misspelt, a
+# string literal only when the object reaches the apiserver.
+ZONE = "Zone"
+WORKSPACE = "Workspace"
+USER = "User"
+ROLE = "Role"
+STORAGE = "Storage"
+NODE = "Node"
+RESOURCECREDIT = "Resourcecredit"
+USERCREDIT = "Usercredit"
+WORKLOAD = "Workload"
+CONTAINER = "Container"
+VOLUME = "Volume"
+LEASE = "Lease"
+EVENT = "Event"
+WORKLOADVERSION = "Workloadversion"
+TASK = "Task"
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -32,32 +50,32 @@ class Kind:
 
 
 KINDS: tuple[Kind, ...] = (
-    Kind("Zone", "zones", zoned=False, workspaced=False, has_status=False, aliases=("z",)),
+    Kind(ZONE, "zones", zoned=False, workspaced=False, has_status=False, aliases=("z",)),
     Kind(
-        "Workspace", "workspaces", zoned=False, workspaced=False, has_status=False,
+        WORKSPACE, "workspaces", zoned=False, workspaced=False, has_status=False,
         aliases=("ws", "group", "groups", "project", "projects"),
     ),
-    Kind("User", "users", zoned=False, workspaced=False, has_status=False, aliases=("u",)),
-    Kind("Role", "roles", zoned=False, workspaced=False, has_status=False),
-    Kind("Storage", "storages", zoned=True, workspaced=False, has_status=False, aliases=("st",)),
-    Kind("Node", "nodes", zoned=True, workspaced=False, has_status=True, aliases=("n", "no")),
+    Kind(USER, "users", zoned=False, workspaced=False, has_status=False, aliases=("u",)),
+    Kind(ROLE, "roles", zoned=False, workspaced=False, has_status=False),
+    Kind(STORAGE, "storages", zoned=True, workspaced=False, has_status=False, aliases=("st",)),
+    Kind(NODE, "nodes", zoned=True, workspaced=False, has_status=True, aliases=("n", "no")),
     Kind(
-        "Resourcecredit", "resourcecredits", zoned=True, workspaced=False, has_status=False,
+        RESOURCECREDIT, "resourcecredits", zoned=True, workspaced=False, has_status=False,
         aliases=("rc", "credit", "credits"),
     ),
-    Kind("Usercredit", "usercredits", zoned=True, workspaced=False, has_status=True,
+    Kind(USERCREDIT, "usercredits", zoned=True, workspaced=False, has_status=True,
          aliases=("uc",)),
-    Kind("Workload", "workloads", zoned=True, workspaced=True, has_status=True,
+    Kind(WORKLOAD, "workloads", zoned=True, workspaced=True, has_status=True,
          aliases=("wk", "wl")),
-    Kind("Container", "containers", zoned=True, workspaced=True, has_status=True,
+    Kind(CONTAINER, "containers", zoned=True, workspaced=True, has_status=True,
          aliases=("c", "ct")),
-    Kind("Volume", "volumes", zoned=True, workspaced=True, has_status=True,
+    Kind(VOLUME, "volumes", zoned=True, workspaced=True, has_status=True,
          aliases=("vol", "v")),
-    Kind("Lease", "leases", zoned=True, workspaced=False, has_status=False),
-    Kind("Event", "events", zoned=True, workspaced=True, has_status=False, aliases=("ev",)),
-    Kind("Workloadversion", "workloadversions", zoned=True, workspaced=True, has_status=False,
+    Kind(LEASE, "leases", zoned=True, workspaced=False, has_status=False),
+    Kind(EVENT, "events", zoned=True, workspaced=True, has_status=False, aliases=("ev",)),
+    Kind(WORKLOADVERSION, "workloadversions", zoned=True, workspaced=True, has_status=False,
          aliases=("wv", "version", "versions")),
-    Kind("Task", "tasks", zoned=True, workspaced=True, has_status=True, aliases=("tk",)),
+    Kind(TASK, "tasks", zoned=True, workspaced=True, has_status=True, aliases=("tk",)),
 )
 
 _BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from dora.api import conventions, errors, objects
+from dora.api import conventions, errors, kinds, objects
 from dora.api.client import Client
 from dora.api.v1 import object_pb2
 from dora.runtime.clock import Clock
@@ -114,7 +114,7 @@ class Recorder:
             created, _ = await self.client.apply(event, create_only=True)
             self._remember(created)
         except errors.AlreadyExists:
-            current = await self.client.get("Event", name, zone=involved.metadata.zone,
+            current = await self.client.get(kinds.EVENT, name, zone=involved.metadata.zone,
                                             workspace=involved.metadata.workspace)
             await self._bump(current)
 
@@ -135,7 +135,7 @@ class Recorder:
     def _new(self, name: str, pending: _Pending) -> object_pb2.Object:
         involved = pending.involved
         meta = involved.metadata
-        event = objects.new("Event", name, zone=meta.zone, workspace=meta.workspace)
+        event = objects.new(kinds.EVENT, name, zone=meta.zone, workspace=meta.workspace)
         spec = event.event.spec
         spec.type = pending.type
         spec.reason = pending.reason
@@ -150,23 +150,23 @@ class Recorder:
         spec.source = self.source
         owner = _workload_of(involved)
         if owner is not None:
-            event.metadata.owner_references.add(kind="Workload", name=owner[0], uid=owner[1])
+            event.metadata.owner_references.add(kind=kinds.WORKLOAD, name=owner[0], uid=owner[1])
             if label_value_ok(owner[0]):
                 event.metadata.labels[conventions.WORKLOAD_LABEL] = owner[0]
         else:
             # A task's job: the event goes with the task (10,000 jobs, 10,000 events).
             task = next((o for o in meta.owner_references
-                         if o.kind == "Task" and o.controller), None)
+                         if o.kind == kinds.TASK and o.controller), None)
             if task is not None:
-                event.metadata.owner_references.add(kind="Task", name=task.name, uid=task.uid)
+                event.metadata.owner_references.add(kind=kinds.TASK, name=task.name, uid=task.uid)
         return event
 
 
 def _workload_of(obj: object_pb2.Object) -> tuple[str, str] | None:
     """The (name, uid) of the Workload an object belongs to, if any."""
-    if obj.kind == "Workload":
+    if obj.kind == kinds.WORKLOAD:
         return obj.metadata.name, obj.metadata.uid
     for owner in obj.metadata.owner_references:
-        if owner.kind == "Workload" and owner.controller:
+        if owner.kind == kinds.WORKLOAD and owner.controller:
             return owner.name, owner.uid
     return None

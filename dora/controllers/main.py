@@ -1,5 +1,6 @@
-"""``dora-controllers``: the workload controller, the scheduler, the node
-lifecycle, volume, credit and task controllers of one or more zones, leader-elected.
+"""``dora-controllers``: the registered controllers (the workload controller, the
+scheduler, the node lifecycle, volume, credit and task controllers, and any other
+module's) of one or more zones, leader-elected.
 
     dora-controllers --server 127.0.0.1:3000 --token-file /etc/dora/token --zones dc-rov-01
     dora-controllers ... --zones a,b      # two zones, one manager each
@@ -10,6 +11,11 @@ Run two or more replicas per zone: one leads (it holds the Lease
 ``--lease-ttl`` seconds when it goes. SIGINT/SIGTERM stop it gracefully: the
 leader gives its lease back so a standby takes over at once.
 
+Its command line is built from ``dora.runtime.registry.REGISTRY``: the process-wide
+flags here, then each registered controller's options; ``--controllers`` chooses
+among the registered controllers (default: those marked ``default``), and
+``--load MODULE`` imports a third party's module that registers more.
+
 A process that serves named zones also watches every zone for Workloads that no
 ``dora-controllers`` serves, and marks them (``zones.UnservedZones``).
 """
@@ -17,64 +23,98 @@ A process that serves named zones also watches every zone for Workloads that no
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import copy
 import functools
+import importlib
 import logging
 import os
-import random
+import pkgutil
 import signal
 import socket
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 
+import dora.controllers
 from dora.api import conventions
 from dora.api.client import Client, target_of
 from dora.controllers import zones as zones_module
-from dora.controllers.credit import accrual as credit_accrual
-from dora.controllers.credit.reconciler import CreditController
 from dora.controllers.events import Recorder
-from dora.controllers.nodelifecycle import NodeLifecycle
-from dora.controllers.scheduler.reconciler import Scheduler
-from dora.controllers.task.reconciler import TaskController
-from dora.controllers.volume import VolumeController
-from dora.controllers.workload import versions
-from dora.controllers.workload.reconciler import CREATE_BATCH, WorkloadController
 from dora.observability import endpoint as endpoint_
 from dora.observability import logs
 from dora.runtime.clock import Clock, RealClock
 from dora.runtime.leader import LeaderElector
 from dora.runtime.manager import Manager
+from dora.runtime.registry import REGISTRY
 
 log = logging.getLogger("dora.controllers")
 
-CONTROLLERS = ("workload", "scheduler", "nodelifecycle", "volume", "credit", "task")
+
+def load_controllers(modules: Sequence[str] = ()) -> None:
+    """Import every module of ``dora.controllers`` (each registers its controller, if it
+    has one) and ``modules`` (a third party's)."""
+    for info in pkgutil.walk_packages(dora.controllers.__path__, "dora.controllers."):
+        importlib.import_module(info.name)
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(f"--load {name}: {exc}") from exc
 
 
-@dataclass
 class Options:
-    zone: str = "default"
-    controllers: tuple[str, ...] = CONTROLLERS
-    identity: str = ""
-    lease_ttl: int = 10
-    lease_name: str = conventions.CONTROLLERS_LEASE
-    elect: bool = True
-    node_grace: float = 15.0
-    fence_margin: float = 5.0
-    rollout_timeout: float = 60.0
-    resync: float = 300.0
-    stall_timeout: float = 60.0
-    workers: int = 4
-    scheduler_workers: int = 16
-    seed: int | None = None
-    credit_week_start: str = "monday"
-    credit_interval: float = 60.0
-    task_backoff: float = 10.0
-    create_batch: int = CREATE_BATCH
-    version_history: int = versions.HISTORY
+    """What one zone's manager runs: the process-wide settings as attributes, and each
+    registered controller's options (``node_grace``, ``credit_interval``...) as
+    attributes too, their defaults from the registry."""
+
+    def __init__(self, *, zone: str = "default", controllers: tuple[str, ...] | None = None,
+                 identity: str = "", lease_ttl: int = 10,
+                 lease_name: str = conventions.CONTROLLERS_LEASE, elect: bool = True,
+                 resync: float = 300.0, stall_timeout: float = 60.0, workers: int = 4,
+                 **settings: Any) -> None:
+        load_controllers()
+        self.zone = zone
+        self.controllers = REGISTRY.defaults() if controllers is None else controllers
+        self.identity = identity
+        self.lease_ttl = lease_ttl
+        self.lease_name = lease_name
+        self.elect = elect
+        self.resync = resync
+        self.stall_timeout = stall_timeout
+        self.workers = workers
+        self.settings: dict[str, Any] = REGISTRY.option_defaults()
+        for name, value in settings.items():
+            setattr(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        settings = self.__dict__.get("settings", {})
+        if name in settings:
+            return settings[name]
+        raise AttributeError(f"no option {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        settings = self.__dict__.get("settings")
+        if settings is not None and name in settings:
+            settings[name] = value
+        elif settings is not None and name not in self.__dict__:
+            raise TypeError(f"no option {name!r}: known are "
+                            f"{', '.join(sorted([*self.__dict__, *settings]))}")
+        else:
+            object.__setattr__(self, name, value)
+
+    def replace(self, **changes: Any) -> Options:
+        made = copy.copy(self)
+        object.__setattr__(made, "settings", dict(self.settings))
+        for name, value in changes.items():
+            setattr(made, name, value)
+        return made
+
+    def values(self) -> dict[str, Any]:
+        """What the controllers are built with: their options and ``workers``."""
+        return {**self.settings, "workers": self.workers}
 
 
 def default_identity() -> str:
@@ -83,23 +123,15 @@ def default_identity() -> str:
 
 def check(options: Options) -> None:
     """Raise ``ValueError`` saying what is wrong with ``options``."""
-    unknown = set(options.controllers) - set(CONTROLLERS)
+    unknown = set(options.controllers) - set(REGISTRY.names())
     if unknown:
         raise ValueError(f"unknown controllers: {', '.join(sorted(unknown))}; "
-                         f"known: {', '.join(CONTROLLERS)}")
+                         f"known: {', '.join(REGISTRY.names())}")
     if not options.controllers:
         raise ValueError("--controllers names none")
     if options.lease_ttl < 2:
         raise ValueError("--lease-ttl must be at least 2 seconds")
-    credit_accrual.weekday(options.credit_week_start)
-    if options.credit_interval <= 0:
-        raise ValueError("--credit-interval must be more than 0 seconds")
-    if options.task_backoff < 0:
-        raise ValueError("--task-backoff must be at least 0 seconds")
-    if options.create_batch < 1:
-        raise ValueError("--create-batch must be at least 1")
-    if options.version_history < 1:
-        raise ValueError("--version-history must be at least 1")
+    REGISTRY.check(options.settings)
 
 
 def build(client: Client, options: Options, *, clock: Clock | None = None) -> Manager:
@@ -115,40 +147,26 @@ def build(client: Client, options: Options, *, clock: Clock | None = None) -> Ma
                       resync=options.resync, stall_timeout=options.stall_timeout)
     recorder = Recorder(client=client, clock=clock, source="dora-controllers")
     manager.add_background(recorder.run)
-    if "workload" in options.controllers:
-        WorkloadController(client=client, cache=manager.cache, clock=clock, recorder=recorder,
-                           rollout_timeout=options.rollout_timeout,
-                           create_batch=options.create_batch,
-                           version_history=options.version_history,
-                           ).register(manager, workers=options.workers)
-    if "scheduler" in options.controllers:
-        rng = random.Random(options.seed)
-        Scheduler(client=client, cache=manager.cache, zone=options.zone, clock=clock,
-                  recorder=recorder, rng=rng).register(manager, workers=options.scheduler_workers)
-    if "nodelifecycle" in options.controllers:
-        NodeLifecycle(client=client, cache=manager.cache, clock=clock, recorder=recorder,
-                      zone=options.zone, grace=options.node_grace,
-                      fence_margin=options.fence_margin).register(manager)
-    if "volume" in options.controllers:
-        VolumeController(client=client, cache=manager.cache, clock=clock, recorder=recorder,
-                         zone=options.zone).register(manager)
-    if "credit" in options.controllers:
-        CreditController(client=client, cache=manager.cache, clock=clock, recorder=recorder,
-                         zone=options.zone,
-                         week_start_day=credit_accrual.weekday(options.credit_week_start),
-                         interval=options.credit_interval).register(manager)
-    if "task" in options.controllers:
-        TaskController(client=client, cache=manager.cache, clock=clock,
-                       backoff=options.task_backoff).register(manager, workers=options.workers)
+    values = options.values()
+    for name in options.controllers:
+        manager.add(REGISTRY.get(name), client=client, recorder=recorder, options=values)
     return manager
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    # First the modules to load: their controllers' options are part of the command line.
+    load_controllers(_modules_to_load(sys.argv[1:] if argv is None else argv))
+    controllers = "\n".join(f"  {s.name:<15} {s.help}{'' if s.default else ' (not by default)'}"
+                            for s in REGISTRY)
     parser = argparse.ArgumentParser(
         prog="dora-controllers",
-        description="Dora's workload controller, scheduler, node lifecycle, volume and "
-                    "credit controllers for one zone (leader-elected).",
+        description="Dora's controllers for one or more zones (leader-elected).",
+        epilog=f"controllers:\n{controllers}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--load", default="", metavar="MODULE[,MODULE]",
+                        help="Python modules to import first: each registers its "
+                             "controllers (and their options) in dora.runtime's registry")
     parser.add_argument("--server", default=os.environ.get("DORA_SERVER", "127.0.0.1:3000"),
                         help="apiserver HOST:PORT, or several separated by commas")
     parser.add_argument("--token-file", type=Path, default=None,
@@ -161,48 +179,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--unserved-grace", type=float, default=5.0,
                         help="seconds a Workload may sit in a zone no dora-controllers "
                              "serves before it is marked ZoneUnserved (default 5)")
-    parser.add_argument("--controllers", default=",".join(CONTROLLERS),
-                        help=f"which controllers to run (default: {','.join(CONTROLLERS)})")
+    defaults = ",".join(REGISTRY.defaults())
+    parser.add_argument("--controllers", default=defaults,
+                        help=f"which controllers to run (default: {defaults})")
     parser.add_argument("--identity", default="",
                         help="this replica's name in the leader lease (default: hostname-pid)")
     parser.add_argument("--lease-ttl", type=int, default=10,
                         help="seconds a dead leader is waited for (default 10)")
     parser.add_argument("--lease-name", default=conventions.CONTROLLERS_LEASE,
                         help="the Lease that elects the leader (default: controllers)")
-    parser.add_argument("--fence-margin", type=float, default=5.0,
-                        help="seconds after a node's lease expired before its containers "
-                             "are replaced (its agent has stopped them by then); "
-                             "config.replacement: Eager workloads do not wait")
-    parser.add_argument("--node-grace", type=float, default=15.0,
-                        help="seconds a node that reported may go without its lease "
-                             "before its containers are replaced, when its lease was not "
-                             "seen to expire (default 15)")
-    parser.add_argument("--rollout-timeout", type=float, default=60.0,
-                        help="seconds a new container may wait unscheduled before an old "
-                             "one is replaced anyway (default 60)")
     parser.add_argument("--resync", type=float, default=300.0,
                         help="seconds between full resyncs of the caches (default 300)")
     parser.add_argument("--workers", type=int, default=4, help="reconciles at once, per "
                         "controller (default 4)")
-    parser.add_argument("--scheduler-workers", type=int, default=16,
-                        help="binds at once (default 16): each is a few apiserver round "
-                             "trips, and choosing the nodes is done one at a time anyway")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="seed of the Random placement strategy")
-    parser.add_argument("--credit-week-start", default="monday",
-                        help="the day (UTC) the credit week starts (default monday)")
-    parser.add_argument("--credit-interval", type=float, default=60.0,
-                        help="seconds between credit updates while a user's containers "
-                             "run (default 60)")
-    parser.add_argument("--task-backoff", type=float, default=10.0,
-                        help="seconds before a failed task job's first retry; doubled at "
-                             "each further failure, at most 300 (default 10)")
-    parser.add_argument("--create-batch", type=int, default=CREATE_BATCH,
-                        help="containers one reconcile of a workload creates at most "
-                             f"before it reads the spec again (default {CREATE_BATCH})")
-    parser.add_argument("--version-history", type=int, default=versions.HISTORY,
-                        help="versions kept per workload, the oldest pruned (default "
-                             f"{versions.HISTORY})")
+    for option in REGISTRY.options():
+        option.add_to(parser)
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--log-format", default="text", choices=logs.FORMATS,
                         help="text, or json: one JSON object per line")
@@ -212,6 +203,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _modules_to_load(argv: Sequence[str]) -> list[str]:
+    """The modules ``--load`` names (``--load a,b``, ``--load=a``, repeated or not)."""
+    found: list[str] = []
+    for i, arg in enumerate(argv):
+        value = None
+        if arg == "--load" and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--load="):
+            value = arg.removeprefix("--load=")
+        if value is not None:
+            found.extend(m.strip() for m in value.split(",") if m.strip())
+    return found
+
+
 def options_from(args: argparse.Namespace) -> Options:
     return Options(
         zone=args.zone,
@@ -219,18 +224,9 @@ def options_from(args: argparse.Namespace) -> Options:
         identity=args.identity or default_identity(),
         lease_ttl=args.lease_ttl,
         lease_name=args.lease_name,
-        node_grace=args.node_grace,
-        fence_margin=args.fence_margin,
-        rollout_timeout=args.rollout_timeout,
         resync=args.resync,
         workers=args.workers,
-        scheduler_workers=args.scheduler_workers,
-        seed=args.seed,
-        credit_week_start=args.credit_week_start,
-        credit_interval=args.credit_interval,
-        task_backoff=args.task_backoff,
-        create_batch=args.create_batch,
-        version_history=args.version_history,
+        **{o.name: getattr(args, o.name) for o in REGISTRY.options()},
     )
 
 
@@ -252,8 +248,8 @@ def watchdog(client: Client, options: Options, *, zone: str, grace: float,
                       resync=options.resync, stall_timeout=options.stall_timeout)
     recorder = Recorder(client=client, clock=clock, source="dora-controllers")
     manager.add_background(recorder.run)
-    zones_module.UnservedZones(client=client, clock=clock, recorder=recorder,
-                               grace=grace).register(manager)
+    manager.add(zones_module.WATCHDOG, client=client, recorder=recorder,
+                options={"unserved_grace": grace})
     return manager
 
 
@@ -267,7 +263,7 @@ async def serve(args: argparse.Namespace) -> None:
         endpoint = _endpoint(args.metrics_listen, managers)
 
         async def run_zone(zone: str) -> None:
-            manager = managers[zone] = build(client, dataclasses.replace(options, zone=zone))
+            manager = managers[zone] = build(client, options.replace(zone=zone))
             try:
                 await manager.run()
             finally:

@@ -32,19 +32,18 @@ bound elsewhere, and reports Ready itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from dora.api import conventions, errors, objects
-from dora.api.client import Client
+from dora.api import conventions, errors, kinds, objects
+from dora.api.client import ResourceClient
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
 from dora.controllers import conditions
-from dora.controllers.events import Recorder
-from dora.runtime import reconcile
-from dora.runtime.cache import Cache, Delta, by_node, clone
+from dora.runtime import reconcile, registry
+from dora.runtime.cache import Cache, EventType, by_node, clone
 from dora.runtime.clock import Clock
-from dora.runtime.manager import Manager, Watch
+from dora.runtime.handlers import Event, Hook, Watch, named
 from dora.runtime.reconcile import DONE, Result
+from dora.runtime.registry import EventRecorder, Option, Setup
+from dora.runtime.status import write_status
 
 log = reconcile.logger(__name__)
 
@@ -54,7 +53,8 @@ NOT_READY, LOST = "NotReady", "Lost"
 class NodeLifecycle:
     name = "nodelifecycle"
 
-    def __init__(self, *, client: Client, cache: Cache, clock: Clock, recorder: Recorder,
+    def __init__(self, *, client: ResourceClient, cache: Cache, clock: Clock,
+                 recorder: EventRecorder,
                  zone: str, grace: float = 15.0, fence_margin: float = 5.0) -> None:
         self.client = client
         self.cache = cache
@@ -67,40 +67,39 @@ class NodeLifecycle:
         self._missing_since: dict[str, float] = {}
         self.evicted = 0
 
-    def register(self, manager: Manager, *, workers: int = 2) -> None:
-        manager.store("Node")
-        manager.store("Lease")
-        manager.store("Container", indexers={"node": by_node})
-        manager.add_controller(self, workers=workers, watches=[
-            Watch("Node", self._node_keys),
-            Watch("Lease", self._lease_keys),
-            Watch("Container", self._container_keys),
-        ])
+    @staticmethod
+    def build(setup: Setup) -> NodeLifecycle:
+        return NodeLifecycle(client=setup.client, cache=setup.cache, clock=setup.clock,
+                             recorder=setup.recorder, zone=setup.zone,
+                             grace=setup.option("node_grace"),
+                             fence_margin=setup.option("fence_margin"))
 
     def _key(self, node: str) -> Ref:
-        return Ref("Node", self.zone, "", node)
+        return Ref(kinds.NODE, self.zone, "", node)
 
-    def _node_keys(self, delta: Delta) -> Iterable[Ref]:
-        return [self._key(delta.object.metadata.name)]
+    def node_keys(self, event: Event) -> list[Ref]:
+        return [self._key(event.object.metadata.name)]
 
-    def _lease_keys(self, delta: Delta) -> Iterable[Ref]:
-        name = delta.object.metadata.name
-        if not name.startswith(conventions.NODE_LEASE_PREFIX):
-            return []
-        node = name.removeprefix(conventions.NODE_LEASE_PREFIX)
-        if delta.new is None:
-            # Seen to expire: the TTL has passed already, no grace is due.
-            self._missing_since[node] = self.clock.now() - self.grace
-        return [self._key(node)]
+    def lease_keys(self, event: Event) -> list[Ref]:
+        name = event.object.metadata.name
+        return [self._key(name.removeprefix(conventions.NODE_LEASE_PREFIX))]
 
-    def _container_keys(self, delta: Delta) -> Iterable[Ref]:
-        node = delta.object.container.spec.node_name
+    def container_keys(self, event: Event) -> list[Ref]:
+        node = event.object.container.spec.node_name
         return [self._key(node)] if node else []
+
+    def on_lease(self, event: Event) -> None:
+        """A node Lease seen to go: the agent's TTL has passed already, no grace is due."""
+        name = event.object.metadata.name
+        if event.type is EventType.DELETED and name.startswith(
+                conventions.NODE_LEASE_PREFIX):
+            node = name.removeprefix(conventions.NODE_LEASE_PREFIX)
+            self._missing_since[node] = self.clock.now() - self.grace
 
     async def reconcile(self, *, key: Ref) -> Result:
         name = key.name
-        node = self.cache.store("Node").get(key)
-        containers = self.cache.store("Container").by_index("node", name)
+        node = self.cache.store(kinds.NODE).get(key)
+        containers = self.cache.store(kinds.CONTAINER).by_index("node", name)
         if node is not None and node.node.spec.fenced:
             await self._mark_not_ready(node, reason="NodeFenced",
                                        message="fenced by an administrator (doractl node "
@@ -108,7 +107,7 @@ class NodeLifecycle:
             for container in containers:
                 await self._evict(container, f"node {name} was fenced by an administrator")
             return DONE
-        lease = self.cache.store("Lease").get_named(conventions.node_lease_name(name),
+        lease = self.cache.store(kinds.LEASE).get_named(conventions.node_lease_name(name),
                                                     zone=key.zone)
         if lease is not None:
             self._missing_since.pop(name, None)
@@ -147,12 +146,14 @@ class NodeLifecycle:
         if (status.phase == NOT_READY and ready is not None and ready.status == "False"
                 and ready.reason == reason):
             return
-        obj = objects.new("Node", node.metadata.name, zone=node.metadata.zone)
-        obj.node.status.CopyFrom(status)
-        obj.node.status.phase = NOT_READY
-        conditions.set_condition(obj.node.status.conditions, type="Ready", status="False",
-                                 reason=reason, message=message, now=self.clock.wall())
-        await self.client.update_status(obj)
+
+        def not_ready(obj: object_pb2.Object) -> None:
+            obj.node.status.phase = NOT_READY
+            conditions.set_condition(obj.node.status.conditions, type="Ready",
+                                     status="False", reason=reason, message=message,
+                                     now=self.clock.wall())
+
+        await write_status(self.client, node, not_ready)
         log.warning("node %s is NotReady: %s", node.metadata.name, message)
 
     async def _evict(self, container: object_pb2.Object, why: str) -> None:
@@ -161,17 +162,22 @@ class NodeLifecycle:
         current = container
         try:
             if current.container.status.phase != LOST:
-                obj = clone(current)
-                status = obj.container.status
-                status.phase, status.reason, status.message = LOST, "NodeLost", why
-                current = await self.client.update_status(obj)
+
+                def lost(obj: object_pb2.Object) -> None:
+                    status = obj.container.status
+                    status.phase, status.reason, status.message = LOST, "NodeLost", why
+
+                written = await write_status(self.client, current, lost)
+                if written is None:
+                    return
+                current = written
             if conventions.AGENT_FINALIZER in current.metadata.finalizers:
                 obj = clone(current)
                 obj.metadata.finalizers.remove(conventions.AGENT_FINALIZER)
                 obj.container.ClearField("status")
                 current, _ = await self.client.apply(obj)
             if not meta.HasField("deletion_timestamp"):
-                await self.client.delete("Container", meta.name, zone=meta.zone,
+                await self.client.delete(kinds.CONTAINER, meta.name, zone=meta.zone,
                                          workspace=meta.workspace,
                                          resource_version=current.metadata.resource_version)
         except errors.NotFound:
@@ -185,3 +191,30 @@ def eager(container: object_pb2.Object) -> bool:
     """Whether the container's workload lets it be replaced before its old copy is
     known to be stopped (``config.replacement: Eager``)."""
     return container.container.spec.template.config.replacement == "Eager"
+
+
+CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
+    name="nodelifecycle",
+    help="nodes whose agent's lease expired become NotReady; their containers are "
+         "replaced elsewhere",
+    build=NodeLifecycle.build,
+    watches=[
+        Watch(kinds.NODE, NodeLifecycle.node_keys),
+        Watch(kinds.LEASE, NodeLifecycle.lease_keys,
+              predicate=named(conventions.NODE_LEASE_PREFIX)),
+        Watch(kinds.CONTAINER, NodeLifecycle.container_keys),
+    ],
+    hooks=[Hook(kinds.LEASE, NodeLifecycle.on_lease)],
+    indexes={kinds.CONTAINER: {"node": by_node}},
+    workers=2,
+    options=[
+        Option("node_grace", 15.0,
+               "seconds a node that reported may go without its lease before its "
+               "containers are replaced, when its lease was not seen to expire"),
+        Option("fence_margin", 5.0,
+               "seconds after a node's lease expired before its containers are replaced "
+               "(its agent has stopped them by then); config.replacement: Eager "
+               "workloads do not wait"),
+    ],
+    order=30,
+))

@@ -10,7 +10,7 @@ Usercredit change concerns, and the spent credit (if any) behind an object.
 
 from __future__ import annotations
 
-from dora.api import objects
+from dora.api import kinds, objects
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
 from dora.runtime.cache import Cache, Delta
@@ -47,7 +47,7 @@ def keys_paid_by(delta: Delta, *, cache: Cache, kind: str) -> list[Ref]:
 def spent_credit(cache: Cache, obj: object_pb2.Object) -> object_pb2.Object | None:
     """The spent Usercredit that pays for ``obj`` (in its zone), or None."""
     meta = obj.metadata
-    for credit in cache.store("Usercredit").by_index(PAID_INDEX, meta.workspace):
+    for credit in cache.store(kinds.USERCREDIT).by_index(PAID_INDEX, meta.workspace):
         if credit.metadata.zone == meta.zone and credit.usercredit.status.exhausted:
             return credit
     return None

@@ -25,19 +25,19 @@ deleted), so a Volume on its way out is never mounted again.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
 
-from dora.api import errors, finalizers, objects, volumes
-from dora.api.client import Client
+from dora.api import errors, finalizers, kinds, objects, volumes
+from dora.api.client import ResourceClient
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
 from dora.controllers import conditions
-from dora.controllers.events import Recorder
-from dora.runtime import reconcile
-from dora.runtime.cache import Cache, Delta, clone
+from dora.runtime import reconcile, registry
+from dora.runtime.cache import Cache, clone
 from dora.runtime.clock import Clock
-from dora.runtime.manager import Manager, Watch, own_key
+from dora.runtime.handlers import Event, Watch, own_key
 from dora.runtime.reconcile import DONE, Result
+from dora.runtime.registry import EventRecorder, Setup
+from dora.runtime.status import write_status
 
 log = reconcile.logger(__name__)
 
@@ -73,7 +73,7 @@ def by_storage(obj: object_pb2.Object) -> list[str]:
 def task_of(container: object_pb2.Object) -> str:
     """The Task whose job ``container`` is (its controller owner), or ""."""
     return next((o.name for o in container.metadata.owner_references
-                 if o.kind == "Task" and o.controller), "")
+                 if o.kind == kinds.TASK and o.controller), "")
 
 
 def summarize(users: list[str]) -> list[str]:
@@ -88,35 +88,33 @@ def summarize(users: list[str]) -> list[str]:
 class VolumeController:
     name = "volume"
 
-    def __init__(self, *, client: Client, cache: Cache, clock: Clock, recorder: Recorder,
-                 zone: str) -> None:
+    def __init__(self, *, client: ResourceClient, cache: Cache, clock: Clock,
+                 recorder: EventRecorder, zone: str) -> None:
         self.client = client
         self.cache = cache
         self.clock = clock
         self.recorder = recorder
         self.zone = zone
 
-    def register(self, manager: Manager, *, workers: int = 2) -> None:
-        manager.store("Storage")
-        manager.store("Volume", indexers={"storage": by_storage})
-        manager.store("Container", indexers={USE_INDEX: by_use})
-        manager.add_controller(self, workers=workers, watches=[
-            Watch("Volume", own_key),
-            Watch("Storage", self._storage_keys),
-            Watch("Container", self._container_keys),
-        ])
+    @staticmethod
+    def build(setup: Setup) -> VolumeController:
+        return VolumeController(client=setup.client, cache=setup.cache, clock=setup.clock,
+                                recorder=setup.recorder, zone=setup.zone)
 
-    def _storage_keys(self, delta: Delta) -> Iterable[Ref]:
-        name = delta.object.metadata.name
-        return [objects.ref_of(v) for v in self.cache.store("Volume").by_index("storage", name)
-                if v.metadata.zone == delta.object.metadata.zone]
+    def storage_keys(self, event: Event) -> list[Ref]:
+        name = event.object.metadata.name
+        return [objects.ref_of(v)
+                for v in self.cache.store(kinds.VOLUME).by_index("storage", name)
+                if v.metadata.zone == event.object.metadata.zone]
 
-    def _container_keys(self, delta: Delta) -> Iterable[Ref]:
+    @staticmethod
+    def container_keys(_: object, event: Event) -> set[Ref]:
+        """The Volumes a Container mounts (mounted before the change or after)."""
         keys: set[Ref] = set()
-        for obj in (delta.old, delta.new):
+        for obj in (event.old, event.new):
             if obj is not None:
                 zone = obj.metadata.zone
-                keys.update(Ref("Volume", zone, workspace, name)
+                keys.update(Ref(kinds.VOLUME, zone, workspace, name)
                             for workspace, name in volumes.mounts_of(obj))
         return keys
 
@@ -124,7 +122,7 @@ class VolumeController:
         """What may have it mounted, as the status names it: the Containers, a task's
         jobs as their task, at most ``MAX_USED_BY`` entries."""
         prefix = f"{key.zone}/{key.workspace}/{key.name}\t"
-        values = self.cache.store("Container").index_values(USE_INDEX)
+        values = self.cache.store(kinds.CONTAINER).index_values(USE_INDEX)
         first = bisect.bisect_left(values, prefix)
         found = []
         for value in values[first:]:
@@ -134,7 +132,7 @@ class VolumeController:
         return summarize(found)
 
     async def reconcile(self, *, key: Ref) -> Result:
-        volume = self.cache.store("Volume").get(key)
+        volume = self.cache.store(kinds.VOLUME).get(key)
         if volume is None:
             return DONE
         users = self.users(key)
@@ -164,10 +162,25 @@ class VolumeController:
     async def _write_status(self, volume: object_pb2.Object, *, users: list[str],
                             deleting: bool) -> None:
         meta, spec = volume.metadata, volume.volume.spec
-        storage = self.cache.store("Storage").get_named(spec.storage, zone=meta.zone)
-        obj = objects.new("Volume", meta.name, zone=meta.zone, workspace=meta.workspace)
+        storage = self.cache.store(kinds.STORAGE).get_named(spec.storage, zone=meta.zone)
+        warnings: list[str] = []
+
+        def mutate(obj: object_pb2.Object) -> None:
+            self._status(obj, volume, storage, users=users, deleting=deleting,
+                         warnings=warnings)
+
+        try:
+            await write_status(self.client, volume, mutate)
+        except errors.NotFound:
+            return
+        for message in warnings[-1:]:
+            self.recorder.warning(volume, "VolumeInUse", message)
+
+    def _status(self, obj: object_pb2.Object, volume: object_pb2.Object,
+                storage: object_pb2.Object | None, *, users: list[str], deleting: bool,
+                warnings: list[str]) -> None:
+        meta, spec = volume.metadata, volume.volume.spec
         status = obj.volume.status
-        status.CopyFrom(volume.volume.status)
         del status.used_by[:]
         status.used_by.extend(users)
         status.observed_generation = meta.generation
@@ -197,12 +210,21 @@ class VolumeController:
             if conditions.set_condition(status.conditions, type="InUse", status="True",
                                         reason="DeletionWaitsForUsers", message=message,
                                         now=now):
-                self.recorder.warning(volume, "VolumeInUse", message)
+                warnings.append(message)
         else:
             conditions.remove(status.conditions, "InUse")
-        if status == volume.volume.status:
-            return
-        try:
-            await self.client.update_status(obj)
-        except errors.NotFound:
-            return
+
+
+CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
+    name="volume",
+    help="Volumes Ready when their Storage exists, protected while containers use them",
+    build=VolumeController.build,
+    watches=[
+        Watch(kinds.VOLUME, own_key),
+        Watch(kinds.STORAGE, VolumeController.storage_keys),
+        Watch(kinds.CONTAINER, VolumeController.container_keys),
+    ],
+    indexes={kinds.VOLUME: {"storage": by_storage}, kinds.CONTAINER: {USE_INDEX: by_use}},
+    workers=2,
+    order=40,
+))

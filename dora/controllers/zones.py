@@ -23,21 +23,22 @@ event is counted again rather than duplicated).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import anyio
 
-from dora.api import conventions, errors, objects
-from dora.api.client import Client
+from dora.api import conventions, errors, kinds, objects
+from dora.api.client import Client, ResourceClient
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
 from dora.controllers import conditions
-from dora.controllers.events import Recorder
-from dora.runtime.cache import Delta
+from dora.runtime.cache import Cache
 from dora.runtime.clock import Clock
-from dora.runtime.manager import Manager, Watch, own_key
+from dora.runtime.handlers import Event, Watch, own_key
 from dora.runtime.reconcile import DONE, Result
+from dora.runtime.registry import ControllerSpec, EventRecorder, Option, Setup
+from dora.runtime.status import write_status
 
 log = logging.getLogger(__name__)
 
@@ -57,44 +58,44 @@ def parse_zones(text: str) -> tuple[str, ...]:
     return zones
 
 
+def by_zone(obj: object_pb2.Object) -> list[str]:
+    return [obj.metadata.zone]
+
+
+def controllers_lease(event: Event) -> bool:
+    return event.object.metadata.name == conventions.CONTROLLERS_LEASE
+
+
 class UnservedZones:
     """Marks the Workloads of zones no ``dora-controllers`` leads."""
 
     name = "zones"
 
-    def __init__(self, *, client: Client, clock: Clock, recorder: Recorder,
-                 grace: float = 5.0) -> None:
+    def __init__(self, *, client: ResourceClient, cache: Cache, clock: Clock,
+                 recorder: EventRecorder, grace: float = 5.0) -> None:
         self.client = client
+        self.cache = cache
         self.clock = clock
         self.recorder = recorder
         self.grace = grace
-        self.manager: Manager | None = None
 
-    def register(self, manager: Manager) -> None:
-        self.manager = manager
-        manager.store("Workload", indexers={_ZONE_INDEX: lambda o: [o.metadata.zone]})
-        manager.add_controller(self, workers=2, watches=[
-            Watch("Workload", own_key),
-            Watch("Lease", self._workloads_of_zone),
-        ])
+    @staticmethod
+    def build(setup: Setup) -> UnservedZones:
+        return UnservedZones(client=setup.client, cache=setup.cache, clock=setup.clock,
+                             recorder=setup.recorder, grace=setup.option("unserved_grace"))
 
-    def _workloads_of_zone(self, delta: Delta) -> Iterable[Ref]:
-        if delta.object.metadata.name != conventions.CONTROLLERS_LEASE:
-            return []
-        assert self.manager is not None
-        store = self.manager.cache.store("Workload")
+    def workloads_of_zone(self, event: Event) -> list[Ref]:
+        store = self.cache.store(kinds.WORKLOAD)
         return [objects.ref_of(w) for w in store.by_index(_ZONE_INDEX,
-                                                           delta.object.metadata.zone)]
+                                                           event.object.metadata.zone)]
 
     def served(self, zone: str) -> bool:
-        assert self.manager is not None
-        lease = self.manager.cache.store("Lease").get_named(conventions.CONTROLLERS_LEASE,
-                                                            zone=zone)
+        lease = self.cache.store(kinds.LEASE).get_named(conventions.CONTROLLERS_LEASE,
+                                                        zone=zone)
         return lease is not None and bool(lease.lease.spec.holder)
 
     async def reconcile(self, *, key: Ref) -> Result:
-        assert self.manager is not None
-        workload = self.manager.cache.store("Workload").get(key)
+        workload = self.cache.store(kinds.WORKLOAD).get(key)
         if workload is None or workload.metadata.HasField("deletion_timestamp"):
             return DONE
         if self.served(key.zone):
@@ -110,17 +111,13 @@ class UnservedZones:
         message = (f"no dora-controllers serves zone {key.zone}: nothing schedules or "
                    f"runs this workload until one does (dora-controllers --zones "
                    f"{key.zone}, or --zones all)")
-        status = object_pb2.Object()
-        status.CopyFrom(workload)
-        conditions.set_condition(status.workload.status.conditions, type=ZONE_UNSERVED,
-                                 status="True", reason="NoControllers", message=message,
-                                 now=now)
-        request = objects.new("Workload", key.name, zone=key.zone, workspace=key.workspace)
-        request.metadata.resource_version = workload.metadata.resource_version
-        request.workload.status.CopyFrom(status.workload.status)
-        try:
-            await self.client.update_status(request)
-        except errors.NotFound:
+
+        def unserved(obj: object_pb2.Object) -> None:
+            conditions.set_condition(obj.workload.status.conditions, type=ZONE_UNSERVED,
+                                     status="True", reason="NoControllers", message=message,
+                                     now=now)
+
+        if await write_status(self.client, workload, unserved) is None:
             return DONE
         self.recorder.warning(workload, "ZoneUnserved", message)
         log.warning("%s: %s", key, message)
@@ -144,7 +141,7 @@ async def run_zones(*, zones: Sequence[str],
 
         while True:
             try:
-                items, _ = await client.list("Zone")
+                items, _ = await client.list(kinds.ZONE)
             except errors.Unavailable as exc:
                 log.warning("listing the zones: %s", exc)
                 items = None
@@ -158,3 +155,20 @@ async def run_zones(*, zones: Sequence[str],
                     log.info("zone %s is gone: no longer serving it", zone)
                     running.pop(zone).cancel()
             await anyio.sleep(poll)
+
+
+# Not in the registry: it runs in a manager of its own over every zone
+# (``main.watchdog``), not in each zone's.
+WATCHDOG = ControllerSpec[UnservedZones](
+    name="zones",
+    help="marks the Workloads of zones no dora-controllers serves",
+    build=UnservedZones.build,
+    watches=[
+        Watch(kinds.WORKLOAD, own_key),
+        Watch(kinds.LEASE, UnservedZones.workloads_of_zone, predicate=controllers_lease),
+    ],
+    indexes={kinds.WORKLOAD: {_ZONE_INDEX: by_zone}},
+    workers=2,
+    options=[Option("unserved_grace", 5.0, "seconds a Workload may sit in a zone no "
+                    "dora-controllers serves before it is marked ZoneUnserved")],
+)

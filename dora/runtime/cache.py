@@ -12,6 +12,7 @@ cache, never the event that woke it; a deleted object is simply absent.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -29,9 +30,18 @@ def clone(obj: Object) -> Object:
     return copy
 
 
+class EventType(enum.Enum):
+    ADDED = "added"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    # The object again, unchanged: a periodic resync, or a replica starting to lead.
+    RESYNC = "resync"
+
+
 @dataclass(frozen=True)
 class Delta:
-    """What changed in a store: ``old`` is None when added, ``new`` None when deleted."""
+    """What changed in a store: ``old`` is None when added, ``new`` None when deleted,
+    both the same object on a resync. Handlers receive it as an ``Event``."""
 
     old: Object | None
     new: Object | None
@@ -42,13 +52,33 @@ class Delta:
         assert obj is not None
         return obj
 
+    @property
+    def type(self) -> EventType:
+        if self.old is None:
+            return EventType.ADDED
+        if self.new is None:
+            return EventType.DELETED
+        if self.old is self.new:
+            return EventType.RESYNC
+        return EventType.UPDATED
+
+
+# What an informer hands its handlers.
+Event = Delta
+
+
+class IndexClash(ValueError):
+    """Two different functions were given the same index name on one store."""
+
 
 class Store:
     def __init__(self, kind: str, *, indexers: dict[str, IndexFunc] | None = None) -> None:
         self.kind = kind
         self._objects: dict[Ref, Object] = {}
-        self._indexers = dict(indexers or {})
-        self._indexes: dict[str, dict[str, set[Ref]]] = {n: {} for n in self._indexers}
+        self._indexers: dict[str, IndexFunc] = {}
+        self._indexes: dict[str, dict[str, set[Ref]]] = {}
+        for name, func in (indexers or {}).items():
+            self.add_index(name, func)
 
     def __len__(self) -> int:
         return len(self._objects)
@@ -70,8 +100,15 @@ class Store:
         return sorted(self._indexes[index])
 
     def add_index(self, name: str, func: IndexFunc) -> None:
-        if name in self._indexers:
+        """File objects under ``func``'s values as index ``name``. Adding the same
+        function again is nothing; another function under a taken name is an error
+        (two controllers would each read the other's values)."""
+        known = self._indexers.get(name)
+        if known is func:
             return
+        if known is not None:
+            raise IndexClash(f"{self.kind} store: index {name!r} is already "
+                             f"{_name_of(known)}, not {_name_of(func)}")
         self._indexers[name] = func
         index: dict[str, set[Ref]] = {}
         for ref, obj in self._objects.items():
@@ -130,6 +167,10 @@ class Store:
                     refs.discard(ref)
                     if not refs:
                         del index[value]
+
+
+def _name_of(func: IndexFunc) -> str:
+    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
 
 
 class Cache:

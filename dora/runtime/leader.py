@@ -24,7 +24,7 @@ from typing import Protocol
 
 import anyio
 
-from dora.api import errors, objects
+from dora.api import errors, kinds, objects
 from dora.api.v1 import object_pb2, resources_pb2
 from dora.runtime.clock import Clock
 from dora.runtime.informer import aclose
@@ -92,7 +92,7 @@ class LeaderElector:
         """Wait until this replica holds the Lease; the etcd lease it is bound to."""
         while True:
             lease_id, _ = await self._retrying(lambda: self.client.grant_lease(self.ttl))
-            lease = objects.new("Lease", self.name, zone=self.zone)
+            lease = objects.new(kinds.LEASE, self.name, zone=self.zone)
             lease.lease.spec.holder = self.identity
             lease.lease.spec.lease_id = lease_id
             lease.lease.spec.ttl_seconds = self.ttl
@@ -171,7 +171,7 @@ class LeaderElector:
 
     async def _still_mine(self, lease_id: int) -> bool:
         try:
-            current = await self.client.get("Lease", self.name, zone=self.zone)
+            current = await self.client.get(kinds.LEASE, self.name, zone=self.zone)
         except errors.NotFound:
             log.warning("lease %s was deleted; stepping down", self.name)
             return False
@@ -186,7 +186,7 @@ class LeaderElector:
     async def _wait_for_release(self) -> None:
         """Return when the Lease is gone (or might be: at most one TTL later)."""
         try:
-            current = await self.client.get("Lease", self.name, zone=self.zone)
+            current = await self.client.get(kinds.LEASE, self.name, zone=self.zone)
         except errors.NotFound:
             return
         except errors.DoraError:
@@ -194,7 +194,7 @@ class LeaderElector:
             return
         log.info("%s is standby; %s holds lease %s", self.identity,
                  current.lease.spec.holder, self.name)
-        stream = self.client.watch("Lease", zone=self.zone,
+        stream = self.client.watch(kinds.LEASE, zone=self.zone,
                                    resource_version=current.metadata.resource_version)
         try:
             with anyio.move_on_after(self.ttl):

@@ -1,7 +1,10 @@
 """The manager: informers, controllers and leader election, started together.
 
-Controllers declare what they watch (``Watch``: a kind, and how an object of it
-maps to keys of the controller). The manager runs one informer per kind, shared
+Controllers declare what they watch: ``add(spec, ...)`` takes a declarative
+``registry.ControllerSpec`` (its ``handlers.Watch``es bound to the reconciler
+it builds); ``add_controller`` is the level below: a reconciler and, per kind,
+how an event maps to its keys (``Watch`` here) and the ``hooks`` that see
+events. The manager runs one informer per kind, shared
 by every controller that watches it, so caches are warm on standby replicas
 too; only the leader runs the controllers' workers. When a replica starts to
 lead, every cached object is mapped to keys once (the first full resync), so
@@ -17,21 +20,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
+from dora.api import kinds, objects
+from dora.api.client import ResourceClient
 from dora.api.objects import Ref
 from dora.observability import metrics
+from dora.runtime import handlers
 from dora.runtime.cache import Cache, Delta, IndexFunc, Store
 from dora.runtime.clock import Clock
 from dora.runtime.informer import Informer, ListWatcher
 from dora.runtime.leader import LeaderElector
 from dora.runtime.reconcile import Controller, OnTerminal, Reconciler
+from dora.runtime.registry import ControllerSpec, EventRecorder, Setup
 
 log = logging.getLogger(__name__)
 
 KeyFunc = Callable[[Delta], Iterable[Ref]]
+R = TypeVar("R", bound=Reconciler)
 
 
 @dataclass(frozen=True)
@@ -41,9 +49,7 @@ class Watch:
 
 
 def own_key(delta: Delta) -> list[Ref]:
-    obj = delta.object
-    meta = obj.metadata
-    return [Ref(obj.kind, meta.zone, meta.workspace, meta.name)]
+    return [objects.ref_of(delta.object)]
 
 
 @dataclass
@@ -86,8 +92,10 @@ class Manager:
         informer = self.informers.get(kind)
         if informer is None:
             store = Store(kind)
+            # A kind outside zones (User) is watched whole: filtered by zone, nothing.
+            zone = self.zone if kinds.get(kind).zoned else ""
             informer = Informer(client=self.client, store=store, clock=self.clock,
-                                zone=self.zone, resync=self.resync,
+                                zone=zone, resync=self.resync,
                                 stall_timeout=self.stall_timeout)
             self.informers[kind] = informer
             self.cache.add(store)
@@ -102,16 +110,40 @@ class Manager:
         watches: list[Watch],
         workers: int = 4,
         on_terminal: OnTerminal | None = None,
+        hooks: Iterable[tuple[str, Callable[[Delta], None]]] = (),
     ) -> Controller:
+        """Run ``reconciler`` on the keys ``watches`` map events to; ``hooks`` (kind,
+        handler) see every event of their kind first, leader or not."""
+        if any(r.controller.name == reconciler.name for r in self._controllers):
+            raise ValueError(f"a controller named {reconciler.name!r} is already added")
         controller = Controller(reconciler=reconciler, clock=self.clock, workers=workers,
                                 on_terminal=on_terminal)
         controller.queue.shutdown()  # replaced by a live queue when leading
         registered = _Registered(controller, list(watches))
         self._controllers.append(registered)
+        for kind, hook in hooks:
+            self.store(kind)
+            self.informers[kind].add_handler(hook)
         for watch in watches:
             self.store(watch.kind)
             self.informers[watch.kind].add_handler(_enqueuer(controller, watch.keys))
         return controller
+
+    def add(self, spec: ControllerSpec[R], *, client: ResourceClient,
+            recorder: EventRecorder, options: dict[str, Any]) -> R:
+        """Build the controller ``spec`` declares and run it here; its reconciler."""
+        for kind, indexes in spec.indexes.items():
+            self.store(kind, indexers=dict(indexes))
+        for kind in spec.kinds():
+            self.store(kind)
+        reconciler = spec.build(Setup(client=client, cache=self.cache, clock=self.clock,
+                                      zone=self.zone, recorder=recorder, options=options))
+        self.add_controller(
+            reconciler, workers=spec.workers_of(options),
+            watches=[Watch(w.kind, _bound(w, reconciler)) for w in spec.watches],
+            hooks=[(h.kind, _hook(h, reconciler)) for h in spec.hooks],
+        )
+        return reconciler
 
     def add_background(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._background.append(task)
@@ -178,3 +210,11 @@ def _enqueuer(controller: Controller, keys: KeyFunc) -> Callable[[Delta], None]:
             controller.enqueue(key)
 
     return handle
+
+
+def _bound(watch: handlers.Watch[R], reconciler: R) -> KeyFunc:
+    return lambda event: watch.map(reconciler, event)
+
+
+def _hook(hook: handlers.Hook[R], reconciler: R) -> Callable[[Delta], None]:
+    return lambda event: hook.handle(reconciler, event)

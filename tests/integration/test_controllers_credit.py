@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from dora.api import errors, objects
+from dora.api import conventions, errors, objects
 from dora.api.client import Client, WatchEvent
 from dora.api.v1 import object_pb2
 from dora.apiserver.server import APIServer
@@ -179,7 +179,8 @@ def gpu_workload(name: str, gpus: int = 2) -> object_pb2.Object:
 
 
 def condition(wl: object_pb2.Object) -> object_pb2.Object | None:
-    return next((c for c in wl.workload.status.conditions if c.type == credit.CONDITION), None)
+    return next((c for c in wl.workload.status.conditions
+                 if c.type == conventions.CREDITS_EXHAUSTED_CONDITION), None)
 
 
 async def events(client: Client, reason: str) -> list[object_pb2.Object]:
@@ -247,8 +248,11 @@ async def exhaust(cluster: Cluster) -> None:
 
     async def stopped() -> object_pb2.Object | None:
         wl = await client.get("Workload", "train", workspace=USER)
-        return wl if wl.workload.spec.stopped and condition(wl) is not None else None
-    wl = await eventually(stopped, what="train stopped for lack of credit")
+        return wl if wl.workload.status.desired_replicas == 0 and condition(
+            wl) is not None else None
+    wl = await eventually(stopped, what="train held for lack of credit")
+    # The workload controller holds it; its spec, the user's, stays as it was.
+    assert not wl.workload.spec.stopped
     cond = condition(wl)
     assert cond is not None
     assert cond.reason == "CreditsExhausted"
@@ -268,7 +272,7 @@ async def exhaust(cluster: Cluster) -> None:
 async def blocked(client: Client, name: str) -> object_pb2.Object:
     async def check() -> object_pb2.Object | None:
         wl = await client.get("Workload", name, workspace=USER)
-        if not wl.workload.spec.stopped or condition(wl) is None:
+        if wl.workload.status.desired_replicas != 0 or condition(wl) is None:
             return None
         return wl if not await containers(client, name, live=False) else None
     found: object_pb2.Object = await eventually(check, what=f"{name} kept stopped")
@@ -281,8 +285,8 @@ async def test_a_spent_budget_stops_workloads_until_it_is_raised(
     CreditRun(client, clock).start(group)
     await exhaust(cluster)
 
-    # Started again, or a new one: admitted, and stopped with the same reason; neither
-    # gets a container, not even for a moment.
+    # Stopped and started again, or a new one: admitted, and held with the same reason;
+    # neither gets a container, not even for a moment.
     _, version = await client.list("Container", workspace=USER)
     added: list[str] = []
 
@@ -293,6 +297,7 @@ async def test_a_spent_budget_stops_workloads_until_it_is_raised(
                 added.append(event.object.metadata.name)
 
     group.start_soon(record_added)
+    await set_stopped(client, "train", True)
     await set_stopped(client, "train", False)
     await blocked(client, "train")
     await anyio.sleep(1)
@@ -305,7 +310,7 @@ async def test_a_spent_budget_stops_workloads_until_it_is_raised(
     await anyio.sleep(1)
     assert [n for n in added if n.startswith("second.")] == []
 
-    # A larger budget: the reason goes; the user starts it, and it runs.
+    # A larger budget: the reason goes, and it runs again.
     await setup_user(client, budgets={"default": 20})
 
     async def freed() -> bool:
@@ -315,7 +320,6 @@ async def test_a_spent_budget_stops_workloads_until_it_is_raised(
     assert (await events(client, "CreditsAvailable"))
     uc = await usercredit(client, lambda s: not s.exhausted, what="credit again")
     assert uc.usercredit.status.remaining == pytest.approx(10.0)
-    await set_stopped(client, "train", False)
     await running(client, "train")
     wl = await client.get("Workload", "train", workspace=USER)
     assert not wl.workload.spec.stopped
@@ -337,7 +341,6 @@ async def test_the_next_week_lets_them_start_again(
     async def freed() -> bool:
         return condition(await client.get("Workload", "train", workspace=USER)) is None
     await eventually(freed, what="the condition gone")
-    await set_stopped(client, "train", False)
     await running(client, "train")
     clock.advance(HOUR)
     uc = await usercredit(client, lambda s: s.used > 0, what="the new week metered")

@@ -1,5 +1,4 @@
-"""The credit controller: meter what each user's containers use, stop them when the
-week's budget is spent.
+"""The credit controller: meter what each user's containers use in the week.
 
 One key per user and zone (``Usercredit/<zone>//<user>``). A reconcile reads,
 from the cache, the user's budget in the zone (``User.spec.credits``), the
@@ -17,15 +16,15 @@ Usercredit as last written, and then
    never overwritten by an older one);
 4. only then removes the finalizer from containers being deleted whose charge
    the written ledger holds;
-5. when ``remaining`` is zero, stops the user's workloads in the zone
-   (``spec.stopped``, as ``doractl stop``: the definition stays) with the
-   condition ``CreditsExhausted`` and a Warning event; a workload created or
-   started while the budget is spent is stopped the same way as soon as it is
-   seen. When credit is available again (a larger budget, a new week) the
-   condition goes and a Normal event says the workload may be started again;
-6. asks to look again when the budget would run out at the current rate, at
+5. asks to look again when the budget would run out at the current rate, at
    the end of the week, and every ``interval`` seconds while something runs
    (so ``used`` stays fresh for ``doractl credits``).
+
+It writes Usercredits only (and its finalizer on containers): whether
+the budget is spent (``status.exhausted``) and which workspaces it pays for
+(``status.workspaces``). The workload and task controllers read that through
+their informers and alone decide that what they own runs nothing meanwhile
+(``dora.controllers.payers``).
 
 Whose credit a container uses: its workspace's user, i.e. the User named like
 the workspace (the seeds give every user a private workspace of their name),
@@ -36,27 +35,24 @@ workspaces (shared ones) are charged to nobody.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from dora.api import changes, conventions, errors, finalizers, objects
-from dora.api.client import Client
+from dora.api import conventions, errors, finalizers, kinds, objects
+from dora.api.client import ResourceClient
 from dora.api.objects import Ref
 from dora.api.v1 import credits_pb2, object_pb2
-from dora.controllers import conditions
 from dora.controllers.credit import accrual, ledger
-from dora.controllers.events import Recorder
-from dora.runtime import reconcile
-from dora.runtime.cache import Cache, Delta
+from dora.runtime import reconcile, registry
+from dora.runtime.cache import Cache
 from dora.runtime.clock import Clock
-from dora.runtime.manager import Manager, Watch
+from dora.runtime.handlers import Event, Watch, generation_changed
 from dora.runtime.reconcile import DONE, Result
+from dora.runtime.registry import EventRecorder, Option, Setup, more_than
+from dora.runtime.status import write_status
 
 log = reconcile.logger(__name__)
 
 FINALIZER = "dora.io/credit"
-CONDITION = conventions.CREDITS_EXHAUSTED_CONDITION
-EXHAUSTED_REASON = "CreditsExhausted"
-AVAILABLE_REASON = "CreditsAvailable"
 ALL_ZONES = "All"
 _WORKSPACE_INDEX = "credit-workspace"
 _DEFAULT_WORKSPACE_INDEX = "credit-default-workspace"
@@ -72,6 +68,10 @@ def _by_workspace(obj: object_pb2.Object) -> list[str]:
 def _by_default_workspace(obj: object_pb2.Object) -> list[str]:
     workspace = obj.user.spec.defaults.workspace
     return [workspace] if workspace else []
+
+
+def _check_week_start(day: str) -> None:
+    accrual.weekday(day)  # raises ValueError naming --credit-week-start
 
 
 def budget_of(user: object_pb2.Object | None, zone: str) -> float | None:
@@ -98,8 +98,9 @@ def _same(old: credits_pb2.UsercreditStatus, new: credits_pb2.UsercreditStatus) 
 class CreditController:
     name = "credit"
 
-    def __init__(self, *, client: Client, cache: Cache, clock: Clock, recorder: Recorder,
-                 zone: str, week_start_day: int = 0, interval: float = 60.0) -> None:
+    def __init__(self, *, client: ResourceClient, cache: Cache, clock: Clock,
+                 recorder: EventRecorder, zone: str, week_start_day: int = 0,
+                 interval: float = 60.0) -> None:
         self.client = client
         self.cache = cache
         self.clock = clock
@@ -108,45 +109,29 @@ class CreditController:
         self.week_start_day = week_start_day
         self.interval = interval
 
-    def register(self, manager: Manager, *, workers: int = 2) -> None:
-        manager.store("User", indexers={_DEFAULT_WORKSPACE_INDEX: _by_default_workspace})
-        # Users have no zone: a watch filtered by zone would drop every change to them.
-        manager.informers["User"].zone = ""
-        manager.store("Resourcecredit")
-        manager.store("Usercredit")
-        manager.store("Node")
-        manager.store("Container", indexers={_WORKSPACE_INDEX: _by_workspace})
-        manager.store("Workload", indexers={_WORKSPACE_INDEX: _by_workspace})
-        manager.add_controller(self, workers=workers, watches=[
-            Watch("User", self._user_keys),
-            Watch("Resourcecredit", self._all_keys),
-            Watch("Usercredit", self._usercredit_keys),
-            Watch("Container", self._workspace_keys),
-            Watch("Workload", self._workspace_keys),
-        ])
+    @staticmethod
+    def build(setup: Setup) -> CreditController:
+        return CreditController(
+            client=setup.client, cache=setup.cache, clock=setup.clock,
+            recorder=setup.recorder, zone=setup.zone,
+            week_start_day=accrual.weekday(setup.option("credit_week_start")),
+            interval=setup.option("credit_interval"))
 
     # -- keys -------------------------------------------------------------------------
 
     def _key(self, user: str) -> Ref:
-        return Ref("Usercredit", self.zone, "", user)
+        return Ref(kinds.USERCREDIT, self.zone, "", user)
 
-    def _user_keys(self, delta: Delta) -> Iterable[Ref]:
-        return [self._key(delta.object.metadata.name)]
+    def user_keys(self, event: Event) -> list[Ref]:
+        return [self._key(event.object.metadata.name)]
 
-    def _all_keys(self, delta: Delta) -> Iterable[Ref]:
-        users = {u.metadata.name for u in self.cache.store("User")}
-        users |= {u.metadata.name for u in self.cache.store("Usercredit")}
+    def all_keys(self, event: Event) -> list[Ref]:
+        users = {u.metadata.name for u in self.cache.store(kinds.USER)}
+        users |= {u.metadata.name for u in self.cache.store(kinds.USERCREDIT)}
         return [self._key(name) for name in sorted(users)]
 
-    def _usercredit_keys(self, delta: Delta) -> Iterable[Ref]:
-        # Its status is ours: our own writes must not wake us (used moves every time).
-        if (delta.old is not None and delta.new is not None
-                and delta.old.metadata.generation == delta.new.metadata.generation):
-            return []
-        return [self._key(delta.object.metadata.name)]
-
-    def _workspace_keys(self, delta: Delta) -> Iterable[Ref]:
-        meta = delta.object.metadata
+    def workspace_keys(self, event: Event) -> list[Ref]:
+        meta = event.object.metadata
         user = self.user_of(meta.workspace)
         if not user and FINALIZER in meta.finalizers:
             # Its user is gone: still record what it cost, and let it go.
@@ -155,7 +140,7 @@ class CreditController:
 
     def user_of(self, workspace: str) -> str:
         """The user whose credit the workspace's containers use; "" for nobody."""
-        users = self.cache.store("User")
+        users = self.cache.store(kinds.USER)
         if users.get_named(workspace) is not None:
             return workspace
         owners = users.by_index(_DEFAULT_WORKSPACE_INDEX, workspace)
@@ -172,43 +157,55 @@ class CreditController:
 
     async def reconcile(self, *, key: Ref) -> Result:
         name = key.name
-        user = self.cache.store("User").get_named(name)
+        user = self.cache.store(kinds.USER).get_named(name)
         budget = budget_of(user, self.zone)
         workspaces = self.workspaces_of(user, name)
         containers = [c for ws in workspaces
-                      for c in self.cache.store("Container").by_index(_WORKSPACE_INDEX, ws)
+                      for c in self.cache.store(kinds.CONTAINER).by_index(_WORKSPACE_INDEX, ws)
                       if c.metadata.zone == self.zone]
-        prices = accrual.Prices.of(self.cache.store("Resourcecredit"))
+        prices = accrual.Prices.of(self.cache.store(kinds.RESOURCECREDIT))
         live = [ledger.Metered(c, self._per_hour(c, prices)) for c in containers]
         await self._hold(live)
-        current = self.cache.store("Usercredit").get(key)
-        for _ in range(_RETRIES):
-            now = self.clock.wall()
-            week = accrual.week_of(now, start_day=self.week_start_day)
-            previous = current.usercredit.status if current is not None else None
+        current = self.cache.store(kinds.USERCREDIT).get(key)
+        now = self.clock.wall()
+        week = accrual.week_of(now, start_day=self.week_start_day)
+        made = credits_pb2.UsercreditStatus()
+
+        def meter(obj: object_pb2.Object) -> None:
+            """The week's account from scratch, on the Usercredit as it is now."""
+            previous = obj.usercredit.status if obj.metadata.resource_version else None
             account = ledger.account(previous=previous, week=week, now=now, live=live)
-            if (current is None and budget is None and account.used <= 0
-                    and account.running_per_hour <= 0):
-                return DONE  # nothing to meter, nothing to say
             status = self._status(account, budget=budget, week=week, now=now, prices=prices)
             status.workspaces.extend(workspaces)
-            try:
-                current = await self._write(key, current, status)
-                break
-            except errors.Conflict:
-                current = await self._fresh(key)
-        else:
-            raise errors.Conflict(f"{key}: the Usercredit kept changing")
-        if current is not None:
-            await self._release(containers, current.usercredit.status)
-            await self._enforce(name, workspaces, status, week=week)
-            return Result(requeue_after=self._next_look(status, now=now))
-        return DONE
+            made.CopyFrom(status)
+            old = obj.usercredit.status
+            if obj.metadata.resource_version and _same(old, status) and (
+                    now - old.last_update.ToDatetime(tzinfo=dt.UTC)
+                    < dt.timedelta(seconds=self.interval)):
+                # Only time passed: ``used`` is written every ``interval``, not at
+                # every event.
+                return
+            obj.usercredit.status.CopyFrom(status)
+
+        if current is None:
+            meter(objects.new(kinds.USERCREDIT, name, zone=key.zone))
+            if budget is None and made.used <= 0 and made.running_per_hour <= 0:
+                return DONE  # nothing to meter, nothing to say
+            current = await self._create(key)
+        was_exhausted = current.usercredit.status.exhausted
+        written = await write_status(self.client, current, meter, attempts=_RETRIES)
+        if written is None:
+            return DONE
+        if made.exhausted and not was_exhausted:
+            log.warning("%s: %s spent %.4g of %.4g weekly credits", key, name, made.used,
+                        made.weekly)
+        await self._release(containers, written.usercredit.status)
+        return Result(requeue_after=self._next_look(made, now=now))
 
     def _per_hour(self, container: object_pb2.Object, prices: accrual.Prices) -> float:
         if not prices:
             return 0.0
-        node = self.cache.store("Node").get_named(container.container.spec.node_name,
+        node = self.cache.store(kinds.NODE).get_named(container.container.spec.node_name,
                                                   zone=self.zone)
         cpu = node.node.status.cpu.product_name if node is not None else ""
         return accrual.per_hour(container, prices=prices, cpu_product=cpu)
@@ -230,37 +227,16 @@ class CreditController:
         status.last_update.FromDatetime(now)
         return status
 
-    async def _fresh(self, key: Ref) -> object_pb2.Object | None:
+    async def _create(self, key: Ref) -> object_pb2.Object:
+        """The user's Usercredit in the zone, made now (or found made meanwhile)."""
+        obj = objects.new(kinds.USERCREDIT, key.name, zone=key.zone)
+        obj.usercredit.spec.user = key.name
         try:
-            return await self.client.get("Usercredit", key.name, zone=key.zone)
-        except errors.NotFound:
-            return None
-
-    async def _write(self, key: Ref, current: object_pb2.Object | None,
-                     status: credits_pb2.UsercreditStatus) -> object_pb2.Object:
-        """Write ``status`` over ``current`` (created first if None), conditionally."""
-        if current is None:
-            obj = objects.new("Usercredit", key.name, zone=key.zone)
-            obj.usercredit.spec.user = key.name
-            try:
-                current, _ = await self.client.apply(obj, create_only=True)
-            except errors.AlreadyExists as exc:
-                raise errors.Conflict(f"{key}: created meanwhile") from exc
-            log.info("%s: metering %s in zone %s", key, key.name, key.zone)
-        old = current.usercredit.status
-        if _same(old, status) and (
-                status.last_update.ToDatetime() - old.last_update.ToDatetime()
-                < dt.timedelta(seconds=self.interval)):
-            # Only time passed: ``used`` is written every ``interval``, not at every event.
-            return current
-        obj = objects.new("Usercredit", key.name, zone=key.zone)
-        obj.metadata.resource_version = current.metadata.resource_version
-        obj.usercredit.status.CopyFrom(status)
-        written = await self.client.update_status(obj)
-        if status.exhausted and not old.exhausted:
-            log.warning("%s: %s spent %.4g of %.4g weekly credits", key, key.name, status.used,
-                        status.weekly)
-        return written
+            created, _ = await self.client.apply(obj, create_only=True)
+        except errors.AlreadyExists:
+            return await self.client.get(kinds.USERCREDIT, key.name, zone=key.zone)
+        log.info("%s: metering %s in zone %s", key, key.name, key.zone)
+        return created
 
     # -- finalizers -------------------------------------------------------------------
 
@@ -289,69 +265,6 @@ class CreditController:
     async def _change_finalizers(self, container: object_pb2.Object, *, add: bool) -> None:
         await finalizers.change(self.client, container, FINALIZER, add=add, attempts=_RETRIES)
 
-    # -- enforcement ------------------------------------------------------------------
-
-    async def _enforce(self, user: str, workspaces: Sequence[str],
-                       status: credits_pb2.UsercreditStatus, *, week: accrual.Week) -> None:
-        workloads = [w for ws in workspaces
-                     for w in self.cache.store("Workload").by_index(_WORKSPACE_INDEX, ws)
-                     if w.metadata.zone == self.zone
-                     and not w.metadata.HasField("deletion_timestamp")]
-        for workload in workloads:
-            marked = conditions.get(workload.workload.status.conditions, CONDITION)
-            if status.exhausted:
-                message = (f"{user} has spent the weekly budget of {status.weekly:g} credits "
-                           f"in zone {self.zone}; the week restarts "
-                           f"{week.end:%a %Y-%m-%d %H:%M} UTC")
-                if not workload.workload.spec.stopped and await self._stop(workload):
-                    self.recorder.warning(workload, EXHAUSTED_REASON, f"stopped: {message}")
-                if marked is None or marked.message != message:
-                    await self._mark(workload, message=message)
-            elif marked is not None:
-                await self._mark(workload, message=None)
-                self.recorder.normal(
-                    workload, AVAILABLE_REASON,
-                    f"{user} has credits in zone {self.zone} again; "
-                    f"`doractl start workload {workload.metadata.name}` runs it")
-
-    async def _stop(self, workload: object_pb2.Object) -> bool:
-        """``spec.stopped = true`` (a conditional apply, retried on a conflict); whether
-        this call stopped it."""
-        stopped_here = False
-
-        def edit(updated: object_pb2.Object) -> bool:
-            nonlocal stopped_here
-            stopped_here = not updated.workload.spec.stopped
-            updated.workload.spec.stopped = True
-            return stopped_here
-
-        written = await changes.apply_change(self.client, workload, edit, what="its spec",
-                                             attempts=_RETRIES)
-        if written is None or not stopped_here:
-            return False
-        log.info("%s stopped: its user's credits are spent", objects.ref_of(workload))
-        return True
-
-    async def _mark(self, workload: object_pb2.Object, *, message: str | None) -> None:
-        """Set (or, with None, remove) the ``CreditsExhausted`` condition."""
-        meta = workload.metadata
-        obj = objects.new("Workload", meta.name, zone=meta.zone, workspace=meta.workspace)
-        obj.metadata.resource_version = meta.resource_version
-        obj.workload.status.CopyFrom(workload.workload.status)
-        if message is None:
-            conditions.remove(obj.workload.status.conditions, CONDITION)
-        else:
-            conditions.set_condition(obj.workload.status.conditions, type=CONDITION,
-                                     status="True", reason=EXHAUSTED_REASON, message=message,
-                                     now=self.clock.wall())
-        try:
-            await self.client.update_status(obj)
-        except errors.NotFound:
-            return
-        except errors.Conflict:
-            # The workload moved on; its watch event brings this user back here.
-            log.debug("%s: changed while marking it; later", objects.ref_of(workload))
-
     def _next_look(self, status: credits_pb2.UsercreditStatus, *, now: dt.datetime) -> float:
         end = status.week_end.ToDatetime(tzinfo=dt.UTC)
         waits = [(end - now).total_seconds() + 0.001]
@@ -360,3 +273,31 @@ class CreditController:
             if not status.unlimited and not status.exhausted:
                 waits.append(status.remaining / status.running_per_hour * accrual.HOUR)
         return max(0.001, min(waits))
+
+
+CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
+    name="credit",
+    help="meters what each user's containers use against the weekly budget (Usercredit)",
+    build=CreditController.build,
+    watches=[
+        Watch(kinds.USER, CreditController.user_keys),
+        Watch(kinds.RESOURCECREDIT, CreditController.all_keys),
+        # Its status is ours: our own writes must not wake us (used moves every time).
+        Watch(kinds.USERCREDIT, CreditController.user_keys, predicate=generation_changed),
+        Watch(kinds.CONTAINER, CreditController.workspace_keys),
+    ],
+    indexes={
+        kinds.USER: {_DEFAULT_WORKSPACE_INDEX: _by_default_workspace},
+        kinds.CONTAINER: {_WORKSPACE_INDEX: _by_workspace},
+    },
+    reads=[kinds.NODE],  # a node's CPU model prices its containers' cores
+    workers=2,
+    options=[
+        Option("credit_week_start", "monday", "the day (UTC) the credit week starts",
+               check=_check_week_start),
+        Option("credit_interval", 60.0,
+               "seconds between credit updates while a user's containers run",
+               check=more_than(0, "--credit-interval", " seconds")),
+    ],
+    order=50,
+))

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 
-from dora.api import conventions, errors
+from dora.api import conventions, errors, kinds
 from dora.api.client import Client
 from dora.api.v1 import object_pb2
 from dora.controllers.scheduler.filters import port_text
@@ -66,7 +66,7 @@ async def verify(client: Client, reserved: object_pb2.Object, *, cpu_capacity: i
     """Raise ``LostRace`` unless ``reserved`` may have what it reserved."""
     meta, spec = reserved.metadata, reserved.container.spec
     items, _ = await client.list(
-        "Container", zone=meta.zone,
+        kinds.CONTAINER, zone=meta.zone,
         label_selector=f"{conventions.PLACEMENT_LABEL}={spec.node_name}",
         resource_version=meta.resource_version,
     )

@@ -20,18 +20,16 @@ workers never pick the same GPU; the binder protects against other processes.
 
 from __future__ import annotations
 
-import contextlib
 import random as random_module
-from collections.abc import Iterable
+from typing import cast
 
 import anyio
 
-from dora.api import conventions, errors, objects
+from dora.api import conventions, kinds, objects
 from dora.api.client import Client
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
 from dora.controllers import conditions
-from dora.controllers.events import Recorder
 from dora.controllers.scheduler import binder, filters, strategies
 from dora.controllers.scheduler.placer import Placer
 from dora.controllers.scheduler.snapshot import (
@@ -43,11 +41,13 @@ from dora.controllers.scheduler.snapshot import (
     request_of,
 )
 from dora.observability import metrics
-from dora.runtime import reconcile
-from dora.runtime.cache import Cache, Delta, by_node, clone, unbound
+from dora.runtime import reconcile, registry
+from dora.runtime.cache import Cache, EventType, by_node, unbound
 from dora.runtime.clock import Clock
-from dora.runtime.manager import Manager, Watch
+from dora.runtime.handlers import Event, Hook, Watch, named
 from dora.runtime.reconcile import DONE, Result
+from dora.runtime.registry import EventRecorder, Option, Setup
+from dora.runtime.status import write_status
 
 log = reconcile.logger(__name__)
 
@@ -68,7 +68,7 @@ class Scheduler:
         cache: Cache,
         zone: str,
         clock: Clock,
-        recorder: Recorder,
+        recorder: EventRecorder,
         rng: strategies.RandomSource | None = None,
     ) -> None:
         self.client = client
@@ -85,25 +85,38 @@ class Scheduler:
 
     # Wiring.
 
-    def register(self, manager: Manager, *, workers: int = 16) -> None:
-        manager.store("Container", indexers={"node": by_node, "unbound": unbound})
-        manager.store("Node")
-        manager.store("Lease")
-        manager.add_controller(self, workers=workers, watches=[
-            Watch("Container", self.on_container_change),
-            Watch("Node", self._node_keys),
-            Watch("Lease", self._lease_keys),
-        ])
+    @staticmethod
+    def build(setup: Setup) -> Scheduler:
+        # The binder's reads go to the apiserver's watch cache: the real client.
+        return Scheduler(client=cast(Client, setup.client), cache=setup.cache, zone=setup.zone,
+                         clock=setup.clock, recorder=setup.recorder,
+                         rng=random_module.Random(setup.option("seed")))
 
     def _waiting(self) -> list[Ref]:
-        return [objects.ref_of(c) for c in self.cache.store("Container").by_index("unbound", "")]
+        return [objects.ref_of(c)
+                for c in self.cache.store(kinds.CONTAINER).by_index("unbound", "")]
 
-    def on_container_change(self, delta: Delta) -> Iterable[Ref]:
-        """The watch handler of Containers: forget the nodes they touch; the keys to queue."""
-        old, new = delta.old, delta.new
-        for obj in (old, new):
+    # Hooks: what the placement snapshot must forget.
+
+    def on_container(self, event: Event) -> None:
+        for obj in (event.old, event.new):
             if obj is not None and obj.container.spec.node_name:
                 self.snapshot.invalidate(obj.container.spec.node_name)
+
+    def on_node(self, event: Event) -> None:
+        if node_changed(event):
+            self.snapshot.invalidate(event.object.metadata.name)
+
+    def on_lease(self, event: Event) -> None:
+        name = event.object.metadata.name
+        if name.startswith(conventions.NODE_LEASE_PREFIX):
+            self.snapshot.invalidate(name.removeprefix(conventions.NODE_LEASE_PREFIX))
+
+    # Keys.
+
+    def container_keys(self, event: Event) -> list[Ref]:
+        """The container, unless committed; every waiting one when it freed resources."""
+        old, new = event.old, event.new
         keys = []
         if new is not None and not binder.committed(new):
             keys.append(objects.ref_of(new))
@@ -115,25 +128,19 @@ class Scheduler:
             keys.extend(self._waiting())
         return keys
 
-    def _node_keys(self, delta: Delta) -> Iterable[Ref]:
-        # Agents report often (memory in use, last seen); only what filters read matters.
-        if delta.old is not None and delta.new is not None and (
-                node_signature(delta.old) == node_signature(delta.new)):
-            return []
-        self.snapshot.invalidate(delta.object.metadata.name)
-        return self._waiting()
+    def on_container_change(self, event: Event) -> list[Ref]:
+        """What the informer does with a Container event for this controller: the
+        hook, then the keys."""
+        self.on_container(event)
+        return self.container_keys(event)
 
-    def _lease_keys(self, delta: Delta) -> Iterable[Ref]:
-        name = delta.object.metadata.name
-        if not name.startswith(conventions.NODE_LEASE_PREFIX):
-            return []
-        self.snapshot.invalidate(name.removeprefix(conventions.NODE_LEASE_PREFIX))
+    def waiting_keys(self, event: Event) -> list[Ref]:
         return self._waiting()
 
     # Reconcile.
 
     async def reconcile(self, *, key: Ref) -> Result:
-        container = self.cache.store("Container").get(key)
+        container = self.cache.store(kinds.CONTAINER).get(key)
         if container is None or container.metadata.HasField("deletion_timestamp"):
             self.assumed.pop(key, None)
             return DONE
@@ -180,7 +187,7 @@ class Scheduler:
         """Verify a reservation, then commit it, or release it and raise ``LostRace``."""
         key = objects.ref_of(reserved)
         if capacity is None:
-            node = self.cache.store("Node").get_named(reserved.container.spec.node_name,
+            node = self.cache.store(kinds.NODE).get_named(reserved.container.spec.node_name,
                                                       zone=reserved.metadata.zone)
             capacity = node.node.status.cpu.count * 1000 if node is not None else 0
         try:
@@ -200,7 +207,7 @@ class Scheduler:
         log.info("%s bound to %s%s", key, placement.node, f" GPUs [{gpus}]" if gpus else "")
 
     def _drop_seen_assumptions(self) -> None:
-        store = self.cache.store("Container")
+        store = self.cache.store(kinds.CONTAINER)
         for key, placement in list(self.assumed.items()):
             current = store.get(key)
             if current is None or current.container.spec.node_name == placement.node:
@@ -208,16 +215,51 @@ class Scheduler:
 
     async def _unschedulable(self, container: object_pb2.Object, message: str) -> None:
         metrics.SCHEDULER_UNSCHEDULABLE.inc()
-        obj = clone(container)
-        status = obj.container.status
-        status.phase = PENDING
-        changed = conditions.set_condition(
-            status.conditions, type=SCHEDULED, status="False", reason=UNSCHEDULABLE,
-            message=message, now=self.clock.wall(),
-        )
-        if not changed:
-            return
+
+        def pending(obj: object_pb2.Object) -> None:
+            status = obj.container.status
+            status.phase = PENDING
+            conditions.set_condition(
+                status.conditions, type=SCHEDULED, status="False", reason=UNSCHEDULABLE,
+                message=message, now=self.clock.wall(),
+            )
+
+        if await write_status(self.client, container, pending) in (None, container):
+            return  # gone, or it said so already
         log.info("%s: %s", objects.ref_of(container), message)
-        with contextlib.suppress(errors.Conflict):
-            await self.client.update_status(obj)
         self.recorder.warning(container, UNSCHEDULABLE, message)
+
+
+def node_changed(event: Event) -> bool:
+    """Whether a Node event changes what the filters read (agents report often: memory
+    in use, last seen; those do not)."""
+    return not (event.type in (EventType.UPDATED, EventType.RESYNC)
+                and event.old is not None and event.new is not None
+                and node_signature(event.old) == node_signature(event.new))
+
+
+CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
+    name="scheduler",
+    help="binds pending Containers to nodes (filters, strategies, exclusive GPUs)",
+    build=Scheduler.build,
+    watches=[
+        Watch(kinds.CONTAINER, Scheduler.container_keys),
+        Watch(kinds.NODE, Scheduler.waiting_keys, predicate=node_changed),
+        Watch(kinds.LEASE, Scheduler.waiting_keys,
+              predicate=named(conventions.NODE_LEASE_PREFIX)),
+    ],
+    hooks=[
+        Hook(kinds.CONTAINER, Scheduler.on_container),
+        Hook(kinds.NODE, Scheduler.on_node),
+        Hook(kinds.LEASE, Scheduler.on_lease),
+    ],
+    indexes={kinds.CONTAINER: {"node": by_node, "unbound": unbound}},
+    workers="scheduler_workers",
+    options=[
+        Option("scheduler_workers", 16,
+               "binds at once: each is a few apiserver round trips, and choosing the "
+               "nodes is done one at a time anyway"),
+        Option("seed", None, "seed of the Random placement strategy", type=int),
+    ],
+    order=20,
+))

@@ -22,7 +22,7 @@ import collections
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dora.api import conventions, objects
+from dora.api import conventions, kinds, objects
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, workloads_pb2
 from dora.controllers.events import label_value_ok
@@ -187,10 +187,10 @@ class Snapshot:
 
     def current(self, *, assumed: Mapping[Ref, Placement]) -> Mapping[str, NodeInfo]:
         """Every node by name, assumed placements laid over (do not change it)."""
-        store = self.cache.store("Node")
+        store = self.cache.store(kinds.NODE)
         changed: set[str] = set()
         for name in self._dirty:
-            ref = self._refs.get(name) or Ref("Node", self.zone, "", name)
+            ref = self._refs.get(name) or Ref(kinds.NODE, self.zone, "", name)
             node = store.get(ref)
             if node is None:
                 if self._refs.pop(name, None) is not None:
@@ -230,16 +230,16 @@ class Snapshot:
 
     def _info(self, node: object_pb2.Object) -> NodeInfo:
         name = node.metadata.name
-        lease = self.cache.store("Lease").get_named(
+        lease = self.cache.store(kinds.LEASE).get_named(
             conventions.node_lease_name(name), zone=node.metadata.zone)
         return node_info(node, leased=lease is not None,
-                         containers=self.cache.store("Container").by_index("node", name))
+                         containers=self.cache.store(kinds.CONTAINER).by_index("node", name))
 
     def _resync_all(self) -> set[str]:
         """Look at every Node of the store: the names added, gone or invalidated."""
         refs: dict[str, Ref] = {}
         changed: set[str] = set()
-        for node in self.cache.store("Node"):
+        for node in self.cache.store(kinds.NODE):
             name = node.metadata.name
             refs[name] = objects.ref_of(node)
             if name not in self._infos:

@@ -42,22 +42,25 @@ from __future__ import annotations
 import contextlib
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import cast
 
 import anyio
 from google.protobuf import timestamp_pb2
 
-from dora.api import errors, objects, tasks
+from dora.api import errors, kinds, objects, tasks
 from dora.api.client import Client
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, tasks_pb2
 from dora.controllers import payers
 from dora.controllers.events import label_value_ok
 from dora.controllers.task.plan import Attempt, Jobs, Spec, Step, plan
-from dora.runtime import reconcile
-from dora.runtime.cache import Cache, Delta, by_controller_owner
+from dora.runtime import reconcile, registry
+from dora.runtime.cache import Cache, by_controller_owner
 from dora.runtime.clock import Clock
-from dora.runtime.manager import Manager, Watch, own_key
+from dora.runtime.handlers import Event, Watch, own_key, owner_key
 from dora.runtime.reconcile import DONE, Result, TerminalError
+from dora.runtime.registry import Option, Setup, at_least
+from dora.runtime.status import write_status
 
 log = reconcile.logger(__name__)
 
@@ -79,20 +82,15 @@ class TaskController:
         self.max_backoff = max_backoff
         self._files: dict[tuple[str, str], list[str]] = {}
 
-    def register(self, manager: Manager, *, workers: int = 4) -> None:
-        manager.store("Task", indexers={payers.WORKSPACE_INDEX: payers.by_workspace})
-        manager.store("Container", indexers={"owner": by_controller_owner,
-                                             OWNER_NAME_INDEX: _by_task_name})
-        manager.store("Usercredit", indexers={payers.PAID_INDEX: payers.paid_workspaces})
-        manager.add_controller(self, workers=workers, watches=[
-            Watch("Task", own_key),
-            Watch("Container", _task_key),
-            Watch("Usercredit", self._tasks_paid_by),
-        ])
+    @staticmethod
+    def build(setup: Setup) -> TaskController:
+        # Job lists are read through the apiserver's VolumeFiles: the real client.
+        return TaskController(client=cast(Client, setup.client), cache=setup.cache,
+                              clock=setup.clock, backoff=setup.option("task_backoff"))
 
-    def _tasks_paid_by(self, delta: Delta) -> Iterable[Ref]:
+    def tasks_paid_by(self, event: Event) -> list[Ref]:
         """When a user's credit runs out or comes back: the tasks it pays for."""
-        return payers.keys_paid_by(delta, cache=self.cache, kind="Task")
+        return payers.keys_paid_by(event, cache=self.cache, kind=kinds.TASK)
 
     def _held(self, task: object_pb2.Object) -> str:
         """Why no job of ``task`` may run (its user's credit is spent), or ""."""
@@ -103,7 +101,7 @@ class TaskController:
                 f" in zone {task.metadata.zone} is spent: no job runs until there is more")
 
     async def reconcile(self, *, key: Ref) -> Result:
-        task = self.cache.store("Task").get(key)
+        task = self.cache.store(kinds.TASK).get(key)
         await self._collect_orphans(key, task)
         if task is None or task.metadata.HasField("deletion_timestamp"):
             return DONE
@@ -119,7 +117,7 @@ class TaskController:
         if not status.total:
             return DONE
         files = self._files_of(task)
-        containers = self.cache.store("Container").by_index("owner", task.metadata.uid)
+        containers = self.cache.store(kinds.CONTAINER).by_index("owner", task.metadata.uid)
         step = plan(
             spec=_spec_of(task, held=self._held(task)), jobs=_jobs_of(status),
             attempts=_attempts(task, containers),
@@ -130,7 +128,7 @@ class TaskController:
         for name, why in step.delete:
             log.info("%s: deleting %s: %s", key, name, why)
             with contextlib.suppress(errors.NotFound):
-                await self.client.delete("Container", name, zone=key.zone,
+                await self.client.delete(kinds.CONTAINER, name, zone=key.zone,
                                          workspace=key.workspace)
         await self._create(task, step.start, files)
         return Result(requeue_after=step.requeue_after)
@@ -190,15 +188,13 @@ class TaskController:
 
     async def _update(self, task: object_pb2.Object,
                       status: tasks_pb2.TaskStatus) -> object_pb2.Object | None:
-        """Write ``status`` if the task is still as it was read (else ``Conflict``)."""
-        obj = objects.new("Task", task.metadata.name, zone=task.metadata.zone,
-                          workspace=task.metadata.workspace)
-        obj.metadata.resource_version = task.metadata.resource_version
-        obj.task.status.CopyFrom(status)
-        try:
-            return await self.client.update_status(obj)
-        except errors.NotFound:
-            return None
+        """Write ``status`` if the task is still as it was read (else ``Conflict``: the
+        step is planned again on the fresh task, never replayed on it)."""
+
+        def put(obj: object_pb2.Object) -> None:
+            obj.task.status.CopyFrom(status)
+
+        return await write_status(self.client, task, put, attempts=1)
 
     async def _create(self, task: object_pb2.Object, start: Iterable[tuple[int, int]],
                       files: list[str]) -> None:
@@ -225,13 +221,13 @@ class TaskController:
         """Delete Containers naming a Task called ``key.name`` that no longer exists (a
         create that raced the task's deletion)."""
         uid = task.metadata.uid if task is not None else ""
-        suspects = [c for c in self.cache.store("Container").by_index(
+        suspects = [c for c in self.cache.store(kinds.CONTAINER).by_index(
                         OWNER_NAME_INDEX, f"{key.zone}/{key.workspace}/{key.name}")
                     if _owner_uid(c) != uid and not c.metadata.HasField("deletion_timestamp")]
         if not suspects:
             return
         try:
-            live = await self.client.get("Task", key.name, zone=key.zone,
+            live = await self.client.get(kinds.TASK, key.name, zone=key.zone,
                                          workspace=key.workspace)
             uid = live.metadata.uid
         except errors.NotFound:
@@ -239,7 +235,7 @@ class TaskController:
         for container in suspects:
             if _owner_uid(container) != uid:
                 with contextlib.suppress(errors.NotFound):
-                    await self.client.delete("Container", container.metadata.name,
+                    await self.client.delete(kinds.CONTAINER, container.metadata.name,
                                              zone=key.zone, workspace=key.workspace)
 
 
@@ -247,9 +243,9 @@ def new_container(task: object_pb2.Object, index: int, attempt: int,
                   config_file: str) -> object_pb2.Object:
     """Attempt ``attempt`` of job ``index``: the task's template running the job's command."""
     meta = task.metadata
-    container = objects.new("Container", tasks.container_name(meta.name, index, attempt),
+    container = objects.new(kinds.CONTAINER, tasks.container_name(meta.name, index, attempt),
                             zone=meta.zone, workspace=meta.workspace)
-    container.metadata.owner_references.add(kind="Task", name=meta.name, uid=meta.uid,
+    container.metadata.owner_references.add(kind=kinds.TASK, name=meta.name, uid=meta.uid,
                                             controller=True)
     if label_value_ok(meta.name):
         container.metadata.labels[tasks.TASK_LABEL] = meta.name
@@ -298,17 +294,35 @@ def _seconds(stamp: timestamp_pb2.Timestamp) -> float:
     return stamp.seconds + stamp.nanos / 1e9
 
 
-def _task_key(delta: Delta) -> Iterable[Ref]:
-    meta = delta.object.metadata
-    return [Ref("Task", meta.zone, meta.workspace, o.name)
-            for o in meta.owner_references if o.kind == "Task" and o.controller]
-
-
 def _owner_uid(obj: object_pb2.Object) -> str:
-    return next((o.uid for o in obj.metadata.owner_references if o.kind == "Task"), "")
+    return next((o.uid for o in obj.metadata.owner_references if o.kind == kinds.TASK), "")
 
 
 def _by_task_name(obj: object_pb2.Object) -> list[str]:
     meta = obj.metadata
     return [f"{meta.zone}/{meta.workspace}/{o.name}" for o in meta.owner_references
-            if o.kind == "Task"]
+            if o.kind == kinds.TASK]
+
+
+CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
+    name="task",
+    help="runs each Task's jobs as Containers, exactly once each",
+    build=TaskController.build,
+    watches=[
+        Watch(kinds.TASK, own_key),
+        Watch(kinds.CONTAINER, owner_key(kinds.TASK)),
+        Watch(kinds.USERCREDIT, TaskController.tasks_paid_by),
+    ],
+    indexes={
+        kinds.TASK: {payers.WORKSPACE_INDEX: payers.by_workspace},
+        kinds.CONTAINER: {"owner": by_controller_owner, OWNER_NAME_INDEX: _by_task_name},
+        kinds.USERCREDIT: {payers.PAID_INDEX: payers.paid_workspaces},
+    },
+    workers="workers",
+    options=[
+        Option("task_backoff", 10.0,
+               "seconds before a failed task job's first retry; doubled at each further "
+               "failure, at most 300", check=at_least(0, "--task-backoff", " seconds")),
+    ],
+    order=60,
+))

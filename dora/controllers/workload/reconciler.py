@@ -36,24 +36,25 @@ apiserver, not the cache) are deleted (``_collect_orphans``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
 
 from google.protobuf import timestamp_pb2
 
-from dora.api import conventions, errors, objects
-from dora.api.client import Client
+from dora.api import conventions, errors, kinds, objects
+from dora.api.client import ResourceClient
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
 from dora.controllers import conditions, payers
-from dora.controllers.events import Recorder, label_value_ok
+from dora.controllers.events import label_value_ok
 from dora.controllers.workload import status as workload_status
 from dora.controllers.workload import versions
 from dora.controllers.workload.plan import Plan, Replica, plan
-from dora.runtime import reconcile
-from dora.runtime.cache import Cache, Delta, by_controller_owner, by_owner
+from dora.runtime import reconcile, registry
+from dora.runtime.cache import Cache, by_controller_owner, by_owner
 from dora.runtime.clock import Clock
-from dora.runtime.manager import Manager, Watch, own_key
+from dora.runtime.handlers import Event, Watch, own_key, owner_key
 from dora.runtime.reconcile import DONE, Result, TerminalError
+from dora.runtime.registry import EventRecorder, Option, Setup, at_least
+from dora.runtime.status import write_status
 
 log = reconcile.logger(__name__)
 
@@ -72,10 +73,10 @@ class WorkloadController:
     def __init__(
         self,
         *,
-        client: Client,
+        client: ResourceClient,
         cache: Cache,
         clock: Clock,
-        recorder: Recorder,
+        recorder: EventRecorder,
         rollout_timeout: float = 60.0,
         create_batch: int = CREATE_BATCH,
         version_history: int = versions.HISTORY,
@@ -88,50 +89,38 @@ class WorkloadController:
         self.recorder = recorder
         self.rollout_timeout = rollout_timeout
 
-    def register(self, manager: Manager, *, workers: int = 4) -> None:
-        manager.store("Workload")
-        manager.store("Container", indexers={"owner": by_controller_owner,
-                                             "owner-name": _by_owner_name})
-        manager.store("Workloadversion", indexers={"owner": by_owner,
-                                                   "owner-name": _by_owner_name})
-        manager.store("Workload", indexers={payers.WORKSPACE_INDEX: payers.by_workspace})
-        manager.store("Usercredit", indexers={payers.PAID_INDEX: payers.paid_workspaces})
-        manager.add_controller(self, workers=workers, watches=[
-            Watch("Workload", own_key),
-            Watch("Container", _owner_key),
-            Watch("Workloadversion", _owner_key),
-            Watch("Usercredit", self._workloads_paid_by),
-        ])
+    @staticmethod
+    def build(setup: Setup) -> WorkloadController:
+        return WorkloadController(
+            client=setup.client, cache=setup.cache, clock=setup.clock,
+            recorder=setup.recorder, rollout_timeout=setup.option("rollout_timeout"),
+            create_batch=setup.option("create_batch"),
+            version_history=setup.option("version_history"))
 
-    def _workloads_paid_by(self, delta: Delta) -> Iterable[Ref]:
+    def workloads_paid_by(self, event: Event) -> list[Ref]:
         """When a user's credit runs out or comes back: the workloads it pays for."""
-        return payers.keys_paid_by(delta, cache=self.cache, kind="Workload")
-
-    def _credit_spent(self, workload: object_pb2.Object) -> bool:
-        """Whether the user who pays for ``workload`` has no credit left in its zone."""
-        return payers.spent_credit(self.cache, workload) is not None
+        return payers.keys_paid_by(event, cache=self.cache, kind=kinds.WORKLOAD)
 
     async def reconcile(self, *, key: Ref) -> Result:
-        workload = self.cache.store("Workload").get(key)
+        workload = self.cache.store(kinds.WORKLOAD).get(key)
         await self._collect_orphans(key, workload)
         if workload is None or workload.metadata.HasField("deletion_timestamp"):
             return DONE
         version, created = await versions.ensure(
-            self.client, self.cache.store("Workloadversion"), workload,
+            self.client, self.cache.store(kinds.WORKLOADVERSION), workload,
             history=self.version_history)
         number = version.workloadversion.spec.version
         if created:
             self.recorder.normal(workload, "NewVersion", f"version {number} of the spec")
         spec = workload.workload.spec
-        # While its user's credit is spent a workload runs no container, also when it
-        # is new or started again: none starts for the moment the credit controller
-        # would take to stop it (it sets spec.stopped and the condition).
-        held = conditions.get(workload.workload.status.conditions,
-                              conventions.CREDITS_EXHAUSTED_CONDITION)
-        stopped = (spec.stopped or (held is not None and held.status == "True")
-                   or self._credit_spent(workload))
+        # While the user who pays for it has no credit left, a workload runs no
+        # container (new, started again or running): this controller alone decides it
+        # and says so in its conditions; the credit controller only writes Usercredits.
+        spent = payers.spent_credit(self.cache, workload)
+        stopped = spec.stopped or spent is not None
         desired = 0 if stopped else max(0, spec.replica.count)
-        containers = self.cache.store("Container").by_index("owner", workload.metadata.uid)
+        containers = self.cache.store(kinds.CONTAINER).by_index("owner",
+                                                                 workload.metadata.uid)
         now = self.clock.wall()
         replicas = [_replica(c, now_seconds=now.timestamp()) for c in containers]
         prefer = [n for n in workload.metadata.annotations.get(
@@ -156,7 +145,7 @@ class WorkloadController:
         if not await self._copy_labels(workload, containers):
             requeue = NAME_TAKEN_RETRY
         await self._report(workload, desired=desired, version=number, step=step,
-                           containers=containers)
+                           containers=containers, spent=spent)
         return Result(requeue_after=requeue)
 
     async def _collect_orphans(self, key: Ref, workload: object_pb2.Object | None) -> None:
@@ -164,14 +153,14 @@ class WorkloadController:
         uid = workload.metadata.uid if workload is not None else ""
         scope = f"{key.workspace}/{key.name}"
         suspects = [
-            obj for kind in ("Container", "Workloadversion")
+            obj for kind in (kinds.CONTAINER, kinds.WORKLOADVERSION)
             for obj in self.cache.store(kind).by_index("owner-name", scope)
             if _owner_uid(obj) != uid and not obj.metadata.HasField("deletion_timestamp")
         ]
         if not suspects and workload is not None:
             return
         try:
-            live = await self.client.get("Workload", key.name, zone=key.zone,
+            live = await self.client.get(kinds.WORKLOAD, key.name, zone=key.zone,
                                          workspace=key.workspace)
             uid = live.metadata.uid
         except errors.NotFound:
@@ -182,21 +171,21 @@ class WorkloadController:
                 with contextlib.suppress(errors.NotFound):
                     await self.client.delete(obj.kind, obj.metadata.name, zone=key.zone,
                                              workspace=key.workspace)
-        remaining = self.cache.store("Container").by_index("owner-name", scope)
+        remaining = self.cache.store(kinds.CONTAINER).by_index("owner-name", scope)
         if workload is None and not remaining and label_value_ok(key.name):
             events, _ = await self.client.list(
-                "Event", zone=key.zone, workspace=key.workspace,
+                kinds.EVENT, zone=key.zone, workspace=key.workspace,
                 label_selector=f"{conventions.WORKLOAD_LABEL}={key.name}")
             for event in events:
                 if _owner_uid(event) != uid:
                     with contextlib.suppress(errors.NotFound):
-                        await self.client.delete("Event", event.metadata.name, zone=key.zone,
+                        await self.client.delete(kinds.EVENT, event.metadata.name, zone=key.zone,
                                                  workspace=key.workspace)
 
     async def _delete(self, workload: object_pb2.Object, container: object_pb2.Object,
                       why: str) -> None:
         try:
-            await self.client.delete("Container", container.metadata.name,
+            await self.client.delete(kinds.CONTAINER, container.metadata.name,
                                      zone=container.metadata.zone,
                                      workspace=container.metadata.workspace)
         except errors.NotFound:
@@ -240,7 +229,7 @@ class WorkloadController:
     async def _create(self, workload: object_pb2.Object, version: object_pb2.Object,
                       count: int, *, desired: int, held: set[int]) -> bool:
         """Create ``count`` containers; False when a name was taken (cache behind)."""
-        store = self.cache.store("Container")
+        store = self.cache.store(kinds.CONTAINER)
         meta = workload.metadata
         index = 0
         for _ in range(count):
@@ -265,7 +254,8 @@ class WorkloadController:
         return True
 
     async def _report(self, workload: object_pb2.Object, *, desired: int, version: int,
-                      step: Plan, containers: list[object_pb2.Object]) -> None:
+                      step: Plan, containers: list[object_pb2.Object],
+                      spent: object_pb2.Object | None) -> None:
         unschedulable = []
         for container in containers:
             if container.container.spec.node_name or container.metadata.HasField(
@@ -274,17 +264,37 @@ class WorkloadController:
             condition = conditions.get(container.container.status.conditions, "Scheduled")
             if condition is not None and condition.status == "False":
                 unschedulable.append((container.metadata.name, condition.message))
-        new_status = workload_status.build(
-            workload=workload, desired=desired, version=version, plan=step,
-            unschedulable=unschedulable, now=self.clock.wall(),
-        )
-        if new_status == workload.workload.status:
+        held = credit_message(spent, zone=workload.metadata.zone)
+        was = conditions.get(workload.workload.status.conditions, CREDITS_EXHAUSTED)
+
+        def report(obj: object_pb2.Object) -> None:
+            obj.workload.status.CopyFrom(workload_status.build(
+                workload=obj, desired=desired, version=version, plan=step,
+                unschedulable=unschedulable, held=held, now=self.clock.wall()))
+
+        if await write_status(self.client, workload, report) is None:
             return
-        obj = objects.new("Workload", workload.metadata.name, zone=workload.metadata.zone,
-                          workspace=workload.metadata.workspace)
-        obj.workload.status.CopyFrom(new_status)
-        with contextlib.suppress(errors.NotFound):
-            await self.client.update_status(obj)
+        if held and (was is None or was.message != held):
+            self.recorder.warning(workload, CREDITS_EXHAUSTED, f"stopped: {held}")
+        elif not held and was is not None and spent is None:
+            self.recorder.normal(workload, CREDITS_AVAILABLE,
+                                 "its user has credits again in zone "
+                                 f"{workload.metadata.zone}: it runs again")
+
+
+CREDITS_EXHAUSTED = conventions.CREDITS_EXHAUSTED_CONDITION
+CREDITS_AVAILABLE = "CreditsAvailable"
+
+
+def credit_message(spent: object_pb2.Object | None, *, zone: str) -> str:
+    """What the condition ``CreditsExhausted`` says while ``spent`` (a Usercredit with
+    no credit left) pays for a workload; "" when none does."""
+    if spent is None:
+        return ""
+    status = spent.usercredit.status
+    end = status.week_end.ToDatetime()
+    return (f"{spent.metadata.name} has spent the weekly budget of {status.weekly:g} "
+            f"credits in zone {zone}; the week restarts {end:%a %Y-%m-%d %H:%M} UTC")
 
 
 def copied_labels(workload: object_pb2.Object) -> dict[str, str]:
@@ -308,9 +318,9 @@ def new_container(workload: object_pb2.Object, version: object_pb2.Object,
                   index: int, *, replicas: int = 0, slot: int | None = None
                   ) -> object_pb2.Object:
     meta = workload.metadata
-    container = objects.new("Container", conventions.container_name(meta.name, index),
+    container = objects.new(kinds.CONTAINER, conventions.container_name(meta.name, index),
                             zone=meta.zone, workspace=meta.workspace)
-    container.metadata.owner_references.add(kind="Workload", name=meta.name, uid=meta.uid,
+    container.metadata.owner_references.add(kind=kinds.WORKLOAD, name=meta.name, uid=meta.uid,
                                             controller=True)
     container.metadata.labels.update(copied_labels(workload))
     spec = container.container.spec
@@ -355,20 +365,45 @@ def _index(name: str) -> int:
     return int(suffix) if suffix.isdigit() else 1 << 30
 
 
-def _owner_key(delta: Delta) -> Iterable[Ref]:
-    obj = delta.object
-    meta = obj.metadata
-    return [Ref("Workload", meta.zone, meta.workspace, o.name)
-            for o in meta.owner_references if o.kind == "Workload" and o.controller]
-
-
 def _owner_uid(obj: object_pb2.Object) -> str:
     for owner in obj.metadata.owner_references:
-        if owner.kind == "Workload":
+        if owner.kind == kinds.WORKLOAD:
             return owner.uid
     return ""
 
 
 def _by_owner_name(obj: object_pb2.Object) -> list[str]:
     return [f"{obj.metadata.workspace}/{o.name}" for o in obj.metadata.owner_references
-            if o.kind == "Workload"]
+            if o.kind == kinds.WORKLOAD]
+
+
+CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
+    name="workload",
+    help="Workloads to Containers: scale, versions, rolling replacement, restarts, status",
+    build=WorkloadController.build,
+    watches=[
+        Watch(kinds.WORKLOAD, own_key),
+        Watch(kinds.CONTAINER, owner_key(kinds.WORKLOAD)),
+        Watch(kinds.WORKLOADVERSION, owner_key(kinds.WORKLOAD)),
+        Watch(kinds.USERCREDIT, WorkloadController.workloads_paid_by),
+    ],
+    indexes={
+        kinds.WORKLOAD: {payers.WORKSPACE_INDEX: payers.by_workspace},
+        kinds.CONTAINER: {"owner": by_controller_owner, "owner-name": _by_owner_name},
+        kinds.WORKLOADVERSION: {"owner": by_owner, "owner-name": _by_owner_name},
+        kinds.USERCREDIT: {payers.PAID_INDEX: payers.paid_workspaces},
+    },
+    workers="workers",
+    options=[
+        Option("rollout_timeout", 60.0,
+               "seconds a new container may wait unscheduled before an old one is "
+               "replaced anyway"),
+        Option("create_batch", CREATE_BATCH,
+               "containers one reconcile of a workload creates at most before it reads "
+               "the spec again", check=at_least(1, "--create-batch")),
+        Option("version_history", versions.HISTORY,
+               "versions kept per workload, the oldest pruned",
+               check=at_least(1, "--version-history")),
+    ],
+    order=10,
+))

@@ -7,7 +7,9 @@
 - ``observedGeneration``, ``currentVersion``;
 - conditions: ``Available`` and ``Progressing`` always; ``Unschedulable`` (with
   the scheduler's reason, e.g. ``no node has 2 free GPUs of [...]``) and
-  ``Exited`` (containers that ended under restartPolicy Never) while true.
+  ``Exited`` (containers that ended under restartPolicy Never) while true;
+  ``CreditsExhausted`` while the user who pays for it has no credit left (it runs
+  nothing meanwhile; the workload controller alone sets and removes it).
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ def build(
     plan: Plan,
     unschedulable: Sequence[tuple[str, str]],
     now: dt.datetime,
+    held: str = "",
 ) -> workloads_pb2.WorkloadStatus:
     """The status for what the controller sees; ``unschedulable`` is (name, message)
-    of the containers the scheduler cannot place."""
+    of the containers the scheduler cannot place, ``held`` why its payer's spent
+    credit holds it ("" when it does not)."""
     status = workloads_pb2.WorkloadStatus()
     status.CopyFrom(workload.workload.status)
     spec = workload.workload.spec
@@ -50,8 +54,16 @@ def build(
     # This controller runs in the workload's zone: the zone is served.
     conditions.remove(conds, conventions.ZONE_UNSERVED_CONDITION)
 
+    if held:
+        conditions.set_condition(conds, type=conventions.CREDITS_EXHAUSTED_CONDITION,
+                                 status="True", reason="CreditsExhausted", message=held,
+                                 now=now)
+    else:
+        conditions.remove(conds, conventions.CREDITS_EXHAUSTED_CONDITION)
+
     if desired == 0:
-        reason = "Stopped" if spec.stopped else "ScaledToZero"
+        reason = ("Stopped" if spec.stopped else "CreditsExhausted" if held
+                  else "ScaledToZero")
         conditions.set_condition(conds, type=AVAILABLE, status="True", reason=reason,
                                  message="no containers are wanted", now=now)
     elif spec.paused:

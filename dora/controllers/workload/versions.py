@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import contextlib
 
-from dora.api import conventions, errors, objects
-from dora.api.client import Client
+from dora.api import conventions, errors, kinds, objects
+from dora.api.client import ResourceClient
 from dora.api.v1 import object_pb2, workloads_pb2
 from dora.controllers.events import label_value_ok
 from dora.runtime.cache import Store
@@ -66,8 +66,8 @@ def new_version(workload: object_pb2.Object, number: int,
                 template: workloads_pb2.WorkloadSpec) -> object_pb2.Object:
     meta = workload.metadata
     name = conventions.version_name(meta.name, number)
-    version = objects.new("Workloadversion", name, zone=meta.zone, workspace=meta.workspace)
-    version.metadata.owner_references.add(kind="Workload", name=meta.name, uid=meta.uid,
+    version = objects.new(kinds.WORKLOADVERSION, name, zone=meta.zone, workspace=meta.workspace)
+    version.metadata.owner_references.add(kind=kinds.WORKLOAD, name=meta.name, uid=meta.uid,
                                           controller=True)
     if label_value_ok(meta.name):
         version.metadata.labels[conventions.WORKLOAD_LABEL] = meta.name
@@ -79,7 +79,7 @@ def new_version(workload: object_pb2.Object, number: int,
     return version
 
 
-async def ensure(client: Client, store: Store, workload: object_pb2.Object, *,
+async def ensure(client: ResourceClient, store: Store, workload: object_pb2.Object, *,
                  history: int = HISTORY) -> tuple[object_pb2.Object, bool]:
     """The Workloadversion of the workload's spec, created if new (the oldest beyond
     ``history`` then pruned); and whether it was."""
@@ -93,7 +93,7 @@ async def ensure(client: Client, store: Store, workload: object_pb2.Object, *,
     try:
         created, _ = await client.apply(candidate, create_only=True)
     except errors.AlreadyExists:
-        existing = await client.get("Workloadversion", candidate.metadata.name,
+        existing = await client.get(kinds.WORKLOADVERSION, candidate.metadata.name,
                                     zone=workload.metadata.zone,
                                     workspace=workload.metadata.workspace)
         if owned_by(existing, workload) and (
@@ -108,10 +108,10 @@ async def ensure(client: Client, store: Store, workload: object_pb2.Object, *,
     return created, True
 
 
-async def prune(client: Client, versions: list[object_pb2.Object], *, history: int) -> None:
+async def prune(client: ResourceClient, versions: list[object_pb2.Object], *, history: int) -> None:
     """Delete the oldest of ``versions`` (oldest first; the last is the current one)
     so that at most ``history`` remain."""
     for old in versions[:max(0, len(versions) - max(history, 1))]:
         with contextlib.suppress(errors.NotFound):
-            await client.delete("Workloadversion", old.metadata.name, zone=old.metadata.zone,
+            await client.delete(kinds.WORKLOADVERSION, old.metadata.name, zone=old.metadata.zone,
                                 workspace=old.metadata.workspace)

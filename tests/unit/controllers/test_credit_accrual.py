@@ -4,7 +4,6 @@ credit a workspace uses."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, cast
 
 import pytest
 
@@ -12,8 +11,7 @@ from dora.api import objects
 from dora.api.v1 import credits_pb2, object_pb2
 from dora.controllers.credit import accrual, ledger, reconciler
 from dora.controllers.credit.accrual import Price, Prices
-from dora.runtime.clock import FakeClock
-from dora.runtime.manager import Manager
+from dora.runtime.testing import Harness
 
 UTC = dt.UTC
 # A Wednesday.
@@ -210,12 +208,9 @@ def test_budget_per_zone_with_all_as_the_default() -> None:
 
 
 def test_whose_credit_a_workspace_uses() -> None:
-    manager = Manager(client=cast(Any, None), zone="z", clock=FakeClock())
-    controller = reconciler.CreditController(client=cast(Any, None), cache=manager.cache,
-                                             clock=FakeClock(), recorder=cast(Any, None),
-                                             zone="z")
-    controller.register(manager)
-    users = manager.cache.store("User")
+    harness = Harness(reconciler.CONTROLLER, zone="z")
+    controller = harness.reconciler
+    users = harness.cache.store("User")
     for user in (_user("alice"), _user("bob", default_workspace="team-b"),
                  _user("carol", default_workspace="shared"),
                  _user("dave", default_workspace="shared")):

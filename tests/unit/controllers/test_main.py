@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import textwrap
+from pathlib import Path
+
 import pytest
 
 from dora.controllers import main
@@ -54,3 +57,46 @@ def test_zones_name_several_or_all_and_default_to_zone() -> None:
         main.zones_of(main.parse_args(["--zones", ","]))
     with pytest.raises(ValueError, match="cannot be combined"):
         main.zones_of(main.parse_args(["--zones", "all,a"]))
+
+
+def test_every_flag_of_before_the_registry_is_still_there_with_its_default() -> None:
+    args = main.parse_args([])
+    assert (args.node_grace, args.fence_margin, args.rollout_timeout, args.resync,
+            args.workers, args.scheduler_workers, args.seed, args.credit_week_start,
+            args.credit_interval, args.task_backoff, args.create_batch,
+            args.version_history, args.lease_ttl, args.unserved_grace) == (
+        15.0, 5.0, 60.0, 300.0, 4, 16, None, "monday", 60.0, 10.0, 50, 50, 10, 5.0)
+    options = main.options_from(main.parse_args(["--node-grace", "3", "--workers", "2"]))
+    assert options.node_grace == 3.0
+    assert options.values()["workers"] == 2
+    with pytest.raises(TypeError, match="no option 'nod_grace'"):
+        main.Options(nod_grace=3)
+
+
+def test_a_loaded_module_adds_its_controller_and_its_options(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "probe_controller.py").write_text(textwrap.dedent('''
+        from dora.api import kinds
+        from dora.runtime.handlers import Watch, own_key
+        from dora.runtime.reconcile import DONE
+        from dora.runtime.registry import REGISTRY, ControllerSpec, Option
+
+        class Probe:
+            name = "probe"
+            async def reconcile(self, *, key):
+                return DONE
+
+        REGISTRY.add(ControllerSpec(
+            name="probe", help="a probe", build=lambda setup: Probe(),
+            watches=[Watch(kinds.NODE, own_key)],
+            options=[Option("probe_every", 7.0, "seconds")], default=False))
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = main.parse_args(["--load", "probe_controller", "--controllers", "probe",
+                            "--probe-every", "2"])
+    options = main.options_from(args)
+    main.check(options)
+    assert (options.controllers, options.probe_every) == (("probe",), 2.0)
+    assert "probe" not in main.parse_args([]).controllers.split(",")
+    with pytest.raises(ValueError, match="--load no_such_module"):
+        main.parse_args(["--load", "no_such_module"])
