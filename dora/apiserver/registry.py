@@ -39,13 +39,14 @@ from google.protobuf import message
 from dora.api import errors, kinds, labels, objects
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, resources_pb2
-from dora.apiserver import admission
 from dora.apiserver.storage import KV, Etcd
 
 ROOT = b"/dora/"
 _RETRIES = 8
 
 Result = resources_pb2.ApplyResponse.Result
+# Defaults then validates an object about to be stored, in place (raises ``errors.Invalid``).
+Admit = Callable[[object_pb2.Object], None]
 
 
 def _utcnow() -> dt.datetime:
@@ -106,14 +107,16 @@ class Registry:
         etcd: Etcd,
         scope: Scope | None = None,
         now: Callable[[], dt.datetime] = _utcnow,
+        admit: Admit,
         cached: Callable[[Ref, bytes], object_pb2.Object | None] | None = None,
-        limits: admission.Limits = admission.DEFAULT_LIMITS,
     ) -> None:
-        """``cached`` reads an object from a watch cache: an apply first trusts it and
-        lets the transaction's revision check catch a stale read, saving an etcd read.
-        ``limits`` bound what admission accepts (``admission.limits``)."""
+        """``admit`` defaults and validates every object about to be written (the
+        apiserver's admission, ``dora.apiserver.admission.admitter``: it sits above
+        the registry and is handed in). ``cached`` reads an object from a watch cache:
+        an apply first trusts it and lets the transaction's revision check catch a
+        stale read, saving an etcd read."""
         self.etcd = etcd
-        self.limits = limits
+        self._admission = admit
         self.scope = scope or Scope()
         self._now = now
         self._cached = cached
@@ -163,7 +166,7 @@ class Registry:
         now (None: absent) and what would be written, and raises to refuse it; the
         write is conditional on the object it saw."""
         incoming = _admit(request, resolve=lambda r: self.resolve(r, scope=scope),
-                          limits=self.limits)
+                          admit=self._admission)
         ref = objects.ref_of(incoming)
         precondition = request.metadata.resource_version
         from_cache = self._cached is not None and not dry_run
@@ -244,12 +247,12 @@ class Registry:
         items: list[tuple[bytes, bytes, int]] = []
         requires: set[bytes] = set()
         for request in create:
-            new = self._created(_admit(request, resolve=self.resolve, limits=self.limits))
+            new = self._created(_admit(request, resolve=self.resolve, admit=self._admission))
             ref = objects.ref_of(new)
             items.append((key(ref), encode(new), 0))
             requires.update(self._requires(ref))
         for current, wanted in update:
-            admitted = _admit(wanted, resolve=self.resolve, limits=self.limits)
+            admitted = _admit(wanted, resolve=self.resolve, admit=self._admission)
             new, result = self._updated(current, admitted, full=False)
             if result != Result.UNCHANGED:
                 items.append((key(objects.ref_of(new)), encode(new),
@@ -259,7 +262,7 @@ class Registry:
 
     def record(self, request: object_pb2.Object) -> tuple[bytes, bytes]:
         """The key and value a new object would be stored as (for bootstrap transactions)."""
-        new = self._created(_admit(request, resolve=self.resolve, limits=self.limits))
+        new = self._created(_admit(request, resolve=self.resolve, admit=self._admission))
         return key(objects.ref_of(new)), encode(new)
 
     def _created(self, incoming: object_pb2.Object) -> object_pb2.Object:
@@ -460,8 +463,7 @@ class Registry:
 
 
 def _admit(
-    request: object_pb2.Object, *, resolve: Callable[[Ref], Ref],
-    limits: admission.Limits = admission.DEFAULT_LIMITS,
+    request: object_pb2.Object, *, resolve: Callable[[Ref], Ref], admit: Admit,
 ) -> object_pb2.Object:
     """The request as it will be stored: scoped, server fields cleared, defaulted, valid."""
     if not request.kind:
@@ -485,8 +487,7 @@ def _admit(
     body.SetInParent()
     if "status" in body.DESCRIPTOR.fields_by_name:
         body.ClearField("status")
-    admission.apply_defaults(obj, limits)
-    admission.validate(obj, limits)
+    admit(obj)
     return obj
 
 

@@ -17,7 +17,7 @@ hold slot ``replicas`` until an old one goes.
 A container starts with the workload's labels (``get containers -l app=x``; a
 label changed on the workload later is copied onto its containers, one removed
 stays), the replica count wanted when it was made, and ``spec.paused`` as the
-workload has it (``dora.apiserver.pausing`` pauses the ones that exist).
+workload has it (``dora.apiserver.services.pausing`` pauses the ones that exist).
 
 A reconcile creates at most ``create_batch`` containers (``--create-batch``) and
 then looks again at once (a requeue), reading the spec anew: a runaway
