@@ -1,5 +1,6 @@
 """``dora-controllers``: the workload controller, the scheduler, the node
-lifecycle, volume, credit and task controllers of one or more zones, leader-elected.
+lifecycle, volume, credit and task controllers and the garbage collector of one or
+more zones, leader-elected.
 
     dora-controllers --server 127.0.0.1:3000 --token-file /etc/dora/token --zones dc-rov-01
     dora-controllers ... --zones a,b      # two zones, one manager each
@@ -37,6 +38,7 @@ from dora.controllers import zones as zones_module
 from dora.controllers.credit import accrual as credit_accrual
 from dora.controllers.credit.reconciler import CreditController
 from dora.controllers.events import Recorder
+from dora.controllers.gc import GarbageCollector
 from dora.controllers.nodelifecycle import NodeLifecycle
 from dora.controllers.scheduler.reconciler import Scheduler
 from dora.controllers.task.reconciler import TaskController
@@ -51,7 +53,7 @@ from dora.runtime.manager import Manager
 
 log = logging.getLogger("dora.controllers")
 
-CONTROLLERS = ("workload", "scheduler", "nodelifecycle", "volume", "credit", "task")
+CONTROLLERS = ("workload", "scheduler", "nodelifecycle", "volume", "credit", "task", "gc")
 
 
 @dataclass
@@ -140,14 +142,19 @@ def build(client: Client, options: Options, *, clock: Clock | None = None) -> Ma
     if "task" in options.controllers:
         TaskController(client=client, cache=manager.cache, clock=clock,
                        backoff=options.task_backoff).register(manager, workers=options.workers)
+    if "gc" in options.controllers:
+        # The garbage collector: deletes what names a deleted owner (dora.controllers.gc).
+        GarbageCollector(client=client, cache=manager.cache).register(
+            manager, workers=options.workers)
     return manager
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="dora-controllers",
-        description="Dora's workload controller, scheduler, node lifecycle, volume and "
-                    "credit controllers for one zone (leader-elected).",
+        description="Dora's workload controller, scheduler, node lifecycle, volume, "
+                    "credit and task controllers and garbage collector for one zone "
+                    "(leader-elected).",
     )
     parser.add_argument("--server", default=os.environ.get("DORA_SERVER", "127.0.0.1:3000"),
                         help="apiserver HOST:PORT, or several separated by commas")

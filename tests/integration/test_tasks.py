@@ -43,7 +43,7 @@ from tests.integration.test_volume_files import SECRET, node_token
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
 __all__ = ["group"]
 
-CONTROLLERS = ("scheduler", "nodelifecycle", "volume", "task")
+CONTROLLERS = ("scheduler", "nodelifecycle", "volume", "task", "gc")
 FILES = f"/task/{h.WORKSPACE}/files"
 # Seed 003's job script, for busybox: -d data -c config -o output folder.
 JOB_SCRIPT = """\

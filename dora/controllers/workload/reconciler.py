@@ -27,10 +27,9 @@ workspace is full (``RESOURCE_EXHAUSTED``, the apiserver's object quota) is a
 Warning event ``QuotaExceeded`` and a look again after ``QUOTA_RETRY`` seconds;
 deletes go on, so scaling down is never held up.
 
-A deleted workload needs little: the apiserver deletes what it owns. What a
-reconcile created while the workload was being deleted would be orphaned, so
-containers, versions and events whose owning workload is gone (checked with the
-apiserver, not the cache) are deleted (``_collect_orphans``).
+A deleted workload needs nothing: the garbage collector (``dora.controllers.gc``)
+deletes its containers, versions and events, also those a reconcile created while
+the workload was being deleted.
 """
 
 from __future__ import annotations
@@ -90,10 +89,8 @@ class WorkloadController:
 
     def register(self, manager: Manager, *, workers: int = 4) -> None:
         manager.store("Workload")
-        manager.store("Container", indexers={"owner": by_controller_owner,
-                                             "owner-name": _by_owner_name})
-        manager.store("Workloadversion", indexers={"owner": by_owner,
-                                                   "owner-name": _by_owner_name})
+        manager.store("Container", indexers={"owner": by_controller_owner})
+        manager.store("Workloadversion", indexers={"owner": by_owner})
         manager.store("Workload", indexers={payers.WORKSPACE_INDEX: payers.by_workspace})
         manager.store("Usercredit", indexers={payers.PAID_INDEX: payers.paid_workspaces})
         manager.add_controller(self, workers=workers, watches=[
@@ -113,7 +110,6 @@ class WorkloadController:
 
     async def reconcile(self, *, key: Ref) -> Result:
         workload = self.cache.store("Workload").get(key)
-        await self._collect_orphans(key, workload)
         if workload is None or workload.metadata.HasField("deletion_timestamp"):
             return DONE
         version, created = await versions.ensure(
@@ -158,40 +154,6 @@ class WorkloadController:
         await self._report(workload, desired=desired, version=number, step=step,
                            containers=containers)
         return Result(requeue_after=requeue)
-
-    async def _collect_orphans(self, key: Ref, workload: object_pb2.Object | None) -> None:
-        """Delete what names a workload called ``key.name`` that no longer exists."""
-        uid = workload.metadata.uid if workload is not None else ""
-        scope = f"{key.workspace}/{key.name}"
-        suspects = [
-            obj for kind in ("Container", "Workloadversion")
-            for obj in self.cache.store(kind).by_index("owner-name", scope)
-            if _owner_uid(obj) != uid and not obj.metadata.HasField("deletion_timestamp")
-        ]
-        if not suspects and workload is not None:
-            return
-        try:
-            live = await self.client.get("Workload", key.name, zone=key.zone,
-                                         workspace=key.workspace)
-            uid = live.metadata.uid
-        except errors.NotFound:
-            uid = ""
-        for obj in suspects:
-            if _owner_uid(obj) != uid:
-                log.info("%s: its workload is gone; deleting it", objects.ref_of(obj))
-                with contextlib.suppress(errors.NotFound):
-                    await self.client.delete(obj.kind, obj.metadata.name, zone=key.zone,
-                                             workspace=key.workspace)
-        remaining = self.cache.store("Container").by_index("owner-name", scope)
-        if workload is None and not remaining and label_value_ok(key.name):
-            events, _ = await self.client.list(
-                "Event", zone=key.zone, workspace=key.workspace,
-                label_selector=f"{conventions.WORKLOAD_LABEL}={key.name}")
-            for event in events:
-                if _owner_uid(event) != uid:
-                    with contextlib.suppress(errors.NotFound):
-                        await self.client.delete("Event", event.metadata.name, zone=key.zone,
-                                                 workspace=key.workspace)
 
     async def _delete(self, workload: object_pb2.Object, container: object_pb2.Object,
                       why: str) -> None:
@@ -360,15 +322,3 @@ def _owner_key(delta: Delta) -> Iterable[Ref]:
     meta = obj.metadata
     return [Ref("Workload", meta.zone, meta.workspace, o.name)
             for o in meta.owner_references if o.kind == "Workload" and o.controller]
-
-
-def _owner_uid(obj: object_pb2.Object) -> str:
-    for owner in obj.metadata.owner_references:
-        if owner.kind == "Workload":
-            return owner.uid
-    return ""
-
-
-def _by_owner_name(obj: object_pb2.Object) -> list[str]:
-    return [f"{obj.metadata.workspace}/{o.name}" for o in obj.metadata.owner_references
-            if o.kind == "Workload"]
