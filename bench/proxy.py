@@ -21,7 +21,7 @@ import grpc
 
 from dora.api import grpcoptions
 from dora.api.v1 import resources_pb2
-from dora.apiserver.service import SERVICE
+from dora.apiserver.services.resources import SERVICE
 from dora.apiserver.storage import Etcd
 
 PREFIX = b"/bench/proxy/"

@@ -31,7 +31,7 @@ import grpc.aio
 from dora.api import agentauth, errors, grpcoptions
 from dora.api.objects import Ref
 from dora.apiserver.registry import Registry
-from dora.apiserver.service import Context, abort
+from dora.apiserver.rpc import Context, abort
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,11 @@ Every authenticated unary call gets a request id, which its log lines carry
 (``dora.observability.logs.request_id``); one that may change something is recorded in the
 audit log when there is one (``audit``), with its outcome and that id.
 
-Health checks and reflection pass without a token. The services still
-authenticate each call themselves (a dictionary lookup by then): the gate is
-the cheap early refusal, not the only check.
+Health checks and reflection pass without a token. This is the only place a
+call is authenticated: the gate puts the caller's ``Principal`` on the call
+(``rpc.bind``: a context variable of the call's task) and
+the services read it with ``rpc.caller()``. A call that never passed the gate
+has no principal and is refused there (``UNAUTHENTICATED``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from dora.api import errors
 from dora.apiserver.audit import READS, AuditLog
 from dora.apiserver.auth.authenticator import Authenticator, bearer
 from dora.apiserver.auth.authorizer import Principal
+from dora.apiserver.rpc import bind
 from dora.observability import logs
 
 # Methods anyone may call: health checks, reflection.
@@ -187,6 +190,9 @@ class Gate(_Interceptor):
                     self.lookups.release("")
             except errors.DoraError as exc:
                 return refusal(exc)
+        # gRPC runs the interceptors in the call's own task, which then runs its
+        # handler: what is bound here is that call's, and no other's.
+        bind(principal)
         handler = await continuation(details)
         if handler is None or handler.request_streaming or handler.response_streaming:
             return handler  # type: ignore[return-value]

@@ -1,7 +1,7 @@
 """Who was granted each etcd lease: ``/dora/leaseowners/<id in hex>`` holds the
 user and node, written with the grant and bound to the lease itself, so etcd
 drops the record with the lease. Only the owner keeps a lease alive, revokes it
-or binds a Lease object to it (``leases``, ``service``).
+or binds a Lease object to it (``services.leases``, ``services.resources``).
 """
 
 from __future__ import annotations

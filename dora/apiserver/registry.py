@@ -21,13 +21,16 @@ What a write means is decided here, and nowhere else:
   deletes it when its holder stops keeping that lease alive;
 - ``delete`` of an object with finalizers sets ``deletionTimestamp``; the object
   goes when an update removes the last finalizer. Objects that name the deleted
-  one in ``ownerReferences`` are deleted after it.
+  one in ``ownerReferences`` are deleted after it by the garbage collector
+  (``dora.controllers.gc``), not in the request;
+- ``apply``, ``update_status`` and ``delete`` are one loop (``_write``): read,
+  decide, write conditionally on the version read, and on a conflict read again
+  and decide again.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import json
 import uuid
@@ -39,13 +42,14 @@ from google.protobuf import message
 from dora.api import errors, kinds, labels, objects
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, resources_pb2
-from dora.apiserver import admission
 from dora.apiserver.storage import KV, Etcd
 
 ROOT = b"/dora/"
 _RETRIES = 8
 
 Result = resources_pb2.ApplyResponse.Result
+# Defaults then validates an object about to be stored, in place (raises ``errors.Invalid``).
+Admit = Callable[[object_pb2.Object], None]
 
 
 def _utcnow() -> dt.datetime:
@@ -106,14 +110,16 @@ class Registry:
         etcd: Etcd,
         scope: Scope | None = None,
         now: Callable[[], dt.datetime] = _utcnow,
+        admit: Admit,
         cached: Callable[[Ref, bytes], object_pb2.Object | None] | None = None,
-        limits: admission.Limits = admission.DEFAULT_LIMITS,
     ) -> None:
-        """``cached`` reads an object from a watch cache: an apply first trusts it and
-        lets the transaction's revision check catch a stale read, saving an etcd read.
-        ``limits`` bound what admission accepts (``admission.limits``)."""
+        """``admit`` defaults and validates every object about to be written (the
+        apiserver's admission, ``dora.apiserver.admission.admitter``: it sits above
+        the registry and is handed in). ``cached`` reads an object from a watch cache:
+        an apply first trusts it and lets the transaction's revision check catch a
+        stale read, saving an etcd read."""
         self.etcd = etcd
-        self.limits = limits
+        self._admission = admit
         self.scope = scope or Scope()
         self._now = now
         self._cached = cached
@@ -163,22 +169,19 @@ class Registry:
         now (None: absent) and what would be written, and raises to refuse it; the
         write is conditional on the object it saw."""
         incoming = _admit(request, resolve=lambda r: self.resolve(r, scope=scope),
-                          limits=self.limits)
+                          admit=self._admission)
         ref = objects.ref_of(incoming)
         precondition = request.metadata.resource_version
-        from_cache = self._cached is not None and not dry_run
-        for _ in range(_RETRIES):
-            current = await self._current(ref, from_cache=from_cache)
-            if precondition and (current is None or current.metadata.resource_version
-                                 != precondition):
-                if from_cache:
-                    from_cache = False
-                    continue
-                raise _conflict(ref, precondition, current)
-            if current is None and finalizers_only:
-                raise errors.Forbidden(f"{ref}: only finalizers may be changed, and it does not "
-                                       "exist")
+        result = Result.UNCHANGED
+
+        def decide(current: object_pb2.Object | None, cached: bool) -> _Step:
+            nonlocal result
             if current is None:
+                if precondition:
+                    raise _conflict(ref, precondition, None)
+                if finalizers_only:
+                    raise errors.Forbidden(f"{ref}: only finalizers may be changed, and it "
+                                           "does not exist")
                 new, result = self._created(incoming), Result.CREATED
             elif create_only:
                 raise errors.AlreadyExists(f"{ref} already exists")
@@ -186,42 +189,84 @@ class Registry:
                 new, result = self._updated(current, incoming, full=bool(precondition),
                                             keep_paused=not set_paused)
                 if result == Result.UNCHANGED:
-                    if from_cache:  # a stale cache must not hide a newer write
-                        from_cache = False
-                        continue
-                    return current, result
+                    return _Step(current)
                 if finalizers_only and not _only_finalizers_differ(current, new):
                     raise errors.Forbidden(f"{ref}: only finalizers may be changed")
             if check is not None:
-                if current is not None and from_cache:
-                    # Decide on etcd's object, not on a cache that may lag.
-                    from_cache = False
-                    continue
+                if current is not None and cached:
+                    raise _Reread  # decide on etcd's object, not on a cache that may lag
                 check(current, new)
             if dry_run:
-                await self._check_scope_exists(ref)
-                return new, result
+                return _Step(new)
             if current is not None and new.metadata.HasField("deletion_timestamp") and not (
-                new.metadata.finalizers
-            ):
-                if from_cache:
-                    from_cache = False
+                    new.metadata.finalizers):
+                if cached:
+                    raise _Reread
+                return _Step(current, _REMOVE)
+            return _Step(new, _PUT, requires=self._requires(ref),
+                         lease=new.lease.spec.lease_id if new.kind == "Lease" else 0)
+
+        stored = await self._write(ref, decide, precondition=precondition,
+                                   from_cache=not dry_run)
+        if dry_run and result != Result.UNCHANGED:
+            await self._check_scope_exists(ref)
+        return stored, result
+
+    async def _write(
+        self, ref: Ref, decide: Callable[[object_pb2.Object | None, bool], _Step], *,
+        precondition: int = 0, from_cache: bool = False,
+    ) -> object_pb2.Object:
+        """The conditional-write loop every write of one object goes through: read the
+        object (from the watch cache when ``from_cache``), ``decide`` what to do with
+        it, and write that only if the object is still at the version read; when it
+        moved on meanwhile, read it again and decide again.
+
+        ``decide`` sees the object (None: absent) and whether it came from the
+        cache; it raises to refuse (``_Reread``: decide again on etcd's object). A
+        refusal or a decision to write nothing made on a cached read is made again
+        on etcd's: a cache that lags never refuses or hides a newer write. With a
+        ``precondition`` (the resourceVersion the caller read), any other version
+        is ``errors.Conflict``. Returns what was stored (with its new
+        resourceVersion), what was removed, or what ``decide`` kept."""
+        cached = from_cache and self._cached is not None
+        known: tuple[object_pb2.Object | None] | None = None  # what a failed write found
+        for _ in range(_RETRIES):
+            if known is not None:
+                current, known = known[0], None
+            else:
+                current = await self._current(ref, from_cache=cached)
+            try:
+                if precondition and current is not None and (
+                        current.metadata.resource_version != precondition):
+                    raise _conflict(ref, precondition, current)
+                step = decide(current, cached)
+            except (errors.DoraError, _Reread):
+                if cached:
+                    cached = False
                     continue
-                return await self._remove(ref, current), result
-            write = await self.etcd.put_if(
-                key(ref), encode(new),
-                mod_revision=current.metadata.resource_version if current else 0,
-                requires=self._requires(ref),
-                lease=new.lease.spec.lease_id if new.kind == "Lease" else 0,
-            )
+                raise
+            if step.action == _KEEP:
+                if cached:  # a stale cache must not hide a newer write
+                    cached = False
+                    continue
+                return step.obj
+            version = current.metadata.resource_version if current is not None else 0
+            if step.action == _REMOVE:
+                write = await self.etcd.delete_if(key(ref), mod_revision=version)
+            else:
+                write = await self.etcd.put_if(key(ref), encode(step.obj), mod_revision=version,
+                                               requires=step.requires, lease=step.lease)
             if write.succeeded:
-                new.metadata.resource_version = write.revision
-                return new, result
+                written = step.obj if step.action == _PUT else _copy(step.obj)
+                written.metadata.resource_version = write.revision
+                return written
             if write.missing:
                 raise self._missing_scope(ref, write.missing)
-            if precondition and not from_cache:
-                raise _conflict(ref, precondition, decode(write.current) if write.current else None)
-            from_cache = False
+            found = decode(write.current) if write.current is not None else None
+            if precondition and not cached:
+                raise _conflict(ref, precondition, found)
+            known = (found,)  # etcd's object as the failed write found it: no read again
+            cached = False
         raise errors.Unavailable(f"{ref}: too many concurrent writers; try again")
 
     async def _current(self, ref: Ref, *, from_cache: bool) -> object_pb2.Object | None:
@@ -244,12 +289,12 @@ class Registry:
         items: list[tuple[bytes, bytes, int]] = []
         requires: set[bytes] = set()
         for request in create:
-            new = self._created(_admit(request, resolve=self.resolve, limits=self.limits))
+            new = self._created(_admit(request, resolve=self.resolve, admit=self._admission))
             ref = objects.ref_of(new)
             items.append((key(ref), encode(new), 0))
             requires.update(self._requires(ref))
         for current, wanted in update:
-            admitted = _admit(wanted, resolve=self.resolve, limits=self.limits)
+            admitted = _admit(wanted, resolve=self.resolve, admit=self._admission)
             new, result = self._updated(current, admitted, full=False)
             if result != Result.UNCHANGED:
                 items.append((key(objects.ref_of(new)), encode(new),
@@ -259,7 +304,7 @@ class Registry:
 
     def record(self, request: object_pb2.Object) -> tuple[bytes, bytes]:
         """The key and value a new object would be stored as (for bootstrap transactions)."""
-        new = self._created(_admit(request, resolve=self.resolve, limits=self.limits))
+        new = self._created(_admit(request, resolve=self.resolve, admit=self._admission))
         return key(objects.ref_of(new)), encode(new)
 
     def _created(self, incoming: object_pb2.Object) -> object_pb2.Object:
@@ -307,88 +352,37 @@ class Registry:
         if not kind.has_status:
             raise errors.Invalid(f"a {kind.name} has no status", field="status")
         ref = self.resolve(objects.ref_of(request))
-        precondition = request.metadata.resource_version
         status = objects.body(request).status  # type: ignore[attr-defined]
-        from_cache = self._cached is not None
-        for _ in range(_RETRIES):
-            current = await self._current(ref, from_cache=from_cache)
-            if current is None or (precondition
-                                   and current.metadata.resource_version != precondition):
-                if from_cache:  # the cache may be behind: ask etcd before refusing
-                    from_cache = False
-                    continue
-                if current is None:
-                    raise errors.NotFound(f"{ref} not found")
-                raise _conflict(ref, precondition, current)
-            new = object_pb2.Object()
-            new.CopyFrom(current)
+
+        def decide(current: object_pb2.Object | None, cached: bool) -> _Step:
+            if current is None:
+                raise errors.NotFound(f"{ref} not found")
+            new = _copy(current)
             objects.body(new).status.CopyFrom(status)  # type: ignore[attr-defined]
-            if new == current:
-                if from_cache:  # a stale cache must not hide a newer write
-                    from_cache = False
-                    continue
-                return current
-            write = await self.etcd.put_if(
-                key(ref), encode(new), mod_revision=current.metadata.resource_version
-            )
-            if write.succeeded:
-                new.metadata.resource_version = write.revision
-                return new
-            if precondition and not from_cache:
-                raise _conflict(ref, precondition, None)
-            from_cache = False
-        raise errors.Unavailable(f"{ref}: too many concurrent writers; try again")
+            return _Step(current) if new == current else _Step(new, _PUT)
+
+        return await self._write(ref, decide, precondition=request.metadata.resource_version,
+                                 from_cache=True)
 
     async def delete(self, ref: Ref, *, resource_version: int = 0) -> object_pb2.Object:
+        """Delete the object, or with finalizers mark it (``deletionTimestamp``): it goes
+        when an update removes the last one. What it owns is deleted after it by the
+        garbage collector (``dora.controllers.gc``), never here: a delete reads and
+        writes one key."""
         ref = self.resolve(ref)
-        for _ in range(_RETRIES):
-            current = await self.get(ref)
-            if resource_version and current.metadata.resource_version != resource_version:
-                raise _conflict(ref, resource_version, current)
-            if current.metadata.finalizers:
-                if current.metadata.HasField("deletion_timestamp"):
-                    return current
-                marked = object_pb2.Object()
-                marked.CopyFrom(current)
-                marked.metadata.deletion_timestamp.FromDatetime(self._now())
-                write = await self.etcd.put_if(
-                    key(ref), encode(marked), mod_revision=current.metadata.resource_version
-                )
-                if write.succeeded:
-                    marked.metadata.resource_version = write.revision
-                    await self._delete_dependents(marked)
-                    return marked
-                continue
-            try:
-                deleted = await self._remove(ref, current)
-            except errors.Conflict:
-                continue
-            await self._delete_dependents(deleted)
-            return deleted
-        raise errors.Unavailable(f"{ref}: too many concurrent writers; try again")
 
-    async def _remove(self, ref: Ref, current: object_pb2.Object) -> object_pb2.Object:
-        write = await self.etcd.delete_if(key(ref), mod_revision=current.metadata.resource_version)
-        if not write.succeeded:
-            raise errors.Conflict(f"{ref} changed while it was being deleted")
-        deleted = object_pb2.Object()
-        deleted.CopyFrom(current)
-        deleted.metadata.resource_version = write.revision
-        return deleted
+        def decide(current: object_pb2.Object | None, cached: bool) -> _Step:
+            if current is None:
+                raise errors.NotFound(f"{ref} not found")
+            if not current.metadata.finalizers:
+                return _Step(current, _REMOVE)
+            if current.metadata.HasField("deletion_timestamp"):
+                return _Step(current)
+            marked = _copy(current)
+            marked.metadata.deletion_timestamp.FromDatetime(self._now())
+            return _Step(marked, _PUT)
 
-    async def _delete_dependents(self, owner: object_pb2.Object) -> None:
-        """Delete what names ``owner`` in its ownerReferences, in the owner's scope."""
-        uid = owner.metadata.uid
-        for kind in kinds.KINDS:
-            if not (kind.zoned and kind.workspaced):
-                continue
-            scope = prefix(kind, owner.metadata.zone, owner.metadata.workspace)
-            listing = await self.etcd.range(scope)
-            for kv in listing.kvs:
-                dependent = decode(kv)
-                if any(o.uid == uid for o in dependent.metadata.owner_references):
-                    with contextlib.suppress(errors.NotFound):
-                        await self.delete(objects.ref_of(dependent))
+        return await self._write(ref, decide, precondition=resource_version)
 
     async def list(
         self,
@@ -460,8 +454,7 @@ class Registry:
 
 
 def _admit(
-    request: object_pb2.Object, *, resolve: Callable[[Ref], Ref],
-    limits: admission.Limits = admission.DEFAULT_LIMITS,
+    request: object_pb2.Object, *, resolve: Callable[[Ref], Ref], admit: Admit,
 ) -> object_pb2.Object:
     """The request as it will be stored: scoped, server fields cleared, defaulted, valid."""
     if not request.kind:
@@ -485,9 +478,33 @@ def _admit(
     body.SetInParent()
     if "status" in body.DESCRIPTOR.fields_by_name:
         body.ClearField("status")
-    admission.apply_defaults(obj, limits)
-    admission.validate(obj, limits)
+    admit(obj)
     return obj
+
+
+# What one pass of ``Registry._write`` does with the object.
+_KEEP, _PUT, _REMOVE = "keep", "put", "remove"
+
+
+@dataclass(frozen=True)
+class _Step:
+    """``obj`` to return as it is (keep), to store (put), or to remove (remove:
+    the object as read, returned at the revision of its deletion)."""
+
+    obj: object_pb2.Object
+    action: str = _KEEP
+    requires: Sequence[bytes] = ()
+    lease: int = 0
+
+
+class _Reread(Exception):
+    """Raised by a decision made on a cached object: decide again on etcd's."""
+
+
+def _copy(obj: object_pb2.Object) -> object_pb2.Object:
+    copy = object_pb2.Object()
+    copy.CopyFrom(obj)
+    return copy
 
 
 def _only_finalizers_differ(a: object_pb2.Object, b: object_pb2.Object) -> bool:

@@ -34,6 +34,7 @@ from dora.api.v1 import (
     tokens_pb2,
     volumes_pb2,
 )
+from dora.apiserver import admission
 from dora.apiserver.admission import DEFAULT_LIMITS
 from dora.apiserver.admission import Limits as Bounds
 from dora.apiserver.agentlink import AgentLink
@@ -42,20 +43,20 @@ from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer
 from dora.apiserver.auth.bootstrap import bootstrap
 from dora.apiserver.auth.tokens import TokenStore
-from dora.apiserver.devices import DevicesService
 from dora.apiserver.gate import Gate, Limits
 from dora.apiserver.instrumentation import MetricsInterceptor
-from dora.apiserver.leases import LeasesService
 from dora.apiserver.memory import Trimmer
-from dora.apiserver.pausing import PausingService
 from dora.apiserver.registry import Registry, Scope
-from dora.apiserver.service import SERVICE, ResourcesService
+from dora.apiserver.services.devices import DevicesService
+from dora.apiserver.services.leases import LeasesService
+from dora.apiserver.services.pausing import PausingService
+from dora.apiserver.services.resources import SERVICE, ResourcesService
+from dora.apiserver.services.streams import StreamsService
+from dora.apiserver.services.tokens import TokensService
+from dora.apiserver.services.volumefiles import VolumeFilesService
+from dora.apiserver.services.workspaces import WorkspacesService
 from dora.apiserver.storage import TLS, Etcd
-from dora.apiserver.streams import StreamsService
-from dora.apiserver.tokens_service import TokensService
-from dora.apiserver.volumefiles import VolumeFilesService
 from dora.apiserver.watchcache import WatchCache
-from dora.apiserver.workspaces import WorkspacesService
 from dora.observability import endpoint
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,8 @@ class APIServer:
                                 progress_every=config.progress_every)
         self.registry = Registry(
             etcd=self.etcd, scope=config.scope,
-            cached=lambda ref, key: self.cache[ref.kind].get(key), limits=config.bounds,
+            cached=lambda ref, key: self.cache[ref.kind].get(key),
+            admit=admission.admitter(config.bounds),
         )
         self.tokens = TokenStore(etcd=self.etcd)
         self.authorizer = Authorizer(cache=self.cache, registry=self.registry)
@@ -139,25 +141,21 @@ class APIServer:
             interceptors=([MetricsInterceptor()] if self.config.metrics_listen else [])
             + [self.gate])
         resources = ResourcesService(registry=self.registry, cache=self.cache,
-                                     authenticator=authn, authorizer=authz,
+                                     authorizer=authz,
                                      bookmark_every=self.config.bookmark_every,
                                      limits=self.config.bounds)
         # The busiest service: registered methods are matched without a generic lookup.
         server.add_registered_method_handlers(  # type: ignore[attr-defined]  # stubs lack it
             SERVICE, resources.methods())
         server.add_generic_rpc_handlers((
-            LeasesService(etcd=self.etcd, authenticator=authn, authorizer=authz).handler(),
-            TokensService(tokens=self.tokens, authenticator=authn, authorizer=authz).handler(),
-            WorkspacesService(registry=self.registry, authenticator=authn,
-                              authorizer=authz).handler(),
-            DevicesService(registry=self.registry, cache=self.cache, authenticator=authn,
-                           authorizer=authz).handler(),
-            PausingService(registry=self.registry, authenticator=authn,
-                           authorizer=authz).handler(),
-            StreamsService(registry=self.registry, link=self.agents, authenticator=authn,
-                           authorizer=authz).handler(),
+            LeasesService(etcd=self.etcd, authorizer=authz).handler(),
+            TokensService(tokens=self.tokens, authorizer=authz).handler(),
+            WorkspacesService(registry=self.registry, authorizer=authz).handler(),
+            DevicesService(registry=self.registry, cache=self.cache, authorizer=authz).handler(),
+            PausingService(registry=self.registry, authorizer=authz).handler(),
+            StreamsService(registry=self.registry, link=self.agents, authorizer=authz).handler(),
             VolumeFilesService(registry=self.registry, cache=self.cache, link=self.agents,
-                               authenticator=authn, authorizer=authz).handler(),
+                               authorizer=authz).handler(),
         ))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(

@@ -9,6 +9,7 @@ import pytest
 from dora.api import errors, objects
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
+from dora.apiserver import admission
 from dora.apiserver.registry import Registry
 from dora.apiserver.storage import Etcd
 
@@ -27,11 +28,11 @@ class LateCache:
 
 @pytest.fixture
 async def stores(etcd: Etcd) -> tuple[Registry, LateCache]:
-    plain = Registry(etcd=etcd)
+    plain = Registry(etcd=etcd, admit=admission.admitter())
     for kind in ("Zone", "Workspace"):
         await plain.apply(objects.new(kind, "default"))
     late = LateCache()
-    return Registry(etcd=etcd, cached=late), late
+    return Registry(etcd=etcd, admit=admission.admitter(), cached=late), late
 
 
 def job(image: str) -> object_pb2.Object:

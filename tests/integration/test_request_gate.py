@@ -132,3 +132,28 @@ async def test_a_get_or_delete_without_a_name_names_the_field(
             await client.delete(kind, "")
     assert [v.field for v in caught.value.violations] == ["ref.name"]
     assert "ref.name" in caught.value.message
+
+
+async def test_a_service_reached_without_the_gate_refuses_every_call(
+        apiserver: APIServer, admin_token: str) -> None:
+    """Only the gate authenticates; a service it does not guard fails closed, even
+    for a good token (no principal was bound to the call)."""
+    from dora.apiserver.services.resources import SERVICE, ResourcesService
+
+    service = ResourcesService(registry=apiserver.registry, cache=apiserver.cache,
+                               authorizer=apiserver.authorizer)
+    server = grpc.aio.server()  # no interceptors
+    server.add_registered_method_handlers(SERVICE, service.methods())  # type: ignore[attr-defined]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with Client(f"127.0.0.1:{port}", token=admin_token) as unguarded:
+            with pytest.raises(errors.Unauthenticated):
+                await unguarded.get("Zone", "default")
+            with pytest.raises(errors.Unauthenticated):
+                async for _ in unguarded.watch("Zone"):
+                    break
+        async with Client(f"127.0.0.1:{apiserver.port}", token=admin_token) as guarded:
+            assert (await guarded.get("Zone", "default")).metadata.name == "default"
+    finally:
+        await server.stop(0)

@@ -226,23 +226,6 @@ async def test_delete_with_finalizers_waits_for_the_last_one(client: Client) -> 
 
 
 @pytest.mark.usefixtures("default_scope")
-async def test_delete_cascades_to_owned_objects(client: Client) -> None:
-    owner, _ = await client.apply(one(WORKLOAD))
-    other, _ = await client.apply(one(WORKLOAD.replace("blue.red", "green")))
-    for index, parent in enumerate((owner, owner, other)):
-        container = objects.new("Container", f"c{index}")
-        container.container.spec.workload = parent.metadata.name
-        container.container.spec.template.CopyFrom(parent.workload.spec)
-        ref = container.metadata.owner_references.add()
-        ref.kind, ref.name, ref.uid = "Workload", parent.metadata.name, parent.metadata.uid
-        ref.controller = True
-        await client.apply(container)
-    await client.delete("Workload", "blue.red")
-    left, _ = await client.list("Container")
-    assert [c.metadata.name for c in left] == ["c2"]
-
-
-@pytest.mark.usefixtures("default_scope")
 async def test_delete_with_a_stale_version_is_a_conflict(client: Client) -> None:
     created, _ = await client.apply(one(WORKLOAD))
     await client.apply(one(WORKLOAD.replace("ubuntu", "python")))

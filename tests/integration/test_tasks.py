@@ -43,7 +43,7 @@ from tests.integration.test_volume_files import SECRET, node_token
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
 __all__ = ["group"]
 
-CONTROLLERS = ("scheduler", "nodelifecycle", "volume", "task")
+CONTROLLERS = ("scheduler", "nodelifecycle", "volume", "task", "gc")
 FILES = f"/task/{h.WORKSPACE}/files"
 # Seed 003's job script, for busybox: -d data -c config -o output folder.
 JOB_SCRIPT = """\
@@ -287,14 +287,16 @@ async def test_seed_003_tutorial_runs_every_job_once(cluster: Cluster,
     async def records_gone() -> bool:
         return not await job_containers(cluster.client)
 
-    await eventually(records_gone, within=30, what="the jobs' containers to go with the task")
-
     async def events_gone() -> bool:
         events, _ = await cluster.client.list("Event", zone=h.ZONE, workspace=h.WORKSPACE)
         return not [e for e in events
                     if e.event.spec.involved_object.name.startswith("tutorial.j")]
 
-    await eventually(events_gone, within=30, what="the jobs' events to go with the task")
+    # The garbage collector deletes what the task owned, after it.
+    async with controllers(cluster, group):
+        await eventually(records_gone, within=30,
+                         what="the jobs' containers to go with the task")
+        await eventually(events_gone, within=30, what="the jobs' events to go with the task")
     assert (cluster.output() / "config_00" / "result.txt").is_file()  # outputs stay
 
 

@@ -11,7 +11,7 @@ it. The README's "Limits" section lists them.
 Bounds are checked at admission (``validation``): a spec beyond one is refused
 with INVALID_ARGUMENT naming the field, and nothing is written. Object counts are
 checked by the service against the watch cache when one is created
-(``dora.apiserver.service``), never when one is changed or deleted, so a full
+(``dora.apiserver.services.resources``), never when one is changed or deleted, so a full
 workspace can always scale down.
 """
 

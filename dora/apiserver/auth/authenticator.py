@@ -13,8 +13,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import grpc
-
 from dora.api import errors
 from dora.api.v1 import object_pb2, tokens_pb2
 from dora.apiserver.auth.authorizer import Authorizer, Principal
@@ -43,9 +41,6 @@ class Authenticator:
         # revocations then, its info, its User then, the principal)
         self._kept: dict[str, tuple[float, int, tokens_pb2.TokenInfo,
                                     object_pb2.Object | None, Principal]] = {}
-
-    async def authenticate(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
-        return await self.authenticate_token(bearer(context.invocation_metadata()))
 
     def known(self, token: str) -> Principal | None:
         """The principal of ``token`` when it is kept and still good (no etcd read)."""

@@ -26,7 +26,7 @@ Workspaces are also readable wherever the caller has any binding at all, whateve
 its role: that is what the zone and workspace menus offer (``visible_place``).
 
 A Task takes Workload's verbs plus ``Kill`` and ``Retry``: an Apply that sets
-``spec.killed`` or raises ``spec.retry`` needs them too (``service``), and
+``spec.killed`` or raises ``spec.retry`` needs them too (``services.resources``), and
 mounting a volume of another workspace for its data, configs or output needs
 ``Use`` on that Volume, as a workload's volumes do.
 

@@ -29,7 +29,8 @@ each, and the file names zlib-packed: a 10,000-job task's status is some
 tens of KiB), and the record of each attempt is its Container, which keeps
 its node, exit code, start and end after it ended (``doractl describe task``
 and ``doractl logs task/NAME --job N`` read them). Deleting the task deletes
-them through their owner references; the outputs on the volume stay.
+them through their owner references (the garbage collector, ``dora.controllers.gc``,
+also those created while it was being deleted); the outputs on the volume stay.
 
 What makes it exactly once is in ``plan``: claims written before creates,
 one name per attempt, letters that only move forward. A controller that
@@ -67,7 +68,6 @@ log = reconcile.logger(__name__)
 # Containers created at once by one reconcile (a 10,000-job task with no parallelism
 # limit would otherwise wait on one round trip per job).
 CREATES_AT_ONCE = 32
-OWNER_NAME_INDEX = "task-owner-name"
 
 
 class TaskController:
@@ -101,8 +101,7 @@ class TaskController:
                 f" in zone {task.metadata.zone} is spent: no job runs until there is more")
 
     async def reconcile(self, *, key: Ref) -> Result:
-        task = self.cache.store(kinds.TASK).get(key)
-        await self._collect_orphans(key, task)
+        task = self.cache.store("Task").get(key)
         if task is None or task.metadata.HasField("deletion_timestamp"):
             return DONE
         status = task.task.status
@@ -217,27 +216,6 @@ class TaskController:
         if failures:
             raise TerminalError(f"cannot create the jobs' containers: {failures[0]}")
 
-    async def _collect_orphans(self, key: Ref, task: object_pb2.Object | None) -> None:
-        """Delete Containers naming a Task called ``key.name`` that no longer exists (a
-        create that raced the task's deletion)."""
-        uid = task.metadata.uid if task is not None else ""
-        suspects = [c for c in self.cache.store(kinds.CONTAINER).by_index(
-                        OWNER_NAME_INDEX, f"{key.zone}/{key.workspace}/{key.name}")
-                    if _owner_uid(c) != uid and not c.metadata.HasField("deletion_timestamp")]
-        if not suspects:
-            return
-        try:
-            live = await self.client.get(kinds.TASK, key.name, zone=key.zone,
-                                         workspace=key.workspace)
-            uid = live.metadata.uid
-        except errors.NotFound:
-            uid = ""
-        for container in suspects:
-            if _owner_uid(container) != uid:
-                with contextlib.suppress(errors.NotFound):
-                    await self.client.delete(kinds.CONTAINER, container.metadata.name,
-                                             zone=key.zone, workspace=key.workspace)
-
 
 def new_container(task: object_pb2.Object, index: int, attempt: int,
                   config_file: str) -> object_pb2.Object:
@@ -294,16 +272,6 @@ def _seconds(stamp: timestamp_pb2.Timestamp) -> float:
     return stamp.seconds + stamp.nanos / 1e9
 
 
-def _owner_uid(obj: object_pb2.Object) -> str:
-    return next((o.uid for o in obj.metadata.owner_references if o.kind == kinds.TASK), "")
-
-
-def _by_task_name(obj: object_pb2.Object) -> list[str]:
-    meta = obj.metadata
-    return [f"{meta.zone}/{meta.workspace}/{o.name}" for o in meta.owner_references
-            if o.kind == kinds.TASK]
-
-
 CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
     name="task",
     help="runs each Task's jobs as Containers, exactly once each",
@@ -315,7 +283,7 @@ CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
     ],
     indexes={
         kinds.TASK: {payers.WORKSPACE_INDEX: payers.by_workspace},
-        kinds.CONTAINER: {"owner": by_controller_owner, OWNER_NAME_INDEX: _by_task_name},
+        kinds.CONTAINER: {"owner": by_controller_owner},
         kinds.USERCREDIT: {payers.PAID_INDEX: payers.paid_workspaces},
     },
     workers="workers",

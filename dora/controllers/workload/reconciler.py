@@ -17,7 +17,7 @@ hold slot ``replicas`` until an old one goes.
 A container starts with the workload's labels (``get containers -l app=x``; a
 label changed on the workload later is copied onto its containers, one removed
 stays), the replica count wanted when it was made, and ``spec.paused`` as the
-workload has it (``dora.apiserver.pausing`` pauses the ones that exist).
+workload has it (``dora.apiserver.services.pausing`` pauses the ones that exist).
 
 A reconcile creates at most ``create_batch`` containers (``--create-batch``) and
 then looks again at once (a requeue), reading the spec anew: a runaway
@@ -27,15 +27,12 @@ workspace is full (``RESOURCE_EXHAUSTED``, the apiserver's object quota) is a
 Warning event ``QuotaExceeded`` and a look again after ``QUOTA_RETRY`` seconds;
 deletes go on, so scaling down is never held up.
 
-A deleted workload needs little: the apiserver deletes what it owns. What a
-reconcile created while the workload was being deleted would be orphaned, so
-containers, versions and events whose owning workload is gone (checked with the
-apiserver, not the cache) are deleted (``_collect_orphans``).
+A deleted workload needs nothing: the garbage collector (``dora.controllers.gc``)
+deletes its containers, versions and events, also those a reconcile created while
+the workload was being deleted.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 from google.protobuf import timestamp_pb2
 
@@ -103,7 +100,6 @@ class WorkloadController:
 
     async def reconcile(self, *, key: Ref) -> Result:
         workload = self.cache.store(kinds.WORKLOAD).get(key)
-        await self._collect_orphans(key, workload)
         if workload is None or workload.metadata.HasField("deletion_timestamp"):
             return DONE
         version, created = await versions.ensure(
@@ -147,40 +143,6 @@ class WorkloadController:
         await self._report(workload, desired=desired, version=number, step=step,
                            containers=containers, spent=spent)
         return Result(requeue_after=requeue)
-
-    async def _collect_orphans(self, key: Ref, workload: object_pb2.Object | None) -> None:
-        """Delete what names a workload called ``key.name`` that no longer exists."""
-        uid = workload.metadata.uid if workload is not None else ""
-        scope = f"{key.workspace}/{key.name}"
-        suspects = [
-            obj for kind in (kinds.CONTAINER, kinds.WORKLOADVERSION)
-            for obj in self.cache.store(kind).by_index("owner-name", scope)
-            if _owner_uid(obj) != uid and not obj.metadata.HasField("deletion_timestamp")
-        ]
-        if not suspects and workload is not None:
-            return
-        try:
-            live = await self.client.get(kinds.WORKLOAD, key.name, zone=key.zone,
-                                         workspace=key.workspace)
-            uid = live.metadata.uid
-        except errors.NotFound:
-            uid = ""
-        for obj in suspects:
-            if _owner_uid(obj) != uid:
-                log.info("%s: its workload is gone; deleting it", objects.ref_of(obj))
-                with contextlib.suppress(errors.NotFound):
-                    await self.client.delete(obj.kind, obj.metadata.name, zone=key.zone,
-                                             workspace=key.workspace)
-        remaining = self.cache.store(kinds.CONTAINER).by_index("owner-name", scope)
-        if workload is None and not remaining and label_value_ok(key.name):
-            events, _ = await self.client.list(
-                kinds.EVENT, zone=key.zone, workspace=key.workspace,
-                label_selector=f"{conventions.WORKLOAD_LABEL}={key.name}")
-            for event in events:
-                if _owner_uid(event) != uid:
-                    with contextlib.suppress(errors.NotFound):
-                        await self.client.delete(kinds.EVENT, event.metadata.name, zone=key.zone,
-                                                 workspace=key.workspace)
 
     async def _delete(self, workload: object_pb2.Object, container: object_pb2.Object,
                       why: str) -> None:
@@ -365,18 +327,6 @@ def _index(name: str) -> int:
     return int(suffix) if suffix.isdigit() else 1 << 30
 
 
-def _owner_uid(obj: object_pb2.Object) -> str:
-    for owner in obj.metadata.owner_references:
-        if owner.kind == kinds.WORKLOAD:
-            return owner.uid
-    return ""
-
-
-def _by_owner_name(obj: object_pb2.Object) -> list[str]:
-    return [f"{obj.metadata.workspace}/{o.name}" for o in obj.metadata.owner_references
-            if o.kind == kinds.WORKLOAD]
-
-
 CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
     name="workload",
     help="Workloads to Containers: scale, versions, rolling replacement, restarts, status",
@@ -389,8 +339,8 @@ CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
     ],
     indexes={
         kinds.WORKLOAD: {payers.WORKSPACE_INDEX: payers.by_workspace},
-        kinds.CONTAINER: {"owner": by_controller_owner, "owner-name": _by_owner_name},
-        kinds.WORKLOADVERSION: {"owner": by_owner, "owner-name": _by_owner_name},
+        kinds.CONTAINER: {"owner": by_controller_owner},
+        kinds.WORKLOADVERSION: {"owner": by_owner},
         kinds.USERCREDIT: {payers.PAID_INDEX: payers.paid_workspaces},
     },
     workers="workers",

@@ -15,19 +15,16 @@ import grpc
 import dora
 from dora.api import errors, grpcservice
 from dora.api.v1 import tokens_pb2
-from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer, Principal
 from dora.apiserver.auth.tokens import TokenStore
-from dora.apiserver.service import Context, unary
+from dora.apiserver.rpc import Context, caller, unary
 
 SERVICE = "dora.api.v1.Tokens"
 
 
 class TokensService:
-    def __init__(self, *, tokens: TokenStore, authenticator: Authenticator,
-                 authorizer: Authorizer) -> None:
+    def __init__(self, *, tokens: TokenStore, authorizer: Authorizer) -> None:
         self.tokens = tokens
-        self.authn = authenticator
         self.authz = authorizer
 
     async def _require_admin_unless_self(self, principal: Principal, user: str) -> None:
@@ -38,7 +35,7 @@ class TokensService:
     async def Create(
         self, request: tokens_pb2.CreateTokenRequest, context: Context
     ) -> tokens_pb2.CreateTokenResponse:
-        principal = await self.authn.authenticate(context)
+        principal = caller()
         await self.authz.require(principal, "Apply", "User", "", "")
         if self.authz.user(request.user) is None:
             raise errors.NotFound(f"user {request.user!r} does not exist; apply it first")
@@ -52,7 +49,7 @@ class TokensService:
     async def List(
         self, request: tokens_pb2.ListTokensRequest, context: Context
     ) -> tokens_pb2.ListTokensResponse:
-        principal = await self.authn.authenticate(context)
+        principal = caller()
         user = request.user
         if not user and self.authz.allows(principal, "Apply", "User", "", ""):
             return tokens_pb2.ListTokensResponse(tokens=await self.tokens.list())
@@ -64,7 +61,7 @@ class TokensService:
     async def Revoke(
         self, request: tokens_pb2.RevokeTokenRequest, context: Context
     ) -> tokens_pb2.RevokeTokenResponse:
-        principal = await self.authn.authenticate(context)
+        principal = caller()
         await self._require_admin_unless_self(principal, request.user)
         await self.tokens.revoke(request.user, request.id)
         return tokens_pb2.RevokeTokenResponse()
@@ -73,7 +70,7 @@ class TokensService:
     async def WhoAmI(
         self, request: tokens_pb2.WhoAmIRequest, context: Context
     ) -> tokens_pb2.WhoAmIResponse:
-        principal = await self.authn.authenticate(context)
+        principal = caller()
         return tokens_pb2.WhoAmIResponse(
             user=principal.user, token_id=principal.token_id, zone=principal.zone,
             workspace=principal.workspace, node=principal.node,

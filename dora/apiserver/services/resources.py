@@ -1,4 +1,5 @@
-"""The ``Resources`` gRPC service: authenticate, authorize, then registry or cache.
+"""The ``Resources`` gRPC service: authorize the caller the gate authenticated, then
+registry or cache.
 
 Nothing here decides what a write means (that is ``registry``) or how watchers
 share an etcd watch (``watchcache``). This module names the verb each call
@@ -21,10 +22,9 @@ A Lease object is bound only to an etcd lease the caller was granted.
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 
@@ -34,41 +34,19 @@ from dora.api.v1 import object_pb2, resources_pb2, workloads_pb2
 from dora.apiserver import registry
 from dora.apiserver.admission import DEFAULT_LIMITS, Limits
 from dora.apiserver.auth import noderestriction
-from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import PLACE_KINDS, Authorizer, Principal
 from dora.apiserver.leaseowners import owns
 from dora.apiserver.registry import Registry, Scope
+from dora.apiserver.rpc import Context, abort, caller, unary
 from dora.apiserver.watchcache import Filter, KindCache, WatchCache, message_field, too_large
 
 log = logging.getLogger(__name__)
 
-Request = TypeVar("Request")
-Response = TypeVar("Response")
-Context = grpc.aio.ServicerContext[Any, Any]
 _DESCRIPTOR = resources_pb2.DESCRIPTOR.services_by_name["Resources"]
 SERVICE = _DESCRIPTOR.full_name
 # The kinds a workspace holds at most ``Limits.max_objects_per_workspace`` of.
 QUOTA_KINDS = ("Container", "Workload", "Task")
 _LIST_ITEMS = resources_pb2.ListResponse.DESCRIPTOR.fields_by_name["items"].number
-
-
-def unary(
-    method: Callable[[Any, Request, Context], Awaitable[Response]],
-) -> Callable[[Any, Request, Context], Awaitable[Response]]:
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Request, context: Context) -> Response:
-        try:
-            return await method(self, request, context)
-        except errors.DoraError as exc:
-            await abort(context, exc)
-            raise AssertionError("unreachable") from exc
-
-    return wrapper
-
-
-async def abort(context: Context, exc: errors.DoraError) -> None:
-    code, message, trailers = errors.to_status(exc)
-    await context.abort(code, message, trailing_metadata=trailers)
 
 
 class ResourcesService:
@@ -77,7 +55,6 @@ class ResourcesService:
         *,
         registry: Registry,
         cache: WatchCache,
-        authenticator: Authenticator,
         authorizer: Authorizer,
         bookmark_every: float = 5.0,
         limits: Limits = DEFAULT_LIMITS,
@@ -85,7 +62,6 @@ class ResourcesService:
         self.registry = registry
         self.limits = limits
         self.cache = cache
-        self.authn = authenticator
         self.authz = authorizer
         self.bookmark_every = bookmark_every
 
@@ -99,7 +75,7 @@ class ResourcesService:
     async def Apply(
         self, request: resources_pb2.ApplyRequest, context: Context
     ) -> resources_pb2.ApplyResponse:
-        principal = await self.authn.authenticate(context)
+        principal = caller()
         obj = request.object
         kinds.get(obj.kind)
         ref = self._resolve(objects.ref_of(obj), principal)
@@ -248,7 +224,7 @@ class ResourcesService:
     async def Get(
         self, request: resources_pb2.GetRequest, context: Context
     ) -> object_pb2.Object | bytes:
-        principal = await self.authn.authenticate(context)
+        principal = caller()
         ref = self._resolve(_named(request.ref), principal)
         if ref.kind in PLACE_KINDS:
             await self.authz.require_place(principal, "Get", ref.kind, ref.name)
@@ -301,7 +277,7 @@ class ResourcesService:
     async def List(
         self, request: resources_pb2.ListRequest, context: Context
     ) -> resources_pb2.ListResponse | bytes:
-        principal = await self.authn.authenticate(context)
+        principal = caller()
         zone, workspace = _scope_of(request.kind, request.zone, request.workspace)
         permits = await self._authorize_read(principal, request.kind, zone, workspace)
         selector = labels.parse(request.label_selector)
@@ -337,7 +313,7 @@ class ResourcesService:
     async def UpdateStatus(
         self, request: resources_pb2.UpdateStatusRequest, context: Context
     ) -> object_pb2.Object:
-        principal = await self.authn.authenticate(context)
+        principal = caller()
         ref = self._resolve(objects.ref_of(request.object), principal)
         await self.authz.require(principal, "UpdateStatus", ref.kind, ref.zone, ref.workspace)
         node = self.authz.node_of(principal)
@@ -350,7 +326,7 @@ class ResourcesService:
     async def Delete(
         self, request: resources_pb2.DeleteRequest, context: Context
     ) -> resources_pb2.DeleteResponse:
-        principal = await self.authn.authenticate(context)
+        principal = caller()
         ref = self._resolve(_named(request.ref), principal)
         if ref.kind in PLACE_KINDS:
             await self.authz.require_place(principal, "Delete", ref.kind, ref.name)
@@ -368,7 +344,7 @@ class ResourcesService:
         """Yields serialized ``WatchEvent`` bytes: the server sends them as they are."""
         try:
             grpcservice.check(request)  # it checks itself: the hottest stream, unwrapped
-            principal = await self.authn.authenticate(context)
+            principal = caller()
             zone, workspace = _scope_of(request.kind, request.zone, request.workspace)
             permits = await self._authorize_read(principal, request.kind, zone, workspace)
             cache = self.cache[request.kind]

@@ -28,10 +28,9 @@ from dora.api import errors, grpcservice
 from dora.api.objects import Ref
 from dora.api.v1 import streams_pb2, streams_pb2_grpc
 from dora.apiserver.agentlink import AgentLink, FailedPrecondition, relaying
-from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer
 from dora.apiserver.registry import Registry
-from dora.apiserver.service import Context
+from dora.apiserver.rpc import Context, caller
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +48,15 @@ class Target:
 
 
 class StreamsService:
-    def __init__(self, *, registry: Registry, link: AgentLink, authenticator: Authenticator,
-                 authorizer: Authorizer) -> None:
+    def __init__(self, *, registry: Registry, link: AgentLink, authorizer: Authorizer) -> None:
         self.registry = registry
         self.link = link
-        self.authn = authenticator
         self.authz = authorizer
 
     async def _target(self, context: Context, *, verb: str, zone: str, workspace: str,
                       name: str) -> Target:
         """Authenticate, authorize ``verb`` on the Container, and resolve where it runs."""
-        principal = await self.authn.authenticate(context)
+        principal = caller()
         if not name:
             raise errors.Invalid("the container's name is required", field="name")
         scope = self.registry.scope_for(zone=principal.zone, workspace=principal.workspace)

@@ -24,10 +24,9 @@ import grpc
 from dora.api import errors, grpcservice, objects
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, tokens_pb2
-from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import ALL, Authorizer, Principal
 from dora.apiserver.registry import Registry
-from dora.apiserver.service import Context, unary
+from dora.apiserver.rpc import Context, caller, unary
 
 SERVICE = "dora.api.v1.Workspaces"
 CLONED_KINDS = ("Volume", "Workload")
@@ -38,17 +37,15 @@ _ATTEMPTS = 5
 
 
 class WorkspacesService:
-    def __init__(self, *, registry: Registry, authenticator: Authenticator,
-                 authorizer: Authorizer) -> None:
+    def __init__(self, *, registry: Registry, authorizer: Authorizer) -> None:
         self.registry = registry
-        self.authn = authenticator
         self.authz = authorizer
 
     @unary
     async def Clone(
         self, request: tokens_pb2.CloneWorkspaceRequest, context: Context
     ) -> tokens_pb2.CloneWorkspaceResponse:
-        principal = await self.authn.authenticate(context)
+        principal = caller()
         source, destination = request.source, request.destination
         if not source:
             raise errors.Invalid("required", field="source")

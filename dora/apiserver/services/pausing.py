@@ -25,10 +25,9 @@ import grpc
 from dora.api import errors, grpcservice, objects
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, pausing_pb2
-from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer
 from dora.apiserver.registry import Registry, Scope
-from dora.apiserver.service import Context, unary
+from dora.apiserver.rpc import Context, caller, unary
 
 SERVICE = "dora.api.v1.Pausing"
 KINDS = ("Workload", "Container")
@@ -36,17 +35,15 @@ _RETRIES = 8
 
 
 class PausingService:
-    def __init__(self, *, registry: Registry, authenticator: Authenticator,
-                 authorizer: Authorizer) -> None:
+    def __init__(self, *, registry: Registry, authorizer: Authorizer) -> None:
         self.registry = registry
-        self.authn = authenticator
         self.authz = authorizer
 
     @unary
     async def SetPaused(
         self, request: pausing_pb2.SetPausedRequest, context: Context
     ) -> pausing_pb2.SetPausedResponse:
-        principal = await self.authn.authenticate(context)
+        principal = caller()
         asked = Ref.from_proto(request.ref)
         if asked.kind not in KINDS:
             raise errors.Invalid(f"only a Workload or a Container can be paused, not a "

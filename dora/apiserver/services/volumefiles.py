@@ -39,10 +39,9 @@ from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, volumes_pb2, volumes_pb2_grpc
 from dora.apiserver import registry as registry_module
 from dora.apiserver.agentlink import AgentLink, FailedPrecondition, relaying, rpc_error
-from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer
 from dora.apiserver.registry import Registry
-from dora.apiserver.service import Context
+from dora.apiserver.rpc import Context, caller
 from dora.apiserver.watchcache import WatchCache
 
 log = logging.getLogger(__name__)
@@ -56,17 +55,16 @@ T = TypeVar("T")
 
 class VolumeFilesService:
     def __init__(self, *, registry: Registry, cache: WatchCache, link: AgentLink,
-                 authenticator: Authenticator, authorizer: Authorizer) -> None:
+                 authorizer: Authorizer) -> None:
         self.registry = registry
         self.cache = cache
         self.link = link
-        self.authn = authenticator
         self.authz = authorizer
 
     async def _target(self, context: Context, target: volumes_pb2.VolumeTarget, *,
                       verb: str) -> tuple[volumes_pb2.VolumeTarget, list[str]]:
         """Authorize ``verb`` on the Volume; the resolved Volume and the nodes to ask."""
-        principal = await self.authn.authenticate(context)
+        principal = caller()
         if not target.name:
             raise errors.Invalid("the volume's name is required", field="volume.name")
         scope = self.registry.scope_for(zone=principal.zone, workspace=principal.workspace)

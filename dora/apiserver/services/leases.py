@@ -22,10 +22,9 @@ import grpc
 
 from dora.api import errors, grpcservice
 from dora.api.v1 import coordination_pb2
-from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import Authorizer, Principal
 from dora.apiserver.leaseowners import OWNERS, owner_of, owns, require_owner
-from dora.apiserver.service import abort, unary
+from dora.apiserver.rpc import abort, caller, unary
 from dora.apiserver.storage import Etcd
 
 SERVICE = "dora.api.v1.Leases"
@@ -33,15 +32,13 @@ MIN_TTL, MAX_TTL = 2, 3600
 
 
 class LeasesService:
-    def __init__(self, *, etcd: Etcd, authenticator: Authenticator,
-                 authorizer: Authorizer) -> None:
+    def __init__(self, *, etcd: Etcd, authorizer: Authorizer) -> None:
         self.etcd = etcd
-        self.authn = authenticator
         self.authz = authorizer
 
     async def _authorize(self, context: grpc.aio.ServicerContext[Any, Any]) -> Principal:
         """Leases are for whoever may hold a Lease object somewhere."""
-        principal = await self.authn.authenticate(context)
+        principal = caller()
         await self.authz.require_somewhere(principal, "Apply", "Lease")
         return principal
 

@@ -16,28 +16,25 @@ import grpc
 from dora.api import errors, grpcservice, labels
 from dora.api.conventions import NODE_LABEL
 from dora.api.v1 import devices_pb2, object_pb2
-from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import DEVICE_KINDS, Authorizer
 from dora.apiserver.registry import Registry
-from dora.apiserver.service import Context, unary
+from dora.apiserver.rpc import Context, caller, unary
 from dora.apiserver.watchcache import WatchCache
 
 SERVICE = "dora.api.v1.Devices"
 
 
 class DevicesService:
-    def __init__(self, *, registry: Registry, cache: WatchCache, authenticator: Authenticator,
-                 authorizer: Authorizer) -> None:
+    def __init__(self, *, registry: Registry, cache: WatchCache, authorizer: Authorizer) -> None:
         self.registry = registry
         self.cache = cache
-        self.authn = authenticator
         self.authz = authorizer
 
     @unary
     async def List(
         self, request: devices_pb2.ListDevicesRequest, context: Context
     ) -> devices_pb2.ListDevicesResponse:
-        principal = await self.authn.authenticate(context)
+        principal = caller()
         kind = request.kind.upper()
         if kind not in DEVICE_KINDS:
             raise errors.Invalid(f"{request.kind!r}: must be GPU or CPU", field="kind")
