@@ -138,7 +138,7 @@ async def gpu_cluster(client: Client, clock: FakeClock, group: TaskGroup, *,
     await price(client, "default", 2.5)
     node = MeteredNode(client, "gpu-1", clock=clock, gpus=[V100] * 4)
     await node.start(group)
-    Controllers(client, elect=False, controllers=("workload", "scheduler")).start(group)
+    Controllers(client, elect=False, controllers=("workload", "scheduler", "gc")).start(group)
     return Cluster(client, clock, group, node)
 
 
