@@ -31,6 +31,9 @@ class Cluster:
     # What the apiserver and the agents share to call each other (bench.tasks serves
     # a node's files in-process with it).
     agent_secret: str
+    # The processes, for their CPU time and memory (``/proc``).
+    apiserver_pid: int = 0
+    etcd_pid: int = 0
 
 
 @contextlib.asynccontextmanager
@@ -68,7 +71,9 @@ async def running(*, watch_window: int = 10_000) -> AsyncIterator[Cluster]:
                     except Exception:
                         await asyncio.sleep(0.05)
         yield Cluster(etcd_endpoint=etcd.endpoint, target=target, token=token,
-                      token_file=token_file, agent_secret=agent_secret)
+                      token_file=token_file, agent_secret=agent_secret,
+                      apiserver_pid=process.pid,
+                      etcd_pid=etcd.process.pid if etcd.process is not None else 0)
     finally:
         process.terminate()
         await process.wait()
