@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import agent_idle, apiserver, cluster, daemons, scheduler, tasks
+from bench import agent_idle, apiserver, cluster, daemons, scale, scheduler, tasks
 from bench import running as to_running
 from bench.figures import Figure
 from dora.api.client import Client
@@ -46,21 +46,26 @@ class Sizes:
     # A task: simulated nodes, jobs.
     task_nodes: int
     task_jobs: int
+    # Growth: stored objects at each step.
+    scale: tuple[int, ...]
 
 
 SIZES = {
     "full": Sizes(seconds=10, objects=10_000, watchers=1_000, writes=30, runs=20, ctl_runs=5,
                   nodes=1_000, containers=10_000, e2e_nodes=200, e2e_containers=1_000,
-                  settle=5, idle=60, task_nodes=1_000, task_jobs=10_000),
+                  settle=5, idle=60, task_nodes=1_000, task_jobs=10_000,
+                  scale=(10_000, 50_000, 100_000)),
     "quick": Sizes(seconds=3, objects=1_000, watchers=200, writes=10, runs=8, ctl_runs=3,
                    nodes=1_000, containers=2_000, e2e_nodes=50, e2e_containers=200,
-                   settle=3, idle=10, task_nodes=100, task_jobs=1_000),
+                   settle=3, idle=10, task_nodes=100, task_jobs=1_000,
+                   scale=(1_500, 6_000)),
     # Only proves the harness runs (the test suite uses it); its figures mean nothing.
     "smoke": Sizes(seconds=0.3, objects=20, watchers=5, writes=2, runs=1, ctl_runs=1,
                    nodes=20, containers=40, e2e_nodes=3, e2e_containers=5,
-                   settle=0.5, idle=1, task_nodes=5, task_jobs=20),
+                   settle=0.5, idle=1, task_nodes=5, task_jobs=20,
+                   scale=(30, 60)),
 }
-GROUPS = ("apiserver", "agent", "running", "scheduler", "tasks")
+GROUPS = ("apiserver", "agent", "running", "scheduler", "tasks", "scale")
 
 
 async def run(sizes: Sizes, *, only: tuple[str, ...] = GROUPS) -> list[Figure]:
@@ -99,6 +104,8 @@ async def run(sizes: Sizes, *, only: tuple[str, ...] = GROUPS) -> list[Figure]:
     if "scheduler" in only:
         figures.extend(scheduler.throughput(nodes=sizes.nodes, containers=sizes.containers))
         figures.append(end_to_end)
+    if "scale" in only:
+        figures.extend(await scale.growth(sizes.scale))
     return figures
 
 

@@ -37,10 +37,15 @@ class Cluster:
 
 
 @contextlib.asynccontextmanager
-async def running(*, watch_window: int = 10_000) -> AsyncIterator[Cluster]:
-    etcd = EtcdProcess()
-    etcd.start()
-    token_file = Path(tempfile.mkdtemp(prefix="dora-bench-")) / "admin.token"
+async def running(*, watch_window: int = 10_000, etcd: EtcdProcess | None = None,
+                  token_file: Path | None = None) -> AsyncIterator[Cluster]:
+    """etcd and an apiserver; with ``etcd`` (and the ``token_file`` of an apiserver that
+    ran on it before), a fresh apiserver on that etcd, which is left running."""
+    own_etcd = etcd is None
+    if etcd is None:
+        etcd = EtcdProcess()
+        etcd.start()
+    token_file = token_file or Path(tempfile.mkdtemp(prefix="dora-bench-")) / "admin.token"
     agent_secret = secrets.token_hex(32)
     secret_file = token_file.parent / "agent.secret"
     secret_file.write_text(agent_secret + "\n")
@@ -77,8 +82,9 @@ async def running(*, watch_window: int = 10_000) -> AsyncIterator[Cluster]:
     finally:
         process.terminate()
         await process.wait()
-        etcd.cleanup()
-        shutil.rmtree(token_file.parent, ignore_errors=True)
+        if own_etcd:
+            etcd.cleanup()
+            shutil.rmtree(token_file.parent, ignore_errors=True)
 
 
 @contextlib.asynccontextmanager
