@@ -52,7 +52,7 @@ class Sizes:
 
 SIZES = {
     "full": Sizes(seconds=10, objects=10_000, watchers=1_000, writes=30, runs=20, ctl_runs=5,
-                  nodes=1_000, containers=10_000, e2e_nodes=200, e2e_containers=1_000,
+                  nodes=1_000, containers=10_000, e2e_nodes=1_000, e2e_containers=10_000,
                   settle=5, idle=60, task_nodes=1_000, task_jobs=10_000,
                   scale=(10_000, 50_000, 100_000)),
     "quick": Sizes(seconds=3, objects=1_000, watchers=200, writes=10, runs=8, ctl_runs=3,
@@ -72,7 +72,7 @@ async def run(sizes: Sizes, *, only: tuple[str, ...] = GROUPS) -> list[Figure]:
     figures: list[Figure] = []
     async with cluster.running() as running:
         if "apiserver" in only:
-            figures.append(await apiserver.apply_throughput(
+            figures.extend(await apiserver.apply_throughput(
                 running, workers=16, seconds=sizes.seconds))
             figures.extend(await apiserver.get_and_list(
                 running, objects=sizes.objects, seconds=sizes.seconds, workers=16))

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from bench.agent_idle import cpu_seconds
 from bench.cluster import Cluster, raw_etcd
 from bench.figures import Figure, median, percentile
 from dora.api import codec
@@ -81,14 +82,27 @@ async def _rate(workers: int, seconds: float, op: object) -> tuple[float, list[f
 
 
 async def apply_throughput(cluster: Cluster, *, workers: int, seconds: float,
-                           rounds: int = 3) -> Figure:
+                           rounds: int = 3) -> list[Figure]:
     """Apply through the apiserver, raw etcd transactions and the bare proxy, taking
     turns for ``rounds`` rounds of ``seconds / rounds`` each: a slow spell of the
-    machine then falls on all three, and the ratio is the median of the rounds'."""
+    machine then falls on all three, and the ratio is the median of the rounds'.
+    Also the CPU time (``/proc``) each server spends per call: the apiserver per
+    Apply, the bare proxy per forwarded Apply, etcd per raw transaction."""
     payload = registry.encode(workload("payload"))
     turn = seconds / rounds
     raw_rates, proxy_rates, apply_rates, latencies = [], [], [], []
-    async with raw_etcd(cluster.etcd_endpoint) as etcd, proxy(cluster) as proxy_target, \
+    # CPU seconds and calls: (apiserver, its Applies), (proxy, forwards), (etcd, raw txns).
+    spent = {"apiserver": [0.0, 0], "proxy": [0.0, 0], "etcd": [0.0, 0]}
+
+    async def costed(name: str, pid: int, op: object) -> tuple[float, list[float]]:
+        before = cpu_seconds(pid)
+        rate, samples = await _rate(workers, turn, op)
+        spent[name][0] += cpu_seconds(pid) - before
+        spent[name][1] += len(samples)
+        return rate, samples
+
+    async with raw_etcd(cluster.etcd_endpoint) as etcd, proxy(cluster) as (proxy_target,
+                                                                            proxy_pid), \
             Client(proxy_target, token=cluster.token) as via_proxy, \
             Client(cluster.target, token=cluster.token) as client:
         for round_ in range(rounds):
@@ -104,15 +118,31 @@ async def apply_throughput(cluster: Cluster, *, workers: int, seconds: float,
             async def apply(worker: int, i: int, round_: int = round_) -> None:
                 await client.apply(workload(f"w{round_}-{worker}-{i}"))
 
-            raw_rates.append((await _rate(workers, turn, raw))[0])
-            proxy_rates.append((await _rate(workers, turn, forward))[0])
-            rate, round_latencies = await _rate(workers, turn, apply)
+            raw_rates.append((await costed("etcd", cluster.etcd_pid, raw))[0])
+            proxy_rates.append((await costed("proxy", proxy_pid, forward))[0])
+            rate, round_latencies = await costed("apiserver", cluster.apiserver_pid, apply)
             apply_rates.append(rate)
             latencies.extend(round_latencies)
     ratios = [a / r for a, r in zip(apply_rates, raw_rates, strict=True)]
     ceilings = [p / r for p, r in zip(proxy_rates, raw_rates, strict=True)]
     ratio, ceiling = median(ratios), median(ceilings)
-    return Figure(
+    per_call = {name: seconds * 1000 / calls if calls else float("nan")
+                for name, (seconds, calls) in spent.items()}
+    cpu_ratio = per_call["apiserver"] / per_call["proxy"]
+    cpu = Figure(
+        name="apiserver CPU per Apply",
+        value=round(per_call["apiserver"], 3), unit="ms",
+        baseline={"what": "bench.proxy's CPU per forwarded Apply, same run",
+                  "value": round(per_call["proxy"], 3), "unit": "ms",
+                  "etcd": {"what": "etcd's CPU per raw transaction, same run",
+                           "value": round(per_call["etcd"], 3), "unit": "ms"}},
+        ratio=round(cpu_ratio, 3), target="<= 1.3x the bare proxy's", met=cpu_ratio <= 1.3,
+        notes=f"utime + stime from /proc over the same turns as the Apply throughput: "
+              f"apiserver {per_call['apiserver']:.3f} ms per Apply (which also feeds its "
+              f"watch cache), bare proxy {per_call['proxy']:.3f} ms per Apply, etcd "
+              f"{per_call['etcd']:.3f} ms per raw transaction",
+    )
+    return [Figure(
         name="apiserver Apply throughput",
         value=round(median(apply_rates), 1), unit="applies/s",
         baseline={"what": "raw etcd create transactions, same aetcd client and payload",
@@ -130,12 +160,12 @@ async def apply_throughput(cluster: Cluster, *, workers: int, seconds: float,
               f"the bare proxy (bench.proxy, the ceiling of a Python gRPC apiserver on this "
               f"machine) reaches {ceiling:.2f} of raw etcd, the apiserver "
               f"{ratio / ceiling:.2f} of the proxy",
-    )
+    ), cpu]
 
 
 @contextlib.asynccontextmanager
-async def proxy(cluster: Cluster) -> AsyncIterator[str]:
-    """A ``bench.proxy`` process in front of the cluster's etcd; its gRPC target."""
+async def proxy(cluster: Cluster) -> AsyncIterator[tuple[str, int]]:
+    """A ``bench.proxy`` process in front of the cluster's etcd; its gRPC target and pid."""
     with tempfile.TemporaryDirectory(prefix="dora-bench-proxy-") as workdir:
         port_file = Path(workdir) / "port"
         process = await asyncio.create_subprocess_exec(
@@ -148,7 +178,7 @@ async def proxy(cluster: Cluster) -> AsyncIterator[str]:
                     if process.returncode is not None:
                         raise RuntimeError(f"bench.proxy exited ({process.returncode})")
                     await asyncio.sleep(0.05)
-            yield f"127.0.0.1:{port_file.read_text().strip()}"
+            yield f"127.0.0.1:{port_file.read_text().strip()}", process.pid
         finally:
             if process.returncode is None:
                 process.terminate()
