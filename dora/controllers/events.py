@@ -13,12 +13,12 @@ object, only a log line.
 
 ``aggregated`` is Kubernetes' event correlator for what happens to many
 containers of one workload at once (the scheduler binding ten thousand jobs, or
-finding no room for them): the event is about the container's Workload (or Task),
-and within one ``interval`` every such event of one reason is one write: the first
-goes out at once, the ones after it are held and written together when the
-interval has passed, their number added to ``count`` and the latest message
-kept. A sweep of a thousand containers costs a few event writes, not a thousand,
-and ``doractl describe`` of the workload still shows it.
+finding no room for them): within one ``interval``, the first ``burst`` events of
+one reason about a workload's containers are recorded as usual, each about its
+container; the ones after are about the container's Workload (or Task) and are one
+write per interval: held, then written together, their number added to ``count``
+and the latest message kept. A sweep of a thousand containers costs a few event
+writes, not a thousand, and ``doractl describe`` of the workload shows them all.
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ log = logging.getLogger(__name__)
 NORMAL, WARNING = "Normal", "Warning"
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _REMEMBERED = 512
-# Aggregated events: at most one write per workload and reason this often (seconds).
+# Aggregated events: past the first AGGREGATE_BURST of a workload and reason in an
+# interval, one write per AGGREGATE_INTERVAL seconds.
 AGGREGATE_INTERVAL = 5.0
+AGGREGATE_BURST = 3
 
 
 @dataclass
@@ -60,10 +62,13 @@ class _Pending:
 
 @dataclass
 class _Held:
-    """An aggregated event's occurrences not written yet, and when they may be."""
+    """A workload's events of one reason: how many were recorded one by one since
+    ``window`` began, the occurrences held for the aggregate and when it is due."""
 
-    pending: _Pending | None
+    window: float
     due: float
+    recorded: int = 0
+    pending: _Pending | None = None
 
 
 def label_value_ok(value: str) -> bool:
@@ -92,12 +97,14 @@ def event_name(involved: object_pb2.Object, reason: str, message: str) -> str:
 
 class Recorder:
     def __init__(self, *, client: Client, clock: Clock, source: str,
-                 capacity: int = 1000, interval: float = AGGREGATE_INTERVAL) -> None:
+                 capacity: int = 1000, interval: float = AGGREGATE_INTERVAL,
+                 burst: int = AGGREGATE_BURST) -> None:
         self.client = client
         self.clock = clock
         self.source = source
         self.capacity = capacity
         self.interval = interval
+        self.burst = burst
         self._pending: collections.deque[_Pending] = collections.deque()
         # Aggregated events by (zone, workspace, kind, name, type, reason) of the owner.
         self._held: dict[tuple[str, ...], _Held] = {}
@@ -127,22 +134,31 @@ class Recorder:
 
     def aggregated(self, involved: object_pb2.Object, reason: str, message: str, *,
                    type: str = NORMAL) -> None:
-        """Record an event about ``involved``'s workload, aggregated (see the module)."""
-        log.info("%s %s/%s: %s: %s", type, involved.kind, involved.metadata.name, reason,
-                 message)
+        """Record an event about ``involved``, aggregated with those about its workload's
+        other objects past the burst (see the module)."""
         if not involved.metadata.workspace:
+            self.record(involved, reason, message, type=type)
             return
         about = owner_of(involved)
         meta = about.metadata
         key = (meta.zone, meta.workspace, about.kind, meta.name, type, reason)
+        now = self.clock.now()
         held = self._held.get(key)
         if held is None:
-            held = self._held[key] = _Held(pending=None, due=self.clock.now())
+            held = self._held[key] = _Held(window=now, due=now)
+        if now - held.window >= self.interval:
+            held.window, held.recorded = now, 0
+        if held.recorded < self.burst:
+            held.recorded += 1
+            self.record(involved, reason, message, type=type)
+            return
+        log.info("%s %s/%s: %s: %s", type, involved.kind, involved.metadata.name, reason,
+                 message)
         if held.pending is None:
             held.pending = _Pending(type, reason, message, about, count=0, aggregate=True)
         held.pending.count += 1
         held.pending.message = message
-        if held.due <= self.clock.now():
+        if held.due <= now:
             self._wake.set()
 
     def flush_due(self, *, everything: bool = False) -> float | None:
@@ -152,7 +168,7 @@ class Recorder:
         nearest: float | None = None
         for key, held in list(self._held.items()):
             if held.pending is None:
-                if held.due <= now:
+                if held.due <= now and now - held.window >= self.interval:
                     del self._held[key]  # quiet for an interval: forget it
                 continue
             if held.due <= now or everything:
