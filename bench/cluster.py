@@ -57,7 +57,7 @@ async def running(*, watch_window: int = 10_000, etcd: EtcdProcess | None = None
         "--watch-window", str(watch_window), "--agent-secret-file", str(secret_file),
         "--log-level", "WARNING",
         # The figures create tens of thousands of objects in one workspace: no quota.
-        "--max-objects-per-workspace", "100000000",
+        "--max-objects-per-workspace", "100000000", "--max-workloads-per-user", "100000000",
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
