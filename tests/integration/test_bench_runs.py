@@ -29,6 +29,7 @@ TASKS = {"task create to all jobs bound", "task controllers CPU per 1,000 jobs",
 SCALE = {f"scale: {what} at 60 objects" for what in (
     "apiserver watch-cache start-up", "apiserver resident memory", "Get p99 (one Container)",
     "List p99 of one workspace (100 Containers)", "List p99 of every Container",
+    "List p99 of every Container from the watch cache",
     "controllers start to leading (informers synced)", "controllers resident memory")}
 DOCKER = {"idle agent CPU", "idle agent resident memory", "Apply to Running (real Docker) p50",
           "doractl apply to Running (real Docker) p50"}
