@@ -17,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import agent_idle, apiserver, cluster, daemons, scheduler, tasks
+from bench import agent_idle, apiserver, cluster, daemons, scale, scheduler, tasks
 from bench import running as to_running
 from bench.figures import Figure
 from dora.api.client import Client
@@ -31,6 +31,8 @@ class Sizes:
     objects: int
     watchers: int
     writes: int
+    # Watch delivery under write load: Applies (100 a second, 20 writers, 50 watchers).
+    load_writes: int
     # Apply to Running: Apply runs, doractl runs.
     runs: int
     ctl_runs: int
@@ -46,33 +48,43 @@ class Sizes:
     # A task: simulated nodes, jobs.
     task_nodes: int
     task_jobs: int
+    # Growth: stored objects at each step.
+    scale: tuple[int, ...]
 
 
 SIZES = {
-    "full": Sizes(seconds=10, objects=10_000, watchers=1_000, writes=30, runs=20, ctl_runs=5,
-                  nodes=1_000, containers=10_000, e2e_nodes=200, e2e_containers=1_000,
-                  settle=5, idle=60, task_nodes=1_000, task_jobs=10_000),
-    "quick": Sizes(seconds=3, objects=1_000, watchers=200, writes=10, runs=8, ctl_runs=3,
+    "full": Sizes(seconds=10, objects=10_000, watchers=1_000, writes=30, load_writes=1_000,
+                  runs=20, ctl_runs=5,
+                  nodes=1_000, containers=10_000, e2e_nodes=1_000, e2e_containers=10_000,
+                  settle=5, idle=60, task_nodes=1_000, task_jobs=10_000,
+                  scale=(10_000, 50_000, 100_000)),
+    "quick": Sizes(seconds=3, objects=1_000, watchers=200, writes=10, load_writes=300,
+                   runs=8, ctl_runs=3,
                    nodes=1_000, containers=2_000, e2e_nodes=50, e2e_containers=200,
-                   settle=3, idle=10, task_nodes=100, task_jobs=1_000),
+                   settle=3, idle=10, task_nodes=100, task_jobs=1_000,
+                   scale=(1_500, 6_000)),
     # Only proves the harness runs (the test suite uses it); its figures mean nothing.
-    "smoke": Sizes(seconds=0.3, objects=20, watchers=5, writes=2, runs=1, ctl_runs=1,
+    "smoke": Sizes(seconds=0.3, objects=20, watchers=5, writes=2, load_writes=40,
+                   runs=1, ctl_runs=1,
                    nodes=20, containers=40, e2e_nodes=3, e2e_containers=5,
-                   settle=0.5, idle=1, task_nodes=5, task_jobs=20),
+                   settle=0.5, idle=1, task_nodes=5, task_jobs=20,
+                   scale=(30, 60)),
 }
-GROUPS = ("apiserver", "agent", "running", "scheduler", "tasks")
+GROUPS = ("apiserver", "agent", "running", "scheduler", "tasks", "scale")
 
 
 async def run(sizes: Sizes, *, only: tuple[str, ...] = GROUPS) -> list[Figure]:
     figures: list[Figure] = []
     async with cluster.running() as running:
         if "apiserver" in only:
-            figures.append(await apiserver.apply_throughput(
+            figures.extend(await apiserver.apply_throughput(
                 running, workers=16, seconds=sizes.seconds))
             figures.extend(await apiserver.get_and_list(
                 running, objects=sizes.objects, seconds=sizes.seconds, workers=16))
             figures.append(await apiserver.watch_fanout(
                 running, watchers=sizes.watchers, writes=sizes.writes))
+            figures.append(await apiserver.watch_under_load(
+                running, writes=sizes.load_writes))
         if {"agent", "running"} & set(only):
             # A zone of its own: the apiserver figures leave thousands of Workloads in
             # the default zone, which controllers there would start working on.
@@ -99,6 +111,8 @@ async def run(sizes: Sizes, *, only: tuple[str, ...] = GROUPS) -> list[Figure]:
     if "scheduler" in only:
         figures.extend(scheduler.throughput(nodes=sizes.nodes, containers=sizes.containers))
         figures.append(end_to_end)
+    if "scale" in only:
+        figures.extend(await scale.growth(sizes.scale))
     return figures
 
 

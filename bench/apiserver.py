@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from bench.agent_idle import cpu_seconds
 from bench.cluster import Cluster, raw_etcd
 from bench.figures import Figure, median, percentile
 from dora.api import codec
@@ -81,14 +82,27 @@ async def _rate(workers: int, seconds: float, op: object) -> tuple[float, list[f
 
 
 async def apply_throughput(cluster: Cluster, *, workers: int, seconds: float,
-                           rounds: int = 3) -> Figure:
+                           rounds: int = 3) -> list[Figure]:
     """Apply through the apiserver, raw etcd transactions and the bare proxy, taking
     turns for ``rounds`` rounds of ``seconds / rounds`` each: a slow spell of the
-    machine then falls on all three, and the ratio is the median of the rounds'."""
+    machine then falls on all three, and the ratio is the median of the rounds'.
+    Also the CPU time (``/proc``) each server spends per call: the apiserver per
+    Apply, the bare proxy per forwarded Apply, etcd per raw transaction."""
     payload = registry.encode(workload("payload"))
     turn = seconds / rounds
     raw_rates, proxy_rates, apply_rates, latencies = [], [], [], []
-    async with raw_etcd(cluster.etcd_endpoint) as etcd, proxy(cluster) as proxy_target, \
+    # CPU seconds and calls: (apiserver, its Applies), (proxy, forwards), (etcd, raw txns).
+    spent = {"apiserver": [0.0, 0], "proxy": [0.0, 0], "etcd": [0.0, 0]}
+
+    async def costed(name: str, pid: int, op: object) -> tuple[float, list[float]]:
+        before = cpu_seconds(pid)
+        rate, samples = await _rate(workers, turn, op)
+        spent[name][0] += cpu_seconds(pid) - before
+        spent[name][1] += len(samples)
+        return rate, samples
+
+    async with raw_etcd(cluster.etcd_endpoint) as etcd, proxy(cluster) as (proxy_target,
+                                                                            proxy_pid), \
             Client(proxy_target, token=cluster.token) as via_proxy, \
             Client(cluster.target, token=cluster.token) as client:
         for round_ in range(rounds):
@@ -104,15 +118,31 @@ async def apply_throughput(cluster: Cluster, *, workers: int, seconds: float,
             async def apply(worker: int, i: int, round_: int = round_) -> None:
                 await client.apply(workload(f"w{round_}-{worker}-{i}"))
 
-            raw_rates.append((await _rate(workers, turn, raw))[0])
-            proxy_rates.append((await _rate(workers, turn, forward))[0])
-            rate, round_latencies = await _rate(workers, turn, apply)
+            raw_rates.append((await costed("etcd", cluster.etcd_pid, raw))[0])
+            proxy_rates.append((await costed("proxy", proxy_pid, forward))[0])
+            rate, round_latencies = await costed("apiserver", cluster.apiserver_pid, apply)
             apply_rates.append(rate)
             latencies.extend(round_latencies)
     ratios = [a / r for a, r in zip(apply_rates, raw_rates, strict=True)]
     ceilings = [p / r for p, r in zip(proxy_rates, raw_rates, strict=True)]
     ratio, ceiling = median(ratios), median(ceilings)
-    return Figure(
+    per_call = {name: seconds * 1000 / calls if calls else float("nan")
+                for name, (seconds, calls) in spent.items()}
+    cpu_ratio = per_call["apiserver"] / per_call["proxy"]
+    cpu = Figure(
+        name="apiserver CPU per Apply",
+        value=round(per_call["apiserver"], 3), unit="ms",
+        baseline={"what": "bench.proxy's CPU per forwarded Apply, same run",
+                  "value": round(per_call["proxy"], 3), "unit": "ms",
+                  "etcd": {"what": "etcd's CPU per raw transaction, same run",
+                           "value": round(per_call["etcd"], 3), "unit": "ms"}},
+        ratio=round(cpu_ratio, 3), target="<= 1.3x the bare proxy's", met=cpu_ratio <= 1.3,
+        notes=f"utime + stime from /proc over the same turns as the Apply throughput: "
+              f"apiserver {per_call['apiserver']:.3f} ms per Apply (which also feeds its "
+              f"watch cache), bare proxy {per_call['proxy']:.3f} ms per Apply, etcd "
+              f"{per_call['etcd']:.3f} ms per raw transaction",
+    )
+    return [Figure(
         name="apiserver Apply throughput",
         value=round(median(apply_rates), 1), unit="applies/s",
         baseline={"what": "raw etcd create transactions, same aetcd client and payload",
@@ -130,12 +160,12 @@ async def apply_throughput(cluster: Cluster, *, workers: int, seconds: float,
               f"the bare proxy (bench.proxy, the ceiling of a Python gRPC apiserver on this "
               f"machine) reaches {ceiling:.2f} of raw etcd, the apiserver "
               f"{ratio / ceiling:.2f} of the proxy",
-    )
+    ), cpu]
 
 
 @contextlib.asynccontextmanager
-async def proxy(cluster: Cluster) -> AsyncIterator[str]:
-    """A ``bench.proxy`` process in front of the cluster's etcd; its gRPC target."""
+async def proxy(cluster: Cluster) -> AsyncIterator[tuple[str, int]]:
+    """A ``bench.proxy`` process in front of the cluster's etcd; its gRPC target and pid."""
     with tempfile.TemporaryDirectory(prefix="dora-bench-proxy-") as workdir:
         port_file = Path(workdir) / "port"
         process = await asyncio.create_subprocess_exec(
@@ -148,7 +178,7 @@ async def proxy(cluster: Cluster) -> AsyncIterator[str]:
                     if process.returncode is not None:
                         raise RuntimeError(f"bench.proxy exited ({process.returncode})")
                     await asyncio.sleep(0.05)
-            yield f"127.0.0.1:{port_file.read_text().strip()}"
+            yield f"127.0.0.1:{port_file.read_text().strip()}", process.pid
         finally:
             if process.returncode is None:
                 process.terminate()
@@ -326,4 +356,62 @@ async def _fan_out(client: Client, etcd: Etcd, children: list[asyncio.subprocess
               f"{PERIOD * 1000:.0f} ms, or after the last answer), measured from the moment "
               "each Apply is sent (so including the write itself): p50 "
               f"{median(applied) * 1000:.1f} ms, p99 {percentile(applied, 99) * 1000:.1f} ms",
+    )
+
+
+async def watch_under_load(cluster: Cluster, *, watchers: int = 50, writers: int = 20,
+                           rate: float = 100.0, writes: int = 500) -> Figure:
+    """Delivery to ``watchers`` watchers while ``writers`` clients write ``rate`` Applies a
+    second between them (``writes`` in all), each delay from the Apply's send to a
+    watcher's receipt; every watcher must get every write."""
+    tag = os.urandom(3).hex()
+    warmup = f"load-{tag}-warmup"
+    async with Client(cluster.target, token=cluster.token) as client:
+        _, version = await client.list("Workload")
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.watchers", "--target", cluster.target,
+            "--version", str(version), "--watchers", str(watchers),
+            "--events", str(writes + 1), "--warmup", warmup,
+            stdout=subprocess.PIPE, env={**os.environ, "DORA_BENCH_TOKEN": cluster.token},
+            limit=2**28, cwd=ROOT,
+        )
+        try:
+            await client.apply(workload(warmup))
+            assert child.stdout is not None
+            async with asyncio.timeout(60):
+                if await child.stdout.readline() != b"ready\n":
+                    raise RuntimeError("the watcher process failed to start")
+            sent: dict[str, float] = {}
+            period = writers / rate  # each writer's pace
+            start = time.monotonic()
+
+            async def writer(index: int) -> None:
+                for n in range(index, writes, writers):
+                    due = start + (n // writers) * period + index * period / writers
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    name = f"load-{tag}-{n}"
+                    sent[name] = time.monotonic()
+                    await client.apply(workload(name))
+
+            await asyncio.gather(*(writer(i) for i in range(writers)))
+            took = time.monotonic() - start
+            async with asyncio.timeout(120):
+                output, _ = await child.communicate()
+        finally:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
+    delays = [at - sent[name] for name, at in json.loads(output) if name in sent]
+    assert len(delays) == watchers * writes, (len(delays), watchers * writes)
+    p99 = percentile(delays, 99)
+    return Figure(
+        name="watch delivery under write load p99",
+        value=round(p99 * 1000, 1), unit="ms",
+        baseline={"what": "p50 of the same deliveries", "value": round(median(delays) * 1000, 1),
+                  "unit": "ms"},
+        target="<= 250 ms p99 at 100 writes/s", met=p99 <= 0.250,
+        notes=f"{watchers} watchers (one client process of their own), {writers} writers "
+              f"applying {writes} Workloads at {writes / took:.0f} writes/s (asked {rate:.0f}); "
+              f"from each Apply's send to each watcher's receipt; all "
+              f"{len(delays)} deliveries arrived",
     )

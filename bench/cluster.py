@@ -31,13 +31,21 @@ class Cluster:
     # What the apiserver and the agents share to call each other (bench.tasks serves
     # a node's files in-process with it).
     agent_secret: str
+    # The processes, for their CPU time and memory (``/proc``).
+    apiserver_pid: int = 0
+    etcd_pid: int = 0
 
 
 @contextlib.asynccontextmanager
-async def running(*, watch_window: int = 10_000) -> AsyncIterator[Cluster]:
-    etcd = EtcdProcess()
-    etcd.start()
-    token_file = Path(tempfile.mkdtemp(prefix="dora-bench-")) / "admin.token"
+async def running(*, watch_window: int = 10_000, etcd: EtcdProcess | None = None,
+                  token_file: Path | None = None) -> AsyncIterator[Cluster]:
+    """etcd and an apiserver; with ``etcd`` (and the ``token_file`` of an apiserver that
+    ran on it before), a fresh apiserver on that etcd, which is left running."""
+    own_etcd = etcd is None
+    if etcd is None:
+        etcd = EtcdProcess()
+        etcd.start()
+    token_file = token_file or Path(tempfile.mkdtemp(prefix="dora-bench-")) / "admin.token"
     agent_secret = secrets.token_hex(32)
     secret_file = token_file.parent / "agent.secret"
     secret_file.write_text(agent_secret + "\n")
@@ -49,7 +57,7 @@ async def running(*, watch_window: int = 10_000) -> AsyncIterator[Cluster]:
         "--watch-window", str(watch_window), "--agent-secret-file", str(secret_file),
         "--log-level", "WARNING",
         # The figures create tens of thousands of objects in one workspace: no quota.
-        "--max-objects-per-workspace", "100000000",
+        "--max-objects-per-workspace", "100000000", "--max-workloads-per-user", "100000000",
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -68,12 +76,15 @@ async def running(*, watch_window: int = 10_000) -> AsyncIterator[Cluster]:
                     except Exception:
                         await asyncio.sleep(0.05)
         yield Cluster(etcd_endpoint=etcd.endpoint, target=target, token=token,
-                      token_file=token_file, agent_secret=agent_secret)
+                      token_file=token_file, agent_secret=agent_secret,
+                      apiserver_pid=process.pid,
+                      etcd_pid=etcd.process.pid if etcd.process is not None else 0)
     finally:
         process.terminate()
         await process.wait()
-        etcd.cleanup()
-        shutil.rmtree(token_file.parent, ignore_errors=True)
+        if own_etcd:
+            etcd.cleanup()
+            shutil.rmtree(token_file.parent, ignore_errors=True)
 
 
 @contextlib.asynccontextmanager

@@ -5,12 +5,13 @@ reconcile does it under its lock (``Scheduler.choose``: drop the assumptions the
 cache shows, the ``Snapshot`` of every node, ``filters.fits``, the strategy),
 then the bound Container landing in the informer's cache and the scheduler's
 watch handler invalidating that node, as the informer would. The apiserver round
-trips of a bind (reserve, verify, commit) are not part of it: they are the
-apiserver's figures, and sixteen workers overlap them with the next choice.
+trip of a bind (one conditional Apply) is not part of it: it is the apiserver's
+figure, and the scheduler's workers overlap it with the next choice.
 
-``end_to_end`` is the same work at a smaller size through the apiserver, by a real
-``dora-controllers`` process running only the scheduler: there every bind is two
-conditional Applies, a List and an Event, so the apiserver sets the pace.
+``end_to_end`` is the same work through the apiserver, by a real
+``dora-controllers`` process running only the scheduler: there every bind is one
+conditional Apply (events aggregated per workload), so the apiserver sets the
+pace. Once all are bound, it checks that no GPU of a node went to two containers.
 
 The zone is realistic: a thousand nodes of mixed GPU products (A100, V100, Quadro,
 mixed A100 + T4, CPU-only), each with a Ready status and its Lease; ten thousand
@@ -25,10 +26,12 @@ import contextlib
 import random
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import cast
 
 from bench import daemons
+from bench.agent_idle import cpu_seconds
 from bench.cluster import Cluster
 from bench.figures import Figure
 from dora.api import conventions, objects
@@ -59,6 +62,8 @@ GPU_SELECTORS: list[tuple[float, tuple[str, ...]]] = [
     (0.50, ("All",)), (0.20, (A100,)), (0.15, (V100,)), (0.15, (QUADRO, V100)),
 ]
 TARGET = 2_000.0
+# End to end through the apiserver: DESIGN.md's target, and Nomad's published rate.
+E2E_TARGET, NOMAD = 1_000.0, 1_500.0
 
 
 def _pick(rng: random.Random, shares: list[tuple[float, object]]) -> object:
@@ -108,6 +113,8 @@ def pending_containers(count: int, *, strategy: str, seed: int = 2, zone: str = 
         container.metadata.resource_version = 10_000 + index
         container.metadata.uid = f"uid-{index}"
         container.metadata.labels[conventions.WORKLOAD_LABEL] = workload
+        container.metadata.owner_references.add(kind="Workload", name=workload,
+                                                uid=f"uid-{workload}", controller=True)
         spec = container.container.spec
         spec.workload, spec.version = workload, 1
         template = spec.template
@@ -147,7 +154,7 @@ class Run:
 
 
 def _bound(container: object_pb2.Object, fit: Fit, revision: int) -> object_pb2.Object:
-    """The Container as the cache shows it once bound (binder: reserve, then commit)."""
+    """The Container as the cache shows it once bound (``binder.binding``)."""
     obj = clone(container)
     spec = obj.container.spec
     spec.node_name = fit.node.name
@@ -182,7 +189,8 @@ def place_all(*, strategy: str, nodes: list[object_pb2.Object],
         current = store.get(key)
         assert current is not None
         choice = scheduler.choose(key, request_of(current),
-                                  current.container.spec.template.config.affinity)
+                                  current.container.spec.template.config.affinity,
+                                  base=current.metadata.resource_version)
         if isinstance(choice, str):
             unschedulable += 1
             continue
@@ -200,10 +208,18 @@ def place_all(*, strategy: str, nodes: list[object_pb2.Object],
 def _check_no_overcommit(cache: Cache) -> None:
     """A fast scheduler that gives a GPU twice is no scheduler: check every node."""
     containers = cache.store("Container")
-    for node in cache.store("Node"):
+    check_no_overcommit(cache.store("Node"), lambda node: containers.by_index("node", node))
+
+
+def check_no_overcommit(nodes: Iterable[object_pb2.Object],
+                        on: Callable[[str], Iterable[object_pb2.Object]]) -> int:
+    """Raise unless every GPU of ``nodes`` went to one container at most and no node's
+    CPU is overcommitted (``on``: the containers bound to a node); the GPUs given."""
+    given = 0
+    for node in nodes:
         used: set[int] = set()
         cpu = 0
-        for container in containers.by_index("node", node.metadata.name):
+        for container in on(node.metadata.name):
             indices = {g.index for g in container.container.spec.gpus}
             if used & indices:
                 raise AssertionError(f"GPU {sorted(used & indices)} of "
@@ -212,6 +228,8 @@ def _check_no_overcommit(cache: Cache) -> None:
             cpu += container.container.spec.cpu_millicores
         if cpu > node.node.status.cpu.count * 1000:
             raise AssertionError(f"CPU of {node.metadata.name} overcommitted")
+        given += len(used)
+    return given
 
 
 def throughput(*, nodes: int, containers: int) -> list[Figure]:
@@ -241,7 +259,8 @@ def throughput(*, nodes: int, containers: int) -> list[Figure]:
 async def end_to_end(cluster: Cluster, client: Client, *, nodes: int, containers: int,
                      strategy: str = "Distribute") -> Figure:
     """Containers bound per second by a real ``dora-controllers`` process (scheduler
-    only) through the apiserver: reserve, verify, commit and an Event per container."""
+    only) through the apiserver, one conditional Apply per bind; then no GPU may have
+    gone to two containers."""
     tag = uuid.uuid4().hex[:6]
     zone = f"sched-{tag}"
     await client.apply(objects.new("Zone", zone))
@@ -266,21 +285,31 @@ async def end_to_end(cluster: Cluster, client: Client, *, nodes: int, containers
         await asyncio.gather(*batch)
 
     bound: dict[str, float] = {}
-    done = asyncio.Event()
+    first, done = asyncio.Event(), asyncio.Event()
 
     async def follow() -> None:
         async for event in client.watch("Container", zone=zone):
             if conventions.NODE_LABEL in event.object.metadata.labels:
                 bound.setdefault(event.object.metadata.name, time.perf_counter())
+                first.set()
                 if len(bound) == containers:
                     done.set()
                     return
 
     watcher = asyncio.create_task(follow())
+    cpu: dict[str, float] = {}
     try:
-        async with daemons.controllers(cluster, client, zone=zone, which="scheduler"):
+        async with daemons.controllers(cluster, client, zone=zone, which="scheduler") as ctl:
+            pids = {"apiserver": cluster.apiserver_pid, "controllers": ctl.pid,
+                    "etcd": cluster.etcd_pid}
+            # From the first bind on (the controllers' start-up and informer sync is not
+            # the bind rate): what each process spends on the binds.
+            async with asyncio.timeout(300):
+                await first.wait()
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             async with asyncio.timeout(300):
                 await done.wait()
+            cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -290,16 +319,30 @@ async def end_to_end(cluster: Cluster, client: Client, *, nodes: int, containers
     times = sorted(bound.values())
     span = times[-1] - times[0]
     rate = (len(times) - 1) / span if span > 0 else float(len(times))
+    items, _ = await client.list("Container", zone=zone)
+    placed_on: dict[str, list[object_pb2.Object]] = {}
+    for item in items:
+        placed_on.setdefault(item.container.spec.node_name, []).append(item)
+    nodes_now, _ = await client.list("Node", zone=zone)
+    gpus = check_no_overcommit(nodes_now, lambda name: placed_on.get(name, []))
+    events, _ = await client.list("Event", zone=zone)
+    total = sum(cpu.values())
+    per_cpu = (len(times) - 1) / total if total else 0.0
+    spent = ", ".join(f"{name} {seconds * 1000 / max(1, len(times) - 1):.2f}"
+                      for name, seconds in cpu.items())
     return Figure(
         name=f"scheduler placements end to end ({strategy})",
         value=round(rate, 1), unit="placements/s",
-        baseline={"what": "DESIGN.md target (set for the placement logic)", "value": TARGET,
-                  "unit": "placements/s"},
-        ratio=round(rate / TARGET, 3), target=f">= {TARGET:,.0f} placements/s", met=rate >= TARGET,
-        notes=f"end to end through the apiserver (a smaller size): a dora-controllers process "
-              f"running only the scheduler (16 binds at once) binds {containers} pending "
-              f"Containers onto {nodes} "
-              f"simulated Nodes (declared, Ready, leased; no agents); each bind is two "
-              f"conditional Applies, a List and an Event; rate from the first bind to the "
-              f"last seen by a watch ({span:.2f}s)",
+        baseline={"what": "Nomad's published rate", "value": NOMAD, "unit": "placements/s"},
+        ratio=round(rate / NOMAD, 3), target=f">= {E2E_TARGET:,.0f} placements/s",
+        met=rate >= E2E_TARGET,
+        notes=f"end to end through the apiserver: a dora-controllers process running only "
+              f"the scheduler binds {containers} pending Containers onto {nodes} "
+              f"simulated Nodes (declared, Ready, leased; no agents); each bind is one "
+              f"conditional Apply; {len(events)} Event objects for them (aggregated per "
+              f"workload, counts {sum(e.event.spec.count for e in events)}); rate from the "
+              f"first bind to the last seen by a watch ({span:.2f}s); {gpus} GPUs given, "
+              f"none twice, no CPU overcommitted; CPU ms per bind: {spent} "
+              f"({per_cpu:,.0f} binds per CPU-second of the three: the rate two idle "
+              f"cores would reach is about twice that)",
     )

@@ -77,6 +77,8 @@ class Store:
         self._objects: dict[Ref, Object] = {}
         self._indexers: dict[str, IndexFunc] = {}
         self._indexes: dict[str, dict[str, set[Ref]]] = {}
+        # ``by_index``'s sorted refs of one (index, value), until that value's refs change.
+        self._sorted: dict[tuple[str, str], list[Ref]] = {}
         for name, func in (indexers or {}).items():
             self.add_index(name, func)
 
@@ -93,8 +95,16 @@ class Store:
         return self._objects.get(Ref(self.kind, zone, workspace, name))
 
     def by_index(self, index: str, value: str) -> list[Object]:
-        refs = self._indexes[index].get(value, ())
-        return [self._objects[r] for r in sorted(refs)]
+        """The objects filed under ``value``, in the order of their Refs."""
+        ordered = self._sorted.get((index, value))
+        if ordered is None:
+            refs = self._indexes[index].get(value, ())
+            # One store holds one kind: sorting on the rest of the Ref is the same order,
+            # without a dataclass comparison per step.
+            ordered = sorted(refs, key=_ref_order)
+            self._sorted[(index, value)] = ordered
+        objs = self._objects
+        return [objs[r] for r in ordered]
 
     def index_values(self, index: str) -> list[str]:
         return sorted(self._indexes[index])
@@ -115,6 +125,7 @@ class Store:
             for value in func(obj):
                 index.setdefault(value, set()).add(ref)
         self._indexes[name] = index
+        self._sorted = {k: v for k, v in self._sorted.items() if k[0] != name}
 
     def upsert(self, obj: Object) -> Delta | None:
         """Store ``obj``; None when the store already had this version or a newer one."""
@@ -148,25 +159,39 @@ class Store:
 
     def _put(self, ref: Ref, obj: Object) -> None:
         old = self._objects.get(ref)
-        if old is not None:
-            self._unindex(ref, old)
         self._objects[ref] = obj
-        self._index(ref, obj)
+        if old is None:
+            self._index(ref, obj)
+            return
+        for name, func in self._indexers.items():
+            before, after = list(func(old)), list(func(obj))
+            if before != after:  # most updates keep an object where it is filed
+                self._file(name, ref, before, after)
+
+    def _file(self, name: str, ref: Ref, before: list[str], after: list[str]) -> None:
+        index = self._indexes[name]
+        for value in before:
+            self._sorted.pop((name, value), None)
+            refs = index.get(value)
+            if refs is not None:
+                refs.discard(ref)
+                if not refs:
+                    del index[value]
+        for value in after:
+            index.setdefault(value, set()).add(ref)
+            self._sorted.pop((name, value), None)
 
     def _index(self, ref: Ref, obj: Object) -> None:
         for name, func in self._indexers.items():
-            for value in func(obj):
-                self._indexes[name].setdefault(value, set()).add(ref)
+            self._file(name, ref, [], list(func(obj)))
 
     def _unindex(self, ref: Ref, obj: Object) -> None:
         for name, func in self._indexers.items():
-            index = self._indexes[name]
-            for value in func(obj):
-                refs = index.get(value)
-                if refs is not None:
-                    refs.discard(ref)
-                    if not refs:
-                        del index[value]
+            self._file(name, ref, list(func(obj)), [])
+
+
+def _ref_order(ref: Ref) -> tuple[str, str, str]:
+    return ref.zone, ref.workspace, ref.name
 
 
 def _name_of(func: IndexFunc) -> str:

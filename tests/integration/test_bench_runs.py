@@ -3,8 +3,8 @@
 The smoke size runs every group: the apiserver against raw etcd, an idle dora-agent
 process, Apply to Running through real controllers and agent processes on the local
 Docker engine (skipped, with the agent, when no engine or image is there), and the
-scheduler's placements, in-process and through the apiserver, and a Task's jobs bound
-on simulated nodes.
+scheduler's placements, in-process and through the apiserver, a Task's jobs bound
+on simulated nodes, and the growth figures at two tiny sizes.
 """
 
 from __future__ import annotations
@@ -19,12 +19,18 @@ from pathlib import Path
 
 FIELDS = {"name", "value", "unit", "baseline", "ratio", "target", "met"}
 IMAGE = os.environ.get("DORA_BUSYBOX_IMAGE", "dora/busybox:latest")
-APISERVER = {"apiserver Apply throughput", "apiserver Get throughput",
-             "apiserver List of every workload", "watch fan-out delivery delay p99"}
+APISERVER = {"apiserver Apply throughput", "apiserver CPU per Apply", "apiserver Get throughput",
+             "apiserver List of every workload", "watch fan-out delivery delay p99",
+             "watch delivery under write load p99"}
 SCHEDULER = {f"scheduler placements ({s})" for s in ("First", "Random", "Distribute", "Fill")} | {
     "scheduler placements end to end (Distribute)"}
 TASKS = {"task create to all jobs bound", "task controllers CPU per 1,000 jobs",
          "task controllers peak memory"}
+SCALE = {f"scale: {what} at 60 objects" for what in (
+    "apiserver watch-cache start-up", "apiserver resident memory", "Get p99 (one Container)",
+    "List p99 of one workspace (100 Containers)", "List p99 of every Container",
+    "List p99 of every Container from the watch cache",
+    "controllers start to leading (informers synced)", "controllers resident memory")}
 DOCKER = {"idle agent CPU", "idle agent resident memory", "Apply to Running (real Docker) p50",
           "doractl apply to Running (real Docker) p50"}
 
@@ -40,12 +46,13 @@ def docker_ready() -> bool:
 def test_bench_smoke_run_writes_valid_results(tmp_path: Path) -> None:
     output = tmp_path / "results.json"
     command = [sys.executable, "-m", "bench", "--smoke", "--output", str(output)]
-    expected = APISERVER | SCHEDULER | TASKS
+    expected = APISERVER | SCHEDULER | TASKS | SCALE
     if docker_ready():
         expected |= DOCKER
     else:
-        command += ["--only", "apiserver", "--only", "scheduler", "--only", "tasks"]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=110, check=False)
+        command += ["--only", "apiserver", "--only", "scheduler", "--only", "tasks",
+                    "--only", "scale"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     figures = json.loads(output.read_text())
     assert {f["name"] for f in figures} == expected

@@ -1,38 +1,36 @@
-"""Binding a container to a node so that no GPU is ever given twice.
+"""Binding a container to a node: one conditional write, like Kubernetes' Binding.
 
-One scheduler process serializes its own choices (``assumed`` placements), but
-during a leader handover two schedulers may briefly run, and a resourceVersion
-precondition on one Container cannot stop two *different* containers from
-taking the same GPU. So a bind is three steps:
+A bind is one Apply of the Container, conditional on the resourceVersion the
+scheduler placed it from, that sets ``spec.nodeName``, ``gpus``,
+``cpuMillicores``, the labels ``dora.io/placement=<node>`` and
+``dora.io/node=<node>`` (what the agent watches) and the ``dora.io/agent``
+finalizer, all at once. Only a caller with the verb ``Bind`` may write those
+fields (the apiserver refuses them from anyone else).
 
-1. **reserve**: a conditional Apply sets ``spec.nodeName``, ``gpus``,
-   ``cpuMillicores`` and the label ``dora.io/placement=<node>``. The agent does
-   not see the container yet (it watches ``dora.io/node``).
-2. **verify**: a List of the node's containers at a revision not older than the
-   reservation's own (``resource_version``: the apiserver answers from its watch
-   cache once that has caught up, else from etcd; either way one consistent
-   snapshot that includes every write before the reservation) decides who has
-   the resources: committed containers first, then reservations in the order
-   they were written (their resourceVersion). The reservation loses if a GPU it
-   wants is taken by one ahead of it, so is a node port it publishes, or the
-   CPU ahead of it plus its own exceeds the node.
-3. **commit**: a conditional Apply, on the very resourceVersion the reservation
-   was written with, adds ``dora.io/node=<node>`` and the ``dora.io/agent``
-   finalizer. A loser **releases** the reservation and tries again.
+What keeps a GPU from being given twice is the scheduler's own cache: choices are
+made one at a time under a lock, against the cache with every placement the
+scheduler made and the cache does not show yet laid over it (``Assumed``,
+kube-scheduler's assume cache), so no List of the node is needed before the
+write. This holds for one scheduler at a time: the controllers of a zone run
+under a leader Lease, and a replica that loses it stops reconciling (Kubernetes
+makes the same bargain).
 
-Why two commits cannot clash: take two that both committed, A at resourceVersion
-a, B at b, a < b (each commit is conditional on that version, so neither changed
-between its verify and its commit). B's snapshot is at a revision R >= b > a: A
-was then either still reserved at a, which is ahead of b, or already committed;
-either way ahead of B, and B would have lost. The same argument bounds CPU.
+A Container that carries ``dora.io/placement`` without ``dora.io/node`` was
+reserved by a scheduler of the earlier, three-step protocol that stopped
+half-way: ``conflict`` decides from the cache whether it may keep what it
+reserved (containers bound there first, or reserved with an older
+resourceVersion, come first); then it is committed in one write, or released.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from dora.api import conventions, errors, kinds
+from dora.api import conventions, errors
 from dora.api.client import Client
+from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
 from dora.controllers.scheduler.filters import port_text
 from dora.controllers.scheduler.snapshot import Placement, holds_resources, node_ports
@@ -40,15 +38,36 @@ from dora.runtime.cache import clone
 
 
 class LostRace(errors.Conflict):
-    """Another scheduler's reservation came first; place the container again."""
+    """What a container reserved is taken by another one: place it again."""
+
+
+@dataclass
+class Assumed:
+    """A placement the scheduler made and its cache does not show yet.
+
+    ``base`` is the Container's resourceVersion the bind is conditioned on: once
+    the cache shows any other version of it (our bind, or a write that made ours
+    fail), or shows it gone, the cache itself says what the node holds and the
+    assumption is dropped. ``in_doubt``: the bind's outcome is unknown (the call
+    failed without an answer); the assumption stays until it is resolved.
+    """
+
+    placement: Placement
+    base: int
+    in_doubt: bool = False
 
 
 def committed(container: object_pb2.Object) -> bool:
     return conventions.NODE_LABEL in container.metadata.labels
 
 
-async def reserve(client: Client, container: object_pb2.Object,
-                  placement: Placement) -> object_pb2.Object:
+def definite(exc: BaseException) -> bool:
+    """Whether a failed write surely did not happen (the apiserver answered no)."""
+    return isinstance(exc, errors.DoraError) and not isinstance(exc, errors.Unavailable)
+
+
+def binding(container: object_pb2.Object, placement: Placement) -> object_pb2.Object:
+    """The one write that binds ``container`` (at its resourceVersion) to ``placement``."""
     obj = clone(container)
     spec = obj.container.spec
     spec.node_name = placement.node
@@ -57,51 +76,55 @@ async def reserve(client: Client, container: object_pb2.Object,
         spec.gpus.add(index=gpu.index, uuid=gpu.uuid, product_name=gpu.product)
     spec.cpu_millicores = placement.cpu_millicores
     obj.metadata.labels[conventions.PLACEMENT_LABEL] = placement.node
-    obj.container.ClearField("status")
-    reserved, _ = await client.apply(obj)
-    return reserved
-
-
-async def verify(client: Client, reserved: object_pb2.Object, *, cpu_capacity: int) -> None:
-    """Raise ``LostRace`` unless ``reserved`` may have what it reserved."""
-    meta, spec = reserved.metadata, reserved.container.spec
-    items, _ = await client.list(
-        kinds.CONTAINER, zone=meta.zone,
-        label_selector=f"{conventions.PLACEMENT_LABEL}={spec.node_name}",
-        resource_version=meta.resource_version,
-    )
-    mine = next((c for c in items if c.metadata.uid == meta.uid), None)
-    if mine is None or mine.metadata.resource_version != meta.resource_version:
-        raise LostRace(f"container {meta.name} changed while it was placed")
-    ahead = [
-        c for c in items
-        if c.metadata.uid != meta.uid and c.container.spec.node_name == spec.node_name
-        and holds_resources(c)
-        and (committed(c) or c.metadata.resource_version < meta.resource_version)
-    ]
-    for other in ahead:
-        clash = {g.index for g in other.container.spec.gpus} & {g.index for g in spec.gpus}
-        if clash:
-            raise LostRace(f"GPU {sorted(clash)} of node {spec.node_name} went to "
-                           f"{other.metadata.workspace}/{other.metadata.name} first")
-        ports = set(node_ports(other.container.spec.template)) & set(node_ports(spec.template))
-        if ports:
-            raise LostRace(f"nodePort {', '.join(port_text(p) for p in sorted(ports))} of "
-                           f"node {spec.node_name} went to "
-                           f"{other.metadata.workspace}/{other.metadata.name} first")
-    used = sum(c.container.spec.cpu_millicores for c in ahead)
-    if spec.cpu_millicores and used + spec.cpu_millicores > cpu_capacity:
-        raise LostRace(f"the CPU of node {spec.node_name} went to other containers first")
-
-
-async def commit(client: Client, reserved: object_pb2.Object) -> object_pb2.Object:
-    obj = clone(reserved)
-    obj.metadata.labels[conventions.NODE_LABEL] = obj.container.spec.node_name
+    obj.metadata.labels[conventions.NODE_LABEL] = placement.node
     if conventions.AGENT_FINALIZER not in obj.metadata.finalizers:
         obj.metadata.finalizers.append(conventions.AGENT_FINALIZER)
     obj.container.ClearField("status")
-    bound, _ = await client.apply(obj)
+    return obj
+
+
+async def bind(client: Client, container: object_pb2.Object,
+               placement: Placement) -> object_pb2.Object:
+    """Bind in one conditional write; ``errors.Conflict`` if the Container changed."""
+    bound, _ = await client.apply(binding(container, placement))
     return bound
+
+
+def conflict(reserved: object_pb2.Object, neighbours: Iterable[object_pb2.Object],
+             assumed: Iterable[tuple[Ref, Placement]], *, key: Ref,
+             cpu_capacity: int) -> str | None:
+    """Why ``reserved`` (reserved, not committed) may not keep what it reserved, from the
+    other containers of its node (``neighbours``) and the scheduler's assumptions; None
+    when it may."""
+    meta, spec = reserved.metadata, reserved.container.spec
+    gpus = {g.index for g in spec.gpus}
+    ports = set(node_ports(spec.template))
+    used = 0
+    ahead: list[tuple[str, set[int], set[tuple[int, str]], int]] = []
+    for other in neighbours:
+        if other.metadata.uid == meta.uid or other.container.spec.node_name != spec.node_name:
+            continue
+        if not holds_resources(other) or not (
+                committed(other) or other.metadata.resource_version < meta.resource_version):
+            continue
+        ahead.append((f"{other.metadata.workspace}/{other.metadata.name}",
+                      {g.index for g in other.container.spec.gpus},
+                      set(node_ports(other.container.spec.template)),
+                      other.container.spec.cpu_millicores))
+    for ref, placement in assumed:
+        if ref != key and placement.node == spec.node_name:
+            ahead.append((f"{ref.workspace}/{ref.name}", {g.index for g in placement.gpus},
+                          set(placement.node_ports), placement.cpu_millicores))
+    for name, other_gpus, other_ports, cpu in ahead:
+        if clash := gpus & other_gpus:
+            return f"GPU {sorted(clash)} of node {spec.node_name} went to {name} first"
+        if taken := ports & other_ports:
+            return (f"nodePort {', '.join(port_text(p) for p in sorted(taken))} of node "
+                    f"{spec.node_name} went to {name} first")
+        used += cpu
+    if spec.cpu_millicores and used + spec.cpu_millicores > cpu_capacity:
+        return f"the CPU of node {spec.node_name} went to other containers first"
+    return None
 
 
 async def release(client: Client, reserved: object_pb2.Object) -> None:

@@ -2,20 +2,26 @@
 
 A reconcile of a Container key:
 
-- gone, being deleted or committed (``dora.io/node``): nothing to do;
-- reserved but not committed (a scheduler stopped half-way): verify, then
-  commit or release;
+- gone, being deleted or committed (``dora.io/node``): nothing to do (its
+  assumption, if any, is forgotten);
+- bound from the version the cache still shows (the cache is behind): nothing to
+  do, unless that bind's outcome is unknown, when the apiserver is asked;
+- reserved but not committed (a scheduler of the earlier protocol stopped
+  half-way): checked against the cache, then committed or released;
 - pending (no phase yet reads as ``Pending``): filter the nodes
   (``filters``), pick one (``strategies``, by ``config.affinity``; both kept
-  up to date incrementally by ``placer``), then
-  reserve, verify and commit (``binder``). When nothing fits, the container's
-  status says why (condition ``Scheduled=False``, reason ``Unschedulable``) and
-  it waits: it is queued again whenever a node, a node lease, or the
-  resources held on a node change.
+  up to date incrementally by ``placer``), then bind it in one conditional write
+  (``binder``). When nothing fits, the container's status says why (condition
+  ``Scheduled=False``, reason ``Unschedulable``), an aggregated event tells its
+  workload, and it waits: it is queued again whenever a node, a node lease, or
+  the resources held on a node change.
 
 Choices are made one at a time inside the process (a lock around filter and
-pick) and remembered as ``assumed`` until the cache shows them, so concurrent
-workers never pick the same GPU; the binder protects against other processes.
+pick, nothing awaited under it) and remembered as assumed (``binder.Assumed``)
+until the cache shows their Container at another version than the one bound
+from, so the binds of many workers are in flight at once and never pick the same
+GPU; a failed bind forgets its assumption when the apiserver said no, and keeps
+it while the outcome is unknown.
 """
 
 from __future__ import annotations
@@ -25,11 +31,12 @@ from typing import cast
 
 import anyio
 
-from dora.api import conventions, kinds, objects
+from dora.api import conventions, errors, kinds, objects
 from dora.api.client import Client
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
 from dora.controllers import conditions
+from dora.controllers.events import WARNING, Recorder
 from dora.controllers.scheduler import binder, filters, strategies
 from dora.controllers.scheduler.placer import Placer
 from dora.controllers.scheduler.snapshot import (
@@ -44,9 +51,9 @@ from dora.observability import metrics
 from dora.runtime import reconcile, registry
 from dora.runtime.cache import Cache, EventType, by_node, unbound
 from dora.runtime.clock import Clock
-from dora.runtime.handlers import Event, Hook, Watch, named
+from dora.runtime.handlers import Event, Hook, Watch
 from dora.runtime.reconcile import DONE, Result
-from dora.runtime.registry import EventRecorder, Option, Setup
+from dora.runtime.registry import Option, Setup
 from dora.runtime.status import write_status
 
 log = reconcile.logger(__name__)
@@ -56,6 +63,8 @@ SCHEDULED = "Scheduled"
 UNSCHEDULABLE = "Unschedulable"
 # Unschedulable containers are also looked at this often, in case an event was missed.
 RETRY_UNSCHEDULABLE = 60.0
+# ...and this soon when room may have freed while it was being placed.
+RETRY_AFTER_WAKE = 0.2
 
 
 class Scheduler:
@@ -68,7 +77,7 @@ class Scheduler:
         cache: Cache,
         zone: str,
         clock: Clock,
-        recorder: EventRecorder,
+        recorder: Recorder,
         rng: strategies.RandomSource | None = None,
     ) -> None:
         self.client = client
@@ -79,22 +88,34 @@ class Scheduler:
         self.rng = rng or random_module.Random()
         self.snapshot = Snapshot(cache=cache, zone=zone)
         self.placer = Placer(self.snapshot)
+        # The assume cache: placements made that the cache does not show yet (``assumed``
+        # is what the placer lays over the nodes; ``assumptions`` adds what was bound from).
         self.assumed: dict[Ref, Placement] = {}
+        self.assumptions: dict[Ref, binder.Assumed] = {}
         self._lock = anyio.Lock()
         self.bound = 0
+        # kube-scheduler's unschedulable queue: the containers that found no room, queued
+        # again (all at once) when something frees room; ``_wakes`` counts those moments,
+        # so a container that was being placed during one is not left waiting.
+        self.unschedulable: set[Ref] = set()
+        self._wakes = 0
 
     # Wiring.
 
     @staticmethod
     def build(setup: Setup) -> Scheduler:
-        # The binder's reads go to the apiserver's watch cache: the real client.
+        # The binder's reads go to the apiserver's watch cache, its events are
+        # aggregated: the real client and recorder.
         return Scheduler(client=cast(Client, setup.client), cache=setup.cache, zone=setup.zone,
-                         clock=setup.clock, recorder=setup.recorder,
+                         clock=setup.clock, recorder=cast(Recorder, setup.recorder),
                          rng=random_module.Random(setup.option("seed")))
 
     def _waiting(self) -> list[Ref]:
-        return [objects.ref_of(c)
-                for c in self.cache.store(kinds.CONTAINER).by_index("unbound", "")]
+        """The containers to try again now that room may have freed (those that found
+        none; the others are queued by their own events)."""
+        self._wakes += 1
+        waiting, self.unschedulable = self.unschedulable, set()
+        return list(waiting)
 
     # Hooks: what the placement snapshot must forget.
 
@@ -108,9 +129,9 @@ class Scheduler:
             self.snapshot.invalidate(event.object.metadata.name)
 
     def on_lease(self, event: Event) -> None:
-        name = event.object.metadata.name
-        if name.startswith(conventions.NODE_LEASE_PREFIX):
-            self.snapshot.invalidate(name.removeprefix(conventions.NODE_LEASE_PREFIX))
+        if node_lease_came_or_went(event):
+            self.snapshot.invalidate(
+                event.object.metadata.name.removeprefix(conventions.NODE_LEASE_PREFIX))
 
     # Keys.
 
@@ -142,13 +163,20 @@ class Scheduler:
     async def reconcile(self, *, key: Ref) -> Result:
         container = self.cache.store(kinds.CONTAINER).get(key)
         if container is None or container.metadata.HasField("deletion_timestamp"):
-            self.assumed.pop(key, None)
+            self.forget(key)
+            self.unschedulable.discard(key)
             return DONE
         if binder.committed(container):
-            self.assumed.pop(key, None)
+            self.forget(key)
+            self.unschedulable.discard(key)
+            return DONE
+        assumed = self.assumptions.get(key)
+        # Bound (or maybe bound) from the version the cache still shows: it is behind.
+        if (assumed is not None and assumed.base == container.metadata.resource_version
+                and (not assumed.in_doubt or not await self._settle_doubt(key, assumed))):
             return DONE
         if container.container.spec.node_name:
-            await self._finish(container)
+            await self._finish(key, container)
             return DONE
         return await self._schedule(key, container)
 
@@ -156,62 +184,109 @@ class Scheduler:
         request = request_of(container)
         strategy = container.container.spec.template.config.affinity
         async with self._lock:
-            choice = self.choose(key, request, strategy)
+            wakes = self._wakes
+            choice = self.choose(key, request, strategy,
+                                 base=container.metadata.resource_version)
         if isinstance(choice, str):
             await self._unschedulable(container, choice)
+            if wakes != self._wakes:  # room may have freed meanwhile: look again soon
+                return Result(requeue_after=RETRY_AFTER_WAKE)
+            self.unschedulable.add(key)
             return Result(requeue_after=RETRY_UNSCHEDULABLE)
-        placement = self.assumed[key]
-        try:
-            reserved = await binder.reserve(self.client, container, placement)
-            await self._finish(reserved, capacity=choice.node.cpu_capacity)
-        except BaseException:
-            self.assumed.pop(key, None)
-            raise
+        await self._bind(key, container, self.assumed[key])
         return DONE
 
-    def choose(self, key: Ref, request: filters.Request, strategy: str) -> filters.Fit | str:
-        """Pick a node for ``request`` now and remember it as assumed for ``key``; or the
-        Unschedulable message. The caller holds the lock; nothing here awaits (``bench/``
-        measures this, the scheduler's whole placement work, on its own)."""
+    def choose(self, key: Ref, request: filters.Request, strategy: str, *,
+               base: int = 0) -> filters.Fit | str:
+        """Pick a node for ``request`` now and assume it for ``key`` (whose Container is at
+        resourceVersion ``base``); or the Unschedulable message. The caller holds the
+        lock; nothing here awaits (``bench/`` measures this, the scheduler's whole
+        placement work, on its own)."""
         self._drop_seen_assumptions()
         choice = self.placer.choose(request, strategy, assumed=self.assumed, rng=self.rng)
         if isinstance(choice, str):
             return choice
-        self.assumed[key] = Placement(node=choice.node.name, gpus=choice.gpus,
-                                      cpu_millicores=request.cpu_millicores,
-                                      workload=request.workload,
-                                      node_ports=request.node_ports)
+        self.assume(key, Placement(node=choice.node.name, gpus=choice.gpus,
+                                   cpu_millicores=request.cpu_millicores,
+                                   workload=request.workload,
+                                   node_ports=request.node_ports), base=base)
         return choice
 
-    async def _finish(self, reserved: object_pb2.Object, *, capacity: int | None = None) -> None:
-        """Verify a reservation, then commit it, or release it and raise ``LostRace``."""
-        key = objects.ref_of(reserved)
-        if capacity is None:
-            node = self.cache.store(kinds.NODE).get_named(reserved.container.spec.node_name,
-                                                      zone=reserved.metadata.zone)
-            capacity = node.node.status.cpu.count * 1000 if node is not None else 0
+    # The assume cache.
+
+    def assume(self, key: Ref, placement: Placement, *, base: int) -> None:
+        self.assumptions[key] = binder.Assumed(placement=placement, base=base)
+        self.assumed[key] = placement
+
+    def forget(self, key: Ref) -> None:
+        self.assumptions.pop(key, None)
+        self.assumed.pop(key, None)
+
+    def _drop_seen_assumptions(self) -> None:
+        """Forget the assumptions the cache has caught up with: it shows their Container
+        gone or at another version than the one bound from."""
+        store = self.cache.store(kinds.CONTAINER)
+        for key, assumed in list(self.assumptions.items()):
+            current = store.get(key)
+            if current is None or current.metadata.resource_version != assumed.base:
+                self.forget(key)
+
+    async def _settle_doubt(self, key: Ref, assumed: binder.Assumed) -> bool:
+        """Whether a bind whose outcome was unknown surely did not happen (then its
+        assumption is forgotten); asks the apiserver, which knows."""
         try:
-            await binder.verify(self.client, reserved, cpu_capacity=capacity)
-        except binder.LostRace as exc:
-            log.info("%s: %s; placing it again", key, exc)
-            self.assumed.pop(key, None)
-            await binder.release(self.client, reserved)
+            stored = await self.client.get(key.kind, key.name, zone=key.zone,
+                                           workspace=key.workspace)
+        except errors.NotFound:
+            self.forget(key)
+            return False
+        if stored.metadata.resource_version == assumed.base:
+            self.forget(key)
+            return True
+        return False  # it changed: the watch will bring the new version
+
+    async def _bind(self, key: Ref, container: object_pb2.Object, placement: Placement) -> None:
+        """One write; the assumption stays until the cache shows the result."""
+        try:
+            bound = await binder.bind(self.client, container, placement)
+        except BaseException as exc:
+            assumed = self.assumptions.get(key)
+            if binder.definite(exc):
+                self.forget(key)
+            elif assumed is not None:
+                assumed.in_doubt = True
             raise
-        bound = await binder.commit(self.client, reserved)
+        self._bound(key, bound)
+
+    async def _finish(self, key: Ref, reserved: object_pb2.Object) -> None:
+        """A reservation left half-way by an earlier scheduler: commit it (one write) if
+        the cache says it may keep what it reserved, else release it and raise
+        ``LostRace``."""
+        node_name = reserved.container.spec.node_name
+        node = self.cache.store(kinds.NODE).get_named(node_name, zone=reserved.metadata.zone)
+        capacity = node.node.status.cpu.count * 1000 if node is not None else 0
+        async with self._lock:
+            self._drop_seen_assumptions()
+            why = binder.conflict(
+                reserved, self.cache.store(kinds.CONTAINER).by_index("node", node_name),
+                self.assumed.items(), key=key, cpu_capacity=capacity)
+            if why is None:
+                self.assume(key, placement_of(reserved),
+                            base=reserved.metadata.resource_version)
+        if why is not None:
+            log.info("%s: %s; placing it again", key, why)
+            await binder.release(self.client, reserved)
+            raise binder.LostRace(why)
+        await self._bind(key, reserved, placement_of(reserved))
+
+    def _bound(self, key: Ref, bound: object_pb2.Object) -> None:
         self.bound += 1
         metrics.SCHEDULER_BINDS.inc()
         placement = placement_of(bound)
         gpus = ", ".join(str(g.index) for g in placement.gpus)
-        self.recorder.normal(bound, SCHEDULED, f"bound to node {placement.node}"
-                             + (f" (GPU {gpus})" if gpus else ""))
+        where = f"node {placement.node}" + (f" (GPU {gpus})" if gpus else "")
+        self.recorder.aggregated(bound, SCHEDULED, f"bound {bound.metadata.name} to {where}")
         log.info("%s bound to %s%s", key, placement.node, f" GPUs [{gpus}]" if gpus else "")
-
-    def _drop_seen_assumptions(self) -> None:
-        store = self.cache.store(kinds.CONTAINER)
-        for key, placement in list(self.assumed.items()):
-            current = store.get(key)
-            if current is None or current.container.spec.node_name == placement.node:
-                del self.assumed[key]
 
     async def _unschedulable(self, container: object_pb2.Object, message: str) -> None:
         metrics.SCHEDULER_UNSCHEDULABLE.inc()
@@ -227,7 +302,7 @@ class Scheduler:
         if await write_status(self.client, container, pending) in (None, container):
             return  # gone, or it said so already
         log.info("%s: %s", objects.ref_of(container), message)
-        self.recorder.warning(container, UNSCHEDULABLE, message)
+        self.recorder.aggregated(container, UNSCHEDULABLE, message, type=WARNING)
 
 
 def node_changed(event: Event) -> bool:
@@ -238,6 +313,13 @@ def node_changed(event: Event) -> bool:
                 and node_signature(event.old) == node_signature(event.new))
 
 
+def node_lease_came_or_went(event: Event) -> bool:
+    """Whether a node's Lease appeared or went: only whether it exists matters (its
+    agent is alive), not its renewals."""
+    return (event.object.metadata.name.startswith(conventions.NODE_LEASE_PREFIX)
+            and event.type in (EventType.ADDED, EventType.DELETED))
+
+
 CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
     name="scheduler",
     help="binds pending Containers to nodes (filters, strategies, exclusive GPUs)",
@@ -245,8 +327,7 @@ CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
     watches=[
         Watch(kinds.CONTAINER, Scheduler.container_keys),
         Watch(kinds.NODE, Scheduler.waiting_keys, predicate=node_changed),
-        Watch(kinds.LEASE, Scheduler.waiting_keys,
-              predicate=named(conventions.NODE_LEASE_PREFIX)),
+        Watch(kinds.LEASE, Scheduler.waiting_keys, predicate=node_lease_came_or_went),
     ],
     hooks=[
         Hook(kinds.CONTAINER, Scheduler.on_container),

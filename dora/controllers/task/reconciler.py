@@ -101,7 +101,7 @@ class TaskController:
                 f" in zone {task.metadata.zone} is spent: no job runs until there is more")
 
     async def reconcile(self, *, key: Ref) -> Result:
-        task = self.cache.store("Task").get(key)
+        task = self.cache.store(kinds.TASK).get(key)
         if task is None or task.metadata.HasField("deletion_timestamp"):
             return DONE
         status = task.task.status

@@ -55,3 +55,22 @@ def test_an_index_added_later_covers_what_is_stored() -> None:
     s.upsert(obj("Container", "a.0", node="n1"))
     s.add_index("node", by_node)
     assert [o.metadata.name for o in s.by_index("node", "n1")] == ["a.0"]
+
+
+def test_by_index_keeps_its_order_and_shows_the_newest_versions() -> None:
+    """``by_index`` remembers each value's sorted refs between calls: an object's new
+    version shows at once, one filed elsewhere leaves the old value, and a new one
+    takes its place in the order."""
+    s = store()
+    for name in ("c.0", "a.0", "b.0"):
+        s.upsert(obj("Container", name, node="n1"))
+    assert [o.metadata.name for o in s.by_index("node", "n1")] == ["a.0", "b.0", "c.0"]
+    s.upsert(obj("Container", "b.0", node="n1", rv=2))  # same node: still filed there
+    [_, b, _] = s.by_index("node", "n1")
+    assert b.metadata.resource_version == 2
+    s.upsert(obj("Container", "a.0", node="n2", rv=2))
+    s.upsert(obj("Container", "a.1", node="n1"))
+    assert [o.metadata.name for o in s.by_index("node", "n1")] == ["a.1", "b.0", "c.0"]
+    assert [o.metadata.name for o in s.by_index("node", "n2")] == ["a.0"]
+    s.remove(obj("Container", "c.0"))
+    assert [o.metadata.name for o in s.by_index("node", "n1")] == ["a.1", "b.0"]
