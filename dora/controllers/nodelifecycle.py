@@ -157,34 +157,37 @@ class NodeLifecycle:
         log.warning("node %s is NotReady: %s", node.metadata.name, message)
 
     async def _evict(self, container: object_pb2.Object, why: str) -> None:
+        """Mark ``container`` Lost (the event says so once), then let it go: its agent
+        finalizer removed and the object deleted. The workload controller may delete a
+        Lost container first: that is the same end."""
         meta = container.metadata
         ref = objects.ref_of(container)
         current = container
+        if current.container.status.phase != LOST:
+
+            def lost(obj: object_pb2.Object) -> None:
+                status = obj.container.status
+                status.phase, status.reason, status.message = LOST, "NodeLost", why
+
+            written = await write_status(self.client, current, lost)
+            if written is None:
+                return
+            current = written
+            self.evicted += 1
+            log.info("%s lost: %s", ref, why)
+            self.recorder.warning(container, "ContainerLost", f"{meta.name}: {why}")
         try:
-            if current.container.status.phase != LOST:
-
-                def lost(obj: object_pb2.Object) -> None:
-                    status = obj.container.status
-                    status.phase, status.reason, status.message = LOST, "NodeLost", why
-
-                written = await write_status(self.client, current, lost)
-                if written is None:
-                    return
-                current = written
             if conventions.AGENT_FINALIZER in current.metadata.finalizers:
                 obj = clone(current)
                 obj.metadata.finalizers.remove(conventions.AGENT_FINALIZER)
                 obj.container.ClearField("status")
                 current, _ = await self.client.apply(obj)
-            if not meta.HasField("deletion_timestamp"):
+            if not current.metadata.HasField("deletion_timestamp"):
                 await self.client.delete(kinds.CONTAINER, meta.name, zone=meta.zone,
                                          workspace=meta.workspace,
                                          resource_version=current.metadata.resource_version)
         except errors.NotFound:
             return
-        self.evicted += 1
-        log.info("%s lost: %s", ref, why)
-        self.recorder.warning(container, "ContainerLost", f"{meta.name}: {why}")
 
 
 def eager(container: object_pb2.Object) -> bool:
