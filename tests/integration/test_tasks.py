@@ -40,7 +40,7 @@ from tests.integration.controllers_harness import (
 from tests.integration.test_ctl_support import Ctl
 from tests.integration.test_volume_files import SECRET, node_token
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 __all__ = ["group"]
 
 CONTROLLERS = ("scheduler", "nodelifecycle", "volume", "task")
@@ -106,8 +106,14 @@ class Cluster:
 
 
 @pytest.fixture
+def agent_options() -> dict[str, Any]:
+    """Overrides of the agent's test config (``agent_harness.config``)."""
+    return {}
+
+
+@pytest.fixture
 async def cluster(client: Client, apiserver: APIServer, admin_token: str, node: str,
-                  tmp_path: Path) -> AsyncIterator[Cluster]:
+                  tmp_path: Path, agent_options: dict[str, Any]) -> AsyncIterator[Cluster]:
     """Storage, the Volume ``files``, a real agent (with its file and log server)."""
     storage = tmp_path / "storage"
     (storage / h.WORKSPACE / "files").mkdir(parents=True)
@@ -130,7 +136,7 @@ async def cluster(client: Client, apiserver: APIServer, admin_token: str, node: 
             declared.node.spec.endpoint = f"http://127.0.0.1:{server.port}"
             declared.node.spec.allow.append("CPUWorkload")
             await client.apply(declared)
-            async with h.running_agent(as_node, node):
+            async with h.running_agent(as_node, node, **agent_options):
                 home = tmp_path / "home"
                 home.mkdir()
                 yield Cluster(client, apiserver, admin_token, node, storage, home)
