@@ -17,7 +17,7 @@ from dora.ctl import manifests
 from tests.integration.test_ctl_support import SEED_SCOPES, SEEDS, Ctl
 from tests.unit import seeds
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 
 WORKLOAD = """\
 apiVersion: v1

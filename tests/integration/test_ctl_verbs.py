@@ -25,7 +25,7 @@ from tests.integration.controllers_harness import (
 from tests.integration.test_ctl_get import make_container, workload_yaml
 from tests.integration.test_ctl_support import Ctl
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 __all__ = ["group"]
 
 

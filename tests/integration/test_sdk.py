@@ -21,7 +21,7 @@ from dora.api.client import Client as ApiClient
 from dora.apiserver.server import APIServer
 from tests.integration.test_ctl_get import make_container
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 
 
 @pytest.fixture

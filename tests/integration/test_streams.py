@@ -35,7 +35,7 @@ from dora.apiserver.server import APIServer, Config
 from tests.integration import agent_harness as h
 from tests.integration.test_ctl_support import ROOT, Ctl
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 
 SECRET = "test-secret-0123456789abcdef"
 COUNTER = "sh -c 'i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done'"
