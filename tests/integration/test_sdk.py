@@ -186,13 +186,13 @@ async def test_wait_wakes_when_the_state_is_reached(profile: Path, client: ApiCl
         workload = (await sdk.apply(dora.Workload("web", image="dora/busybox"))).object.proto
         waiter = asyncio.create_task(sdk.wait("container", "web-1", "phase=Running",
                                               timeout=20))
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # measured: still waiting a while on
         assert not waiter.done()  # it does not exist yet: waited for
         await make_container(client, workload, "web-1")
         container = await client.get("Container", "web-1", zone="default", workspace="default")
         container.container.status.phase = "Pending"
         await client.update_status(container)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # measured: Pending does not end the wait
         assert not waiter.done()
         container = await client.get("Container", "web-1", zone="default", workspace="default")
         container.container.status.phase = "Running"
