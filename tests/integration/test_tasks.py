@@ -652,7 +652,7 @@ async def test_no_credit_stops_the_jobs_and_they_resume_when_it_is_back(
         assert "credit of user jodafons in zone default is spent" in held.task.status.message
         for config in (cluster.files / "my_config_files").iterdir():
             config.write_text(config.read_text().replace(" 60", " 0"))
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # measured: half a second on, nothing started
         assert not await job_containers(cluster.client)  # nothing started meanwhile
         await spent(False)
         done = await state_is(cluster.client, tasks.COMPLETED)
