@@ -32,6 +32,8 @@ busybox_static() {
   [[ "$out" == *"not a dynamic executable"* || "$out" == *"statically linked"* ]]
 }
 busybox_static || missing+=(busybox-static)
+# The fencing test cuts a network link for real: `ip netns` and veth pairs.
+command -v ip >/dev/null 2>&1 || [[ -x /usr/sbin/ip ]] || missing+=(iproute2)
 # Python: hack/venv.sh needs python3 >= 3.11 with venv and ensurepip (Debian splits
 # ensurepip out into python3-venv).
 py="${PYTHON:-python3}"

@@ -34,10 +34,8 @@ hack/web-build.sh
 
 rc=0
 if ((!web_only)); then
-  if [[ -f hack/verify-gen.sh ]]; then
-    log "hack/verify-gen.sh"
-    bash hack/verify-gen.sh
-  fi
+  log "hack/verify-gen.sh"
+  bash hack/verify-gen.sh
   hack/lint.sh
 
   # examples/controller: the example controller's own unit test, kept next to it.

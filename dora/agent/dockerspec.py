@@ -25,6 +25,12 @@ their cmd as ``/bin/sh -c CMD``, the meaning it had when it was written.
 Every container runs as ``docker run -it`` would: a TTY and an open stdin, so an
 interactive image (``cmd: /bin/sh``) waits for input instead of exiting at once.
 Its environment is ``config.env`` plus what Dora tells it (``dora_environment``).
+
+No container runs without a memory limit: one that names none (``selectors.cpu.memory``,
+else ``selectors.gpu.memory``, which the apiserver's ``--default-memory`` may have
+filled in) gets ``DEFAULT_MEMORY_FRACTION`` of its node's memory, so a runaway process
+is killed by its own cgroup before the kernel's OOM killer picks the agent, dockerd or
+the system.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from dora.agent.inventory import read_memory
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, workloads_pb2
 
@@ -49,6 +56,10 @@ LABEL_WORKLOAD = "dora.workload"
 LABEL_VERSION = "dora.version"
 # On Docker named volumes: which Dora Volume (with dora.zone and dora.workspace).
 LABEL_VOLUME = "dora.volume"
+
+# The memory limit of a container that names none: this share of the node's memory
+# (the rest stays with the agent, dockerd and the system).
+DEFAULT_MEMORY_FRACTION = 0.75
 
 _NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -96,7 +107,8 @@ class RunSpec:
     command: list[str] | None = None
     shm_size: int = 0
     nano_cpus: int = 0
-    # Docker's memory limit in bytes (``selectors.*.memory``); 0: none.
+    # Docker's memory limit in bytes (``selectors.*.memory``, else a share of the
+    # node's: ``memory_of``); 0: none.
     mem_limit: int = 0
     # GPUs for the NVIDIA runtime, by UUID; empty on simulated GPUs.
     gpu_uuids: tuple[str, ...] = ()
@@ -169,9 +181,11 @@ def docker_volume(mount: Mount, *, zone: str) -> DockerVolume:
 
 
 def run_spec(obj: object_pb2.Object, *, node: str, simulated_gpus: bool,
-             mounts: Sequence[Mount] = ()) -> RunSpec:
+             mounts: Sequence[Mount] = (), node_memory: int | None = None) -> RunSpec:
     """The Docker container a Container bound to ``node`` runs as, with its volumes
-    already resolved (``mounts``, one per entry of ``template.volumes``).
+    already resolved (``mounts``, one per entry of ``template.volumes``);
+    ``node_memory`` (bytes, this machine's when None) bounds a container that names
+    no memory limit.
 
     Raises ``Unsupported`` for what this agent cannot run (yet): the Container is
     then Failed with that reason rather than run without what it asked for.
@@ -197,7 +211,8 @@ def run_spec(obj: object_pb2.Object, *, node: str, simulated_gpus: bool,
         command=command,
         shm_size=max(template.config.shm_size, 0),
         nano_cpus=max(spec.cpu_millicores, 0) * 1_000_000,
-        mem_limit=memory_of(template),
+        mem_limit=memory_of(template,
+                            node_memory=read_memory() if node_memory is None else node_memory),
         # By UUID: indexes can change order across reboots; the index only if no UUID.
         gpu_uuids=() if simulated_gpus else tuple(g.uuid or str(g.index) for g in spec.gpus),
         network_mode=mode,
@@ -210,15 +225,16 @@ def run_spec(obj: object_pb2.Object, *, node: str, simulated_gpus: bool,
     )
 
 
-def memory_of(template: workloads_pb2.WorkloadSpec) -> int:
+def memory_of(template: workloads_pb2.WorkloadSpec, *, node_memory: int = 0) -> int:
     """The container's memory limit in bytes: the cpu selector's, else the gpu
-    selector's; 0 (none) when neither names one."""
+    selector's; when neither names one, ``DEFAULT_MEMORY_FRACTION`` of
+    ``node_memory`` (0, none, only when the node's memory is unknown)."""
     for name in ("cpu", "gpu"):
         if template.selectors.HasField(name):
             memory = getattr(template.selectors, name).memory
             if memory > 0:
                 return int(memory)
-    return 0
+    return int(max(node_memory, 0) * DEFAULT_MEMORY_FRACTION)
 
 
 def interactive(obj: object_pb2.Object) -> bool:

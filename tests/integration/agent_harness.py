@@ -14,9 +14,9 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -26,12 +26,13 @@ from dora.agent.inventory import NVML, Inventory
 from dora.api import conventions, errors, objects
 from dora.api.client import Client
 from dora.api.v1 import object_pb2
+from tests.eventually import eventually
 
 BUSYBOX = os.environ.get("DORA_BUSYBOX_IMAGE", "dora/busybox:latest")
+__all__ = ["eventually"]
+
 ZONE = "default"
 WORKSPACE = "default"
-
-T = TypeVar("T")
 
 
 def docker_or_skip() -> Any:
@@ -123,21 +124,6 @@ async def get_container(client: Client, name: str) -> object_pb2.Object | None:
         return await client.get("Container", name, zone=ZONE, workspace=WORKSPACE)
     except errors.NotFound:
         return None
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], *, what: str,
-                     within: float = 20.0) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what``."""
-    last: T | None = None
-    try:
-        async with asyncio.timeout(within):
-            while True:
-                last = await probe()
-                if last:
-                    return last
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        pytest.fail(f"timed out after {within}s waiting for {what}; last seen: {last!r}")
 
 
 async def phase_of(client: Client, name: str, phase: str, *,

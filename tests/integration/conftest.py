@@ -1,9 +1,11 @@
 """The envtest idea: a real etcd (one per session, wiped between tests) and the
-real apiserver in-process on a free port."""
+real apiserver in-process on a free port. Every test of this folder is marked
+``integration`` here (``-m "not integration"`` runs the unit tests alone)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,14 @@ from dora.apiserver.server import APIServer, Config
 from dora.apiserver.storage import Etcd
 from tests.integration import agent_harness
 from tests.integration.etcd import EtcdProcess
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

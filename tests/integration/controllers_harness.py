@@ -27,6 +27,7 @@ from dora.api.v1 import object_pb2
 from dora.apiserver.server import APIServer
 from dora.controllers import main as controllers_main
 from dora.runtime.manager import Manager
+from tests import eventually as shared
 
 TTL = 2
 _uuids = itertools.count(1)
@@ -212,18 +213,8 @@ class Controllers:
 
 async def eventually(check: Callable[[], Awaitable[Any]], *, within: float = 10.0,
                      what: str = "") -> Any:
-    """Poll ``check`` until it returns something truthy; that value."""
-    last: Any = None
-    with anyio.move_on_after(within):
-        while True:
-            try:
-                last = await check()
-            except errors.NotFound:
-                last = None
-            if last:
-                return last
-            await anyio.sleep(0.05)
-    pytest.fail(f"timed out after {within}s waiting for {what or check}: last {last!r}")
+    """``tests.eventually`` with a missing object counting as not yet."""
+    return await shared.eventually(check, within=within, what=what, ignore=(errors.NotFound,))
 
 
 async def containers(client: Client, workload: str = "", *, zone: str = "default",

@@ -19,7 +19,6 @@ from dora.apiserver.watchcache import KindCache
 from tests.integration.etcd import EtcdProcess
 from tests.integration.test_auth import OTHER, OWN, ZONE, lab, user_client, workload
 
-pytestmark = pytest.mark.integration
 __all__ = ["lab", "user_client"]  # fixtures, used by name
 
 QUOTA = 4

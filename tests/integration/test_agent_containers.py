@@ -21,7 +21,7 @@ from dora.api import conventions
 from dora.api.client import Client, WatchEvent
 from tests.integration import agent_harness as h
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 
 
 @pytest.fixture

@@ -16,8 +16,6 @@ from dora.agent.dockerspec import RunSpec
 from dora.api.objects import Ref
 from tests.integration import agent_harness as h
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def node(docker: Any) -> Iterator[str]:

@@ -22,7 +22,7 @@ from dora.api.client import Client
 from dora.api.v1 import streams_pb2, streams_pb2_grpc
 from tests.integration import agent_harness as h
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 
 
 @pytest.fixture

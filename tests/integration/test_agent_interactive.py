@@ -26,7 +26,7 @@ from tests.integration import test_streams as streams
 from tests.integration.controllers_harness import Background, Controllers
 from tests.integration.test_streams import Cluster, read_until, running
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from dora.api.v1 import object_pb2
 from tests.integration import agent_harness as h
 from tests.unit.test_agent_inventory import FakeDGX
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from dora.api import objects
 from dora.api.client import Client
 from dora.apiserver.storage import Etcd
+from tests.eventually import eventually
 from tests.integration.etcd import EtcdProcess, free_port
 
 
@@ -59,13 +59,13 @@ def apiserver_process(etcd: Etcd, etcd_process: EtcdProcess, tmp_path: Path) -> 
 async def wait_serving(target: str) -> health_pb2.HealthCheckResponse:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        async with asyncio.timeout(20):
-            while True:
-                try:
-                    return await stub.Check(health_pb2.HealthCheckRequest(
-                        service="dora.api.v1.Resources"))
-                except grpc.aio.AioRpcError:
-                    await asyncio.sleep(0.1)
+
+        async def check() -> health_pb2.HealthCheckResponse:
+            return await stub.Check(health_pb2.HealthCheckRequest(
+                service="dora.api.v1.Resources"))
+
+        return await eventually(check, what=f"the apiserver at {target} serving",
+                                within=20, every=0.1, ignore=(grpc.aio.AioRpcError,))
 
 
 async def test_the_command_serves_health_reflection_and_the_api(

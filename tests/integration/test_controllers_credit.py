@@ -300,14 +300,14 @@ async def test_a_spent_budget_stops_workloads_until_it_is_raised(
     await set_stopped(client, "train", True)
     await set_stopped(client, "train", False)
     await blocked(client, "train")
-    await anyio.sleep(1)
+    await anyio.sleep(1)  # measured: a second on, still nothing created
     assert [n for n in added if n.startswith("train.")] == []
     created, _ = await client.apply(gpu_workload("second", gpus=1))
     assert created.metadata.uid
     wl = await blocked(client, "second")
     cond = condition(wl)
     assert cond is not None and "weekly budget of 10 credits" in cond.message
-    await anyio.sleep(1)
+    await anyio.sleep(1)  # measured: a second on, still nothing created
     assert [n for n in added if n.startswith("second.")] == []
 
     # A larger budget: the reason goes, and it runs again.

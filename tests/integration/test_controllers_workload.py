@@ -103,12 +103,14 @@ async def test_tutorial_flow(client: Client, cluster: list[SimNode], group: Task
     # Change the image: the containers are replaced one at a time.
     most = 0
     seen_live: set[str] = set()
+    listed = anyio.Event()
 
     async def count_live() -> None:
         nonlocal most
         _, version = await client.list("Container")
         live = {c.metadata.name for c in await containers(client, "blue.red")}
         seen_live.update(live)
+        listed.set()  # from here on the watch sees every change
         async for event in client.watch("Container", resource_version=version):
             name = event.object.metadata.name
             if event.type == WatchEvent.DELETED or event.object.metadata.HasField(
@@ -125,7 +127,7 @@ async def test_tutorial_flow(client: Client, cluster: list[SimNode], group: Task
             await count_live()
 
     group.start_soon(watch_counts)
-    await anyio.sleep(0.2)
+    await listed.wait()
     await change(client, "blue.red", lambda s: setattr(s.image, "image", "python"))
     wl = await settled(client, "blue.red", ready=2, version=2)
     watcher.cancel()

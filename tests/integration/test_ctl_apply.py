@@ -17,7 +17,7 @@ from dora.ctl import manifests
 from tests.integration.test_ctl_support import SEED_SCOPES, SEEDS, Ctl
 from tests.unit import seeds
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 
 WORKLOAD = """\
 apiVersion: v1
@@ -221,3 +221,18 @@ async def test_a_pasted_product_document_applies_in_dependency_order(
     kinds_deleted = [line.split("/")[0] for line in deleted.out.splitlines()]
     assert kinds_deleted.index("workload") < kinds_deleted.index("volume")
     assert kinds_deleted.index("volume") < kinds_deleted.index("zone")
+
+
+async def test_the_real_program_applies_and_gets(apiserver: APIServer, admin_token: str,
+                                                 tmp_path: Path) -> None:
+    """The smoke test of ``python -m dora.ctl`` itself (the other cases run the CLI in
+    this process): its own interpreter, entry point, exit codes and streams."""
+    real = Ctl(server=f"127.0.0.1:{apiserver.port}", token=admin_token,
+               home=tmp_path / "real", subprocess=True)
+    applied = await real.ok("apply", "-f", "-", input=(
+        "kind: Workload\nmetadata: {name: smoke}\n"
+        "spec: {image: {image: dora/busybox}, replica: {count: 0}}\n"))
+    assert applied.out == "workload/smoke created\n"
+    assert (await real.ok("get", "wk", "smoke", "-o", "name")).out == "workload/smoke\n"
+    missing = await real("get", "wk", "absent")
+    assert missing.code == 1 and missing.err.startswith("error: ")

@@ -4,6 +4,8 @@ aliases, names, selectors, scopes, watches that print changes, and waits for del
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,10 @@ from dora.api import codec, errors, objects
 from dora.api.client import Client
 from dora.api.v1 import object_pb2
 from dora.apiserver.server import APIServer
+from tests.eventually import eventually
 from tests.integration.test_ctl_support import SEED_SCOPES, Ctl, table, words
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 
 
 @pytest.fixture
@@ -159,9 +162,15 @@ async def test_get_watch_only_skips_the_current_objects(ctl: Ctl) -> None:
     await make_workloads(ctl)
     watch = await ctl.start("get", "wk", "web", "--watch-only", "--max-events", "1",
                             "-o", "name")
-    await asyncio.sleep(1.5)  # the CLI starts and opens its watch
     await ctl.ok("apply", "-f", "-", input=workload_yaml("db", replicas=3))
-    await ctl.ok("stop", "wk", "web")
+    verbs = itertools.cycle(("stop", "start"))
+
+    async def web_changed_until_seen() -> bool:
+        # The CLI opens its watch when it is ready: web changes until it has seen one.
+        await ctl.ok(next(verbs), "wk", "web")
+        return not watch.running()
+
+    await eventually(web_changed_until_seen, what="the watch to see web change", every=0.2)
     result = await watch.finish()
     assert (result.code, result.out) == (0, "workload/web\n")
 
@@ -208,7 +217,7 @@ async def test_delete_wait_waits_for_finalizers(ctl: Ctl, client: Client) -> Non
     assert timed_out.err == "error: timed out after 1s waiting for workload/held to be gone\n"
     waiting = await ctl.start("delete", "wk", "held", "--wait", "--timeout", "30s")
     assert await waiting.line() == "workload/held deleted"
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # measured: half a second on, it still waits
     assert waiting.running()
     current = await client.get("Workload", "held")
     assert current.metadata.HasField("deletion_timestamp")
@@ -245,7 +254,8 @@ async def test_scale_retries_on_conflicts(ctl: Ctl, client: Client) -> None:
         for index in range(15):
             web = await client.get("Workload", "web")
             web.metadata.labels["churn"] = str(index)
-            await client.apply(web)
+            with contextlib.suppress(errors.Conflict):  # the scale came between: go on
+                await client.apply(web)
 
     scaled, _ = await asyncio.gather(ctl.ok("scale", "wk", "web", "--replicas", "7"), churn())
     assert scaled.out == "workload/web scaled\n"

@@ -1,10 +1,14 @@
 """Running the real ``doractl`` against the in-process apiserver, for the test_ctl_* files.
 
-The CLI runs in a subprocess (``python -m dora.ctl``), as users run it: its own
-``asyncio.run``, stdout a pipe (so tables are plain), exit codes as they are.
-Subprocesses are awaited with asyncio so the apiserver, which lives on the test's
-event loop, keeps serving meanwhile. The CLI finds the apiserver and the admin
-token in a profile file of the test's own.
+``Ctl(...)`` runs the CLI in this process (``dora.ctl.main.run`` in a worker thread,
+under click's ``CliRunner`` isolation: its own stdin, stdout and stderr, which are no
+terminal, so tables are plain; its own ``asyncio.run``; the exit code ``run`` returns),
+which costs milliseconds where a new interpreter costs a second. ``Ctl(...,
+subprocess=True)`` and ``start`` (a CLI that keeps running: watches, Ctrl-C) run
+``python -m dora.ctl`` as users do: the smoke tests of the real program (as do
+``exec`` and ``shell``, which use file descriptors 0-2 directly). Either way
+the apiserver, which lives on the test's event loop, keeps serving meanwhile, and the
+CLI finds it and the admin token in a profile file of the test's own.
 """
 
 from __future__ import annotations
@@ -13,10 +17,14 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from dora.ctl import main as ctl_main
 from dora.ctl import profiles
 
 # The longest one doractl call may take before the test fails (not a timing test:
@@ -56,7 +64,9 @@ class Ctl:
     """doractl with a profile like the one ``make up`` writes: a current context with the
     server, the admin token and the default zone and workspace."""
 
-    def __init__(self, *, server: str, token: str, home: Path) -> None:
+    def __init__(self, *, server: str, token: str, home: Path,
+                 subprocess: bool = False) -> None:
+        self.subprocess = subprocess
         self.config = home / "config.yaml"
         profiles.save(profiles.Profiles(
             contexts={"test": profiles.Context("test", endpoint=server, token=token,
@@ -71,6 +81,9 @@ class Ctl:
 
     async def __call__(self, *args: str, input: str | None = None,
                        env: Mapping[str, str] | None = None) -> Result:
+        if not self.subprocess and args[:1] not in FD_LEVEL:
+            return await asyncio.wait_for(
+                asyncio.to_thread(self._in_process, args, input, env or {}), LIMIT)
         process = await asyncio.create_subprocess_exec(
             *self._command(args), cwd=ROOT, env={**self.env, **(env or {})},
             stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
@@ -81,6 +94,21 @@ class Ctl:
         )
         assert process.returncode is not None
         return Result(process.returncode, out.decode(), err.decode())
+
+    def _in_process(self, args: tuple[str, ...], input: str | None,
+                    env: Mapping[str, str]) -> Result:
+        """One CLI call at a time (the isolation swaps process-wide streams and
+        environment), with the environment the subprocess would get."""
+        overrides: dict[str, str | None] = {k: None for k in os.environ
+                                            if k.startswith("DORA_")}
+        overrides.update(self.env)
+        overrides.update(env)
+        with _IN_PROCESS, CliRunner().isolation(input=input, env=overrides) as streams:
+            code = ctl_main.run(list(args))
+            sys.stdout.flush()
+            sys.stderr.flush()
+            out, err = streams[0].getvalue(), streams[1].getvalue()
+        return Result(code, out.decode(), err.decode())
 
     async def ok(self, *args: str, input: str | None = None) -> Result:
         """Run and require success: the failure message shows what the CLI said."""
@@ -94,6 +122,13 @@ class Ctl:
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         return Background(process)
+
+
+_IN_PROCESS = threading.Lock()
+# Commands that read and write file descriptors 0, 1 and 2 themselves (a remote
+# process's streams, raw terminals): no in-process isolation can hold them, so they
+# always run as a subprocess.
+FD_LEVEL = {("exec",), ("shell",)}
 
 
 class Background:

@@ -25,7 +25,7 @@ from tests.integration.controllers_harness import (
 from tests.integration.test_ctl_get import make_container, workload_yaml
 from tests.integration.test_ctl_support import Ctl
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 __all__ = ["group"]
 
 
@@ -60,7 +60,7 @@ async def test_wait_for_a_phase_a_condition_and_deletion(ctl: Ctl, client: Clien
     waiter = await ctl.start("wait", "c", "web-1", "--for", "phase=Running", "--timeout=30s")
     await make_container(client, web, "web-1")
     await set_container_phase(client, "web-1", "Pending")
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # measured: Pending does not end the wait
     await set_container_phase(client, "web-1", "Running")
     done = await waiter.finish()
     assert (done.code, done.out) == (0, "container/web-1 condition met\n")
@@ -76,7 +76,7 @@ async def test_wait_for_a_phase_a_condition_and_deletion(ctl: Ctl, client: Clien
     assert usage.code == 2 and "--for" in usage.err
 
     deleting = await ctl.start("wait", "container/web-1", "--for=delete", "--timeout=30s")
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # measured: it waits while the container is there
     await client.delete("Container", "web-1", zone="default", workspace="default")
     done = await deleting.finish()
     assert (done.code, done.out) == (0, "container/web-1 deleted\n")
@@ -102,7 +102,7 @@ async def test_wait_for_a_task_state(ctl: Ctl, client: Client) -> None:
         stored.task.status.state = state
         await client.update_status(stored)
         if state != "Completed":
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # measured: this state does not end the wait
             assert waiter.running(), f"the wait ended at state {state}"
     done = await waiter.finish()
     assert (done.code, done.out) == (0, "task/sweep condition met\n")

@@ -14,7 +14,7 @@ from dora.api.v1 import object_pb2
 from dora.apiserver.server import APIServer
 from tests.integration.test_ctl_support import SEED_SCOPES, Ctl, table, words
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 
 WEB = """\
 kind: Workload

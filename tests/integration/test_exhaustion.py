@@ -19,6 +19,7 @@ from dora.api.client import Client
 from dora.apiserver.gate import Limits
 from dora.apiserver.server import APIServer, Config
 from dora.apiserver.storage import Etcd
+from tests.eventually import eventually
 from tests.integration.etcd import EtcdProcess, free_port
 from tests.integration.test_apiserver_process import Running, start, stop, wait_serving
 
@@ -52,7 +53,8 @@ async def test_a_users_calls_in_flight_are_bounded_and_others_go_on(tight: APISe
         slow = [asyncio.create_task(outcome(admin.get("Zone", "default",
                                                       resource_version=FUTURE)))
                 for _ in range(8)]
-        await asyncio.sleep(0.3)
+        await eventually(lambda: tight.gate.users.held("admin") == 2,
+                         what="the two slow calls admitted", within=5)
         # The same user's 9th call is refused too; the gate counts the user, not the token.
         async with Client(target, token=token, timeout=10) as same_user:
             assert await outcome(same_user.get("Zone", "default")) == "Exhausted"

@@ -8,7 +8,7 @@ from dora.api import finalizers, objects
 from dora.api.client import Client
 from dora.api.v1 import object_pb2
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 
 
 def volume(name: str) -> object_pb2.Object:

@@ -11,6 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dora.apiserver.server import APIServer, Config
+from tests.eventually import eventually
 from tests.integration.etcd import EtcdProcess
 
 Status = health_pb2.HealthCheckResponse
@@ -42,11 +43,14 @@ async def statuses(port: int) -> set[int]:
 
 
 async def until(port: int, wanted: int, within: float = 15.0) -> float:
+    """Seconds until every service answers ``wanted``."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    async with asyncio.timeout(within):
-        while await statuses(port) != {wanted}:  # noqa: ASYNC110 - polls the server
-            await asyncio.sleep(0.1)
+
+    async def answered() -> bool:
+        return await statuses(port) == {wanted}
+
+    await eventually(answered, what=f"health {wanted}", within=within, every=0.1)
     return loop.time() - started
 
 

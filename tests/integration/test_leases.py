@@ -10,6 +10,7 @@ import pytest
 from dora.api import errors, objects
 from dora.api.client import Client, WatchEvent
 from dora.api.v1 import object_pb2
+from tests.eventually import eventually
 
 pytestmark = pytest.mark.usefixtures("default_scope")
 
@@ -57,13 +58,15 @@ async def test_only_one_holder_can_create_a_lease(client: Client) -> None:
     with pytest.raises(errors.AlreadyExists):
         await client.apply(lease("leader", "two", second, 10), create_only=True)
     await client.revoke_lease(first)
-    async with asyncio.timeout(5):
-        while True:
-            try:
-                await client.get("Lease", "leader")
-            except errors.NotFound:
-                break
-            await asyncio.sleep(0.05)
+
+    async def gone() -> bool:
+        try:
+            await client.get("Lease", "leader")
+        except errors.NotFound:
+            return True
+        return False
+
+    await eventually(gone, what="the Lease leader gone with its lease", within=5)
     await client.apply(lease("leader", "two", second, 10), create_only=True)
 
 

@@ -21,7 +21,7 @@ from dora.api.client import Client as ApiClient
 from dora.apiserver.server import APIServer
 from tests.integration.test_ctl_get import make_container
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 
 
 @pytest.fixture
@@ -186,13 +186,13 @@ async def test_wait_wakes_when_the_state_is_reached(profile: Path, client: ApiCl
         workload = (await sdk.apply(dora.Workload("web", image="dora/busybox"))).object.proto
         waiter = asyncio.create_task(sdk.wait("container", "web-1", "phase=Running",
                                               timeout=20))
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # measured: still waiting a while on
         assert not waiter.done()  # it does not exist yet: waited for
         await make_container(client, workload, "web-1")
         container = await client.get("Container", "web-1", zone="default", workspace="default")
         container.container.status.phase = "Pending"
         await client.update_status(container)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # measured: Pending does not end the wait
         assert not waiter.done()
         container = await client.get("Container", "web-1", zone="default", workspace="default")
         container.container.status.phase = "Running"
@@ -201,7 +201,7 @@ async def test_wait_wakes_when_the_state_is_reached(profile: Path, client: ApiCl
         assert found is not None and found.phase == "Running"
 
         gone = asyncio.create_task(sdk.wait("container", "web-1", "delete", timeout=20))
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # measured: it waits while the container is there
         await client.delete("Container", "web-1", zone="default", workspace="default")
         assert await asyncio.wait_for(gone, 10) is None
 

@@ -18,7 +18,7 @@ from tests.integration.controllers_harness import Controllers, SimNode, TaskGrou
 from tests.integration.test_ctl_support import LIMIT, ROOT
 from tests.integration.test_sdk import profile
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 __all__ = ["group", "profile"]
 
 

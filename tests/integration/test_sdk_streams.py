@@ -23,7 +23,7 @@ from tests.integration.test_volume_files import (
     with_home,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 __all__ = ["apiserver_config", "cluster", "group", "node", "profile"]
 
 

@@ -35,7 +35,7 @@ from dora.apiserver.server import APIServer, Config
 from tests.integration import agent_harness as h
 from tests.integration.test_ctl_support import ROOT, Ctl
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 
 SECRET = "test-secret-0123456789abcdef"
 COUNTER = "sh -c 'i=0; while true; do echo line $i; i=$((i+1)); sleep 0.2; done'"
@@ -543,10 +543,17 @@ async def test_doractl_exec_it_is_an_interactive_terminal(cluster: Cluster, ctl:
     await term.expect(rb"\r\nhi\r\n")
     term.type("stty size\r")
     await term.expect(rb"31 97\r\n")
-    term.resize(40, 132)  # the window changes: SIGWINCH
-    await asyncio.sleep(0.3)
-    term.type("stty size\r")
-    await term.expect(rb"40 132\r\n")
+    term.resize(40, 132)  # the window changes: SIGWINCH, then the remote's resize
+
+    async def resized() -> bool:
+        term.type("stty size\r")
+        try:
+            await term.expect(rb"40 132\r\n", within=0.5)
+        except AssertionError:
+            return False
+        return True
+
+    await h.eventually(resized, what="the remote terminal at 40x132", within=15)
     term.type("exit 3\r")
     assert await term.exit_code() == 3
 

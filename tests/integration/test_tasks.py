@@ -40,7 +40,7 @@ from tests.integration.controllers_harness import (
 from tests.integration.test_ctl_support import Ctl
 from tests.integration.test_volume_files import SECRET, node_token
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 __all__ = ["group"]
 
 CONTROLLERS = ("scheduler", "nodelifecycle", "volume", "task", "gc")
@@ -106,8 +106,14 @@ class Cluster:
 
 
 @pytest.fixture
+def agent_options() -> dict[str, Any]:
+    """Overrides of the agent's test config (``agent_harness.config``)."""
+    return {}
+
+
+@pytest.fixture
 async def cluster(client: Client, apiserver: APIServer, admin_token: str, node: str,
-                  tmp_path: Path) -> AsyncIterator[Cluster]:
+                  tmp_path: Path, agent_options: dict[str, Any]) -> AsyncIterator[Cluster]:
     """Storage, the Volume ``files``, a real agent (with its file and log server)."""
     storage = tmp_path / "storage"
     (storage / h.WORKSPACE / "files").mkdir(parents=True)
@@ -130,7 +136,7 @@ async def cluster(client: Client, apiserver: APIServer, admin_token: str, node: 
             declared.node.spec.endpoint = f"http://127.0.0.1:{server.port}"
             declared.node.spec.allow.append("CPUWorkload")
             await client.apply(declared)
-            async with h.running_agent(as_node, node):
+            async with h.running_agent(as_node, node, **agent_options):
                 home = tmp_path / "home"
                 home.mkdir()
                 yield Cluster(client, apiserver, admin_token, node, storage, home)
@@ -648,7 +654,7 @@ async def test_no_credit_stops_the_jobs_and_they_resume_when_it_is_back(
         assert "credit of user jodafons in zone default is spent" in held.task.status.message
         for config in (cluster.files / "my_config_files").iterdir():
             config.write_text(config.read_text().replace(" 60", " 0"))
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # measured: half a second on, nothing started
         assert not await job_containers(cluster.client)  # nothing started meanwhile
         await spent(False)
         done = await state_is(cluster.client, tasks.COMPLETED)

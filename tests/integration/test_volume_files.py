@@ -40,7 +40,7 @@ from tests.integration.controllers_harness import (
 )
 from tests.integration.test_ctl_support import Background, Ctl
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 __all__ = ["group"]
 
 SECRET = "test-secret-0123456789abcdef"

@@ -27,7 +27,7 @@ from dora.controllers.volume import MAX_USED_BY
 from tests.integration import agent_harness as h
 from tests.integration.controllers_harness import Controllers, TaskGroup, eventually, group
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
+pytestmark = pytest.mark.usefixtures("default_scope")
 __all__ = ["group"]
 
 

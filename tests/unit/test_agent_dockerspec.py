@@ -9,6 +9,7 @@ import pytest
 from dora.agent import dockerspec
 from dora.agent.containers import observed_status
 from dora.agent.dockerspec import Observed
+from dora.agent.inventory import read_memory
 from dora.api import objects
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, workloads_pb2
@@ -221,10 +222,18 @@ def test_memory_comes_from_the_cpu_selector_else_the_gpu_selector() -> None:
             selectors.cpu.memory = cpu
         if gpu is not None:
             selectors.gpu.memory = gpu
-        return dockerspec.run_spec(obj, node="gpu-1", simulated_gpus=False)
+        return dockerspec.run_spec(obj, node="gpu-1", simulated_gpus=False,
+                                   node_memory=2**34)
 
-    assert run_spec(None, None).mem_limit == 0
+    # None named: three quarters of the node's memory, never unlimited.
+    assert run_spec(None, None).mem_limit == 3 * 2**32
+    assert run_spec(0, None).mem_limit == 3 * 2**32
     assert run_spec(2**30, None).mem_limit == 2**30
     assert run_spec(None, 2**31).mem_limit == 2**31
     assert run_spec(2**30, 2**31).mem_limit == 2**30
     assert run_spec(0, 2**31).mem_limit == 2**31
+
+
+def test_a_container_naming_no_memory_gets_a_share_of_this_machines() -> None:
+    spec = dockerspec.run_spec(container(), node="n", simulated_gpus=False)
+    assert spec.mem_limit == int(read_memory() * dockerspec.DEFAULT_MEMORY_FRACTION) > 0

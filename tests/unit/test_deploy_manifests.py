@@ -24,7 +24,11 @@ from typing import Any
 from unittest import mock
 
 import pytest
+import typer
 import yaml
+
+from dora.api import codec
+from dora.ctl import main as ctl_main
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = ROOT / "deploy" / "k8s"
@@ -455,7 +459,6 @@ def test_compose_agents_use_the_host_engine() -> None:
 
 
 def test_compose_bootstrap_declares_the_agents_nodes() -> None:
-    codec = pytest.importorskip("dora.api.codec")
     command = SERVICES["bootstrap"]["command"]
     assert command[:3] == ["python", "-m", "dora.ctl"]
     manifest = command[command.index("-f") + 1]
@@ -478,11 +481,9 @@ def test_compose_bootstrap_declares_the_agents_nodes() -> None:
         if "--simulate-gpus" in agent:
             assert "GPUWorkload" in spec.allow
     # doractl accepts its global options on every command: parse the line as apply's.
-    ctl = pytest.importorskip("dora.ctl.main", reason="doractl not written yet")
-    typer = pytest.importorskip("typer")
     args = list(command[3:])
     args.remove("apply")
-    apply = typer.main.get_command(ctl.app).commands["apply"]
+    apply = typer.main.get_command(ctl_main.app).commands["apply"]
     params = apply.make_context("apply", args).params  # a bad flag raises UsageError
     assert params["files"] == [manifest]
 
