@@ -8,6 +8,8 @@
   binder that keeps GPUs exclusive).
 - ``nodelifecycle``: nodes whose agent lease expired become NotReady; their
   containers are replaced.
+- ``gpuhealth``: a Warning Event on each container whose GPU its agent reports
+  Unhealthy (the scheduler already gives that GPU nothing new).
 - ``events``: Event objects for ``doractl describe``; ``conditions``: status
   conditions.
 - ``main``: the ``dora-controllers`` command.

@@ -37,6 +37,7 @@ from dora.controllers import zones as zones_module
 from dora.controllers.credit import accrual as credit_accrual
 from dora.controllers.credit.reconciler import CreditController
 from dora.controllers.events import Recorder
+from dora.controllers.gpuhealth import GPUHealthController
 from dora.controllers.nodelifecycle import NodeLifecycle
 from dora.controllers.scheduler.reconciler import Scheduler
 from dora.controllers.task.reconciler import TaskController
@@ -51,7 +52,8 @@ from dora.runtime.manager import Manager
 
 log = logging.getLogger("dora.controllers")
 
-CONTROLLERS = ("workload", "scheduler", "nodelifecycle", "volume", "credit", "task")
+CONTROLLERS = ("workload", "scheduler", "nodelifecycle", "volume", "credit", "task",
+               "gpuhealth")
 
 
 @dataclass
@@ -129,6 +131,9 @@ def build(client: Client, options: Options, *, clock: Clock | None = None) -> Ma
         NodeLifecycle(client=client, cache=manager.cache, clock=clock, recorder=recorder,
                       zone=options.zone, grace=options.node_grace,
                       fence_margin=options.fence_margin).register(manager)
+    if "gpuhealth" in options.controllers:
+        GPUHealthController(cache=manager.cache, recorder=recorder,
+                            zone=options.zone).register(manager)
     if "volume" in options.controllers:
         VolumeController(client=client, cache=manager.cache, clock=clock, recorder=recorder,
                          zone=options.zone).register(manager)
