@@ -58,6 +58,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("Workloadversion", "workloadversions", zoned=True, workspaced=True, has_status=False,
          aliases=("wv", "version", "versions")),
     Kind("Task", "tasks", zoned=True, workspaced=True, has_status=True, aliases=("tk",)),
+    Kind("Quota", "quotas", zoned=True, workspaced=False, has_status=False,
+         aliases=("quo",)),
 )
 
 _BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}

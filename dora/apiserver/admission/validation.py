@@ -448,6 +448,34 @@ def _resourcecredit(obj: object_pb2.Object, report: _Report) -> None:
     report.non_negative(spec.credit.per.hour, "spec.credit.per.hour")
 
 
+def _quota(obj: object_pb2.Object, report: _Report) -> None:
+    spec = obj.quota.spec
+    if spec.workspace and spec.user:
+        report.add("spec.user", "a Quota caps a workspace or a user, not both")
+    if spec.workspace:
+        report.name(spec.workspace, "spec.workspace")
+    if spec.user:
+        report.name(spec.user, "spec.user")
+    for index, entry in enumerate(spec.gpu):
+        path = f"spec.gpu[{index}]"
+        report.non_negative(entry.count, f"{path}.count")
+        if not entry.product_name:
+            entry.product_name.append("All")
+        for at, product in enumerate(entry.product_name):
+            if not product.strip():
+                report.add(f"{path}.product_name[{at}]", "must not be empty")
+            elif product.lower() == "all":
+                entry.product_name[at] = "All"
+        if "All" in entry.product_name and len(entry.product_name) > 1:
+            report.add(f"{path}.product_name", "All cannot be combined with product names")
+    if spec.cpu.HasField("millicores"):
+        report.non_negative(spec.cpu.millicores, "spec.cpu.millicores")
+    if spec.HasField("containers"):
+        report.non_negative(spec.containers, "spec.containers")
+    if not (spec.gpu or spec.cpu.HasField("millicores") or spec.HasField("containers")):
+        report.add("spec", "a Quota caps something: gpu, cpu.millicores or containers")
+
+
 def _lease(obj: object_pb2.Object, report: _Report) -> None:
     spec = obj.lease.spec
     report.require(spec.holder, "spec.holder")
@@ -471,6 +499,7 @@ _BY_KIND: dict[str, Callable[[object_pb2.Object, _Report], None]] = {
     "Role": _role,
     "User": _user,
     "Resourcecredit": _resourcecredit,
+    "Quota": _quota,
     "Usercredit": _usercredit,
     "Lease": _lease,
 }

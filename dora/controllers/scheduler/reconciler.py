@@ -11,7 +11,9 @@ A reconcile of a Container key:
   reserve, verify and commit (``binder``). When nothing fits, the container's
   status says why (condition ``Scheduled=False``, reason ``Unschedulable``) and
   it waits: it is queued again whenever a node, a node lease, or the
-  resources held on a node change.
+  resources held on a node change. A container whose choice would break a
+  Quota (``dora.controllers.queue.gate``, asked under the same lock) waits the
+  same way with reason ``QuotaExceeded``.
 
 Choices are made one at a time inside the process (a lock around filter and
 pick) and remembered as ``assumed`` until the cache shows them, so concurrent
@@ -32,6 +34,7 @@ from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
 from dora.controllers import conditions
 from dora.controllers.events import Recorder
+from dora.controllers.queue.gate import QUOTA_EXCEEDED, QuotaGate
 from dora.controllers.scheduler import binder, filters, strategies
 from dora.controllers.scheduler.placer import Placer
 from dora.controllers.scheduler.snapshot import (
@@ -80,6 +83,7 @@ class Scheduler:
         self.snapshot = Snapshot(cache=cache, zone=zone)
         self.placer = Placer(self.snapshot)
         self.assumed: dict[Ref, Placement] = {}
+        self.quotas = QuotaGate(cache=cache)
         self._lock = anyio.Lock()
         self.bound = 0
 
@@ -89,10 +93,12 @@ class Scheduler:
         manager.store("Container", indexers={"node": by_node, "unbound": unbound})
         manager.store("Node")
         manager.store("Lease")
+        self.quotas.register(manager)
         manager.add_controller(self, workers=workers, watches=[
             Watch("Container", self.on_container_change),
             Watch("Node", self._node_keys),
             Watch("Lease", self._lease_keys),
+            Watch("Quota", lambda d: self._waiting() if QuotaGate.quota_changed(d) else []),
         ])
 
     def _waiting(self) -> list[Ref]:
@@ -150,6 +156,14 @@ class Scheduler:
         strategy = container.container.spec.template.config.affinity
         async with self._lock:
             choice = self.choose(key, request, strategy)
+            over = None if isinstance(choice, str) else self.quotas.refusal(
+                key=key, container=container, gpus=choice.gpus,
+                millicores=request.cpu_millicores, assumed=self.assumed)
+            if over is not None:
+                self.assumed.pop(key, None)
+        if over is not None:
+            await self._unschedulable(container, over, reason=QUOTA_EXCEEDED)
+            return Result(requeue_after=RETRY_UNSCHEDULABLE)
         if isinstance(choice, str):
             await self._unschedulable(container, choice)
             return Result(requeue_after=RETRY_UNSCHEDULABLE)
@@ -206,13 +220,16 @@ class Scheduler:
             if current is None or current.container.spec.node_name == placement.node:
                 del self.assumed[key]
 
-    async def _unschedulable(self, container: object_pb2.Object, message: str) -> None:
+    async def _unschedulable(self, container: object_pb2.Object, message: str, *,
+                             reason: str = UNSCHEDULABLE) -> None:
         metrics.SCHEDULER_UNSCHEDULABLE.inc()
         obj = clone(container)
         status = obj.container.status
         status.phase = PENDING
+        # A quota wait shows in `get` (REASON); an Unschedulable one in its condition.
+        status.reason = reason if reason == QUOTA_EXCEEDED else ""
         changed = conditions.set_condition(
-            status.conditions, type=SCHEDULED, status="False", reason=UNSCHEDULABLE,
+            status.conditions, type=SCHEDULED, status="False", reason=reason,
             message=message, now=self.clock.wall(),
         )
         if not changed:
@@ -220,4 +237,4 @@ class Scheduler:
         log.info("%s: %s", objects.ref_of(container), message)
         with contextlib.suppress(errors.Conflict):
             await self.client.update_status(obj)
-        self.recorder.warning(container, UNSCHEDULABLE, message)
+        self.recorder.warning(container, reason, message)
