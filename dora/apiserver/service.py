@@ -214,6 +214,14 @@ class ResourcesService:
                 f"zone {ref.zone!r}, workspace {ref.workspace!r}); ask an administrator",
                 violations=(errors.FieldViolation("spec.network.mode", "host is not allowed"),),
             )
+        if spec.priority > 0 and not self.authz.allows(principal, "Priority", "Workload",
+                                                       ref.zone, ref.workspace):
+            where = "spec.template" if ref.kind == "Container" else "spec"
+            raise errors.Forbidden(
+                f"priority {spec.priority} needs special permission (verb Priority on Workload "
+                f"in zone {ref.zone!r}, workspace {ref.workspace!r}); 0 or less needs none",
+                violations=(errors.FieldViolation(f"{where}.priority", "above 0 is not allowed"),),
+            )
         floor = self.limits.privileged_port_floor
         low = [(i, p.node_port) for i, p in enumerate(spec.network.ports)
                if 0 < p.node_port < floor]

@@ -6,6 +6,7 @@ apiserver, controllers)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from dora.agent import inventory
 from dora.api import conventions
 from dora.api.client import Client
 from dora.api.v1 import object_pb2
+from dora.apiserver.server import APIServer
 from tests.integration import agent_harness as h
 from tests.integration.controllers_harness import (
     Controllers,
@@ -23,9 +25,15 @@ from tests.integration.controllers_harness import (
     group,
     workload,
 )
+from tests.integration.test_ctl_support import Ctl, table
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
 __all__ = ["group"]
+
+
+@pytest.fixture
+def ctl(apiserver: APIServer, admin_token: str, tmp_path: Path) -> Ctl:
+    return Ctl(server=f"127.0.0.1:{apiserver.port}", token=admin_token, home=tmp_path / "home")
 
 
 @pytest.fixture
@@ -41,7 +49,7 @@ async def gpu_health(client: Client, node: str) -> list[str]:
 
 
 async def test_an_injected_fault_takes_the_gpu_out_of_placement_and_warns_its_container(
-        client: Client, node: str, group: TaskGroup) -> None:
+        client: Client, node: str, group: TaskGroup, ctl: Ctl) -> None:
     await h.declare_node(client, node)
     nvml = inventory.SimulatedNVML(
         inventory.parse_simulated("2xA100-SXM4-80GB,1xA100-SXM4-80GB[ecc=2]"), node=node)
@@ -94,3 +102,9 @@ async def test_an_injected_fault_takes_the_gpu_out_of_placement_and_warns_its_co
         still = await client.get("Container", third.metadata.name, zone=h.ZONE,
                                  workspace=h.WORKSPACE)
         assert not still.container.spec.node_name
+        rows = [r for r in table(await ctl.ok("get", "gpus", "-o", "wide"))
+                if r["NODE"] == node]
+        assert [(r["INDEX"], r["HEALTH"], r.get("WHY", "")) for r in rows] == [
+            ("0", "Healthy", ""),
+            ("1", "Unhealthy", "Xid 79 (GPU has fallen off the bus)"),
+            ("2", "Unhealthy", "2 uncorrected ECC error(s)")]

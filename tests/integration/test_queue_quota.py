@@ -4,12 +4,15 @@ others wait with reason QuotaExceeded and go, two at a time, as GPUs free."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import pytest
 
 from dora.api import errors, objects
 from dora.api.client import Client, WatchEvent
 from dora.api.v1 import object_pb2
+from dora.apiserver.server import APIServer
 from tests.integration.controllers_harness import (
     Controllers,
     SimNode,
@@ -20,11 +23,17 @@ from tests.integration.controllers_harness import (
     set_phase,
     workload,
 )
+from tests.integration.test_ctl_support import Ctl, table
 
 pytestmark = pytest.mark.usefixtures("default_scope")
 __all__ = ["group"]
 
 A100, V100 = "A100-SXM4-80GB", "Tesla V100-SXM2-16GB"
+
+
+@pytest.fixture
+def ctl(apiserver: APIServer, admin_token: str, tmp_path: Path) -> Ctl:
+    return Ctl(server=f"127.0.0.1:{apiserver.port}", token=admin_token, home=tmp_path / "home")
 
 
 def quota(name: str, *, workspace: str = "", user: str = "", gpus: int | None = None,
@@ -123,7 +132,8 @@ async def test_a_quota_of_two_gpus_holds_under_200_concurrent_applies(
     assert sum(holds(c) for c in await containers(client)) == 5
 
 
-async def test_product_cpu_and_user_caps(client: Client, group: TaskGroup) -> None:
+async def test_product_cpu_and_user_caps(client: Client, group: TaskGroup, ctl: Ctl,
+                                         tmp_path: Path) -> None:
     await SimNode(client, "mixed", gpus=[A100, A100, V100, V100], cpus=8).start(group)
     user = objects.new("User", "alice")
     user.user.spec.defaults.workspace = "default"
@@ -154,3 +164,121 @@ async def test_product_cpu_and_user_caps(client: Client, group: TaskGroup) -> No
         return any(holds(c) for c in await containers(client, "small"))
 
     await eventually(v100_placed, within=20, what="the V100 container placed")
+
+    # doractl: the queue, best first, with why; the quotas.
+    rows = table(await ctl.ok("get", "queue", "-o", "wide"))
+    assert [r["#"] for r in rows] == ["1", "2"]
+    assert sorted((r["WANTS"], r["WAITING"]) for r in rows) == [
+        ("cpu 2xAll", "QuotaExceeded"), (f"gpu 1x{A100}", "QuotaExceeded")]
+    assert {r["WHY"] for r in rows} == {
+        f"quota a100s: 1 of 1 GPUs of [{A100}] in use, this container needs 1",
+        "quota alice: 2000m of 3000m CPU in use, this container needs 2000m"}
+    manifest = tmp_path / "quota.yaml"
+    manifest.write_text(README_QUOTA)
+    await ctl.ok("apply", "-f", str(manifest))
+    quotas = {r["NAME"]: r for r in table(await ctl.ok("get", "quotas"))}
+    assert (quotas["lab"]["SCOPE"], quotas["lab"]["GPU"], quotas["lab"]["CPU"]) == (
+        "workspace lab", f"4, 2 [{V100}|Quadro RTX 6000]", "32000m")
+    assert (quotas["alice"]["SCOPE"], quotas["alice"]["GPU"]) == ("user alice", "-")
+
+
+README_QUOTA = f"""\
+apiVersion: v1
+kind: Quota
+metadata:
+  name: lab
+  zone: default
+spec:
+  workspace: lab
+  gpu:
+    - product_name: All
+      count: 4
+    - product_name: [{V100}, Quadro RTX 6000]
+      count: 2
+  cpu:
+    millicores: 32000
+  containers: 50
+"""
+
+
+async def test_fair_share_the_user_without_history_goes_first(
+        client: Client, group: TaskGroup) -> None:
+    """Issue 22: one user with a GPU history and one without both queue 8 one-GPU
+    containers on a full 4-GPU zone; when the GPUs free, the second user's run first."""
+    for name in ("heavy", "light"):
+        await client.apply(objects.new("Workspace", name))
+        await client.apply(objects.new("User", name))
+    await SimNode(client, "four", gpus=[A100] * 4).start(group)
+    Controllers(client, controllers=("workload", "scheduler")).start(group)
+    await client.apply(workload("history", gpus=1, replicas=4, workspace="heavy"))
+
+    async def full() -> bool:
+        return sum(holds(c) for c in await containers(client, "history")) == 4
+
+    await eventually(full, within=20, what="heavy's history on all 4 GPUs")
+    await anyio.sleep(3)  # history: 3 s of the whole zone
+    await client.apply(workload("h", gpus=1, replicas=8, workspace="heavy"))
+    await client.apply(workload("l", gpus=1, replicas=8, workspace="light"))
+
+    async def queued() -> bool:
+        found = await containers(client, "h") + await containers(client, "l")
+        return len(found) == 16 and all(c.container.status.phase == "Pending"
+                                        for c in found)
+
+    await eventually(queued, within=20, what="16 containers waiting")
+    await client.delete("Workload", "history", zone="default", workspace="heavy")
+
+    async def placed() -> list[object_pb2.Object] | None:
+        found = [c for c in await containers(client) if holds(c)
+                 and c.container.spec.workload in ("h", "l")]
+        return found if len(found) == 4 else None
+
+    running = await eventually(placed, within=20, what="4 of the 16 placed")
+    await anyio.sleep(1)
+    running = [c for c in await containers(client) if holds(c)]
+    assert sorted(c.metadata.workspace for c in running) == ["light"] * 4
+    # Heavy's containers that found a free GPU yielded it, and said so.
+    events, _ = await client.list("Event", zone="default", workspace="heavy")
+    queued = [e.event.spec.message for e in events if e.event.spec.reason == "Queued"]
+    assert queued and set(queued) == {
+        "queued: workspace light's containers of the same shape go first "
+        "(less recent use (fair share))"}
+
+
+async def test_priority_goes_before_fair_share_and_needs_the_verb(
+        client: Client, group: TaskGroup) -> None:
+    await SimNode(client, "two", gpus=[A100] * 2).start(group)
+    Controllers(client, controllers=("workload", "scheduler")).start(group)
+    await client.apply(workload("blocker", gpus=1, replicas=2))
+
+    async def full() -> bool:
+        return sum(holds(c) for c in await containers(client, "blocker")) == 2
+
+    await eventually(full, within=20, what="both GPUs taken")
+    low = workload("a-low", gpus=1, replicas=3)
+    low.workload.spec.priority = -5
+    high = workload("z-high", gpus=1, replicas=3)
+    high.workload.spec.priority = 50
+    # Named so that without the queue the low ones would come first (keys sort by name).
+    await client.apply(low)
+    await client.apply(high)
+
+    async def waiting() -> bool:
+        found = await containers(client, "a-low") + await containers(client, "z-high")
+        return len(found) == 6 and all(c.container.status.phase == "Pending" for c in found)
+
+    await eventually(waiting, within=20, what="6 containers waiting")
+    await client.delete("Workload", "blocker", zone="default", workspace="default")
+
+    async def placed() -> list[object_pb2.Object] | None:
+        found = [c for c in await containers(client) if holds(c)]
+        return found if len(found) == 2 else None
+
+    await eventually(placed, within=20, what="2 placed")
+    await anyio.sleep(1)
+    assert sorted(c.container.spec.workload for c in await containers(client)
+                  if holds(c)) == ["z-high", "z-high"]
+    bad = workload("bad", gpus=1)
+    bad.workload.spec.priority = 101
+    with pytest.raises(errors.Invalid, match=r"spec\.priority"):
+        await client.apply(bad)

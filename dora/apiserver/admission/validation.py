@@ -32,6 +32,8 @@ MAX_ENV_VALUE_BYTES = conventions.MAX_ENV_VALUE_BYTES
 MAX_ENV_TOTAL_BYTES = conventions.MAX_ENV_TOTAL_BYTES
 MAX_ENV_NAME_BYTES = 256
 _NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,251}[A-Za-z0-9])?$")
+# A workload's priority, either way (spec.priority); above 0 needs the verb Priority.
+MAX_PRIORITY = 100
 # Product names are names too (Resourcecredit "Tesla V100-SXM2-16GB").
 _PRODUCT_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_. ()@]{0,251}[A-Za-z0-9)])?$")
 _LABEL_KEY = re.compile(
@@ -225,6 +227,8 @@ def workload_spec(spec: workloads_pb2.WorkloadSpec, prefix: str, report: _Report
             report.add(f"{path}.product_name", "All cannot be combined with product names")
     if spec.selectors.gpu.millicores:
         report.add(f"{prefix}.selectors.gpu.millicores", "GPUs are whole devices")
+    if not -MAX_PRIORITY <= spec.priority <= MAX_PRIORITY:
+        report.add(f"{prefix}.priority", f"must be from -{MAX_PRIORITY} to {MAX_PRIORITY}")
     report.require(spec.image.image, f"{prefix}.image.image")
     spec.image.pull_policy = report.one_of(
         spec.image.pull_policy, PULL_POLICIES, f"{prefix}.image.pullPolicy"

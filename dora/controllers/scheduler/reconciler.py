@@ -13,7 +13,9 @@ A reconcile of a Container key:
   it waits: it is queued again whenever a node, a node lease, or the
   resources held on a node change. A container whose choice would break a
   Quota (``dora.controllers.queue.gate``, asked under the same lock) waits the
-  same way with reason ``QuotaExceeded``.
+  same way with reason ``QuotaExceeded``; one whose turn it is not (a pending
+  container of the same shape ranks ahead: ``dora.controllers.queue.turn``)
+  waits a moment with reason ``Queued``.
 
 Choices are made one at a time inside the process (a lock around filter and
 pick) and remembered as ``assumed`` until the cache shows them, so concurrent
@@ -35,6 +37,7 @@ from dora.api.v1 import object_pb2
 from dora.controllers import conditions
 from dora.controllers.events import Recorder
 from dora.controllers.queue.gate import QUOTA_EXCEEDED, QuotaGate
+from dora.controllers.queue.turn import QUEUED, RETRY_QUEUED, Turns
 from dora.controllers.scheduler import binder, filters, strategies
 from dora.controllers.scheduler.placer import Placer
 from dora.controllers.scheduler.snapshot import (
@@ -50,7 +53,7 @@ from dora.runtime import reconcile
 from dora.runtime.cache import Cache, Delta, by_node, clone, unbound
 from dora.runtime.clock import Clock
 from dora.runtime.manager import Manager, Watch
-from dora.runtime.reconcile import DONE, Result
+from dora.runtime.reconcile import DONE, Controller, Result
 
 log = reconcile.logger(__name__)
 
@@ -84,6 +87,8 @@ class Scheduler:
         self.placer = Placer(self.snapshot)
         self.assumed: dict[Ref, Placement] = {}
         self.quotas = QuotaGate(cache=cache)
+        self.turns = Turns(cache=cache, quotas=self.quotas, now=clock.now)
+        self._controller: Controller | None = None
         self._lock = anyio.Lock()
         self.bound = 0
 
@@ -94,7 +99,8 @@ class Scheduler:
         manager.store("Node")
         manager.store("Lease")
         self.quotas.register(manager)
-        manager.add_controller(self, workers=workers, watches=[
+        self.turns.register(manager)
+        self._controller = manager.add_controller(self, workers=workers, watches=[
             Watch("Container", self.on_container_change),
             Watch("Node", self._node_keys),
             Watch("Lease", self._lease_keys),
@@ -159,11 +165,19 @@ class Scheduler:
             over = None if isinstance(choice, str) else self.quotas.refusal(
                 key=key, container=container, gpus=choice.gpus,
                 millicores=request.cpu_millicores, assumed=self.assumed)
-            if over is not None:
+            queued = None if over is not None or isinstance(choice, str) else self.turns.ahead(
+                key=key, container=container, gpus=choice.gpus,
+                millicores=request.cpu_millicores, assumed=self.assumed)
+            if over is not None or queued is not None:
                 self.assumed.pop(key, None)
         if over is not None:
             await self._unschedulable(container, over, reason=QUOTA_EXCEEDED)
             return Result(requeue_after=RETRY_UNSCHEDULABLE)
+        if queued is not None:
+            if self._controller is not None:
+                self._controller.enqueue(queued.first)
+            await self._unschedulable(container, queued.message, reason=QUEUED)
+            return Result(requeue_after=RETRY_QUEUED)
         if isinstance(choice, str):
             await self._unschedulable(container, choice)
             return Result(requeue_after=RETRY_UNSCHEDULABLE)
@@ -226,8 +240,9 @@ class Scheduler:
         obj = clone(container)
         status = obj.container.status
         status.phase = PENDING
-        # A quota wait shows in `get` (REASON); an Unschedulable one in its condition.
-        status.reason = reason if reason == QUOTA_EXCEEDED else ""
+        # A quota or queue wait shows in `get` (REASON); an Unschedulable one in its
+        # condition.
+        status.reason = "" if reason == UNSCHEDULABLE else reason
         changed = conditions.set_condition(
             status.conditions, type=SCHEDULED, status="False", reason=reason,
             message=message, now=self.clock.wall(),
