@@ -37,6 +37,7 @@ from dora.apiserver.auth import noderestriction
 from dora.apiserver.auth.authenticator import Authenticator
 from dora.apiserver.auth.authorizer import PLACE_KINDS, Authorizer, Principal
 from dora.apiserver.leaseowners import owns
+from dora.apiserver.quotas import ContainerQuotas
 from dora.apiserver.registry import Registry, Scope
 from dora.apiserver.watchcache import Filter, KindCache, WatchCache, message_field, too_large
 
@@ -88,6 +89,7 @@ class ResourcesService:
         self.authn = authenticator
         self.authz = authorizer
         self.bookmark_every = bookmark_every
+        self.container_quotas = ContainerQuotas(cache=cache, authz=authorizer)
 
     def _scope(self, principal: Principal) -> Scope:
         return self.registry.scope_for(zone=principal.zone, workspace=principal.workspace)
@@ -132,10 +134,14 @@ class ResourcesService:
             await self._authorize_task_verbs(principal, ref, obj)
         if not finalizers_only:
             self._check_quota(ref, principal)
-        stored, result = await self.registry.apply(
-            obj, dry_run=request.dry_run, create_only=request.create_only,
-            finalizers_only=finalizers_only, scope=self._scope(principal), check=check,
-        )
+        creating = not finalizers_only and self.cache[ref.kind].get(registry.key(ref)) is None
+        async with self.container_quotas.admitting(ref, creating=creating) as ticket:
+            stored, result = await self.registry.apply(
+                obj, dry_run=request.dry_run, create_only=request.create_only,
+                finalizers_only=finalizers_only, scope=self._scope(principal), check=check,
+            )
+            if not request.dry_run:
+                ticket.revision = stored.metadata.resource_version
         return resources_pb2.ApplyResponse(object=stored, result=result)
 
     def _check_quota(self, ref: Ref, principal: Principal) -> None:

@@ -282,3 +282,47 @@ async def test_priority_goes_before_fair_share_and_needs_the_verb(
     bad.workload.spec.priority = 101
     with pytest.raises(errors.Invalid, match=r"spec\.priority"):
         await client.apply(bad)
+
+
+def pending_container(name: str) -> object_pb2.Object:
+    obj = objects.new("Container", name, zone="default", workspace="default")
+    obj.container.spec.workload = name.partition(".")[0]
+    obj.container.spec.template.image.image = "busybox"
+    return obj
+
+
+async def test_a_container_cap_bounds_what_exists_under_200_concurrent_applies(
+        client: Client, group: TaskGroup) -> None:
+    """No nodes: every container waits, so only the cap on containers that exist
+    (running or waiting) stops them. 200 Containers applied at once: 3 are created;
+    then the workload controller's creates are refused the same way."""
+    await client.apply(quota("backlog", workspace="default", count=3))
+    refused = 0
+
+    async def create(i: int) -> None:
+        nonlocal refused
+        try:
+            await client.apply(pending_container(f"c{i}.0"))
+        except errors.Exhausted as exc:
+            assert "quota backlog: 3 of 3 containers exist" in str(exc)
+            refused += 1
+
+    async with anyio.create_task_group() as applies:
+        for i in range(200):
+            applies.start_soon(create, i)
+    assert (len(await containers(client)), refused) == (3, 197)
+
+    # A finished one makes room for one more; the workload controller is held too.
+    [first, *_] = await containers(client)
+    await set_phase(client, first, "Exited")
+    Controllers(client, controllers=("workload",)).start(group)
+    await client.apply(workload("many", replicas=5))
+
+    async def refused_event() -> bool:
+        events, _ = await client.list("Event", zone="default")
+        return any(e.event.spec.reason == "QuotaExceeded"
+                   and "quota backlog: 3 of 3 containers exist" in e.event.spec.message
+                   for e in events)
+
+    await eventually(refused_event, within=30, what="a QuotaExceeded event")
+    assert len(await containers(client, "many")) == 1

@@ -22,9 +22,9 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class Quota(_message.Message):
     """Quota: an administrator's cap on what may run at once in a zone, for the whole
     zone, one workspace or one user (Kueue's ClusterQueue quota, Kubernetes'
-    ResourceQuota). Zoned, not workspaced. Containers past a cap are created but
-    wait, Pending with reason QuotaExceeded, until running ones finish. Every
-    Quota that matches a container must have room for it.
+    ResourceQuota). Zoned, not workspaced. Containers past a GPU or CPU cap are
+    created but wait, Pending with reason QuotaExceeded, until running ones finish.
+    Every Quota that matches a container must have room for it.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -61,7 +61,10 @@ class QuotaSpec(_message.Message):
     """
     user: _builtins.str
     containers: _builtins.int
-    """Containers placed at once; unset: no cap."""
+    """Containers that exist and are not finished (running or waiting): a create
+    beyond is refused by the apiserver (RESOURCE_EXHAUSTED), so the waiting backlog
+    is bounded; unset: no cap.
+    """
     @_builtins.property
     def gpu(self) -> _containers.RepeatedCompositeFieldContainer[Global___GPUQuota]:
         """GPUs at once, each entry for the products it names (`All`: any GPU)."""
