@@ -11,8 +11,11 @@ already requeues the waiting ones then) or a Quota changes.
 
 What counts as used is what the scheduler counts on nodes: the containers that
 hold resources (bound or reserved, not Exited/Failed/Lost, also while being
-deleted) and the placements it has made that the cache does not show yet.
-A zone without Quotas costs nothing: the gate answers before it counts.
+deleted) and the placements it has made that the cache does not show yet. The
+gate keeps that tally up to date from every change the Container informer sees
+(a handler, which runs also while this replica is not leading), so a decision
+costs the few assumed placements, not a pass over the zone's containers. A zone
+without Quotas costs nothing: the gate answers before it looks.
 """
 
 from __future__ import annotations
@@ -29,13 +32,6 @@ from dora.runtime.cache import Cache, Delta
 from dora.runtime.manager import Manager
 
 QUOTA_EXCEEDED = "QuotaExceeded"
-HOLDING_INDEX = "quota-holding"
-_EVERY = "*"
-
-
-def by_holding_workspace(obj: object_pb2.Object) -> list[str]:
-    """A Container that holds resources, under its workspace and under ``*``."""
-    return [obj.metadata.workspace, _EVERY] if holds_resources(obj) else []
 
 
 def cap_of(quota: object_pb2.Object, *, users: Mapping[str, object_pb2.Object]) -> Cap:
@@ -72,11 +68,26 @@ def use_of_placement(placement: Placement) -> Use:
 class QuotaGate:
     def __init__(self, *, cache: Cache) -> None:
         self.cache = cache
+        self.tally = Tally()
+        # What each container that holds resources holds, as counted in the tally.
+        self.placed: dict[Ref, Use] = {}
 
     def register(self, manager: Manager) -> None:
         manager.store("Quota")
         manager.store("User")
-        manager.store("Container", indexers={HOLDING_INDEX: by_holding_workspace})
+        manager.store("Container")
+        manager.informers["Container"].add_handler(self.on_container)
+
+    def on_container(self, delta: Delta) -> None:
+        """Keep the tally: what the container held before out, what it holds now in."""
+        ref = objects.ref_of(delta.object)
+        before = self.placed.pop(ref, None)
+        if before is not None:
+            self.tally.remove(before)
+        if delta.new is not None and holds_resources(delta.new):
+            now = use_of(delta.new)
+            self.placed[ref] = now
+            self.tally.add(now)
 
     @staticmethod
     def quota_changed(delta: Delta) -> bool:
@@ -102,13 +113,18 @@ class QuotaGate:
         covering = [c for c in caps if c.covers(use.workspace)]
         if not covering:
             return None
-        tally = Tally()
-        store = self.cache.store("Container")
-        for held in store.by_index(HOLDING_INDEX, _EVERY):
-            ref = objects.ref_of(held)
-            if ref != key and ref not in assumed:
-                tally.add(use_of(held))
-        for ref, placement in assumed.items():
-            if ref != key:
-                tally.add(use_of_placement(placement))
-        return refusal(covering, tally, use)
+        # The tally as it is once the assumed placements are laid over it (each counted
+        # once) and without the container asking; put back as it was afterwards.
+        removed = [self.placed[r] for r in {key, *assumed} if r in self.placed]
+        added = [use_of_placement(p) for r, p in assumed.items() if r != key]
+        for held in removed:
+            self.tally.remove(held)
+        for held in added:
+            self.tally.add(held)
+        try:
+            return refusal(covering, self.tally, use)
+        finally:
+            for held in added:
+                self.tally.remove(held)
+            for held in removed:
+                self.tally.add(held)

@@ -9,15 +9,15 @@ where P fits) ranked ahead of P, and not itself held back by a quota? Then P
 yields (its condition says ``Queued`` and who goes first) and looks again a
 moment later, while the one ahead takes the place.
 
-Pending containers are indexed by ``shape|priority|workspace``, so the question
-costs a look at the few classes of that shape, not at every pending container:
-a zone where all pending containers share one priority and one account (a large
-Task, the benchmark) pays one index lookup per placement.
+Pending containers are kept by class, ``shape|priority|workspace`` (from every
+change the Container informer sees), so the question costs a look at the few
+classes of that shape, not at every pending container: a zone where all pending
+containers share one priority and one account (a large Task, the benchmark)
+pays one dictionary lookup per placement.
 
 Use is observed every ``observe_every`` seconds (a background task of the
-manager) from the containers that hold resources (``gate.HOLDING_INDEX``) and the
-nodes' capacity. It lives in the leader's memory: a new leader starts everyone
-at zero recent use.
+manager) from what the quota gate counts as placed and the nodes' capacity. It
+lives in the leader's memory: a new leader starts everyone at zero recent use.
 """
 
 from __future__ import annotations
@@ -35,11 +35,10 @@ from dora.controllers.queue import gate as quota_gate
 from dora.controllers.queue.order import FairShare, InUse
 from dora.controllers.scheduler.filters import GPU
 from dora.controllers.scheduler.snapshot import Placement, request_of
-from dora.runtime.cache import Cache
+from dora.runtime.cache import Cache, Delta
 from dora.runtime.manager import Manager
 
 QUEUED = "Queued"
-PENDING_INDEX = "queue-class"
 DEFAULT_WORKSPACE_INDEX = "queue-default-workspace"
 # How long a container that yielded waits before it looks again (seconds).
 RETRY_QUEUED = 1.0
@@ -83,12 +82,26 @@ class Turns:
         self.fair = FairShare(half_life=half_life)
         self.observe_every = observe_every
         self._observed_at: float | None = None
+        # The pending containers of each class (insertion-ordered sets).
+        self.classes: dict[str, dict[Ref, None]] = {}
 
     def register(self, manager: Manager) -> None:
-        manager.store("Container", indexers={PENDING_INDEX: by_class})
+        manager.store("Container")
+        manager.informers["Container"].add_handler(self.on_container)
         manager.store("User", indexers={DEFAULT_WORKSPACE_INDEX: by_default_workspace})
         manager.store("Node")
         manager.add_background(self.run)
+
+    def on_container(self, delta: Delta) -> None:
+        ref = objects.ref_of(delta.object)
+        for value in by_class(delta.old) if delta.old is not None else ():
+            members = self.classes.get(value)
+            if members is not None:
+                members.pop(ref, None)
+                if not members:
+                    del self.classes[value]
+        for value in by_class(delta.new) if delta.new is not None else ():
+            self.classes.setdefault(value, {})[ref] = None
 
     async def run(self) -> None:
         """Observe use every ``observe_every`` seconds, so history builds up also while
@@ -116,10 +129,13 @@ class Turns:
         self._observed_at = now
         gpus: dict[str, int] = defaultdict(int)
         millicores: dict[str, int] = defaultdict(int)
-        for held in self.cache.store("Container").by_index(quota_gate.HOLDING_INDEX, "*"):
-            account = self.account_of(held.metadata.workspace)
-            gpus[account] += len(held.container.spec.gpus)
-            millicores[account] += held.container.spec.cpu_millicores
+        accounts: dict[str, str] = {}
+        for held in self.quotas.placed.values():
+            account = accounts.get(held.workspace)
+            if account is None:
+                account = accounts[held.workspace] = self.account_of(held.workspace)
+            gpus[account] += held.gpus
+            millicores[account] += held.millicores
         capacity = InUse(
             gpus=sum(len(n.node.status.gpus) for n in self.cache.store("Node")),
             millicores=sum(n.node.status.cpu.count * 1000 for n in self.cache.store("Node")))
@@ -130,10 +146,12 @@ class Turns:
               millicores: int, assumed: Mapping[Ref, Placement]) -> Ahead | None:
         """Why ``container`` yields to another pending one now, or None: its turn."""
         shape = shape_of(container)
-        store = self.cache.store("Container")
-        classes = [v for v in store.index_values(PENDING_INDEX) if v.startswith(shape + "|")]
+        if len(self.classes) <= 1:
+            return None
+        classes = [v for v in self.classes if v.startswith(shape + "|")]
         if len(classes) <= 1:
             return None
+        store = self.cache.store("Container")
         self.observe()
         priority = container.container.spec.template.priority
         mine = (-priority, self.usage(container.metadata.workspace))
@@ -143,13 +161,13 @@ class Turns:
             theirs = (-int(their_priority), self.usage(workspace))
             if theirs >= mine or (best is not None and theirs >= best[0]):
                 continue
-            waiting = [c for c in store.by_index(PENDING_INDEX, value)
-                       if objects.ref_of(c) != key]
-            if not waiting or self.quotas.refusal(
-                    key=objects.ref_of(waiting[0]), container=waiting[0], gpus=gpus,
-                    millicores=millicores, assumed=assumed) is not None:
+            first = next((r for r in self.classes[value] if r != key), None)
+            other = store.get(first) if first is not None else None
+            if other is None or first is None or self.quotas.refusal(
+                    key=first, container=other, gpus=gpus, millicores=millicores,
+                    assumed=assumed) is not None:
                 continue  # held back by its own quota: it cannot take this place
-            best = (theirs, value, objects.ref_of(waiting[0]))
+            best = (theirs, value, first)
         if best is None:
             return None
         (their_priority_neg, _), value, first = best

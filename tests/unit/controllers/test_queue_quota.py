@@ -14,7 +14,7 @@ from dora.controllers.queue.quota import Cap, Tally, Use, refusal
 from dora.controllers.scheduler.filters import GPU
 from dora.controllers.scheduler.snapshot import Placement
 from dora.ctl import columns
-from dora.runtime.cache import Cache, Store, clone
+from dora.runtime.cache import Cache, Delta, Store, clone
 from tests.unit.controllers.helpers import obj
 
 PRODUCTS = ("A100", "V100", "Quadro")
@@ -129,10 +129,8 @@ def test_the_readme_quota_decodes_validates_and_prints() -> None:
 
 def test_the_gate_counts_placed_and_assumed_containers_not_the_one_asking() -> None:
     cache = Cache()
-    for kind, indexers in (("Quota", {}), ("User", {}),
-                           ("Container", {gate_module.HOLDING_INDEX:
-                                          gate_module.by_holding_workspace})):
-        cache.add(Store(kind, indexers=indexers))
+    for kind in ("Quota", "User", "Container"):
+        cache.add(Store(kind))
     user = objects.new("User", "alice")
     user.user.spec.defaults.workspace = "shared"
     cache.store("User").upsert(user)
@@ -148,7 +146,7 @@ def test_the_gate_counts_placed_and_assumed_containers_not_the_one_asking() -> N
     placed = obj("Container", "c1", workspace="alice", node="n1")
     placed.container.spec.gpus.add(index=0, uuid="g0", product_name="A100")
     placed.container.status.phase = "Running"
-    cache.store("Container").upsert(placed)
+    gate.on_container(Delta(None, placed))
     assert gate.refusal(key=key, container=asking, gpus=one, millicores=0, assumed={}) is None
     assumed = {objects.ref_of(obj("Container", "c2", workspace="shared")):
                Placement(node="n1", gpus=(GPU(1, "g1", "A100"),), cpu_millicores=0,
@@ -160,8 +158,13 @@ def test_the_gate_counts_placed_and_assumed_containers_not_the_one_asking() -> N
     del assumed[next(k for k in assumed if k != key)]
     assert gate.refusal(key=key, container=asking, gpus=one, millicores=0,
                         assumed=assumed) is None, "its own choice is not counted twice"
+    gate.on_container(Delta(placed, placed))  # a resync: counted once still
+    assert gate.refusal(key=key, container=asking, gpus=one, millicores=0,
+                        assumed={}) is None
+    assert gate.tally.gpus(gate_module.cap_of(quota, users={}), frozenset()) == 1
     done = clone(placed)
     done.container.status.phase = "Exited"
-    done.metadata.resource_version = 2
-    cache.store("Container").upsert(done)
-    assert not cache.store("Container").by_index(gate_module.HOLDING_INDEX, "alice")
+    gate.on_container(Delta(placed, done))
+    assert gate.placed == {}
+    gate.on_container(Delta(done, None))
+    assert gate.placed == {}
