@@ -232,10 +232,12 @@ class XidWatcher:
                 log.warning("GPU %s: critical %s: it gets no new container", uuid,
                             xid_text(xid))
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = False) -> None:
+        """Stop waiting for events: the thread ends within ``WAIT_MS`` (at once, with
+        ``wait``, which blocks: not on the event loop)."""
         self._stop.set()
         thread = self._thread
-        if thread is not None and thread.is_alive():
+        if wait and thread is not None and thread.is_alive():
             thread.join(timeout=self.WAIT_MS / 1000 * 3)
 
     def _run(self) -> None:

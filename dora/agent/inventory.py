@@ -195,7 +195,8 @@ class Inventory:
         )
 
     def close(self) -> None:
-        """Stop waiting for NVML's events."""
+        """Stop waiting for NVML's events (does not block; the thread ends within a
+        second)."""
         if self.xids is not None:
             self.xids.stop()
 
