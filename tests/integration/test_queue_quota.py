@@ -326,3 +326,52 @@ async def test_a_container_cap_bounds_what_exists_under_200_concurrent_applies(
 
     await eventually(refused_event, within=30, what="a QuotaExceeded event")
     assert len(await containers(client, "many")) == 1
+
+
+@pytest.mark.parametrize("preemption", [True, False])
+async def test_preemption_stops_lower_priority_of_another_user_only_when_the_zone_says(
+        client: Client, group: TaskGroup, preemption: bool) -> None:
+    zone = objects.new("Zone", "default")
+    zone.zone.spec.preemption = preemption
+    await client.apply(zone)
+    for name in ("alice", "bob"):
+        await client.apply(objects.new("Workspace", name))
+        await client.apply(objects.new("User", name))
+    await SimNode(client, "two", gpus=[A100] * 2).start(group)
+    Controllers(client, controllers=("workload", "scheduler")).start(group)
+    low = workload("low", gpus=1, replicas=2, workspace="alice")
+    low.workload.spec.priority = -10
+    await client.apply(low)
+
+    async def full() -> bool:
+        return sum(holds(c) for c in await containers(client, "low")) == 2
+
+    await eventually(full, within=20, what="alice's low-priority containers on both GPUs")
+    await anyio.sleep(2.5)  # the queue sees alice's use: bob goes before her at one priority
+    # Alice's own higher priority never stops her own containers.
+    mine = workload("mine", gpus=1, workspace="alice")
+    mine.workload.spec.priority = 20
+    await client.apply(mine)
+    urgent = workload("urgent", gpus=1, workspace="bob")
+    urgent.workload.spec.priority = 20
+    await client.apply(urgent)
+
+    async def urgent_placed() -> bool:
+        return any(holds(c) for c in await containers(client, "urgent"))
+
+    if not preemption:
+        await anyio.sleep(2)
+        assert not await urgent_placed()
+        assert sum(holds(c) for c in await containers(client, "low")) == 2
+        return
+    await eventually(urgent_placed, within=20, what="bob's urgent container placed")
+    events, _ = await client.list("Event", zone="default", workspace="alice")
+    preempted = [e for e in events if e.event.spec.reason == "Preempted"]
+    assert len(preempted) == 1
+    assert "(priority 20 over -10)" in preempted[0].event.spec.message
+    assert preempted[0].event.spec.involved_object.name.startswith("low")
+    # Alice's replacement waits; her "mine" never preempted her own.
+    await anyio.sleep(1)
+    lows = await containers(client, "low")
+    assert (sum(holds(c) for c in lows), len(lows)) == (1, 2)
+    assert not any(holds(c) for c in await containers(client, "mine"))

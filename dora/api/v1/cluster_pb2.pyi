@@ -47,15 +47,22 @@ class ZoneSpec(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENDPOINT_FIELD_NUMBER: _builtins.int
+    PREEMPTION_FIELD_NUMBER: _builtins.int
     endpoint: _builtins.str
+    preemption: _builtins.bool
+    """A waiting container may stop running ones of lower priority and of another
+    account to take their place (they are deleted with reason Preempted, and
+    their workloads make them again, waiting). Off by default.
+    """
     def __init__(
         self,
         *,
         endpoint: _builtins.str = ...,
+        preemption: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "preemption", b"preemption"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

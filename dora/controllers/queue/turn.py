@@ -59,6 +59,10 @@ def shape_of(container: object_pb2.Object) -> str:
             f"{','.join(sorted(r.cpu_products))}:{r.node_ports}")
 
 
+def created(obj: object_pb2.Object) -> float:
+    return obj.metadata.creation_timestamp.ToNanoseconds() / 1e9
+
+
 def by_class(obj: object_pb2.Object) -> list[str]:
     """A pending Container (no node, not being deleted) under ``shape|priority|workspace``."""
     if obj.container.spec.node_name or obj.metadata.HasField("deletion_timestamp"):
@@ -154,26 +158,34 @@ class Turns:
         store = self.cache.store("Container")
         self.observe()
         priority = container.container.spec.template.priority
-        mine = (-priority, self.usage(container.metadata.workspace))
-        best: tuple[tuple[int, float], str, Ref] | None = None
+        mine = (-priority, self.usage(container.metadata.workspace), created(container))
+        best: tuple[tuple[int, float, float], str, Ref] | None = None
         for value in classes:
             _, their_priority, workspace = value.rsplit("|", 2)
-            theirs = (-int(their_priority), self.usage(workspace))
-            if theirs >= mine or (best is not None and theirs >= best[0]):
+            head = (-int(their_priority), self.usage(workspace))
+            if head > mine[:2] or (best is not None and head > best[0][:2]):
                 continue
             first = next((r for r in self.classes[value] if r != key), None)
             other = store.get(first) if first is not None else None
-            if other is None or first is None or self.quotas.refusal(
-                    key=first, container=other, gpus=gpus, millicores=millicores,
-                    assumed=assumed) is not None:
+            if other is None or first is None:
+                continue
+            theirs = (*head, created(other))
+            if theirs >= mine or (best is not None and theirs >= best[0]):
+                continue
+            if self.quotas.refusal(key=first, container=other, gpus=gpus,
+                                   millicores=millicores, assumed=assumed) is not None:
                 continue  # held back by its own quota: it cannot take this place
             best = (theirs, value, first)
         if best is None:
             return None
-        (their_priority_neg, _), value, first = best
+        (their_priority_neg, their_usage, _), value, first = best
         workspace = value.rsplit("|", 1)[1]
         # Words that do not change while it waits, so its status is written once.
-        why = (f"priority {-their_priority_neg} over {priority}"
-               if -their_priority_neg != priority else "less recent use (fair share)")
+        if -their_priority_neg != priority:
+            why = f"priority {-their_priority_neg} over {priority}"
+        elif their_usage != mine[1]:
+            why = "less recent use (fair share)"
+        else:
+            why = "waiting longer"
         return Ahead(f"queued: workspace {workspace}'s containers of the same shape go "
                      f"first ({why})", first)

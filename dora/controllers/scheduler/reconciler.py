@@ -15,7 +15,9 @@ A reconcile of a Container key:
   Quota (``dora.controllers.queue.gate``, asked under the same lock) waits the
   same way with reason ``QuotaExceeded``; one whose turn it is not (a pending
   container of the same shape ranks ahead: ``dora.controllers.queue.turn``)
-  waits a moment with reason ``Queued``.
+  waits a moment with reason ``Queued``. In a zone with ``spec.preemption``, one
+  for which no node has room may stop running containers of lower priority and
+  of another account (``dora.controllers.queue.preempt``).
 
 Choices are made one at a time inside the process (a lock around filter and
 pick) and remembered as ``assumed`` until the cache shows them, so concurrent
@@ -37,6 +39,7 @@ from dora.api.v1 import object_pb2
 from dora.controllers import conditions
 from dora.controllers.events import Recorder
 from dora.controllers.queue.gate import QUOTA_EXCEEDED, QuotaGate
+from dora.controllers.queue.preempt import Preemptor
 from dora.controllers.queue.turn import QUEUED, RETRY_QUEUED, Turns
 from dora.controllers.scheduler import binder, filters, strategies
 from dora.controllers.scheduler.placer import Placer
@@ -88,6 +91,8 @@ class Scheduler:
         self.assumed: dict[Ref, Placement] = {}
         self.quotas = QuotaGate(cache=cache)
         self.turns = Turns(cache=cache, quotas=self.quotas, now=clock.now)
+        self.preemptor = Preemptor(client=client, cache=cache, recorder=recorder, zone=zone,
+                                   account_of=self.turns.account_of)
         self._controller: Controller | None = None
         self._lock = anyio.Lock()
         self.bound = 0
@@ -100,6 +105,7 @@ class Scheduler:
         manager.store("Lease")
         self.quotas.register(manager)
         self.turns.register(manager)
+        self.preemptor.register(manager)
         self._controller = manager.add_controller(self, workers=workers, watches=[
             Watch("Container", self.on_container_change),
             Watch("Node", self._node_keys),
@@ -179,6 +185,14 @@ class Scheduler:
             await self._unschedulable(container, queued.message, reason=QUEUED)
             return Result(requeue_after=RETRY_QUEUED)
         if isinstance(choice, str):
+            if self.preemptor.enabled():
+                async with self._lock:
+                    nodes = self.snapshot.nodes(assumed=self.assumed)
+                note = await self.preemptor.preempt(key=key, container=container,
+                                                    request=request, nodes=nodes)
+                if note is not None:
+                    await self._unschedulable(container, f"{choice}; {note}")
+                    return Result(requeue_after=RETRY_QUEUED)
             await self._unschedulable(container, choice)
             return Result(requeue_after=RETRY_UNSCHEDULABLE)
         placement = self.assumed[key]
