@@ -4,8 +4,11 @@ Every few seconds the reporter reads the inventory (in a thread: /proc and NVML
 block), asks Docker for its version, and builds the status: phase ``Ready`` (or
 ``NotReady`` when Docker cannot be reached, with a ``Ready`` condition saying
 why), CPU, memory, GPUs with the Container each is assigned to, whether the GPUs
-are simulated, the agent version and ``lastSeen``. It writes only when something
-other than ``lastSeen`` and GPU memory use changed (those move all the time),
+are simulated, the agent version and ``lastSeen``. Each GPU carries its health
+(``gpuhealth``): a GPU that turns Unhealthy is written at the next reading, and
+the scheduler stops giving it out. It writes only when something other than
+``lastSeen``, GPU memory use, temperature and throttling changed (those move all
+the time),
 and otherwise refreshes ``lastSeen`` at a slower heartbeat; it always writes
 after (re)taking the node's Lease, since the node-lifecycle controller may have
 marked the node NotReady meanwhile. It writes only while the agent holds the
@@ -25,6 +28,7 @@ from collections.abc import Callable, Mapping
 
 import dora
 from dora.agent.docker_driver import Engine, EngineError
+from dora.agent.gpuhealth import GPUHealth
 from dora.agent.inventory import Inventory, Snapshot
 from dora.agent.lease import NodeLease
 from dora.api import errors, objects
@@ -57,11 +61,12 @@ def build_status(
     status.cpu.product_name = snapshot.cpu_model
     status.cpu.count = snapshot.cpu_count
     for gpu in snapshot.gpus:
-        status.gpus.add(
+        info = status.gpus.add(
             index=gpu.index, uuid=gpu.uuid, product_name=gpu.product_name,
             memory_total_bytes=gpu.memory_total_bytes, memory_used_bytes=gpu.memory_used_bytes,
             container=assignments.get(gpu.uuid, ""),
         )
+        info.health.CopyFrom(health_proto(gpu.health))
     ready = meta_pb2.Condition(
         type="Ready",
         status="True" if docker_error is None else "False",
@@ -78,13 +83,31 @@ def build_status(
     return status
 
 
+def health_proto(health: GPUHealth) -> cluster_pb2.GPUHealth:
+    """The reading as the Node status carries it; an unknown value stays unset."""
+    message = cluster_pb2.GPUHealth(
+        status=health.status, reasons=health.reasons, xids=health.xids,
+        throttle_reasons=health.throttle_reasons, unknown=health.unknown,
+    )
+    for name in ("ecc_uncorrected", "ecc_corrected", "retired_pages", "retired_pages_pending",
+                 "remapped_rows_uncorrectable", "remap_pending", "remap_failed",
+                 "temperature_celsius"):
+        value = getattr(health, name)
+        if value is not None:
+            setattr(message, name, value)
+    return message
+
+
 def comparable(status: cluster_pb2.NodeStatus) -> cluster_pb2.NodeStatus:
-    """``status`` without what changes on its own (``lastSeen``, GPU memory in use)."""
+    """``status`` without what changes on its own (``lastSeen``, GPU memory in use,
+    temperature, throttle reasons)."""
     copy = cluster_pb2.NodeStatus()
     copy.CopyFrom(status)
     copy.ClearField("last_seen")
     for gpu in copy.gpus:
         gpu.memory_used_bytes = 0
+        gpu.health.ClearField("temperature_celsius")
+        del gpu.health.throttle_reasons[:]
     return copy
 
 

@@ -29,6 +29,7 @@ LEASE = "Lease"
 EVENT = "Event"
 WORKLOADVERSION = "Workloadversion"
 TASK = "Task"
+QUOTA = "Quota"
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ KINDS: tuple[Kind, ...] = (
     Kind(WORKLOADVERSION, "workloadversions", zoned=True, workspaced=True, has_status=False,
          aliases=("wv", "version", "versions")),
     Kind(TASK, "tasks", zoned=True, workspaced=True, has_status=True, aliases=("tk",)),
+    Kind(QUOTA, "quotas", zoned=True, workspaced=False, has_status=False,
+         aliases=("quo",)),
 )
 
 _BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}

@@ -146,6 +146,7 @@ def template(task: object_pb2.Object) -> workloads_pb2.WorkloadSpec:
     out.config.affinity = spec.affinity
     out.config.restart_policy = "Never"
     out.config.shm_size = spec.shm_size
+    out.priority = spec.priority
     out.network.CopyFrom(spec.network)
     mounted: set[tuple[str, str]] = set()
     for path in (spec.data, spec.configs, spec.output):

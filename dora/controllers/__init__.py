@@ -11,6 +11,8 @@ Each controller is a module that registers a ``ControllerSpec`` in
   containers are replaced.
 - ``volume``, ``credit``, ``task``: Volumes, Usercredits, Tasks' jobs;
   ``payers``: the link from a spent Usercredit to what it pays for.
+- ``gpuhealth``: a Warning Event on each container whose GPU its agent reports
+  Unhealthy (the scheduler already gives that GPU nothing new).
 - ``events``: Event objects for ``doractl describe``; ``conditions``: status
   conditions.
 - ``main``: the ``dora-controllers`` command, built from the registry.

@@ -120,6 +120,23 @@ def _last_seen(obj: object_pb2.Object, now: dt.datetime) -> str:
     return humanize.last_seen(humanize.when(obj.node.status, "last_seen"), now=now)
 
 
+def _quota_scope(obj: object_pb2.Object) -> str:
+    spec = obj.quota.spec
+    if spec.workspace:
+        return f"workspace {spec.workspace}"
+    return f"user {spec.user}" if spec.user else "zone"
+
+
+def _quota_gpus(obj: object_pb2.Object) -> str:
+    """``4``, ``2 A100-SXM4-80GB``, ``4, 2 [A100|V100]``; ``-`` when uncapped."""
+    parts = []
+    for entry in obj.quota.spec.gpu:
+        products = [p for p in entry.product_name if p != "All"]
+        which = products[0] if len(products) == 1 else f"[{'|'.join(products)}]"
+        parts.append(f"{entry.count} {which}" if products else str(entry.count))
+    return ", ".join(parts) or "-"
+
+
 def _gpus_free(obj: object_pb2.Object, now: dt.datetime) -> str:
     gpus = obj.node.status.gpus
     if not gpus:
@@ -388,6 +405,17 @@ _COLUMNS: dict[str, tuple[Column, ...]] = {
         NAME,
         Column("PRODUCT", _field(lambda o: o.resourcecredit.spec.product_name)),
         Column("PRICE", _price),
+        AGE,
+    ),
+    "Quota": (
+        ZONE,
+        NAME,
+        Column("SCOPE", _field(_quota_scope)),
+        Column("GPU", _field(_quota_gpus)),
+        Column("CPU", _field(lambda o: f"{o.quota.spec.cpu.millicores}m"
+                             if o.quota.spec.cpu.HasField("millicores") else "-")),
+        Column("CONTAINERS", _field(lambda o: str(o.quota.spec.containers)
+                                    if o.quota.spec.HasField("containers") else "-")),
         AGE,
     ),
     "Usercredit": (

@@ -86,7 +86,7 @@ def load(paths: Sequence[str], *, recursive: bool = False,
 # listed comes last, in the order written.
 APPLY_ORDER: tuple[str, ...] = (
     "Zone", "Workspace", "Role", "User", "Storage", "Node", "Volume", "Resourcecredit",
-    "Usercredit", "Workload", "Task", "Container",
+    "Usercredit", "Quota", "Workload", "Task", "Container",
 )
 
 

@@ -17,6 +17,7 @@ every ``report_every`` seconds each controller's counters are logged.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -136,13 +137,22 @@ class Manager:
             self.store(kind, indexers=dict(indexes))
         for kind in spec.kinds():
             self.store(kind)
+        running: list[Controller] = []
+
+        def enqueue(key: Ref) -> None:
+            for controller in running:
+                controller.enqueue(key)
+
         reconciler = spec.build(Setup(client=client, cache=self.cache, clock=self.clock,
-                                      zone=self.zone, recorder=recorder, options=options))
-        self.add_controller(
+                                      zone=self.zone, recorder=recorder, options=options,
+                                      enqueue=enqueue))
+        running.append(self.add_controller(
             reconciler, workers=spec.workers_of(options),
             watches=[Watch(w.kind, _bound(w, reconciler)) for w in spec.watches],
             hooks=[(h.kind, _hook(h, reconciler)) for h in spec.hooks],
-        )
+        ))
+        for task in spec.background:
+            self.add_background(functools.partial(task, reconciler))
         return reconciler
 
     def add_background(self, task: Callable[[], Coroutine[Any, Any, None]]) -> None:

@@ -15,12 +15,13 @@ controller is adding its module.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from dora.api import kinds
 from dora.api.client import ResourceClient
+from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
 from dora.runtime.cache import Cache, IndexFunc
 from dora.runtime.clock import Clock
@@ -78,6 +79,10 @@ def more_than(minimum: float, flag: str, unit: str = "") -> Callable[[Any], None
     return check
 
 
+def _nothing(key: Ref) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Setup:
     """What a controller is built from."""
@@ -88,6 +93,8 @@ class Setup:
     zone: str
     recorder: EventRecorder
     options: Mapping[str, Any]
+    # Queues a key of the controller being built (once it runs; nothing before).
+    enqueue: Callable[[Ref], None] = _nothing
 
     def option(self, name: str) -> Any:
         try:
@@ -108,6 +115,9 @@ class ControllerSpec(Generic[R]):
     indexes: Mapping[str, Mapping[str, IndexFunc]] = field(default_factory=dict)
     # Kinds read from the cache without waking the controller.
     reads: Sequence[str] = ()
+    # Coroutines of the reconciler run as long as the process, leader or not (they
+    # only keep memory up to date: the queue's record of recent use).
+    background: Sequence[Callable[[R], Coroutine[Any, Any, None]]] = ()
     # Reconciles at once: a number, or the name of an option that says it.
     workers: int | str = 2
     options: Sequence[Option] = ()

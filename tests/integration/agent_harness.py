@@ -176,8 +176,9 @@ async def running_agent(
     Docker containers keep running, its lease is not revoked)."""
     if engine is None:
         engine = DockerDriver(host=docker_host) if docker_host else DockerDriver()
+    inventory = Inventory(nvml=nvml, simulated=simulated)
     agent = Agent(config=config(node, **overrides), client=client, engine=engine,
-                  inventory=Inventory(nvml=nvml, simulated=simulated))
+                  inventory=inventory)
     task = asyncio.create_task(agent.run(), name=f"agent {node}")
     try:
         if wait_ready:
@@ -194,6 +195,7 @@ async def running_agent(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        inventory.close()  # its thread waiting for NVML's Xid events
         await engine.close()
 
 

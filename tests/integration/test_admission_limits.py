@@ -87,6 +87,19 @@ async def test_a_privileged_node_port_needs_the_verb(lab: Client, user_client: C
         "mode": "bridge", "ports": [{"port": 80, "nodePort": 1024}]}))
 
 
+async def test_a_priority_above_0_needs_the_verb(lab: Client, user_client: Client) -> None:
+    with pytest.raises(errors.Forbidden, match="verb Priority") as denied:
+        await user_client.apply(workload("urgent", OWN, priority=10))
+    assert [v.field for v in denied.value.violations] == ["spec.priority"]
+    await absent(lab, "urgent")
+    with pytest.raises(errors.Invalid) as refused:
+        await lab.apply(workload("urgent", OWN, priority=101))
+    assert [v.field for v in refused.value.violations] == ["spec.priority"]
+    # Lower than the default needs nothing; the admin's All includes Priority.
+    await user_client.apply(workload("patient", OWN, priority=-10))
+    await lab.apply(workload("urgent", OWN, priority=100))
+
+
 async def settled(cache: KindCache, count: int, workspace: str) -> None:
     """Wait until the apiserver's watch cache holds ``count`` objects in ``workspace``."""
     async with asyncio.timeout(5):

@@ -157,3 +157,8 @@ def test_yaml_round_trip() -> None:
     obj.task.status.jobs = "CR"
     obj.task.status.attempts.extend([1, 2])
     assert codec.decode_yaml(codec.to_yaml([obj])) == [obj]
+
+
+def test_a_tasks_priority_goes_to_its_jobs_and_is_bounded() -> None:
+    assert tasks.template(admit(task(priority=-20))).priority == -20
+    assert violations(task(priority=500)) == {"spec.priority": "must be from -100 to 100"}

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from dora.api.v1 import meta_pb2 as dora_dot_api_dot_v1_dot_meta__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x64ora/api/v1/cluster.proto\x12\x0b\x64ora.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x64ora/api/v1/meta.proto\"+\n\x04Zone\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.dora.api.v1.ZoneSpec\"\x1c\n\x08ZoneSpec\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\"5\n\tWorkspace\x12(\n\x04spec\x18\x01 \x01(\x0b\x32\x1a.dora.api.v1.WorkspaceSpec\"$\n\rWorkspaceSpec\x12\x13\n\x0b\x64\x65scription\x18\x01 \x01(\t\"1\n\x07Storage\x12&\n\x04spec\x18\x01 \x01(\x0b\x32\x18.dora.api.v1.StorageSpec\"@\n\x0bStorageSpec\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x11\n\tmountpath\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\"T\n\x04Node\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.dora.api.v1.NodeSpec\x12\'\n\x06status\x18\x02 \x01(\x0b\x32\x17.dora.api.v1.NodeStatus\"l\n\x08NodeSpec\x12/\n\x13scheduling_disabled\x18\x01 \x01(\x08R\x12schedulingDisabled\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\r\n\x05\x61llow\x18\x03 \x03(\t\x12\x0e\n\x06\x66\x65nced\x18\x04 \x01(\x08\"\xe7\x02\n\nNodeStatus\x12\r\n\x05phase\x18\x01 \x01(\t\x12!\n\x03\x63pu\x18\x02 \x01(\x0b\x32\x14.dora.api.v1.CPUInfo\x12!\n\x0cmemory_bytes\x18\x03 \x01(\x03R\x0bmemoryBytes\x12\"\n\x04gpus\x18\x04 \x03(\x0b\x32\x14.dora.api.v1.GPUInfo\x12%\n\x0esimulated_gpus\x18\x05 \x01(\x08R\rsimulatedGpus\x12#\n\ragent_version\x18\x06 \x01(\tR\x0c\x61gentVersion\x12\x37\n\tlast_seen\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08lastSeen\x12*\n\nconditions\x18\x08 \x03(\x0b\x32\x16.dora.api.v1.Condition\x12/\n\x13observed_generation\x18\t \x01(\x03R\x12observedGeneration\"<\n\x07\x43PUInfo\x12\"\n\x0cproduct_name\x18\x01 \x01(\tR\x0cproduct_name\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\xb7\x01\n\x07GPUInfo\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\"\n\x0cproduct_name\x18\x03 \x01(\tR\x0cproduct_name\x12,\n\x12memory_total_bytes\x18\x04 \x01(\x03R\x10memoryTotalBytes\x12*\n\x11memory_used_bytes\x18\x05 \x01(\x03R\x0fmemoryUsedBytes\x12\x11\n\tcontainer\x18\x06 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x64ora/api/v1/cluster.proto\x12\x0b\x64ora.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x64ora/api/v1/meta.proto\"+\n\x04Zone\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.dora.api.v1.ZoneSpec\"0\n\x08ZoneSpec\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x12\n\npreemption\x18\x02 \x01(\x08\"5\n\tWorkspace\x12(\n\x04spec\x18\x01 \x01(\x0b\x32\x1a.dora.api.v1.WorkspaceSpec\"$\n\rWorkspaceSpec\x12\x13\n\x0b\x64\x65scription\x18\x01 \x01(\t\"1\n\x07Storage\x12&\n\x04spec\x18\x01 \x01(\x0b\x32\x18.dora.api.v1.StorageSpec\"@\n\x0bStorageSpec\x12\x10\n\x08\x65ndpoint\x18\x01 \x01(\t\x12\x11\n\tmountpath\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\"T\n\x04Node\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.dora.api.v1.NodeSpec\x12\'\n\x06status\x18\x02 \x01(\x0b\x32\x17.dora.api.v1.NodeStatus\"l\n\x08NodeSpec\x12/\n\x13scheduling_disabled\x18\x01 \x01(\x08R\x12schedulingDisabled\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\r\n\x05\x61llow\x18\x03 \x03(\t\x12\x0e\n\x06\x66\x65nced\x18\x04 \x01(\x08\"\xe7\x02\n\nNodeStatus\x12\r\n\x05phase\x18\x01 \x01(\t\x12!\n\x03\x63pu\x18\x02 \x01(\x0b\x32\x14.dora.api.v1.CPUInfo\x12!\n\x0cmemory_bytes\x18\x03 \x01(\x03R\x0bmemoryBytes\x12\"\n\x04gpus\x18\x04 \x03(\x0b\x32\x14.dora.api.v1.GPUInfo\x12%\n\x0esimulated_gpus\x18\x05 \x01(\x08R\rsimulatedGpus\x12#\n\ragent_version\x18\x06 \x01(\tR\x0c\x61gentVersion\x12\x37\n\tlast_seen\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08lastSeen\x12*\n\nconditions\x18\x08 \x03(\x0b\x32\x16.dora.api.v1.Condition\x12/\n\x13observed_generation\x18\t \x01(\x03R\x12observedGeneration\"<\n\x07\x43PUInfo\x12\"\n\x0cproduct_name\x18\x01 \x01(\tR\x0cproduct_name\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\xdf\x01\n\x07GPUInfo\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\"\n\x0cproduct_name\x18\x03 \x01(\tR\x0cproduct_name\x12,\n\x12memory_total_bytes\x18\x04 \x01(\x03R\x10memoryTotalBytes\x12*\n\x11memory_used_bytes\x18\x05 \x01(\x03R\x0fmemoryUsedBytes\x12\x11\n\tcontainer\x18\x06 \x01(\t\x12&\n\x06health\x18\x07 \x01(\x0b\x32\x16.dora.api.v1.GPUHealth\"\xab\x05\n\tGPUHealth\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0f\n\x07reasons\x18\x02 \x03(\t\x12,\n\x0f\x65\x63\x63_uncorrected\x18\x03 \x01(\x03H\x00R\x0e\x65\x63\x63Uncorrected\x88\x01\x01\x12(\n\recc_corrected\x18\x04 \x01(\x03H\x01R\x0c\x65\x63\x63\x43orrected\x88\x01\x01\x12(\n\rretired_pages\x18\x05 \x01(\x03H\x02R\x0cretiredPages\x88\x01\x01\x12\x37\n\x15retired_pages_pending\x18\x06 \x01(\x08H\x03R\x13retiredPagesPending\x88\x01\x01\x12\x43\n\x1bremapped_rows_uncorrectable\x18\x07 \x01(\x03H\x04R\x19remappedRowsUncorrectable\x88\x01\x01\x12(\n\rremap_pending\x18\x08 \x01(\x08H\x05R\x0cremapPending\x88\x01\x01\x12&\n\x0cremap_failed\x18\t \x01(\x08H\x06R\x0bremapFailed\x88\x01\x01\x12\x0c\n\x04xids\x18\n \x03(\x05\x12\x34\n\x13temperature_celsius\x18\x0b \x01(\x05H\x07R\x12temperatureCelsius\x88\x01\x01\x12)\n\x10throttle_reasons\x18\x0c \x03(\tR\x0fthrottleReasons\x12\x0f\n\x07unknown\x18\r \x03(\tB\x12\n\x10_ecc_uncorrectedB\x10\n\x0e_ecc_correctedB\x10\n\x0e_retired_pagesB\x18\n\x16_retired_pages_pendingB\x1e\n\x1c_remapped_rows_uncorrectableB\x10\n\x0e_remap_pendingB\x0f\n\r_remap_failedB\x16\n\x14_temperature_celsiusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,23 +36,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ZONE']._serialized_start=99
   _globals['_ZONE']._serialized_end=142
   _globals['_ZONESPEC']._serialized_start=144
-  _globals['_ZONESPEC']._serialized_end=172
-  _globals['_WORKSPACE']._serialized_start=174
-  _globals['_WORKSPACE']._serialized_end=227
-  _globals['_WORKSPACESPEC']._serialized_start=229
-  _globals['_WORKSPACESPEC']._serialized_end=265
-  _globals['_STORAGE']._serialized_start=267
-  _globals['_STORAGE']._serialized_end=316
-  _globals['_STORAGESPEC']._serialized_start=318
-  _globals['_STORAGESPEC']._serialized_end=382
-  _globals['_NODE']._serialized_start=384
-  _globals['_NODE']._serialized_end=468
-  _globals['_NODESPEC']._serialized_start=470
-  _globals['_NODESPEC']._serialized_end=578
-  _globals['_NODESTATUS']._serialized_start=581
-  _globals['_NODESTATUS']._serialized_end=940
-  _globals['_CPUINFO']._serialized_start=942
-  _globals['_CPUINFO']._serialized_end=1002
-  _globals['_GPUINFO']._serialized_start=1005
-  _globals['_GPUINFO']._serialized_end=1188
+  _globals['_ZONESPEC']._serialized_end=192
+  _globals['_WORKSPACE']._serialized_start=194
+  _globals['_WORKSPACE']._serialized_end=247
+  _globals['_WORKSPACESPEC']._serialized_start=249
+  _globals['_WORKSPACESPEC']._serialized_end=285
+  _globals['_STORAGE']._serialized_start=287
+  _globals['_STORAGE']._serialized_end=336
+  _globals['_STORAGESPEC']._serialized_start=338
+  _globals['_STORAGESPEC']._serialized_end=402
+  _globals['_NODE']._serialized_start=404
+  _globals['_NODE']._serialized_end=488
+  _globals['_NODESPEC']._serialized_start=490
+  _globals['_NODESPEC']._serialized_end=598
+  _globals['_NODESTATUS']._serialized_start=601
+  _globals['_NODESTATUS']._serialized_end=960
+  _globals['_CPUINFO']._serialized_start=962
+  _globals['_CPUINFO']._serialized_end=1022
+  _globals['_GPUINFO']._serialized_start=1025
+  _globals['_GPUINFO']._serialized_end=1248
+  _globals['_GPUHEALTH']._serialized_start=1251
+  _globals['_GPUHEALTH']._serialized_end=1934
 # @@protoc_insertion_point(module_scope)

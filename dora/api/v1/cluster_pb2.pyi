@@ -47,15 +47,22 @@ class ZoneSpec(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENDPOINT_FIELD_NUMBER: _builtins.int
+    PREEMPTION_FIELD_NUMBER: _builtins.int
     endpoint: _builtins.str
+    preemption: _builtins.bool
+    """A waiting container may stop running ones of lower priority and of another
+    account to take their place (they are deleted with reason Preempted, and
+    their workloads make them again, waiting). Off by default.
+    """
     def __init__(
         self,
         *,
         endpoint: _builtins.str = ...,
+        preemption: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "preemption", b"preemption"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -295,6 +302,7 @@ class GPUInfo(_message.Message):
     MEMORY_TOTAL_BYTES_FIELD_NUMBER: _builtins.int
     MEMORY_USED_BYTES_FIELD_NUMBER: _builtins.int
     CONTAINER_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     uuid: _builtins.str
     product_name: _builtins.str
@@ -302,6 +310,10 @@ class GPUInfo(_message.Message):
     memory_used_bytes: _builtins.int
     container: _builtins.str
     """The Container the GPU is assigned to, empty when free."""
+    @_builtins.property
+    def health(self) -> Global___GPUHealth:
+        """What NVML says of the GPU's health; an Unhealthy GPU gets no new container."""
+
     def __init__(
         self,
         *,
@@ -311,11 +323,121 @@ class GPUInfo(_message.Message):
         memory_total_bytes: _builtins.int = ...,
         memory_used_bytes: _builtins.int = ...,
         container: _builtins.str = ...,
+        health: Global___GPUHealth | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["health", b"health"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "index", b"index", "memory_total_bytes", b"memory_total_bytes", "memory_used_bytes", b"memory_used_bytes", "product_name", b"product_name", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "health", b"health", "index", b"index", "memory_total_bytes", b"memory_total_bytes", "memory_used_bytes", b"memory_used_bytes", "product_name", b"product_name", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GPUInfo: _TypeAlias = GPUInfo  # noqa: Y015
+
+@_typing.final
+class GPUHealth(_message.Message):
+    """GPUHealth: one reading of a GPU's health through NVML (written by the agent).
+    A value NVML cannot give on this GPU or driver is left unset and named in
+    `unknown`: it never makes the GPU unhealthy by itself.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    ECC_UNCORRECTED_FIELD_NUMBER: _builtins.int
+    ECC_CORRECTED_FIELD_NUMBER: _builtins.int
+    RETIRED_PAGES_FIELD_NUMBER: _builtins.int
+    RETIRED_PAGES_PENDING_FIELD_NUMBER: _builtins.int
+    REMAPPED_ROWS_UNCORRECTABLE_FIELD_NUMBER: _builtins.int
+    REMAP_PENDING_FIELD_NUMBER: _builtins.int
+    REMAP_FAILED_FIELD_NUMBER: _builtins.int
+    XIDS_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_CELSIUS_FIELD_NUMBER: _builtins.int
+    THROTTLE_REASONS_FIELD_NUMBER: _builtins.int
+    UNKNOWN_FIELD_NUMBER: _builtins.int
+    status: _builtins.str
+    """Healthy, Unhealthy or Unknown (NVML could tell nothing)."""
+    ecc_uncorrected: _builtins.int
+    """ECC errors since the driver loaded (volatile counters)."""
+    ecc_corrected: _builtins.int
+    retired_pages: _builtins.int
+    """Pages retired for ECC errors, and whether a retirement waits for a reset (pre-Ampere)."""
+    retired_pages_pending: _builtins.bool
+    remapped_rows_uncorrectable: _builtins.int
+    """Row remapping (Ampere and later): rows remapped for uncorrectable errors, a
+    remapping that waits for a reset, a remapping that failed.
+    """
+    remap_pending: _builtins.bool
+    remap_failed: _builtins.bool
+    temperature_celsius: _builtins.int
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Why it is Unhealthy, one line each ("Xid 79 (GPU has fallen off the bus)")."""
+
+    @_builtins.property
+    def xids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Critical Xid errors reported through NVML's events since the agent started."""
+
+    @_builtins.property
+    def throttle_reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Why the clocks are held down now (HwSlowdown, SwThermalSlowdown, ...)."""
+
+    @_builtins.property
+    def unknown(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What NVML could not tell on this GPU ("ecc: Not Supported")."""
+
+    def __init__(
+        self,
+        *,
+        status: _builtins.str = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
+        ecc_uncorrected: _builtins.int | None = ...,
+        ecc_corrected: _builtins.int | None = ...,
+        retired_pages: _builtins.int | None = ...,
+        retired_pages_pending: _builtins.bool | None = ...,
+        remapped_rows_uncorrectable: _builtins.int | None = ...,
+        remap_pending: _builtins.bool | None = ...,
+        remap_failed: _builtins.bool | None = ...,
+        xids: _abc.Iterable[_builtins.int] | None = ...,
+        temperature_celsius: _builtins.int | None = ...,
+        throttle_reasons: _abc.Iterable[_builtins.str] | None = ...,
+        unknown: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_ecc_corrected", b"_ecc_corrected", "_ecc_uncorrected", b"_ecc_uncorrected", "_remap_failed", b"_remap_failed", "_remap_pending", b"_remap_pending", "_remapped_rows_uncorrectable", b"_remapped_rows_uncorrectable", "_retired_pages", b"_retired_pages", "_retired_pages_pending", b"_retired_pages_pending", "_temperature_celsius", b"_temperature_celsius", "ecc_corrected", b"ecc_corrected", "ecc_uncorrected", b"ecc_uncorrected", "remap_failed", b"remap_failed", "remap_pending", b"remap_pending", "remapped_rows_uncorrectable", b"remapped_rows_uncorrectable", "retired_pages", b"retired_pages", "retired_pages_pending", b"retired_pages_pending", "temperature_celsius", b"temperature_celsius"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ecc_corrected", b"_ecc_corrected", "_ecc_uncorrected", b"_ecc_uncorrected", "_remap_failed", b"_remap_failed", "_remap_pending", b"_remap_pending", "_remapped_rows_uncorrectable", b"_remapped_rows_uncorrectable", "_retired_pages", b"_retired_pages", "_retired_pages_pending", b"_retired_pages_pending", "_temperature_celsius", b"_temperature_celsius", "ecc_corrected", b"ecc_corrected", "ecc_uncorrected", b"ecc_uncorrected", "reasons", b"reasons", "remap_failed", b"remap_failed", "remap_pending", b"remap_pending", "remapped_rows_uncorrectable", b"remapped_rows_uncorrectable", "retired_pages", b"retired_pages", "retired_pages_pending", b"retired_pages_pending", "status", b"status", "temperature_celsius", b"temperature_celsius", "throttle_reasons", b"throttle_reasons", "unknown", b"unknown", "xids", b"xids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__ecc_corrected: _TypeAlias = _typing.Literal["ecc_corrected"]  # noqa: Y015
+    _WhichOneofArgType__ecc_corrected: _TypeAlias = _typing.Literal["_ecc_corrected", b"_ecc_corrected"]  # noqa: Y015
+    _WhichOneofReturnType__ecc_uncorrected: _TypeAlias = _typing.Literal["ecc_uncorrected"]  # noqa: Y015
+    _WhichOneofArgType__ecc_uncorrected: _TypeAlias = _typing.Literal["_ecc_uncorrected", b"_ecc_uncorrected"]  # noqa: Y015
+    _WhichOneofReturnType__remap_failed: _TypeAlias = _typing.Literal["remap_failed"]  # noqa: Y015
+    _WhichOneofArgType__remap_failed: _TypeAlias = _typing.Literal["_remap_failed", b"_remap_failed"]  # noqa: Y015
+    _WhichOneofReturnType__remap_pending: _TypeAlias = _typing.Literal["remap_pending"]  # noqa: Y015
+    _WhichOneofArgType__remap_pending: _TypeAlias = _typing.Literal["_remap_pending", b"_remap_pending"]  # noqa: Y015
+    _WhichOneofReturnType__remapped_rows_uncorrectable: _TypeAlias = _typing.Literal["remapped_rows_uncorrectable"]  # noqa: Y015
+    _WhichOneofArgType__remapped_rows_uncorrectable: _TypeAlias = _typing.Literal["_remapped_rows_uncorrectable", b"_remapped_rows_uncorrectable"]  # noqa: Y015
+    _WhichOneofReturnType__retired_pages: _TypeAlias = _typing.Literal["retired_pages"]  # noqa: Y015
+    _WhichOneofArgType__retired_pages: _TypeAlias = _typing.Literal["_retired_pages", b"_retired_pages"]  # noqa: Y015
+    _WhichOneofReturnType__retired_pages_pending: _TypeAlias = _typing.Literal["retired_pages_pending"]  # noqa: Y015
+    _WhichOneofArgType__retired_pages_pending: _TypeAlias = _typing.Literal["_retired_pages_pending", b"_retired_pages_pending"]  # noqa: Y015
+    _WhichOneofReturnType__temperature_celsius: _TypeAlias = _typing.Literal["temperature_celsius"]  # noqa: Y015
+    _WhichOneofArgType__temperature_celsius: _TypeAlias = _typing.Literal["_temperature_celsius", b"_temperature_celsius"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ecc_corrected) -> _WhichOneofReturnType__ecc_corrected | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ecc_uncorrected) -> _WhichOneofReturnType__ecc_uncorrected | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__remap_failed) -> _WhichOneofReturnType__remap_failed | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__remap_pending) -> _WhichOneofReturnType__remap_pending | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__remapped_rows_uncorrectable) -> _WhichOneofReturnType__remapped_rows_uncorrectable | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__retired_pages) -> _WhichOneofReturnType__retired_pages | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__retired_pages_pending) -> _WhichOneofReturnType__retired_pages_pending | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature_celsius) -> _WhichOneofReturnType__temperature_celsius | None: ...
+
+Global___GPUHealth: _TypeAlias = GPUHealth  # noqa: Y015

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x64ora/api/v1/devices.proto\x12\x0b\x64ora.api.v1\"0\n\x12ListDevicesRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\"\xd8\x02\n\x06\x44\x65vice\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x05\x12\"\n\x0cproduct_name\x18\x04 \x01(\tR\x0cproduct_name\x12\x0c\n\x04uuid\x18\x05 \x01(\t\x12,\n\x12memory_total_bytes\x18\x06 \x01(\x03R\x10memoryTotalBytes\x12\r\n\x05\x63ount\x18\x07 \x01(\x05\x12\'\n\x0fused_millicores\x18\x08 \x01(\x05R\x0eusedMillicores\x12\x15\n\x06in_use\x18\t \x01(\x08R\x05inUse\x12\x11\n\tcontainer\x18\n \x01(\t\x12\x11\n\tworkspace\x18\x0b \x01(\t\x12\x1d\n\nnode_phase\x18\x0c \x01(\tR\tnodePhase\x12/\n\x13scheduling_disabled\x18\r \x01(\x08R\x12schedulingDisabled\"G\n\x13ListDevicesResponse\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12\"\n\x05items\x18\x02 \x03(\x0b\x32\x13.dora.api.v1.Device2T\n\x07\x44\x65vices\x12I\n\x04List\x12\x1f.dora.api.v1.ListDevicesRequest\x1a .dora.api.v1.ListDevicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x64ora/api/v1/devices.proto\x12\x0b\x64ora.api.v1\"0\n\x12ListDevicesRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\"\x8f\x03\n\x06\x44\x65vice\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x05\x12\"\n\x0cproduct_name\x18\x04 \x01(\tR\x0cproduct_name\x12\x0c\n\x04uuid\x18\x05 \x01(\t\x12,\n\x12memory_total_bytes\x18\x06 \x01(\x03R\x10memoryTotalBytes\x12\r\n\x05\x63ount\x18\x07 \x01(\x05\x12\'\n\x0fused_millicores\x18\x08 \x01(\x05R\x0eusedMillicores\x12\x15\n\x06in_use\x18\t \x01(\x08R\x05inUse\x12\x11\n\tcontainer\x18\n \x01(\t\x12\x11\n\tworkspace\x18\x0b \x01(\t\x12\x1d\n\nnode_phase\x18\x0c \x01(\tR\tnodePhase\x12/\n\x13scheduling_disabled\x18\r \x01(\x08R\x12schedulingDisabled\x12\x0e\n\x06health\x18\x0e \x01(\t\x12%\n\x0ehealth_reasons\x18\x0f \x03(\tR\rhealthReasons\"G\n\x13ListDevicesResponse\x12\x0c\n\x04zone\x18\x01 \x01(\t\x12\"\n\x05items\x18\x02 \x03(\x0b\x32\x13.dora.api.v1.Device2T\n\x07\x44\x65vices\x12I\n\x04List\x12\x1f.dora.api.v1.ListDevicesRequest\x1a .dora.api.v1.ListDevicesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTDEVICESREQUEST']._serialized_start=42
   _globals['_LISTDEVICESREQUEST']._serialized_end=90
   _globals['_DEVICE']._serialized_start=93
-  _globals['_DEVICE']._serialized_end=437
-  _globals['_LISTDEVICESRESPONSE']._serialized_start=439
-  _globals['_LISTDEVICESRESPONSE']._serialized_end=510
-  _globals['_DEVICES']._serialized_start=512
-  _globals['_DEVICES']._serialized_end=596
+  _globals['_DEVICE']._serialized_end=492
+  _globals['_LISTDEVICESRESPONSE']._serialized_start=494
+  _globals['_LISTDEVICESRESPONSE']._serialized_end=565
+  _globals['_DEVICES']._serialized_start=567
+  _globals['_DEVICES']._serialized_end=651
 # @@protoc_insertion_point(module_scope)

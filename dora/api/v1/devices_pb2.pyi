@@ -59,6 +59,8 @@ class Device(_message.Message):
     WORKSPACE_FIELD_NUMBER: _builtins.int
     NODE_PHASE_FIELD_NUMBER: _builtins.int
     SCHEDULING_DISABLED_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    HEALTH_REASONS_FIELD_NUMBER: _builtins.int
     node: _builtins.str
     kind: _builtins.str
     """GPU or CPU."""
@@ -77,6 +79,12 @@ class Device(_message.Message):
     node_phase: _builtins.str
     """Ready or NotReady: the node's phase."""
     scheduling_disabled: _builtins.bool
+    health: _builtins.str
+    """GPUs: Healthy, Unhealthy or Unknown as the node's agent reads it (NVML), and why;
+    an Unhealthy GPU gets no new container.
+    """
+    @_builtins.property
+    def health_reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -93,10 +101,12 @@ class Device(_message.Message):
         workspace: _builtins.str = ...,
         node_phase: _builtins.str = ...,
         scheduling_disabled: _builtins.bool = ...,
+        health: _builtins.str = ...,
+        health_reasons: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "count", b"count", "in_use", b"in_use", "index", b"index", "kind", b"kind", "memory_total_bytes", b"memory_total_bytes", "node", b"node", "node_phase", b"node_phase", "product_name", b"product_name", "scheduling_disabled", b"scheduling_disabled", "used_millicores", b"used_millicores", "uuid", b"uuid", "workspace", b"workspace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "count", b"count", "health", b"health", "health_reasons", b"health_reasons", "in_use", b"in_use", "index", b"index", "kind", b"kind", "memory_total_bytes", b"memory_total_bytes", "node", b"node", "node_phase", b"node_phase", "product_name", b"product_name", "scheduling_disabled", b"scheduling_disabled", "used_millicores", b"used_millicores", "uuid", b"uuid", "workspace", b"workspace"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -9,6 +9,7 @@ from dora.api.v1 import controllers_pb2 as _controllers_pb2
 from dora.api.v1 import coordination_pb2 as _coordination_pb2
 from dora.api.v1 import credits_pb2 as _credits_pb2
 from dora.api.v1 import meta_pb2 as _meta_pb2
+from dora.api.v1 import quotas_pb2 as _quotas_pb2
 from dora.api.v1 import tasks_pb2 as _tasks_pb2
 from dora.api.v1 import workloads_pb2 as _workloads_pb2
 from google.protobuf import descriptor as _descriptor
@@ -50,6 +51,7 @@ class Object(_message.Message):
     EVENT_FIELD_NUMBER: _builtins.int
     WORKLOADVERSION_FIELD_NUMBER: _builtins.int
     TASK_FIELD_NUMBER: _builtins.int
+    QUOTA_FIELD_NUMBER: _builtins.int
     api_version: _builtins.str
     kind: _builtins.str
     @_builtins.property
@@ -84,6 +86,8 @@ class Object(_message.Message):
     def workloadversion(self) -> _controllers_pb2.Workloadversion: ...
     @_builtins.property
     def task(self) -> _tasks_pb2.Task: ...
+    @_builtins.property
+    def quota(self) -> _quotas_pb2.Quota: ...
     def __init__(
         self,
         *,
@@ -105,12 +109,13 @@ class Object(_message.Message):
         event: _controllers_pb2.Event | None = ...,
         workloadversion: _controllers_pb2.Workloadversion | None = ...,
         task: _tasks_pb2.Task | None = ...,
+        quota: _quotas_pb2.Quota | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "container", b"container", "event", b"event", "lease", b"lease", "metadata", b"metadata", "node", b"node", "resourcecredit", b"resourcecredit", "role", b"role", "storage", b"storage", "task", b"task", "user", b"user", "usercredit", b"usercredit", "volume", b"volume", "workload", b"workload", "workloadversion", b"workloadversion", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "container", b"container", "event", b"event", "lease", b"lease", "metadata", b"metadata", "node", b"node", "quota", b"quota", "resourcecredit", b"resourcecredit", "role", b"role", "storage", b"storage", "task", b"task", "user", b"user", "usercredit", b"usercredit", "volume", b"volume", "workload", b"workload", "workloadversion", b"workloadversion", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "body", b"body", "container", b"container", "event", b"event", "kind", b"kind", "lease", b"lease", "metadata", b"metadata", "node", b"node", "resourcecredit", b"resourcecredit", "role", b"role", "storage", b"storage", "task", b"task", "user", b"user", "usercredit", b"usercredit", "volume", b"volume", "workload", b"workload", "workloadversion", b"workloadversion", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "body", b"body", "container", b"container", "event", b"event", "kind", b"kind", "lease", b"lease", "metadata", b"metadata", "node", b"node", "quota", b"quota", "resourcecredit", b"resourcecredit", "role", b"role", "storage", b"storage", "task", b"task", "user", b"user", "usercredit", b"usercredit", "volume", b"volume", "workload", b"workload", "workloadversion", b"workloadversion", "workspace", b"workspace", "zone", b"zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["zone", "workspace", "user", "role", "storage", "node", "resourcecredit", "usercredit", "workload", "container", "volume", "lease", "event", "workloadversion", "task"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["zone", "workspace", "user", "role", "storage", "node", "resourcecredit", "usercredit", "workload", "container", "volume", "lease", "event", "workloadversion", "task", "quota"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 

@@ -100,6 +100,7 @@ class TaskSpec(_message.Message):
     AFFINITY_FIELD_NUMBER: _builtins.int
     KILLED_FIELD_NUMBER: _builtins.int
     RETRY_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     exec: _builtins.str
     """The command of every job, run with `sh -c`; %DATA, %IN and %OUT are required,
     %JOB (the job's index) is optional.
@@ -119,6 +120,10 @@ class TaskSpec(_message.Message):
     """Set by `doractl task kill`: running jobs are stopped, no job starts."""
     retry: _builtins.int
     """Raised by `doractl task retry`: Failed and Killed jobs run again."""
+    priority: _builtins.int
+    """Its jobs' place in the queue, as a Workload's spec.priority (-100 to 100;
+    above 0 needs the verb Priority on Workload).
+    """
     @_builtins.property
     def image(self) -> _workloads_pb2.ImageSpec: ...
     @_builtins.property
@@ -157,10 +162,11 @@ class TaskSpec(_message.Message):
         affinity: _builtins.str = ...,
         killed: _builtins.bool = ...,
         retry: _builtins.int = ...,
+        priority: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_parallelism", b"_parallelism", "_test_jobs", b"_test_jobs", "configs", b"configs", "data", b"data", "image", b"image", "network", b"network", "output", b"output", "parallelism", b"parallelism", "selectors", b"selectors", "test_jobs", b"test_jobs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallelism", b"_parallelism", "_test_jobs", b"_test_jobs", "affinity", b"affinity", "configs", b"configs", "data", b"data", "exec", b"exec", "image", b"image", "killed", b"killed", "network", b"network", "output", b"output", "parallelism", b"parallelism", "retries", b"retries", "retry", b"retry", "selectors", b"selectors", "shm_size", b"shm_size", "test_jobs", b"test_jobs", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_parallelism", b"_parallelism", "_test_jobs", b"_test_jobs", "affinity", b"affinity", "configs", b"configs", "data", b"data", "exec", b"exec", "image", b"image", "killed", b"killed", "network", b"network", "output", b"output", "parallelism", b"parallelism", "priority", b"priority", "retries", b"retries", "retry", b"retry", "selectors", b"selectors", "shm_size", b"shm_size", "test_jobs", b"test_jobs", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__parallelism: _TypeAlias = _typing.Literal["parallelism"]  # noqa: Y015
     _WhichOneofArgType__parallelism: _TypeAlias = _typing.Literal["_parallelism", b"_parallelism"]  # noqa: Y015

@@ -60,6 +60,7 @@ class WorkloadSpec(_message.Message):
     NETWORK_FIELD_NUMBER: _builtins.int
     STOPPED_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     driver: _builtins.str
     """Docker, the only driver."""
     stopped: _builtins.bool
@@ -68,6 +69,11 @@ class WorkloadSpec(_message.Message):
     """Its containers are frozen (`docker pause`). Written only by the Pausing
     service (verbs Pause and Resume); Apply keeps the stored value. Like
     replica and stopped, it makes no version.
+    """
+    priority: _builtins.int
+    """Which pending containers the scheduler considers first: higher first, then the
+    account with the least recent use (fair share). -100 to 100; above 0 needs the
+    verb Priority on Workload (an administrator grants it).
     """
     @_builtins.property
     def replica(self) -> Global___Replica: ...
@@ -96,10 +102,11 @@ class WorkloadSpec(_message.Message):
         network: Global___NetworkSpec | None = ...,
         stopped: _builtins.bool = ...,
         paused: _builtins.bool = ...,
+        priority: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "image", b"image", "network", b"network", "notify", b"notify", "replica", b"replica", "selectors", b"selectors"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "driver", b"driver", "image", b"image", "network", b"network", "notify", b"notify", "paused", b"paused", "replica", b"replica", "selectors", b"selectors", "stopped", b"stopped", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "driver", b"driver", "image", b"image", "network", b"network", "notify", b"notify", "paused", b"paused", "priority", b"priority", "replica", b"replica", "selectors", b"selectors", "stopped", b"stopped", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -32,6 +32,8 @@ MAX_ENV_VALUE_BYTES = conventions.MAX_ENV_VALUE_BYTES
 MAX_ENV_TOTAL_BYTES = conventions.MAX_ENV_TOTAL_BYTES
 MAX_ENV_NAME_BYTES = 256
 _NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,251}[A-Za-z0-9])?$")
+# A workload's priority, either way (spec.priority); above 0 needs the verb Priority.
+MAX_PRIORITY = 100
 # Product names are names too (Resourcecredit "Tesla V100-SXM2-16GB").
 _PRODUCT_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_. ()@]{0,251}[A-Za-z0-9)])?$")
 _LABEL_KEY = re.compile(
@@ -225,6 +227,8 @@ def workload_spec(spec: workloads_pb2.WorkloadSpec, prefix: str, report: _Report
             report.add(f"{path}.product_name", "All cannot be combined with product names")
     if spec.selectors.gpu.millicores:
         report.add(f"{prefix}.selectors.gpu.millicores", "GPUs are whole devices")
+    if not -MAX_PRIORITY <= spec.priority <= MAX_PRIORITY:
+        report.add(f"{prefix}.priority", f"must be from -{MAX_PRIORITY} to {MAX_PRIORITY}")
     report.require(spec.image.image, f"{prefix}.image.image")
     spec.image.pull_policy = report.one_of(
         spec.image.pull_policy, PULL_POLICIES, f"{prefix}.image.pullPolicy"
@@ -448,6 +452,34 @@ def _resourcecredit(obj: object_pb2.Object, report: _Report) -> None:
     report.non_negative(spec.credit.per.hour, "spec.credit.per.hour")
 
 
+def _quota(obj: object_pb2.Object, report: _Report) -> None:
+    spec = obj.quota.spec
+    if spec.workspace and spec.user:
+        report.add("spec.user", "a Quota caps a workspace or a user, not both")
+    if spec.workspace:
+        report.name(spec.workspace, "spec.workspace")
+    if spec.user:
+        report.name(spec.user, "spec.user")
+    for index, entry in enumerate(spec.gpu):
+        path = f"spec.gpu[{index}]"
+        report.non_negative(entry.count, f"{path}.count")
+        if not entry.product_name:
+            entry.product_name.append("All")
+        for at, product in enumerate(entry.product_name):
+            if not product.strip():
+                report.add(f"{path}.product_name[{at}]", "must not be empty")
+            elif product.lower() == "all":
+                entry.product_name[at] = "All"
+        if "All" in entry.product_name and len(entry.product_name) > 1:
+            report.add(f"{path}.product_name", "All cannot be combined with product names")
+    if spec.cpu.HasField("millicores"):
+        report.non_negative(spec.cpu.millicores, "spec.cpu.millicores")
+    if spec.HasField("containers"):
+        report.non_negative(spec.containers, "spec.containers")
+    if not (spec.gpu or spec.cpu.HasField("millicores") or spec.HasField("containers")):
+        report.add("spec", "a Quota caps something: gpu, cpu.millicores or containers")
+
+
 def _lease(obj: object_pb2.Object, report: _Report) -> None:
     spec = obj.lease.spec
     report.require(spec.holder, "spec.holder")
@@ -471,6 +503,7 @@ _BY_KIND: dict[str, Callable[[object_pb2.Object, _Report], None]] = {
     "Role": _role,
     "User": _user,
     "Resourcecredit": _resourcecredit,
+    "Quota": _quota,
     "Usercredit": _usercredit,
     "Lease": _lease,
 }

@@ -5,6 +5,8 @@ a user picks ``product_name`` values from what the nodes report, without reading
 the Nodes themselves. The answer comes from the watch cache (Nodes' status,
 Containers' bindings), so it costs no etcd round trip. A GPU in use says so;
 which container holds it is told only to a caller who may get that container.
+Each GPU carries its health as its agent read it (Unknown from an agent that
+does not report it), so a user sees why a GPU takes no work.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class DevicesService:
                 device.index, device.uuid = gpu.index, gpu.uuid
                 device.product_name = gpu.product_name
                 device.memory_total_bytes = gpu.memory_total_bytes
+                device.health = gpu.health.status or "Unknown"
+                device.health_reasons.extend(gpu.health.reasons)
                 holder = holders.get((gpu.index, gpu.uuid))
                 device.in_use = holder is not None or bool(gpu.container)
                 meta = holder.metadata if holder is not None else None

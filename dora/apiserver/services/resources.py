@@ -36,6 +36,7 @@ from dora.apiserver.admission import DEFAULT_LIMITS, Limits
 from dora.apiserver.auth import noderestriction
 from dora.apiserver.auth.authorizer import PLACE_KINDS, Authorizer, Principal
 from dora.apiserver.leaseowners import owns
+from dora.apiserver.quotas import ContainerQuotas
 from dora.apiserver.registry import Registry, Scope
 from dora.apiserver.rpc import Context, abort, caller, unary
 from dora.apiserver.watchcache import Filter, KindCache, WatchCache, message_field, too_large
@@ -64,6 +65,7 @@ class ResourcesService:
         self.cache = cache
         self.authz = authorizer
         self.bookmark_every = bookmark_every
+        self.container_quotas = ContainerQuotas(cache=cache, authz=authorizer)
 
     def _scope(self, principal: Principal) -> Scope:
         return self.registry.scope_for(zone=principal.zone, workspace=principal.workspace)
@@ -108,10 +110,14 @@ class ResourcesService:
             await self._authorize_task_verbs(principal, ref, obj)
         if not finalizers_only:
             self._check_quota(ref, principal)
-        stored, result = await self.registry.apply(
-            obj, dry_run=request.dry_run, create_only=request.create_only,
-            finalizers_only=finalizers_only, scope=self._scope(principal), check=check,
-        )
+        creating = not finalizers_only and self.cache[ref.kind].get(registry.key(ref)) is None
+        async with self.container_quotas.admitting(ref, creating=creating) as ticket:
+            stored, result = await self.registry.apply(
+                obj, dry_run=request.dry_run, create_only=request.create_only,
+                finalizers_only=finalizers_only, scope=self._scope(principal), check=check,
+            )
+            if not request.dry_run:
+                ticket.revision = stored.metadata.resource_version
         return resources_pb2.ApplyResponse(object=stored, result=result)
 
     def _check_quota(self, ref: Ref, principal: Principal) -> None:
@@ -189,6 +195,14 @@ class ResourcesService:
                 f"network mode host needs special permission (verb HostNetwork on Workload in "
                 f"zone {ref.zone!r}, workspace {ref.workspace!r}); ask an administrator",
                 violations=(errors.FieldViolation("spec.network.mode", "host is not allowed"),),
+            )
+        if spec.priority > 0 and not self.authz.allows(principal, "Priority", "Workload",
+                                                       ref.zone, ref.workspace):
+            where = "spec.template" if ref.kind == "Container" else "spec"
+            raise errors.Forbidden(
+                f"priority {spec.priority} needs special permission (verb Priority on Workload "
+                f"in zone {ref.zone!r}, workspace {ref.workspace!r}); 0 or less needs none",
+                violations=(errors.FieldViolation(f"{where}.priority", "above 0 is not allowed"),),
             )
         floor = self.limits.privileged_port_floor
         low = [(i, p.node_port) for i, p in enumerate(spec.network.ports)

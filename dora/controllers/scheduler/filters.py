@@ -11,7 +11,9 @@ GPUs are whole devices. The GPUs of one container are all of one product (a
 mixed set would make training as slow as its slowest card): the first product
 in the selector's order that has enough free devices on the node, its lowest
 indices first; with ``All``, the product with the lowest free index that has
-enough. CPU is counted in millicores: a node has ``cpu.count * 1000``.
+enough. CPU is counted in millicores: a node has ``cpu.count * 1000``. A GPU
+its agent reports Unhealthy (ECC errors, a critical Xid: ``dora.agent.gpuhealth``)
+is never free: what runs on it keeps running, nothing new goes there.
 
 A NodePort (``network.ports[].nodePort`` with its protocol, of a bridge-network
 container) is a resource too: a node gives each port/protocol to one container, so
@@ -53,6 +55,8 @@ class GPU:
     index: int
     uuid: str = ""
     product: str = ""
+    # Health is the node's word on the device, not part of which device it is.
+    healthy: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ class NodeInfo:
         return sum(self.workloads.values())
 
     def free_gpus(self) -> list[GPU]:
-        return [g for g in self.gpus if g.index not in self.used_gpus]
+        return [g for g in self.gpus if g.healthy and g.index not in self.used_gpus]
 
     @functools.cached_property
     def free_by_product(self) -> dict[str, list[GPU]]:

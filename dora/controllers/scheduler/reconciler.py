@@ -14,7 +14,13 @@ A reconcile of a Container key:
   (``binder``). When nothing fits, the container's status says why (condition
   ``Scheduled=False``, reason ``Unschedulable``), an aggregated event tells its
   workload, and it waits: it is queued again whenever a node, a node lease, or
-  the resources held on a node change.
+  the resources held on a node change. A container whose choice would break a
+  Quota (``dora.controllers.queue.gate``, asked under the same lock) waits the
+  same way with reason ``QuotaExceeded``; one whose turn it is not (a pending
+  container of the same shape ranks ahead: ``dora.controllers.queue.turn``)
+  waits a moment with reason ``Queued``. In a zone with ``spec.preemption``, one
+  for which no node has room may stop running containers of lower priority and
+  of another account (``dora.controllers.queue.preempt``).
 
 Choices are made one at a time inside the process (a lock around filter and
 pick, nothing awaited under it) and remembered as assumed (``binder.Assumed``)
@@ -27,6 +33,7 @@ it while the outcome is unknown.
 from __future__ import annotations
 
 import random as random_module
+from collections.abc import Callable
 from typing import cast
 
 import anyio
@@ -37,6 +44,15 @@ from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
 from dora.controllers import conditions
 from dora.controllers.events import WARNING, Recorder
+from dora.controllers.queue.gate import QUOTA_EXCEEDED, QuotaGate
+from dora.controllers.queue.preempt import Preemptor
+from dora.controllers.queue.turn import (
+    DEFAULT_WORKSPACE_INDEX,
+    QUEUED,
+    RETRY_QUEUED,
+    Turns,
+    by_default_workspace,
+)
 from dora.controllers.scheduler import binder, filters, strategies
 from dora.controllers.scheduler.placer import Placer
 from dora.controllers.scheduler.snapshot import (
@@ -92,6 +108,12 @@ class Scheduler:
         # is what the placer lays over the nodes; ``assumptions`` adds what was bound from).
         self.assumed: dict[Ref, Placement] = {}
         self.assumptions: dict[Ref, binder.Assumed] = {}
+        self.quotas = QuotaGate(cache=cache)
+        self.turns = Turns(cache=cache, quotas=self.quotas, now=clock.now)
+        self.preemptor = Preemptor(client=client, cache=cache, recorder=recorder, zone=zone,
+                                   account_of=self.turns.account_of)
+        # Queues a key of this controller's (the one a Queued container yields to).
+        self.enqueue: Callable[[Ref], None] = lambda key: None
         self._lock = anyio.Lock()
         self.bound = 0
         # kube-scheduler's unschedulable queue: the containers that found no room, queued
@@ -106,9 +128,16 @@ class Scheduler:
     def build(setup: Setup) -> Scheduler:
         # The binder's reads go to the apiserver's watch cache, its events are
         # aggregated: the real client and recorder.
-        return Scheduler(client=cast(Client, setup.client), cache=setup.cache, zone=setup.zone,
-                         clock=setup.clock, recorder=cast(Recorder, setup.recorder),
-                         rng=random_module.Random(setup.option("seed")))
+        scheduler = Scheduler(client=cast(Client, setup.client), cache=setup.cache,
+                              zone=setup.zone, clock=setup.clock,
+                              recorder=cast(Recorder, setup.recorder),
+                              rng=random_module.Random(setup.option("seed")))
+        scheduler.enqueue = setup.enqueue
+        return scheduler
+
+    async def observe_use(self) -> None:
+        """The queue's record of recent use, kept while the process runs."""
+        await self.turns.run()
 
     def _waiting(self) -> list[Ref]:
         """The containers to try again now that room may have freed (those that found
@@ -123,6 +152,8 @@ class Scheduler:
         for obj in (event.old, event.new):
             if obj is not None and obj.container.spec.node_name:
                 self.snapshot.invalidate(obj.container.spec.node_name)
+        self.quotas.on_container(event)  # the quotas' and the queue's tallies
+        self.turns.on_container(event)
 
     def on_node(self, event: Event) -> None:
         if node_changed(event):
@@ -158,6 +189,9 @@ class Scheduler:
     def waiting_keys(self, event: Event) -> list[Ref]:
         return self._waiting()
 
+    def quota_keys(self, event: Event) -> list[Ref]:
+        return self._waiting() if QuotaGate.quota_changed(event) else []
+
     # Reconcile.
 
     async def reconcile(self, *, key: Ref) -> Result:
@@ -187,7 +221,30 @@ class Scheduler:
             wakes = self._wakes
             choice = self.choose(key, request, strategy,
                                  base=container.metadata.resource_version)
+            over = None if isinstance(choice, str) else self.quotas.refusal(
+                key=key, container=container, gpus=choice.gpus,
+                millicores=request.cpu_millicores, assumed=self.assumed)
+            queued = None if over is not None or isinstance(choice, str) else self.turns.ahead(
+                key=key, container=container, gpus=choice.gpus,
+                millicores=request.cpu_millicores, assumed=self.assumed)
+            if over is not None or queued is not None:
+                self.forget(key)
+        if over is not None:
+            await self._unschedulable(container, over, reason=QUOTA_EXCEEDED)
+            return Result(requeue_after=RETRY_UNSCHEDULABLE)
+        if queued is not None:
+            self.enqueue(queued.first)
+            await self._unschedulable(container, queued.message, reason=QUEUED)
+            return Result(requeue_after=RETRY_QUEUED)
         if isinstance(choice, str):
+            if self.preemptor.enabled():
+                async with self._lock:
+                    nodes = self.snapshot.nodes(assumed=self.assumed)
+                note = await self.preemptor.preempt(key=key, container=container,
+                                                    request=request, nodes=nodes)
+                if note is not None:
+                    await self._unschedulable(container, f"{choice}; {note}")
+                    return Result(requeue_after=RETRY_QUEUED)
             await self._unschedulable(container, choice)
             if wakes != self._wakes:  # room may have freed meanwhile: look again soon
                 return Result(requeue_after=RETRY_AFTER_WAKE)
@@ -288,21 +345,25 @@ class Scheduler:
         self.recorder.aggregated(bound, SCHEDULED, f"bound {bound.metadata.name} to {where}")
         log.info("%s bound to %s%s", key, placement.node, f" GPUs [{gpus}]" if gpus else "")
 
-    async def _unschedulable(self, container: object_pb2.Object, message: str) -> None:
+    async def _unschedulable(self, container: object_pb2.Object, message: str, *,
+                             reason: str = UNSCHEDULABLE) -> None:
         metrics.SCHEDULER_UNSCHEDULABLE.inc()
 
         def pending(obj: object_pb2.Object) -> None:
             status = obj.container.status
             status.phase = PENDING
+            # A quota or queue wait shows in `get` (REASON); an Unschedulable one in its
+            # condition.
+            status.reason = "" if reason == UNSCHEDULABLE else reason
             conditions.set_condition(
-                status.conditions, type=SCHEDULED, status="False", reason=UNSCHEDULABLE,
+                status.conditions, type=SCHEDULED, status="False", reason=reason,
                 message=message, now=self.clock.wall(),
             )
 
         if await write_status(self.client, container, pending) in (None, container):
             return  # gone, or it said so already
         log.info("%s: %s", objects.ref_of(container), message)
-        self.recorder.aggregated(container, UNSCHEDULABLE, message, type=WARNING)
+        self.recorder.aggregated(container, reason, message, type=WARNING)
 
 
 def node_changed(event: Event) -> bool:
@@ -328,13 +389,17 @@ CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
         Watch(kinds.CONTAINER, Scheduler.container_keys),
         Watch(kinds.NODE, Scheduler.waiting_keys, predicate=node_changed),
         Watch(kinds.LEASE, Scheduler.waiting_keys, predicate=node_lease_came_or_went),
+        Watch(kinds.QUOTA, Scheduler.quota_keys),
     ],
     hooks=[
         Hook(kinds.CONTAINER, Scheduler.on_container),
         Hook(kinds.NODE, Scheduler.on_node),
         Hook(kinds.LEASE, Scheduler.on_lease),
     ],
-    indexes={kinds.CONTAINER: {"node": by_node, "unbound": unbound}},
+    indexes={kinds.CONTAINER: {"node": by_node, "unbound": unbound},
+             kinds.USER: {DEFAULT_WORKSPACE_INDEX: by_default_workspace}},
+    reads=[kinds.ZONE],
+    background=[Scheduler.observe_use],
     workers="scheduler_workers",
     options=[
         Option("scheduler_workers", 16,

@@ -24,12 +24,13 @@ from dataclasses import dataclass
 
 from dora.api import conventions, kinds, objects
 from dora.api.objects import Ref
-from dora.api.v1 import object_pb2, workloads_pb2
+from dora.api.v1 import cluster_pb2, object_pb2, workloads_pb2
 from dora.controllers.events import label_value_ok
 from dora.controllers.scheduler.filters import GPU, NodeInfo, Port, Request
 from dora.runtime.cache import Cache
 
 READY = "Ready"
+UNHEALTHY = "Unhealthy"
 TERMINAL_PHASES = frozenset({"Exited", "Failed", "Lost"})
 
 
@@ -88,13 +89,19 @@ def placement_of(container: object_pb2.Object) -> Placement:
     )
 
 
+def healthy(gpu: cluster_pb2.GPUInfo) -> bool:
+    """Only a GPU its agent calls Unhealthy is withheld; Unknown (or unreported) is not."""
+    return gpu.health.status != UNHEALTHY
+
+
 def node_signature(node: object_pb2.Object) -> tuple[object, ...]:
     """What of a Node the scheduler reads: two Nodes with one signature place alike."""
     spec, status = node.node.spec, node.node.status
     return (
         spec.scheduling_disabled, spec.fenced, tuple(spec.allow), status.phase,
         status.cpu.product_name,
-        status.cpu.count, tuple((g.index, g.uuid, g.product_name) for g in status.gpus),
+        status.cpu.count,
+        tuple((g.index, g.uuid, g.product_name, healthy(g)) for g in status.gpus),
     )
 
 
@@ -125,7 +132,7 @@ def node_info(node: object_pb2.Object, *, leased: bool,
         allow=frozenset(spec.allow),
         cpu_product=status.cpu.product_name,
         cpu_capacity=status.cpu.count * 1000,
-        gpus=tuple(GPU(g.index, g.uuid, g.product_name) for g in status.gpus),
+        gpus=tuple(GPU(g.index, g.uuid, g.product_name, healthy(g)) for g in status.gpus),
         used_gpus=frozenset(used_gpus),
         used_cpu=used_cpu,
         workloads=dict(workloads),

@@ -2,7 +2,9 @@
 
 The seeds' ``CPU: [Get]`` and ``GPU: [Get]``: a user reads the devices through
 the apiserver's ``Devices`` service (built from the Nodes' status), so they can
-pick ``selectors.gpu.product_name`` values without any right on Node.
+pick ``selectors.gpu.product_name`` values without any right on Node. HEALTH is
+the agent's NVML reading (an Unhealthy GPU takes no new container); ``-o wide``
+says why.
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ def show(connection: profiles.Connection, word: str, output: Output, *, show_hea
         return
     wide = output is Output.wide
     if kind == "GPU":
-        headers = ["NODE", "INDEX", "PRODUCT", "STATE"] + (["MEMORY", "UUID"] if wide else [])
-        rows = [[d.node, str(d.index), d.product_name, _gpu_state(d)]
-                + ([humanize.size(d.memory_total_bytes), d.uuid] if wide else [])
+        headers = (["NODE", "INDEX", "PRODUCT", "STATE", "HEALTH"]
+                   + (["MEMORY", "UUID", "WHY"] if wide else []))
+        rows = [[d.node, str(d.index), d.product_name, _gpu_state(d), d.health or "Unknown"]
+                + ([humanize.size(d.memory_total_bytes), d.uuid,
+                    "; ".join(d.health_reasons)] if wide else [])
                 for d in items]
     else:
         headers = ["NODE", "PRODUCT", "CORES", "FREE"] + (["MEMORY"] if wide else [])

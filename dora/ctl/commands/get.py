@@ -23,7 +23,7 @@ from dora.api import codec, errors, kinds
 from dora.api.client import WatchEvent
 from dora.api.v1 import object_pb2
 from dora.ctl import columns, jsonpath, printers, profiles, session
-from dora.ctl.commands import devices
+from dora.ctl.commands import devices, queue
 from dora.ctl.options import (
     Format,
     FormatOpt,
@@ -93,7 +93,8 @@ def get(
     KIND is a plural, singular or short name: workloads, wk, containers, c, nodes,
     volumes, vol, zones, z, workspaces, ws, resourcecredits, rc, usercredits, uc...;
     several kinds are comma-separated (wk,c). ``gpus`` and ``cpus`` list the devices
-    of the zone's nodes (-o wide adds memory and UUID).
+    of the zone's nodes (-o wide adds memory, UUID and why a GPU is unhealthy);
+    ``queue`` the containers waiting for a place, best first (-o wide: why).
     """
     fmt = parse_format(output_text)
     output = fmt.output
@@ -102,6 +103,13 @@ def get(
     if fmt.template_kind and (watch or watch_only or kind.lower() in devices.WORDS):
         raise typer.BadParameter(f"{fmt.template_kind} prints a list, not --watch or devices",
                                  param_hint="--output")
+    if kind.lower() in queue.WORDS:
+        if names or selector or watch or watch_only or fmt.template_kind:
+            raise typer.BadParameter(f"{kind} takes no names, selector, --watch or template",
+                                     param_hint="KIND")
+        queue.show(settings_of(ctx).connection(), output, everywhere=all_workspaces,
+                   show_headers=not no_headers)
+        return
     if kind.lower() in devices.WORDS:
         if names or selector or watch or watch_only:
             raise typer.BadParameter(f"{kind} takes no names, selector or --watch",

@@ -24,7 +24,7 @@ def test_defaults() -> None:
     options = main.options_from(main.parse_args([]))
     assert options.zone == "default"
     assert options.controllers == ("workload", "scheduler", "nodelifecycle", "volume",
-                                   "credit", "task", "gc")
+                                   "credit", "task", "gpuhealth", "gc")
     assert (options.credit_week_start, options.credit_interval) == ("monday", 60.0)
     assert options.identity == main.default_identity()
     assert options.lease_ttl == 10

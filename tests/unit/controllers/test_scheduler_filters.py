@@ -194,3 +194,11 @@ def test_placing_one_after_another_never_overcommits(
     for node in state.values():
         assert node.used_cpu <= node.cpu_capacity
         assert node.used_gpus <= {g.index for g in node.gpus}
+
+
+def test_an_unhealthy_gpu_is_never_free_and_keeps_its_identity() -> None:
+    broken = GPU(0, "GPU-0", V100, healthy=False)
+    node = NodeInfo("n", gpus=(broken, GPU(1, "GPU-1", V100)), cpu_capacity=8000)
+    assert filters.choose_gpus(node, Request(gpu_count=1)) == (node.gpus[1],)
+    assert filters.fit(node, Request(gpu_count=2)) == filters.TOO_FEW_GPUS
+    assert broken == GPU(0, "GPU-0", V100), "health is no part of which device it is"

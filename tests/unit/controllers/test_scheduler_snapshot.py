@@ -139,3 +139,15 @@ def test_node_ports_are_used_by_the_containers_that_publish_them() -> None:
                                                            node_ports=((25001, "tcp"),))}
     [info] = snap.nodes(assumed=assumed)
     assert filters.fit(info, free) == "with nodePort 25001/tcp in use"
+
+
+def test_a_gpu_its_agent_calls_unhealthy_is_withheld_and_changes_the_signature() -> None:
+    from dora.controllers.scheduler.snapshot import node_info, node_signature
+
+    made = node("n1", gpus=3)
+    before = node_signature(made)
+    made.node.status.gpus[1].health.status = "Unhealthy"
+    made.node.status.gpus[2].health.status = "Unknown"
+    assert node_signature(made) != before
+    info = node_info(made, leased=True, containers=[])
+    assert [g.index for g in info.free_gpus()] == [0, 2], "Unknown is not Unhealthy"
