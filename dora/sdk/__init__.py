@@ -32,10 +32,19 @@ Errors are ``dora.api.errors``; a wait that runs out raises
 from dora.api import errors
 from dora.api.waiting import WaitTimeout
 from dora.sdk.aio import AsyncClient
-from dora.sdk.resources import Applied, Event, ExecResult, Job, Resource, Task, Workload
+from dora.sdk.resources import (
+    Applied,
+    Event,
+    ExecResult,
+    Job,
+    Resource,
+    Synced,
+    Task,
+    Workload,
+)
 from dora.sdk.sync import Client
 
 __all__ = [
-    "Applied", "AsyncClient", "Client", "Event", "ExecResult", "Job", "Resource", "Task",
-    "WaitTimeout", "Workload", "errors",
+    "Applied", "AsyncClient", "Client", "Event", "ExecResult", "Job", "Resource", "Synced",
+    "Task", "WaitTimeout", "Workload", "errors",
 ]
