@@ -3,8 +3,8 @@
 The smoke size runs every group: the apiserver against raw etcd, an idle dora-agent
 process, Apply to Running through real controllers and agent processes on the local
 Docker engine (skipped, with the agent, when no engine or image is there), and the
-scheduler's placements, in-process and through the apiserver, and a Task's jobs bound
-on simulated nodes.
+scheduler's placements, in-process and through the apiserver, a Task's jobs bound
+on simulated nodes, an Apply to SSE watches through dora-web and doractl's start-up.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ SCHEDULER = {f"scheduler placements ({s})" for s in ("First", "Random", "Distrib
     "scheduler placements end to end (Distribute)"}
 TASKS = {"task create to all jobs bound", "task controllers CPU per 1,000 jobs",
          "task controllers peak memory"}
+CLIENT = {"Apply to open boards (SSE watches through one dora-web), p99",
+          "doractl --help, exec to exit, median",
+          "doractl get workloads (a real List), exec to exit, median"}
 DOCKER = {"idle agent CPU", "idle agent resident memory", "Apply to Running (real Docker) p50",
           "doractl apply to Running (real Docker) p50"}
 
@@ -40,11 +43,12 @@ def docker_ready() -> bool:
 def test_bench_smoke_run_writes_valid_results(tmp_path: Path) -> None:
     output = tmp_path / "results.json"
     command = [sys.executable, "-m", "bench", "--smoke", "--output", str(output)]
-    expected = APISERVER | SCHEDULER | TASKS
+    expected = APISERVER | SCHEDULER | TASKS | CLIENT
     if docker_ready():
         expected |= DOCKER
     else:
-        command += ["--only", "apiserver", "--only", "scheduler", "--only", "tasks"]
+        command += ["--only", "apiserver", "--only", "scheduler", "--only", "tasks",
+                    "--only", "sse", "--only", "startup"]
     run = subprocess.run(command, capture_output=True, text=True, timeout=110, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     figures = json.loads(output.read_text())
