@@ -194,5 +194,5 @@ async def sse_delivery(cluster: Cluster, *, watchers: int, rounds: int) -> Figur
         ratio=p99 / b99 if b99 else None,
         notes=(f"{watchers} watches; p50 {p50:.0f} ms (gRPC watches: p50 {b50:.0f} ms); "
                f"{rounds} Applies, {len(delays)} deliveries; "
-               f"dora-web RSS {rss['idle'] // 1024} MiB idle, {rss['open'] // 1024} MiB with {watchers} open watches "
-               f"({per_watch:.0f} KiB each)"))
+               f"dora-web RSS {rss['idle'] // 1024} MiB idle, {rss['open'] // 1024} MiB "
+               f"with {watchers} open watches ({per_watch:.0f} KiB each)"))
