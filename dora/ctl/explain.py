@@ -39,7 +39,9 @@ _SCALARS = {
 }
 # Well-known messages written as one scalar in YAML.
 _WELL_KNOWN = {"google.protobuf.Timestamp": "string (RFC 3339 time)",
-               "google.protobuf.Duration": "string (duration, e.g. 1.5s)"}
+               "google.protobuf.Duration": "string (duration, e.g. 1.5s)",
+               # written as a plain list (``Workload: [Apply, Get]``), as the codec reads it
+               "dora.api.v1.Verbs": "[]string"}
 # Source-info path tags of a FileDescriptorProto and a DescriptorProto.
 _FILE_MESSAGES, _FILE_ENUMS, _MESSAGE_FIELDS, _MESSAGE_NESTED, _MESSAGE_ENUMS = 4, 5, 2, 3, 4
 _TOP = {

@@ -32,6 +32,7 @@ def test_a_field_path_in_yaml_names_shows_type_comment_and_sub_fields() -> None:
     ("wk.metadata.labels", "Workload", "map[string]string"),
     ("c.status.startedAt", "Container", "string (RFC 3339 time)"),
     ("node.spec.schedulingDisabled", "Node", "boolean"),
+    ("role.spec.permission", "Role", "map[string][]string"),
 ])
 def test_types_are_written_as_in_yaml(target: str, kind: str, type_name: str) -> None:
     found = explain.explain(target)
