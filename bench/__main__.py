@@ -3,7 +3,9 @@
 Groups: ``apiserver`` (Apply, Get/List, watch fan-out against raw etcd), ``agent``
 (an idle dora-agent's CPU and memory), ``running`` (Apply to Running on the real
 Docker engine against ``docker run``), ``scheduler`` (placements per second), ``tasks``
-(a Task's create to all its jobs bound, against plain Containers)."""
+(a Task's create to all its jobs bound, against plain Containers), ``sse`` (an Apply
+to 100 open boards through dora-web, against the apiserver's own watches), ``startup``
+(doractl's start-up, against the interpreter's and grpc's)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import agent_idle, apiserver, cluster, daemons, scale, scheduler, tasks
+from bench import client as client_side
 from bench import running as to_running
 from bench.figures import Figure
 from dora.api.client import Client
@@ -70,7 +73,8 @@ SIZES = {
                    settle=0.5, idle=1, task_nodes=5, task_jobs=20,
                    scale=(30, 60)),
 }
-GROUPS = ("apiserver", "agent", "running", "scheduler", "tasks", "scale")
+GROUPS = ("apiserver", "agent", "running", "scheduler", "tasks", "scale", "sse",
+          "startup")
 
 
 async def run(sizes: Sizes, *, only: tuple[str, ...] = GROUPS) -> list[Figure]:
@@ -108,6 +112,11 @@ async def run(sizes: Sizes, *, only: tuple[str, ...] = GROUPS) -> list[Figure]:
             async with Client(running.target, token=running.token) as client:
                 figures.extend(await tasks.task_to_bound(
                     running, client, nodes=sizes.task_nodes, jobs=sizes.task_jobs))
+        if "sse" in only:
+            figures.append(await client_side.sse_delivery(
+                running, watchers=min(100, sizes.watchers), rounds=sizes.writes))
+        if "startup" in only:
+            figures.extend(await client_side.startup(running, runs=sizes.runs))
     if "scheduler" in only:
         figures.extend(scheduler.throughput(nodes=sizes.nodes, containers=sizes.containers))
         figures.append(end_to_end)

@@ -18,7 +18,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SDK = frozenset({"Client", "AsyncClient", "Workload", "Task", "Job", "Resource", "Applied",
-                  "Event", "ExecResult", "WaitTimeout", "errors"})
+                  "Synced", "Event", "ExecResult", "WaitTimeout", "errors"})
 
 
 def __getattr__(name: str) -> Any:

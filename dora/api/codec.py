@@ -99,7 +99,14 @@ _TRAILING_TABS = re.compile(r"(?<=\S)[ \t]*\t[ \t]*(?=#|$)", re.MULTILINE)
 
 
 def _load_documents(text: str, *, source: str) -> list[Document]:
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader checks every character first: a control character is refused here.
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise SyntaxErrorAt(f"{source}:{line}:{column}: character #x{exc.character:04x} is not "
+                            "allowed in YAML", line=line, column=column) from None
     documents: list[Document] = []
     try:
         while loader.check_node():

@@ -33,9 +33,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from dora.api import client, errors
+from dora.api import errors
 
 __all__ = [
     "CONTEXT_KEYS", "Connection", "Context", "Profiles", "default_path", "load", "resolve",
@@ -76,6 +74,8 @@ class Connection:
     @property
     def target(self) -> str:
         """The gRPC target: ``host:port``, or a list for several endpoints."""
+        from dora.api import client  # grpc: not for a command line that sends nothing
+
         return client.target_of([e for e in self.endpoint.split(",") if e.strip()])
 
     @property
@@ -108,6 +108,8 @@ def load(path: Path) -> Profiles:
         return Profiles()
     except OSError as exc:
         raise errors.DoraError(f"{path}: {exc.strerror}") from None
+    import yaml
+
     try:
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -167,6 +169,8 @@ def save(profiles: Profiles, path: Path) -> None:
                if f.name != "name" and getattr(ctx, f.name)}
         for name, ctx in sorted(profiles.contexts.items())
     }
+    import yaml
+
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")

@@ -172,11 +172,13 @@ class VolumeFiles:
         return info
 
     async def upload_stream(self, volume: Target, path: str, chunks: AsyncIterator[bytes], *,
-                            size: int, digest: str = "") -> volumes_pb2.FileInfo:
+                            size: int, digest: str = "", offset: int = 0) -> volumes_pb2.FileInfo:
         """Send bytes arriving from elsewhere (``dora-web``'s request body) to ``path``:
         ``size`` is the whole file's, checked by the agent before the file is replaced
-        (and ``digest``, the hex sha256, when given)."""
-        header = volumes_pb2.UploadHeader(volume=volume, path=path, size=size, sha256=digest)
+        (and ``digest``, the hex sha256, when given). With ``offset``, the bytes continue
+        an interrupted upload of the same file (``list``'s ``partial_size``)."""
+        header = volumes_pb2.UploadHeader(volume=volume, path=path, size=size, sha256=digest,
+                                          offset=offset)
 
         async def messages() -> AsyncIterator[volumes_pb2.UploadRequest]:
             yield volumes_pb2.UploadRequest(header=header)

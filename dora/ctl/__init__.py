@@ -15,8 +15,9 @@ Map of the package:
 - ``columns``, ``humanize`` and ``printers``: tables per kind (rich on a
   terminal, plain otherwise), YAML/JSON/name output, ages; ``jsonpath``:
   kubectl's templates for ``-o jsonpath=``, ``-o custom-columns=``, ``--sort-by``;
+- ``explain``: ``doractl explain``'s text, from the protos' comments;
 - ``commands/``: one module per command group (config, apply/diff, get,
-  describe, delete, workload verbs).
+  describe, delete, workload verbs, top...).
 
 This package reaches the cluster only through ``dora.api.client``; it imports no
 other component.

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import TYPE_CHECKING
 
-from google.protobuf import message, timestamp_pb2
+if TYPE_CHECKING:
+    from google.protobuf import message, timestamp_pb2
 
 RECENT = dt.timedelta(seconds=2)
 

@@ -25,31 +25,80 @@ from dora.ctl.options import GLOBALS, Settings, global_option
 SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
 
 # Every module of dora/ctl/commands, in the order `doractl --help` lists them, and
-# the top-level command names each one registers. `doractl NAME ...` imports and
-# registers only NAME's module: importing every module (rich, progress bars...)
-# and having typer build every command cost a few hundred milliseconds on each
-# run. A name missing here still works (the line then registers every module);
-# tests/unit/test_ctl_cli.py checks this table against what the modules register.
-COMMANDS: dict[str, tuple[str, ...]] = {
-    "config": ("config",),
-    "apply": ("apply", "diff"),
-    "get": ("get",),
-    "describe": ("describe",),
-    "delete": ("delete",),
-    "workload": ("scale", "stop", "start", "pause", "resume", "versions", "rollback"),
-    "token": ("token", "whoami"),
-    "workspaces": ("clone",),
-    "streams": ("logs", "exec", "shell"),
-    "credits": ("credits",),
-    "volumes": ("volume", "volumes", "sync"),
-    "task": ("task",),
-    "wait": ("wait",),
-    "metadata": ("label", "annotate"),
-    "nodes": ("cordon", "uncordon", "drain", "node"),
-    "edit": ("edit",),
-    "version": ("version",),
-    "ui": ("ui",),
+# the top-level commands each one registers with their one-line help. `doractl NAME
+# ...` imports and registers only NAME's module: importing every module (grpc,
+# protobuf, rich, yaml...) and having typer build every command cost a few hundred
+# milliseconds on each run. `doractl` and `doractl --help` import none: the root's
+# help is made from this table (see ``_listing``). A name missing here still works
+# (the line then registers every module); tests/unit/test_ctl_cli.py checks this
+# table, helps included, against what the modules register.
+COMMANDS: dict[str, dict[str, str]] = {
+    "config": {"config": "Contexts: which apiserver, token, zone and workspace to use "
+                         "(~/.dora/config.yaml, or $DORA_CONFIG)."},
+    "apply": {"apply": "Create or update objects from YAML/JSON files, directories or stdin.",
+              "diff": "Show what `apply` would change, as a unified diff of YAML."},
+    "get": {"get": "Show objects of KIND: all of them, or those named."},
+    "describe": {"describe": "Show objects in detail: metadata, spec, status, conditions, "
+                             "and what they own."},
+    "delete": {"delete": "Delete objects: `delete KIND NAME...`, `delete KIND -l SELECTOR`, "
+                         "`delete -f FILE`."},
+    "workload": {
+        "scale": "Set how many containers a workload runs: `scale workload NAME --replicas N`.",
+        "stop": "Stop a workload: its containers go, its definition stays (`start` runs it "
+                "again).",
+        "start": "Start a stopped workload again.",
+        "pause": "Freeze a workload's or a container's processes (`docker pause`); they keep "
+                 "their GPUs and CPUs, and credits keep counting.",
+        "resume": "Thaw what `pause` froze.",
+        "versions": "List the versions of a workload's spec; * marks the one it runs.",
+        "rollback": "Restore an earlier version of a workload's spec (replicas and stopped "
+                    "stay).",
+    },
+    "token": {"token": "Create, list and revoke the tokens users and nodes log in with.",
+              "whoami": "Who the server takes you for, and where your requests go by default."},
+    "workspaces": {"clone": "Copy things: `clone workspace SRC DST`."},
+    "streams": {
+        "logs": "Print a container's logs (`logs -f web.0`), a workload's (`logs "
+                "workload/web`), or a task's job's (`logs task/sweep --job 17`: its last "
+                "attempt).",
+        "exec": "Run a command in a running container: `exec web.0 -- ls /`, `exec -it web.0 "
+                "-- sh`.",
+        "shell": "An interactive shell in a running container (`exec -it CONTAINER -- "
+                 "/bin/sh`).",
+    },
+    "credits": {"credits": "Credits used this week, per zone: used / weekly, and what runs "
+                           "now costs per hour."},
+    "volumes": {"volume": "A volume's files: ls, upload, download, rm.",
+                "volumes": "A volume's files: ls, upload, download, rm.",
+                "sync": "Mirror LOCAL_DIR into a volume: copy what differs, then follow "
+                        "changes (Ctrl-C stops)."},
+    "task": {"task": "Tasks of N jobs (seed 003): create, kill, retry."},
+    "wait": {"wait": "Wait until objects are in a state: `wait container/web-1 "
+                     "--for=phase=Running`, `wait wk/web --for=condition=Available`, `wait "
+                     "task/sweep --for=state=Completed`, `wait wk/web --for=delete`."},
+    "metadata": {"label": "Set (KEY=VALUE) or remove (KEY-) labels: `label wk/web tier=front "
+                          "old-`.",
+                 "annotate": "Set (KEY=VALUE) or remove (KEY-) annotations: `annotate wk/web "
+                             "owner='ML team'`."},
+    "nodes": {"cordon": "Mark a node unschedulable: new containers go elsewhere, running "
+                        "ones stay.",
+              "uncordon": "Mark a node schedulable again.",
+              "drain": "Cordon a node and delete its containers, so their workloads run them "
+                       "elsewhere.",
+              "node": "Declare a node dead (fence) or alive (unfence)."},
+    "edit": {"edit": "Edit an object's YAML in $EDITOR and apply it when the editor exits."},
+    "version": {"version": "Print the client's and the server's version."},
+    "explain": {"explain": "Describe a kind or one of its fields: type, documentation and "
+                           "sub-fields."},
+    "top": {"top": "CPU, memory and GPU use of nodes or containers, as their agents report "
+                   "it."},
+    "ui": {"ui": "Open Dora in the browser, served on 127.0.0.1 and signed in from your "
+                 "profiles; keeps the workloads' sync folders live."},
 }
+# Names of COMMANDS that are groups of subcommands (typer lists them after the
+# commands), and those the help does not show.
+GROUPS = frozenset({"config", "token", "clone", "volume", "volumes", "task", "node"})
+HIDDEN = frozenset({"volumes"})
 
 _SERVER, _TOKEN, _CONTEXT, _ZONE, _WORKSPACE, _DEBUG = (global_option(o) for o in GLOBALS)
 # Global options that take a value: skipped when looking for the command's name.
@@ -87,7 +136,7 @@ def root(
                        workspace=workspace, debug=debug)
 
 
-def build(modules: Sequence[str] = tuple(COMMANDS)) -> typer.Typer:
+def build(modules: Sequence[str] | None = None) -> typer.Typer:
     """The doractl app with the commands of ``modules`` (of ``dora.ctl.commands``)."""
     app = typer.Typer(
         name="doractl",
@@ -95,10 +144,11 @@ def build(modules: Sequence[str] = tuple(COMMANDS)) -> typer.Typer:
              "and roll back workloads; tokens and contexts.",
         no_args_is_help=True,
         pretty_exceptions_enable=False,
+        rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(root)
-    for name in modules:
+    for name in COMMANDS if modules is None else modules:
         module = importlib.import_module(f"dora.ctl.commands.{name}")
         if name == "config":
             app.add_typer(module.app, name="config")
@@ -108,12 +158,33 @@ def build(modules: Sequence[str] = tuple(COMMANDS)) -> typer.Typer:
 
 
 def app_for(args: Sequence[str]) -> typer.Typer:
-    """The app for a command line: only the module of the command it names, when known."""
+    """The app for a command line: only the module of the command it names, when known;
+    for the root alone (``doractl``, ``--help``, ``--version``), the listing."""
     word = _command_word(args)
     for module, names in COMMANDS.items():
         if word in names:
             return build((module,))
+    if word is None and not any(v.endswith("_COMPLETE") for v in os.environ):
+        return _listing()
     return build()
+
+
+def _listing() -> typer.Typer:
+    """The root with each command as a stand-in that has its help from ``COMMANDS``:
+    enough to print ``doractl --help`` without importing any command module. A
+    completion request (``_DORACTL_COMPLETE``) gets the real commands instead."""
+    app = build(())
+    for names in COMMANDS.values():
+        for name, text in names.items():
+            if name in GROUPS:
+                app.add_typer(typer.Typer(), name=name, help=text, hidden=name in HIDDEN)
+            else:
+                app.command(name, help=text, hidden=name in HIDDEN)(_stand_in)
+    return app
+
+
+def _stand_in() -> None:  # never runs: any line naming a command builds the real one
+    raise AssertionError("a stand-in command ran")
 
 
 def _command_word(args: Sequence[str]) -> str | None:

@@ -15,16 +15,17 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from dora.api import codec, errors
-from dora.api.v1 import object_pb2
+from dora.api import errors
 from dora.ctl.options import Output
 
 if TYPE_CHECKING:
+    from dora.api.v1 import object_pb2
     from dora.ctl import columns
 
 # rich and the column tables are imported where a table is printed: most commands
 # (apply, delete, -o yaml) never print one, and doractl's start-up is part of every
-# command's latency.
+# command's latency. The codec (protobuf, yaml) is imported where an object is
+# serialized: `doractl --help` imports this module and needs neither.
 
 GAP = "   "
 
@@ -114,6 +115,8 @@ def serialize(objs: Sequence[object_pb2.Object], output: Output, *,
               single: bool = False) -> str:
     """``objs`` as YAML, JSON or names. JSON is a ``List`` (kubectl's shape, what a
     script can rely on) unless ``single``: one object asked for by name."""
+    from dora.api import codec
+
     if output is Output.yaml:
         return codec.to_yaml(list(objs)) if objs else ""
     if output is Output.json:

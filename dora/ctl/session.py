@@ -5,21 +5,26 @@ handed a ``Session`` (the client, plus the connection's zone and workspace) and
 run with ``asyncio.run``. The connection is resolved before the event loop
 starts, so a bad profile fails before any network call; an unavailable server is
 reported with the endpoint that was tried.
+
+asyncio, grpc and the protos are imported when a command runs its work, not with
+this module, which every command module imports (``doractl --help`` too).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from dora.api import errors, kinds, objects
-from dora.api.client import Client
-from dora.api.v1 import object_pb2
-from dora.api.workloads import retry_on_conflict
+from dora.api import errors, kinds
 from dora.ctl import profiles
+
+if TYPE_CHECKING:
+    from dora.api import objects
+    from dora.api.client import Client
+    from dora.api.v1 import object_pb2
+    from dora.api.workloads import retry_on_conflict
 
 T = TypeVar("T")
 
@@ -54,6 +59,8 @@ class Session:
         return await self.client.get(kind.name, name, zone=zone, workspace=workspace)
 
     def ref(self, kind: kinds.Kind, name: str) -> objects.Ref:
+        from dora.api import objects
+
         zone, workspace = self.scope(kind)
         return objects.Ref(kind.name, zone, workspace, name)
 
@@ -62,6 +69,10 @@ def run(connection: profiles.Connection, work: Callable[[Session], Awaitable[T]]
         timeout: float = 30.0) -> T:
     """Connect, run ``work`` (each call limited to ``timeout`` seconds), close; return
     what ``work`` returned."""
+    import asyncio
+
+    from dora.api.client import Client
+
     root_certificates = _read_ca(connection.ca) if connection.ca else None
 
     async def main() -> T:
@@ -83,3 +94,12 @@ def _read_ca(path: str) -> bytes:
         return Path(path).expanduser().read_bytes()
     except OSError as exc:
         raise errors.DoraError(f"cannot read the CA bundle {path}: {exc.strerror}") from None
+
+
+def __getattr__(name: str) -> Any:
+    # ``session.retry_on_conflict``: dora.api.workloads, imported when first used.
+    if name == "retry_on_conflict":
+        from dora.api.workloads import retry_on_conflict
+
+        return retry_on_conflict
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

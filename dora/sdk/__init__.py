@@ -20,9 +20,14 @@ A Task of N jobs (seed 003)::
         done = client.wait_task("sweep", timeout=3600)   # Completed, Failed, Broken, Killed
         failed = [j for j in client.jobs(done) if j.state == "Failed"]
 
+A folder mirrored into a volume, as ``doractl sync``::
+
+        done = client.sync("./code", "home", "code")        # follow=True: until cancelled
+        print(done.sent, done.deleted)
+
 Modules: ``resources`` (what calls return: ``Resource``, ``Applied``, ``Event``,
-``ExecResult``, ``Job``; the ``Workload`` and ``Task`` builders), ``aio`` (``AsyncClient``, over
-``dora.api.client``) and ``sync`` (``Client``, the async client on a private
+``ExecResult``, ``Job``, ``Synced``; the ``Workload`` and ``Task`` builders), ``aio``
+(``AsyncClient``, over ``dora.api.client``) and ``sync`` (``Client``, the async client on a private
 event loop in a thread). The SDK is a client like doractl: it imports
 ``dora.api`` only (never ``dora.ctl``, so no typer/rich, nor the server side).
 Errors are ``dora.api.errors``; a wait that runs out raises
@@ -32,10 +37,19 @@ Errors are ``dora.api.errors``; a wait that runs out raises
 from dora.api import errors
 from dora.api.waiting import WaitTimeout
 from dora.sdk.aio import AsyncClient
-from dora.sdk.resources import Applied, Event, ExecResult, Job, Resource, Task, Workload
+from dora.sdk.resources import (
+    Applied,
+    Event,
+    ExecResult,
+    Job,
+    Resource,
+    Synced,
+    Task,
+    Workload,
+)
 from dora.sdk.sync import Client
 
 __all__ = [
-    "Applied", "AsyncClient", "Client", "Event", "ExecResult", "Job", "Resource", "Task",
-    "WaitTimeout", "Workload", "errors",
+    "Applied", "AsyncClient", "Client", "Event", "ExecResult", "Job", "Resource", "Synced",
+    "Task", "WaitTimeout", "Workload", "errors",
 ]

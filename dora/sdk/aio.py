@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import AsyncIterator, Callable, Sequence
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
 
-from dora.api import changes, errors, kinds, profiles, tasks, waiting
+from dora.api import changes, errors, kinds, profiles, syncing, tasks, waiting
 from dora.api.client import Client as ApiClient
 from dora.api.v1 import object_pb2, tokens_pb2, volumes_pb2
 from dora.sdk import resources
-from dora.sdk.resources import Applied, Event, ExecResult, Job, Manifest, Resource
+from dora.sdk.resources import Applied, Event, ExecResult, Job, Manifest, Resource, Synced
+
+log = logging.getLogger("dora.sdk")
 
 # The states a task stays in until someone acts: what ``wait_task`` waits for.
 TASK_ENDS = (tasks.COMPLETED, tasks.FAILED, tasks.BROKEN, tasks.KILLED)
@@ -303,8 +307,68 @@ class AsyncClient:
                                                      path, recursive=True)
         return [f.path for f in listing.files if not f.is_dir]
 
+    async def sync(self, local: str | Path, volume: str, path: str = "", *,
+                   prune: bool = False, follow: bool = False, interval: float = 0.5,
+                   zone: str | None = None, workspace: str | None = None,
+                   on_change: Callable[[Synced], None] | None = None) -> Synced:
+        """Mirror the folder ``local`` into ``volume`` under ``path``, as ``doractl
+        sync``: send the files that differ (size and sha256), honouring
+        ``.doraignore``; ``prune`` deletes what the folder lacks. With ``follow``, keep
+        looking every ``interval`` seconds, sending changes and mirroring deletions,
+        until cancelled (Ctrl-C for ``Client``); ``on_change`` gets what each look did.
+        What was done in all."""
+        if interval <= 0:
+            raise errors.Invalid("must be more than 0", field="interval")
+        root = Path(local)
+        if not await asyncio.to_thread(root.is_dir):
+            raise errors.NotFound(f"{root}: no such folder")
+        done = Synced()
+        reporter = _Recorder(done)
+        syncer = syncing.Syncer(files=self.api.volume_files(),
+                                target=self._volume(volume, zone, workspace),
+                                base=path.strip("/"), root=root, reporter=reporter)
+        await syncer.first_copy(prune=prune)
+        if on_change is not None and reporter.take():
+            on_change(done)
+        while follow:
+            await asyncio.sleep(interval)
+            if await syncer.follow() and on_change is not None and reporter.take():
+                on_change(done)
+        return done
+
     async def whoami(self) -> tokens_pb2.WhoAmIResponse:
         return await self.api.whoami()
+
+
+class _Recorder:
+    """``sync``'s ``dora.api.syncing.Reporter``: records into a ``Synced``, logs
+    problems (``dora.sdk`` logger)."""
+
+    def __init__(self, done: Synced) -> None:
+        self.done = done
+        self.changed = False
+
+    @contextlib.contextmanager
+    def transfer(self, remote: str, size: int) -> Iterator[Callable[[int], None]]:
+        yield lambda n: None
+        self.done.sent.append(remote)
+        self.changed = True
+
+    def deleted(self, remote: str) -> None:
+        self.done.deleted.append(remote)
+        self.changed = True
+
+    def problem(self, message: str) -> None:
+        log.warning("sync: %s", message)
+        self.done.problems.append(message)
+        self.changed = True
+
+    def note(self, message: str) -> None:
+        log.debug("sync: %s", message)
+
+    def take(self) -> bool:
+        changed, self.changed = self.changed, False
+        return changed
 
 
 def _upload_plan(source: Path, path: str) -> builtins.list[tuple[Path, str]]:

@@ -145,6 +145,16 @@ class ExecResult:
         return self.exit_code == 0
 
 
+@dataclass
+class Synced:
+    """What ``sync`` did: the paths in the volume it wrote and deleted, and the
+    problems it met (each path concerned is tried again at the next look)."""
+
+    sent: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
 def applied(obj: object_pb2.Object, result: ApplyResult.ValueType) -> Applied:
     return Applied(Resource(obj), ApplyResult.Name(result))
 

@@ -23,7 +23,7 @@ from dora.api import profiles
 from dora.api.v1 import object_pb2, tokens_pb2
 from dora.sdk import resources
 from dora.sdk.aio import TASK_ENDS, AsyncClient, connection_from_profile
-from dora.sdk.resources import Applied, Event, ExecResult, Job, Manifest, Resource
+from dora.sdk.resources import Applied, Event, ExecResult, Job, Manifest, Resource, Synced
 
 T = TypeVar("T")
 
@@ -215,6 +215,14 @@ class Client:
     def files(self, volume: str, path: str = "", *, zone: str | None = None,
               workspace: str | None = None) -> builtins.list[str]:
         return self._run(self.aio.files(volume, path, zone=zone, workspace=workspace))
+
+    def sync(self, local: str | Path, volume: str, path: str = "", *, prune: bool = False,
+             follow: bool = False, interval: float = 0.5, zone: str | None = None,
+             workspace: str | None = None,
+             on_change: Callable[[Synced], None] | None = None) -> Synced:
+        return self._run(self.aio.sync(local, volume, path, prune=prune, follow=follow,
+                                       interval=interval, zone=zone, workspace=workspace,
+                                       on_change=on_change))
 
     def whoami(self) -> tokens_pb2.WhoAmIResponse:
         return self._run(self.aio.whoami())

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
@@ -263,5 +264,6 @@ def create_app(config: Config) -> security.ASGIApp:
             yield
 
     app = Starlette(routes=routes(config), lifespan=lifespan,
-                    exception_handlers={errors.DoraError: http.handle_dora_error})
+                    exception_handlers={errors.DoraError: http.handle_dora_error,
+                                        HTTPException: http.handle_http_error})
     return security.Guard(app, allowed_origins=config.allowed_origins)

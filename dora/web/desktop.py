@@ -42,6 +42,7 @@ from typing import Any
 import uvicorn
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -303,7 +304,8 @@ def create_app(desktop: Desktop, *, secret: str, static_dir: Path | None,
             await desktop.close()
 
     app = Starlette(routes=[*routes(), *webapp.routes(config)], lifespan=lifespan,
-                    exception_handlers={errors.DoraError: http.handle_dora_error})
+                    exception_handlers={errors.DoraError: http.handle_dora_error,
+                                        HTTPException: http.handle_http_error})
     return security.Guard(SecretGuard(app, secret=secret, desktop=desktop),
                           allowed_origins=frozenset())
 

@@ -11,8 +11,9 @@ import json
 from typing import Any
 
 import grpc
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from dora.api import errors
 
@@ -52,6 +53,17 @@ async def handle_dora_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.DoraError)
     located = getattr(exc, "located", None)
     return error_response(exc, violations=located)
+
+
+async def handle_http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no route matches: a path with a newline escapes even
+    the ``/api/{rest:path}`` fallback; a method not allowed) in the API's error shape,
+    so every 4xx carries ``error.message``."""
+    assert isinstance(exc, HTTPException)
+    error: errors.DoraError = errors.NotFound(f"no API route {request.url.path!r}") \
+        if exc.status_code == 404 else errors.DoraError(exc.detail)
+    return JSONResponse(error_body(error), status_code=exc.status_code,
+                        headers=dict(exc.headers or {}))
 
 
 async def json_body(request: Request) -> dict[str, Any]:

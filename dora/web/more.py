@@ -170,7 +170,8 @@ async def volume_ls(request: Request) -> Response:
     path = volumes.clean(request.query_params.get("path", ""), field="path")
     found = await user_client(request).volume_files().list(_target(request), path)
     return JSONResponse({"path": path, "exists": found.exists,
-                         "files": [_file_info(f) for f in found.files]})
+                         "files": [_file_info(f) for f in found.files],
+                         "partialSize": found.partial_size})
 
 
 def _file_path(request: Request) -> str:
@@ -183,20 +184,32 @@ def _file_path(request: Request) -> str:
 async def volume_upload(request: Request) -> Response:
     """``PUT volumes/{name}/files/{path}``: the raw body is the file, streamed on to
     the agent; ``Content-Length`` is required (the agent checks the size), and
-    ``X-Content-SHA256`` too when sent."""
+    ``X-Content-SHA256`` too when sent.
+
+    Resumable: a dropped connection leaves the bytes received so far in the volume
+    (``ls?path=FILE`` answers them as ``partialSize``); ``X-Upload-Offset: N`` then
+    sends only the rest (the body is the file from byte N; its sha256 is required,
+    so the agent checks the joined file as a whole)."""
     path = _file_path(request)
     raw = request.headers.get("content-length", "")
     if not raw.isdigit():
         raise errors.Invalid("send the file as the raw body, with its Content-Length",
                              field="Content-Length")
-    size = int(raw)
+    offset_text = request.headers.get("x-upload-offset", "0")
+    if not offset_text.isdigit():
+        raise errors.Invalid("expected the byte the body starts at", field="X-Upload-Offset")
+    offset = int(offset_text)
+    size = offset + int(raw)
     if size > MAX_UPLOAD:
         raise errors.Invalid(f"at most {MAX_UPLOAD} bytes", field="Content-Length")
     digest = request.headers.get("x-content-sha256", "").lower()
     if digest and (len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest)):
         raise errors.Invalid("expected a hex sha256", field="X-Content-SHA256")
+    if offset and not digest:
+        raise errors.Invalid("a resumed upload needs the whole file's sha256",
+                             field="X-Content-SHA256")
     info = await user_client(request).volume_files().upload_stream(
-        _target(request), path, request.stream(), size=size, digest=digest)
+        _target(request), path, request.stream(), size=size, digest=digest, offset=offset)
     return JSONResponse({"file": _file_info(info)})
 
 

@@ -175,7 +175,10 @@ PATHS: dict[str, dict[str, Any]] = {
         "parameters": [_NAME, *_SCOPE, _PATH_QUERY],
         "responses": _json({"type": "object", "properties": {
             "path": {"type": "string"}, "exists": {"type": "boolean"},
-            "files": {"type": "array", "items": _FILE}}})}},
+            "files": {"type": "array", "items": _FILE},
+            "partialSize": {"type": "integer", "description":
+                            "bytes of an interrupted upload to path (a file), to resume "
+                            "from with X-Upload-Offset"}}})}},
     "/api/volumes/{name}/files/{path}": {
         "get": {"summary": "Download a file of a volume, streamed (verb Download)",
                 "parameters": [_NAME, _PATH, *_SCOPE],
@@ -184,10 +187,13 @@ PATHS: dict[str, dict[str, Any]] = {
                                                             "format": "binary"}}}},
                               **_ERRORS}},
         "put": {"summary": "Upload a file into a volume: the raw body, with its "
-                           "Content-Length, streamed (verb Upload)",
+                           "Content-Length, streamed (verb Upload); resumable from "
+                           "ls's partialSize with X-Upload-Offset (and the sha256)",
                 "parameters": [_NAME, _PATH, *_SCOPE,
                                {"name": "X-Content-SHA256", "in": "header",
-                                "schema": {"type": "string"}}],
+                                "schema": {"type": "string"}},
+                               {"name": "X-Upload-Offset", "in": "header",
+                                "schema": {"type": "integer", "minimum": 0}}],
                 "requestBody": {"required": True, "content": {"application/octet-stream": {
                     "schema": {"type": "string", "format": "binary"}}}},
                 "responses": _json({"type": "object", "properties": {"file": _FILE}})}},

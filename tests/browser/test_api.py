@@ -320,3 +320,11 @@ async def test_every_documented_call_answers_odd_input_without_a_server_error(
                     if response.status_code >= 400:
                         assert response.json()["error"]["message"], (method, path, body)
     assert calls > 100
+
+
+async def test_a_path_no_route_matches_gets_a_json_error(http: httpx.AsyncClient) -> None:
+    # a newline in a path escapes even the /api/{rest:path} fallback (schemathesis found it)
+    for method in ("GET", "PUT"):
+        response = await http.request(method, "/api/volumes/v/files/a%0Ab")
+        assert response.status_code == 404
+        assert "no API route '/api/volumes/v/files/" in response.json()["error"]["message"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 from collections.abc import AsyncIterator
 
 import httpx
@@ -254,3 +255,47 @@ async def test_a_tasks_job_table_job_logs_kill_and_retry(
         assert killed.status_code == 200, killed.text
         assert (await get_task(cluster.client)).task.spec.killed
         assert (await http.post("/api/tasks/nope/kill", params=SCOPE)).status_code == 404
+
+
+async def test_an_upload_cut_off_resumes_from_what_arrived(
+        cluster: Cluster, gateway: Gateway, http: httpx.AsyncClient, admin_token: str,
+        group: TaskGroup) -> None:
+    """A browser's upload whose connection drops halfway: ``ls`` of the file answers
+    the bytes that arrived (``partialSize``), and a PUT with ``X-Upload-Offset`` sends
+    only the rest; the agent checks the joined file's sha256."""
+    async with controllers(cluster, group):
+        await eventually(lambda: _volume_ready(cluster.client), within=30,
+                         what="volume Ready")
+    body = os.urandom(6 * 1024 * 1024)
+    digest = hashlib.sha256(body).hexdigest()
+    url = f"/api/volumes/files/files/big.bin?zone={h.ZONE}&workspace={h.WORKSPACE}"
+    # The first attempt, as a browser whose connection drops: the headers announce the
+    # whole file, 4 MiB of it goes out, then the socket closes.
+    _, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write((f"PUT {url} HTTP/1.1\r\nHost: 127.0.0.1:{gateway.port}\r\n"
+                  f"Authorization: Bearer {admin_token}\r\nX-Content-SHA256: {digest}\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n").encode())
+    writer.write(body[:4 * 1024 * 1024])
+    await writer.drain()
+    await asyncio.sleep(1.0)
+    writer.close()
+
+    async def arrived() -> int | None:
+        listed = (await http.get("/api/volumes/files/ls",
+                                 params={**SCOPE, "path": "big.bin"})).json()
+        return listed["partialSize"] or None
+
+    partial = await eventually(arrived, within=20, what="the partial upload")
+    assert 0 < partial <= 4 * 1024 * 1024
+    assert not (cluster.files / "big.bin").exists()  # only a finished file is put in place
+    no_digest = await http.put("/api/volumes/files/files/big.bin", params=SCOPE,
+                               content=body[partial:],
+                               headers={"X-Upload-Offset": str(partial)})
+    assert no_digest.status_code == 422
+    assert no_digest.json()["error"]["violations"][0]["field"] == "X-Content-SHA256"
+    rest = await http.put("/api/volumes/files/files/big.bin", params=SCOPE,
+                          content=body[partial:],
+                          headers={"X-Upload-Offset": str(partial), "X-Content-SHA256": digest})
+    assert rest.status_code == 200, rest.text
+    assert rest.json()["file"]["size"] == len(body)
+    assert (cluster.files / "big.bin").read_bytes() == body

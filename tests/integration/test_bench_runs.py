@@ -4,7 +4,8 @@ The smoke size runs every group: the apiserver against raw etcd, an idle dora-ag
 process, Apply to Running through real controllers and agent processes on the local
 Docker engine (skipped, with the agent, when no engine or image is there), and the
 scheduler's placements, in-process and through the apiserver, a Task's jobs bound
-on simulated nodes, and the growth figures at two tiny sizes.
+on simulated nodes, the growth figures at two tiny sizes, an Apply to SSE watches
+through dora-web and doractl's start-up.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ SCALE = {f"scale: {what} at 60 objects" for what in (
     "List p99 of one workspace (100 Containers)", "List p99 of every Container",
     "List p99 of every Container from the watch cache",
     "controllers start to leading (informers synced)", "controllers resident memory")}
+CLIENT = {"Apply to open boards (SSE watches through one dora-web), p99",
+          "doractl --help, exec to exit, median",
+          "doractl get workloads (a real List), exec to exit, median"}
 DOCKER = {"idle agent CPU", "idle agent resident memory", "Apply to Running (real Docker) p50",
           "doractl apply to Running (real Docker) p50"}
 
@@ -46,13 +50,13 @@ def docker_ready() -> bool:
 def test_bench_smoke_run_writes_valid_results(tmp_path: Path) -> None:
     output = tmp_path / "results.json"
     command = [sys.executable, "-m", "bench", "--smoke", "--output", str(output)]
-    expected = APISERVER | SCHEDULER | TASKS | SCALE
+    expected = APISERVER | SCHEDULER | TASKS | SCALE | CLIENT
     if docker_ready():
         expected |= DOCKER
     else:
         command += ["--only", "apiserver", "--only", "scheduler", "--only", "tasks",
-                    "--only", "scale"]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+                    "--only", "scale", "--only", "sse", "--only", "startup"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     figures = json.loads(output.read_text())
     assert {f["name"] for f in figures} == expected

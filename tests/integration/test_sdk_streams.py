@@ -66,3 +66,49 @@ async def test_exec_logs_wait_upload_download(cluster: Cluster, profile: Path,
 
     await asyncio.to_thread(script)
     await h.phase_of(cluster.client, "box", "Running")
+
+
+async def test_sync_mirrors_a_folder_once_and_then_follows_it(cluster: Cluster, profile: Path,
+                                                              tmp_path: Path) -> None:
+    local = tmp_path / "code"
+    (local / "pkg").mkdir(parents=True)
+    (local / "train.py").write_text("print('v1')\n")
+    (local / "pkg" / "util.py").write_text("X = 1\n")
+    (local / "big.ckpt").write_text("weights\n")
+    (local / ".doraignore").write_text("*.ckpt\n")
+
+    def once() -> dora.Synced:
+        with dora.Client.from_profile() as c:
+            return c.sync(local, "home", "code")
+
+    first = await asyncio.to_thread(once)
+    assert sorted(first.sent) == ["code/.doraignore", "code/pkg/util.py", "code/train.py"]
+    assert (first.deleted, first.problems) == ([], [])
+    again = await asyncio.to_thread(once)  # nothing differs: nothing sent
+    assert again.sent == []
+
+    looks: list[dora.Synced] = []
+    changed = asyncio.Event()
+
+    def on_change(done: dora.Synced) -> None:
+        looks.append(done)
+        if "code/pkg/util.py" in done.deleted:
+            changed.set()
+
+    async with dora.AsyncClient.from_profile() as client:
+        following = asyncio.create_task(client.sync(local, "home", "/code/", follow=True,
+                                                    interval=0.1, on_change=on_change))
+        await asyncio.sleep(0.5)
+        (local / "train.py").write_text("print('v2')\n")
+        (local / "pkg" / "util.py").unlink()
+        await asyncio.wait_for(changed.wait(), 20)
+        following.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await following
+        assert sorted(await client.files("home", "code")) == ["code/.doraignore",
+                                                               "code/train.py"]
+        with pytest.raises(errors.Invalid, match="interval"):
+            await client.sync(local, "home", interval=0)
+        with pytest.raises(errors.NotFound):
+            await client.sync(tmp_path / "missing", "home")
+    assert looks[-1].sent == ["code/train.py"]

@@ -543,3 +543,11 @@ def test_same_key_in_sibling_mappings_is_fine() -> None:
         "kind: Workload\nmetadata: {name: a}\nspec:\n  volumes:\n  - {name: a, target: /a}\n"
         "  - {name: b, target: /b}\n")
     assert [v.name for v in obj.workload.spec.volumes] == ["a", "b"]
+
+
+def test_a_control_character_is_a_syntax_error_with_its_line_and_column() -> None:
+    # PyYAML's reader refuses it before parsing (found by schemathesis through dora-web)
+    with pytest.raises(codec.SyntaxErrorAt) as info:
+        codec.decode_yaml("kind: Workload\nmetadata: {name: a\x90}\n", source="w.yaml")
+    assert info.value.message == "w.yaml:2:19: character #x0090 is not allowed in YAML"
+    assert (info.value.line, info.value.column) == (2, 19)

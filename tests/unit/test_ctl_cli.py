@@ -54,7 +54,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
         (["delete"], "give KIND and NAMEs"),
         (["delete", "wk", "a", "--timeout", "soon"], "not a duration"),
         (["scale", "wk", "a"], "Missing option '--replicas'"),
-        (["scale", "wk", "a", "--replicas", "-1"], "greater than or equal to 0"),
+        (["scale", "wk", "a", "--replicas", "-1"], "-1 is not in the range x>=0"),
         (["scale", "nodes", "a", "--replicas", "1"], "only workloads have this verb"),
         (["stop", "volume", "a"], "only workloads have this verb"),
         (["frobnicate"], "No such command"),
@@ -225,6 +225,39 @@ def test_a_command_line_builds_only_its_command(args: list[str],
                                                 expected: set[str] | None) -> None:
     every = {name for names in main.COMMANDS.values() for name in names}
     assert _command_names(main.app_for(args)) == (expected or every)
+
+
+def test_the_root_help_lists_each_command_with_its_own_help(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``doractl --help`` is made from the table, without the modules: it must print
+    what the real commands would."""
+    listing = main.run(["--help"]), capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main.app(args=["--help"], prog_name="doractl")
+    assert exit_info.value.code == 0
+    assert listing == (0, capsys.readouterr().out)
+
+
+# What `doractl --help` must not import: each costs tens of milliseconds of start-up
+# (grpc alone about 0.1 s), and none is needed to print a help.
+HEAVY = ("grpc", "google.protobuf", "rich", "yaml", "asyncio", "pydantic", "dora.api.v1",
+         "dora.api.client", "dora.ctl.commands")
+
+
+@pytest.mark.parametrize("args", [["--help"], [], ["--version"]])
+def test_the_root_help_imports_nothing_heavy(args: list[str]) -> None:
+    code = ("import sys; from dora.ctl import main; code = main.run(sys.argv[1:]); "
+            f"print(code, sorted(m for m in sys.modules if m.startswith({HEAVY!r})))")
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                            text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == f"{0 if args else 2} []"
+
+
+def test_explain_needs_no_server(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "explain", "wk.spec.replica.count")
+    assert code == 0
+    assert "FIELD:    spec.replica.count <integer>" in out
+    assert "Unset means 1; 0 is a valid count" in out
 
 
 def test_apply_starts_without_rich_or_other_commands() -> None:

@@ -485,7 +485,7 @@ def test_compose_bootstrap_declares_the_agents_nodes() -> None:
     args.remove("apply")
     apply = typer.main.get_command(ctl_main.app).commands["apply"]
     params = apply.make_context("apply", args).params  # a bad flag raises UsageError
-    assert params["files"] == [manifest]
+    assert list(params["files"]) == [manifest]  # a tuple before typer 0.29
 
 
 def test_compose_images_can_be_overridden() -> None:

@@ -108,6 +108,17 @@ export interface TaskJob {
 }
 
 // A path inside a volume as URL segments ("a dir/x" -> "a%20dir/x").
+const UPLOAD_TRIES = 5;
+// Files larger than this are hashed by no one here (the whole file would be read into
+// memory): they upload without X-Content-SHA256, so a dropped one starts over.
+const HASHED_UP_TO = 512 * 1024 * 1024;
+
+async function sha256Hex(file: Blob): Promise<string> {
+  if (file.size > HASHED_UP_TO || !globalThis.crypto?.subtle) return "";
+  const hash = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+  return Array.from(new Uint8Array(hash), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 function filePath(path: string): string {
   return path.split("/").filter(Boolean).map(encodeURIComponent).join("/");
 }
@@ -180,16 +191,38 @@ export class Api {
     return this.call("GET", `devices/${kind}`, { zone: scope.zone });
   }
 
-  volumeLs(volume: string, path: string, scope: Scope): Promise<{ path: string; exists: boolean; files: VolumeFile[] }> {
+  volumeLs(volume: string, path: string, scope: Scope): Promise<{ path: string; exists: boolean; files: VolumeFile[]; partialSize?: number }> {
     return this.call("GET", `volumes/${encodeURIComponent(volume)}/ls`, { ...scope, path });
   }
 
   // The file as the raw body (the browser sends its Content-Length), streamed on by dora-web.
+  // Resumable: when the connection drops (fetch throws, no HTTP answer), ask `ls` of the
+  // file how much arrived (partialSize) and send only the rest, with X-Upload-Offset and
+  // the whole file's sha256 (the agent checks the joined file). A few tries, waiting
+  // longer each time; an HTTP error is final.
   async upload(volume: string, path: string, file: Blob, scope: Scope): Promise<{ file: VolumeFile }> {
-    const response = await fetch(url(`volumes/${encodeURIComponent(volume)}/files/${filePath(path)}`, { ...scope }),
-      { method: "PUT", headers: headers(this.token, { "Content-Type": "application/octet-stream" }), body: file, cache: "no-store" });
-    if (!response.ok) throw await failure(response);
-    return (await response.json()) as { file: VolumeFile };
+    const target = url(`volumes/${encodeURIComponent(volume)}/files/${filePath(path)}`, { ...scope });
+    const digest = await sha256Hex(file);
+    let offset = 0;
+    for (let attempt = 1; ; attempt++) {
+      const extra: Record<string, string> = { "Content-Type": "application/octet-stream" };
+      if (digest) extra["X-Content-SHA256"] = digest;
+      if (offset) extra["X-Upload-Offset"] = String(offset);
+      let response: Response;
+      try {
+        response = await fetch(target, { method: "PUT", headers: headers(this.token, extra),
+          body: file.slice(offset), cache: "no-store" });
+      } catch (e) {
+        if (attempt >= UPLOAD_TRIES) throw e;
+        await new Promise((done) => setTimeout(done, 500 * attempt));
+        const listed = await this.volumeLs(volume, path, scope).catch(() => null);
+        const partial = listed?.partialSize ?? 0;
+        offset = digest && partial > 0 && partial <= file.size ? partial : 0;
+        continue;
+      }
+      if (!response.ok) throw await failure(response);
+      return (await response.json()) as { file: VolumeFile };
+    }
   }
 
   async download(volume: string, path: string, scope: Scope): Promise<Blob> {
