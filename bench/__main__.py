@@ -53,6 +53,8 @@ class Sizes:
     task_jobs: int
     # Growth: stored objects at each step.
     scale: tuple[int, ...]
+    # Refused 4 MB/1 MB Applies, 40 a round.
+    flood_rounds: int = 5
 
 
 SIZES = {
@@ -71,7 +73,7 @@ SIZES = {
                    runs=1, ctl_runs=1,
                    nodes=20, containers=40, e2e_nodes=3, e2e_containers=5,
                    settle=0.5, idle=1, task_nodes=5, task_jobs=20,
-                   scale=(30, 60)),
+                   scale=(30, 60), flood_rounds=1),
 }
 GROUPS = ("apiserver", "agent", "running", "scheduler", "tasks", "scale", "sse",
           "startup")
@@ -89,6 +91,7 @@ async def run(sizes: Sizes, *, only: tuple[str, ...] = GROUPS) -> list[Figure]:
                 running, watchers=sizes.watchers, writes=sizes.writes))
             figures.append(await apiserver.watch_under_load(
                 running, writes=sizes.load_writes))
+            figures.append(await apiserver.flood_memory(running, rounds=sizes.flood_rounds))
         if {"agent", "running"} & set(only):
             # A zone of its own: the apiserver figures leave thousands of Workloads in
             # the default zone, which controllers there would start working on.

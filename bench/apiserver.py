@@ -15,7 +15,9 @@ import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from bench.agent_idle import cpu_seconds
+import grpc
+
+from bench.agent_idle import cpu_seconds, rss_mib
 from bench.cluster import Cluster, raw_etcd
 from bench.figures import Figure, median, percentile
 from dora.api import codec
@@ -414,4 +416,52 @@ async def watch_under_load(cluster: Cluster, *, watchers: int = 50, writers: int
               f"applying {writes} Workloads at {writes / took:.0f} writes/s (asked {rate:.0f}); "
               f"from each Apply's send to each watcher's receipt; all "
               f"{len(delays)} deliveries arrived",
+    )
+
+
+async def flood_memory(cluster: Cluster, *, rounds: int = 5) -> Figure:
+    """The apiserver's resident memory a few seconds after ``rounds`` x 40 refused
+    Applies (4 MB and 1 MB, without a token and with a wrong one), against its memory
+    idle just before: rejected messages must cost nothing lasting (issue 15)."""
+    pid = cluster.apiserver_pid
+    async with Client(cluster.target, token=cluster.token) as admin:
+        await admin.list("Zone")  # warm: every path of an ordinary call taken
+    await asyncio.sleep(0.5)
+    idle = rss_mib(pid)
+    bodies = [b"\x0a" + os.urandom(16) + b"x" * size for size in (4_000_000, 1_000_000)]
+    refused: dict[str, int] = {}
+    async with grpc.aio.insecure_channel(
+        cluster.target, options=[("grpc.max_send_message_length", 8 * 1024 * 1024)]
+    ) as channel:
+        call = channel.unary_unary("/dora.api.v1.Resources/Apply")
+
+        async def send(body: bytes, metadata: tuple[tuple[str, str], ...]) -> None:
+            try:
+                await call(body, metadata=metadata, timeout=30)
+            except grpc.aio.AioRpcError as exc:
+                refused[exc.code().name] = refused.get(exc.code().name, 0) + 1
+
+        for _round in range(rounds):
+            await asyncio.gather(*(
+                send(body, metadata) for body in bodies
+                for metadata in ((), (("authorization", "Bearer dora_not_a_token"),))
+                for _ in range(10)))
+    peak = rss_mib(pid)
+    after = peak
+    for _ in range(20):  # freed memory goes back within a trim period or two
+        await asyncio.sleep(0.5)
+        after = rss_mib(pid)
+        if after <= idle * 1.2:
+            break
+    sent = rounds * 40
+    return Figure(
+        name="apiserver memory after a flood of refused Applies",
+        value=round(after, 1), unit="MiB",
+        baseline={"what": "the same apiserver idle just before", "value": round(idle, 1),
+                  "unit": "MiB"},
+        ratio=round(after / idle, 2),
+        target="<= 2x idle", met=after <= 2 * idle,
+        notes=f"{sent} Applies of 4 MB and 1 MB, half without a token, half with a wrong "
+              f"one, all refused ({', '.join(f'{k} {v}' for k, v in sorted(refused.items()))}); "
+              f"{peak:.0f} MiB right after",
     )

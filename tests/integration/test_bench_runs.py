@@ -22,7 +22,8 @@ FIELDS = {"name", "value", "unit", "baseline", "ratio", "target", "met"}
 IMAGE = os.environ.get("DORA_BUSYBOX_IMAGE", "dora/busybox:latest")
 APISERVER = {"apiserver Apply throughput", "apiserver CPU per Apply", "apiserver Get throughput",
              "apiserver List of every workload", "watch fan-out delivery delay p99",
-             "watch delivery under write load p99"}
+             "watch delivery under write load p99",
+             "apiserver memory after a flood of refused Applies"}
 SCHEDULER = {f"scheduler placements ({s})" for s in ("First", "Random", "Distribute", "Fill")} | {
     "scheduler placements end to end (Distribute)"}
 TASKS = {"task create to all jobs bound", "task controllers CPU per 1,000 jobs",
