@@ -3,7 +3,7 @@
 ``python -m bench`` (``make bench``; ``make bench-quick`` for the small sizes)
 prints a table and writes ``bench/results.json``. These machines are noisy, so
 every figure is judged as a ratio to something measured at the same time, or
-against an absolute target from DESIGN.md where that is what the target says.
+against an absolute target from docs/architecture.md where that is what the target says.
 Never part of the test suite (beyond ``--smoke``, which only proves it runs).
 
 Modules, one idea each: ``apiserver`` (Apply, Get/List, watch fan-out against raw

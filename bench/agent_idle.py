@@ -58,7 +58,7 @@ async def sample(daemon: Daemon, *, settle: float, seconds: float) -> list[Figur
         Figure(
             name="idle agent CPU",
             value=round(cpu_share * 100, 2), unit="% of a core",
-            baseline={"what": "DESIGN.md target", "value": CPU_TARGET * 100,
+            baseline={"what": "the target (docs/architecture.md)", "value": CPU_TARGET * 100,
                       "unit": "% of a core"},
             ratio=round(cpu_share / CPU_TARGET, 3),
             target="< 1% of a core", met=cpu_share < CPU_TARGET,
@@ -69,7 +69,8 @@ async def sample(daemon: Daemon, *, settle: float, seconds: float) -> list[Figur
         Figure(
             name="idle agent resident memory",
             value=round(peak, 1), unit="MiB",
-            baseline={"what": "DESIGN.md target", "value": RSS_TARGET_MIB, "unit": "MiB"},
+            baseline={"what": "the target (docs/architecture.md)", "value": RSS_TARGET_MIB,
+                      "unit": "MiB"},
             ratio=round(peak / RSS_TARGET_MIB, 3),
             target="< 80 MiB", met=peak < RSS_TARGET_MIB,
             notes=f"the largest VmRSS of {len(rss)} samples, {window}",

@@ -15,7 +15,7 @@ The baseline, interleaved with the Dora runs so both see the same machine load:
 returns once the container is started), removed untimed afterwards.
 
 ``doractl apply -f`` as a subprocess is timed the same way (process start to the
-Container Running): that is the DESIGN.md target's own wording.
+Container Running): that is the docs/architecture.md target's own wording.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ GPU_SELECTORS: list[tuple[float, tuple[str, ...]]] = [
     (0.50, ("All",)), (0.20, (A100,)), (0.15, (V100,)), (0.15, (QUADRO, V100)),
 ]
 TARGET = 2_000.0
-# End to end through the apiserver: DESIGN.md's target, and Nomad's published rate.
+# End to end through the apiserver: docs/architecture.md's target, and Nomad's published rate.
 E2E_TARGET, NOMAD = 1_000.0, 1_500.0
 
 
@@ -242,7 +242,8 @@ def throughput(*, nodes: int, containers: int) -> list[Figure]:
         figures.append(Figure(
             name=f"scheduler placements ({strategy})",
             value=round(run.rate, 1), unit="placements/s",
-            baseline={"what": "DESIGN.md target", "value": TARGET, "unit": "placements/s"},
+            baseline={"what": "the target (docs/architecture.md)", "value": TARGET,
+                      "unit": "placements/s"},
             ratio=round(run.rate / TARGET, 3),
             target=f">= {TARGET:,.0f} placements/s", met=run.rate >= TARGET,
             notes=f"in-process placement logic (Scheduler.choose: snapshot, filters, "

@@ -1,6 +1,6 @@
 """The gRPC channel and server options every Dora process uses, in one place.
 
-Long streams (watches, keep-alives, logs, exec) must not go silent (DESIGN.md,
+Long streams (watches, keep-alives, logs, exec) must not go silent (docs/architecture.md,
 "Lessons"): clients ping every ``KEEPALIVE_SECONDS`` even without calls, and
 servers accept pings that often (``min_ping_interval`` below the clients'
 interval, or the server would answer the pings with GOAWAY). No
