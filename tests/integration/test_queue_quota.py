@@ -75,7 +75,7 @@ async def test_a_quota_of_two_gpus_holds_under_200_concurrent_applies(
     for name in ("a100-1", "a100-2"):
         await SimNode(client, name, gpus=[A100] * 4).start(group)
     await client.apply(quota("lab", workspace="default", gpus=2))
-    Controllers(client, controllers=("workload", "scheduler")).start(group)
+    Controllers(client, controllers=("workload", "scheduler", "gc")).start(group)
 
     most = 0
     holding: dict[str, bool] = {}
@@ -140,7 +140,7 @@ async def test_product_cpu_and_user_caps(client: Client, group: TaskGroup, ctl: 
     await client.apply(user)
     await client.apply(quota("a100s", gpus=1, products=(A100,)))
     await client.apply(quota("alice", user="alice", millicores=3000))
-    Controllers(client, controllers=("workload", "scheduler")).start(group)
+    Controllers(client, controllers=("workload", "scheduler", "gc")).start(group)
     await client.apply(workload("big", gpus=1, products=(A100,), replicas=2))
     await client.apply(workload("cpu", cpu=2, replicas=2))
 
@@ -209,7 +209,7 @@ async def test_fair_share_the_user_without_history_goes_first(
         await client.apply(objects.new("Workspace", name))
         await client.apply(objects.new("User", name))
     await SimNode(client, "four", gpus=[A100] * 4).start(group)
-    Controllers(client, controllers=("workload", "scheduler")).start(group)
+    Controllers(client, controllers=("workload", "scheduler", "gc")).start(group)
     await client.apply(workload("history", gpus=1, replicas=4, workspace="heavy"))
 
     async def full() -> bool:
@@ -248,7 +248,7 @@ async def test_fair_share_the_user_without_history_goes_first(
 async def test_priority_goes_before_fair_share_and_needs_the_verb(
         client: Client, group: TaskGroup) -> None:
     await SimNode(client, "two", gpus=[A100] * 2).start(group)
-    Controllers(client, controllers=("workload", "scheduler")).start(group)
+    Controllers(client, controllers=("workload", "scheduler", "gc")).start(group)
     await client.apply(workload("blocker", gpus=1, replicas=2))
 
     async def full() -> bool:
@@ -338,7 +338,7 @@ async def test_preemption_stops_lower_priority_of_another_user_only_when_the_zon
         await client.apply(objects.new("Workspace", name))
         await client.apply(objects.new("User", name))
     await SimNode(client, "two", gpus=[A100] * 2).start(group)
-    Controllers(client, controllers=("workload", "scheduler")).start(group)
+    Controllers(client, controllers=("workload", "scheduler", "gc")).start(group)
     low = workload("low", gpus=1, replicas=2, workspace="alice")
     low.workload.spec.priority = -10
     await client.apply(low)

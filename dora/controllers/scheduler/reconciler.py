@@ -231,7 +231,7 @@ class Scheduler:
                 self.forget(key)
         if over is not None:
             await self._unschedulable(container, over, reason=QUOTA_EXCEEDED)
-            return Result(requeue_after=RETRY_UNSCHEDULABLE)
+            return self._wait(key, wakes)
         if queued is not None:
             self.enqueue(queued.first)
             await self._unschedulable(container, queued.message, reason=QUEUED)
@@ -246,12 +246,18 @@ class Scheduler:
                     await self._unschedulable(container, f"{choice}; {note}")
                     return Result(requeue_after=RETRY_QUEUED)
             await self._unschedulable(container, choice)
-            if wakes != self._wakes:  # room may have freed meanwhile: look again soon
-                return Result(requeue_after=RETRY_AFTER_WAKE)
-            self.unschedulable.add(key)
-            return Result(requeue_after=RETRY_UNSCHEDULABLE)
+            return self._wait(key, wakes)
         await self._bind(key, container, self.assumed[key])
         return DONE
+
+    def _wait(self, key: Ref, wakes: int) -> Result:
+        """Wait among the unschedulable until room may have freed (a container freed
+        resources, a node or a Quota changed); look again soon if that happened while
+        this one was being placed (``wakes`` then differs)."""
+        if wakes != self._wakes:
+            return Result(requeue_after=RETRY_AFTER_WAKE)
+        self.unschedulable.add(key)
+        return Result(requeue_after=RETRY_UNSCHEDULABLE)
 
     def choose(self, key: Ref, request: filters.Request, strategy: str, *,
                base: int = 0) -> filters.Fit | str:
