@@ -200,3 +200,39 @@ async def _wait(client: Client, kind: kinds.Kind, name: str, condition: Conditio
 
 def _same_scope(a: object_pb2.Object, b: object_pb2.Object) -> bool:
     return (a.metadata.zone, a.metadata.workspace) == (b.metadata.zone, b.metadata.workspace)
+
+
+async def dependents_gone(client: Client, owner: object_pb2.Object, *,
+                          timeout: float | None = None) -> None:  # noqa: ASYNC109
+    """Return once nothing in ``owner``'s zone and workspace names it (its uid) as an
+    owner any more. Dependents are deleted by dora-controllers' garbage collector right
+    after their owner (background cascade): ``delete --wait`` and the SDK's
+    ``delete(wait=True)`` wait for this too, so what a Workload or a Task owned is gone
+    when they return. Kinds the caller may not list are not waited for."""
+    meta = owner.metadata
+    if not (meta.zone and meta.workspace):
+        return
+    owned = [k.name for k in kinds.KINDS if k.zoned and k.workspaced]
+    delay = 0.05
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                left = None
+                for kind in owned:
+                    try:
+                        items, _ = await client.list(kind, zone=meta.zone,
+                                                     workspace=meta.workspace)
+                    except errors.Forbidden:
+                        continue
+                    left = next((i for i in items if any(
+                        o.uid == meta.uid for o in i.metadata.owner_references)), None)
+                    if left is not None:
+                        break
+                if left is None:
+                    return
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+    except TimeoutError:
+        raise WaitTimeout(
+            f"timed out after {timeout:g}s waiting for what {owner.kind} {meta.name} owned "
+            f"to be deleted (is dora-controllers' garbage collector running?)") from None

@@ -133,7 +133,9 @@ class AsyncClient:
     async def delete(self, kind: str, name: str, *, zone: str | None = None,
                      workspace: str | None = None, wait: bool = True,
                      timeout: float | None = 60.0) -> None:  # noqa: ASYNC109
-        """Delete; with ``wait``, return once it is gone (its finalizers done)."""
+        """Delete; with ``wait``, return once it is gone (its finalizers done) and so is
+        what it owned (a workload's containers, which the garbage collector deletes
+        right after it)."""
         found = kinds.lookup(kind)
         z, w = self._scope(found, zone, workspace)
         deleted = await self.api.delete(found.name, name, zone=z, workspace=w)
@@ -142,6 +144,7 @@ class AsyncClient:
             await waiting.wait(self.api, found.name, name, waiting.Condition("delete"),
                                zone=meta.zone, workspace=meta.workspace, uid=meta.uid,
                                timeout=timeout)
+            await waiting.dependents_gone(self.api, deleted, timeout=timeout)
 
     async def watch(self, kind: str, selector: str = "", *, name: str | None = None,
                     zone: str | None = None, workspace: str | None = None,

@@ -5,8 +5,9 @@ missing one is an error (exit 1) unless ``--ignore-not-found``, and the others
 are still deleted. An object with finalizers is only marked (its
 ``deletionTimestamp``) until its controllers let go: ``--wait`` waits until every
 deleted object is really gone, watching from the version it last read (so no
-deletion in between is missed) and reading again every few seconds, up to
-``--timeout``.
+deletion in between is missed) and reading again every few seconds, and then
+until what it owned (a workload's containers, deleted by the garbage collector
+right after it) is gone too, up to ``--timeout``.
 
 ``delete container NAME --scale-down`` is the dashboard's trash button: the
 container goes and its workload's replica count drops by one, in one conditional
@@ -27,7 +28,7 @@ from typing import Annotated
 
 import typer
 
-from dora.api import errors, kinds, volumes, workloads
+from dora.api import errors, kinds, volumes, waiting, workloads
 from dora.api.client import WatchEvent
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, volumes_pb2
@@ -144,10 +145,14 @@ def delete(
             try:
                 async with asyncio.timeout(limit):
                     await asyncio.gather(*(wait_gone(s, obj) for obj in deleted))
+                    # What they owned (a workload's containers): the garbage collector's.
+                    await asyncio.gather(*(waiting.dependents_gone(s.client, obj)
+                                           for obj in deleted))
             except TimeoutError:
                 raise errors.DoraError(
                     f"timed out after {timeout} waiting for "
-                    f"{', '.join(printers.object_name(o) for o in deleted)} to be gone"
+                    f"{', '.join(printers.object_name(o) for o in deleted)} and what they "
+                    "owned to be gone (is dora-controllers' garbage collector running?)"
                 ) from None
         return ok
 
