@@ -35,6 +35,7 @@ from tests.integration.controllers_harness import (
 )
 from tests.integration.test_tasks import (
     Cluster,
+    agent_options,  # noqa: F401  (a fixture the cluster fixture asks for)
     apiserver_config,
     cluster,
     controllers,

@@ -30,7 +30,14 @@ from tests.browser.test_tutorial import (
 )
 from tests.integration import agent_harness as h
 from tests.integration.controllers_harness import Background, Controllers, admin_client
-from tests.integration.test_tasks import Cluster, apiserver_config, cluster, node, task
+from tests.integration.test_tasks import (
+    Cluster,
+    agent_options,  # noqa: F401  (a fixture the cluster fixture asks for)
+    apiserver_config,
+    cluster,
+    node,
+    task,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("default_scope")]
 __all__ = ["apiserver_config", "browser", "cluster", "node", "web"]
