@@ -166,8 +166,9 @@ async def agent(cluster: Cluster, client: Client, *, node: str,
 
 @contextlib.asynccontextmanager
 async def controllers(cluster: Cluster, client: Client, *, zone: str = ZONE,
-                      which: str = "workload,scheduler") -> AsyncIterator[Daemon]:
-    """A ``dora-controllers`` process (by default workload and scheduler) leading ``zone``."""
+                      which: str = "workload,scheduler,gc") -> AsyncIterator[Daemon]:
+    """A ``dora-controllers`` process (by default workload, scheduler and the garbage
+    collector: deleting a workload deletes its containers) leading ``zone``."""
     workdir = Path(tempfile.mkdtemp(prefix="dora-bench-controllers-"))
     daemon = await _start("dora-controllers", [
         "--server", cluster.target, "--token-file", str(cluster.token_file), "--zone", zone,
