@@ -32,6 +32,7 @@ and resumes from its last position.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
 import logging
@@ -56,6 +57,8 @@ ALL = sys.maxsize
 # How long a read or watch at a version the cache has not reached waits for it
 # (Kubernetes waits 3 s too) before the version is called too large.
 FUTURE_WAIT = 3.0
+# Snapshots of a kind kept for the next pages of Lists served from the cache.
+SNAPSHOTS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,21 @@ class Filter:
         return self.selector.matches(event.labels) or (
             event.prev_labels is not None and self.selector.matches(event.prev_labels)
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A kind's objects at one revision, in key order: what the pages of one List
+    are cut from, so paging through n objects costs n, not n^2/page (etcd counts
+    the whole range again for each page)."""
+
+    revision: int
+    keys: list[bytes]
+    entries: list[CachedEvent]
+
+    def after(self, start: bytes) -> int:
+        """The position of the first object at or after ``start``."""
+        return bisect.bisect_left(self.keys, start)
 
 
 class _Subscriber:
@@ -241,6 +259,12 @@ class KindCache:
         # Moves on every change of the cached objects (a relist included), so a
         # reader can tell that what it derived from them still holds.
         self.changes = 0
+        # The current objects in key order (built on demand, for ``changes``), and
+        # the recent ones that the next pages of Lists read (revision -> snapshot).
+        self._sorted: tuple[int, Snapshot] | None = None
+        self._snapshots: collections.OrderedDict[int, Snapshot] = collections.OrderedDict()
+        # Set to ask etcd for a progress mark now (a consistent read waiting on it).
+        self._progress_now = asyncio.Event()
         self._progress_every = progress_every
         self._capacity = subscriber_capacity
         self.revision = 0
@@ -254,7 +278,8 @@ class KindCache:
             await self._load(prefix)
             try:
                 async for batch in self._etcd.watch(
-                    prefix, start_revision=self.revision + 1, progress_every=self._progress_every
+                    prefix, start_revision=self.revision + 1, progress_every=self._progress_every,
+                    progress_now=self._progress_now,
                 ):
                     for event in batch.events:
                         self._apply(event)
@@ -275,6 +300,7 @@ class KindCache:
         self._objects = {}
         self._by_label = {}
         self._per_scope = collections.Counter()
+        self._snapshots.clear()
         self.changes += 1
         for kv in listing.kvs:
             obj = registry.decode(kv)
@@ -401,9 +427,50 @@ class KindCache:
             return False
         return True
 
+    async def consistent(self, revision: int, *, within: float) -> bool:
+        """Wait until the cache has seen ``revision`` (etcd's current one, read by a
+        consistent List), asking etcd for a progress mark so that an idle kind
+        catches up at once; False if it did not within ``within`` seconds."""
+        if self.revision >= revision and self.ready.is_set():
+            return True
+        self._progress_now.set()
+        return await self.caught_up(revision, within=within)
+
+    def snapshot(self) -> Snapshot:
+        """The current objects in key order, kept for the next pages of a List at
+        this revision (``snapshot_at``). Built once per change of the kind."""
+        current = self._sorted
+        if current is None or current[0] != self.changes:
+            keys = sorted(self._objects)
+            objects = self._objects
+            current = (self.changes, Snapshot(self.revision, keys, [objects[k] for k in keys]))
+            self._sorted = current
+        snapshot = current[1]
+        if snapshot.revision != self.revision:  # nothing changed since: the same objects
+            snapshot = Snapshot(self.revision, snapshot.keys, snapshot.entries)
+            self._sorted = (self.changes, snapshot)
+        return snapshot
+
+    def keep(self, snapshot: Snapshot) -> None:
+        """Keep ``snapshot`` for the next pages of a List (the last ``SNAPSHOTS``)."""
+        self._snapshots[snapshot.revision] = snapshot
+        self._snapshots.move_to_end(snapshot.revision)
+        while len(self._snapshots) > SNAPSHOTS:
+            self._snapshots.popitem(last=False)
+
+    def snapshot_at(self, revision: int) -> Snapshot | None:
+        """The kept snapshot at ``revision``, or the current objects if the kind has
+        not changed since ``revision``; None otherwise (read etcd at it)."""
+        kept = self._snapshots.get(revision)
+        if kept is not None:
+            return kept
+        if self._last_revision <= revision <= self.revision and self.ready.is_set():
+            return self.snapshot()
+        return None
+
     def items(self) -> list[object_pb2.Object]:
         """Every cached object, in key order (shared: copy before changing them)."""
-        return [self._objects[key].object for key in sorted(self._objects)]
+        return [entry.object for entry in self.snapshot().entries]
 
     def select(self, selector: labels.Selector) -> list[CachedEvent]:
         """The cached objects ``selector`` matches, in key order. A requirement that a
@@ -419,8 +486,12 @@ class KindCache:
                 found |= self._by_label.get((requirement.key, value), set())
             if candidates is None or len(found) < len(candidates):
                 candidates = found
-        keys = self._objects.keys() if candidates is None else candidates
-        return [entry for entry in (self._objects[key] for key in sorted(keys))
+        if candidates is None:
+            entries = self.snapshot().entries
+            if not selector:
+                return list(entries)
+            return [entry for entry in entries if selector.matches(entry.labels)]
+        return [entry for entry in (self._objects[key] for key in sorted(candidates))
                 if selector.matches(entry.labels)]
 
     def count(self, zone: str, workspace: str) -> int:
