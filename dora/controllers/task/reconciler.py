@@ -54,11 +54,11 @@ from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, tasks_pb2
 from dora.controllers import payers
 from dora.controllers.events import label_value_ok
-from dora.controllers.task.plan import Attempt, Jobs, Spec, Step, plan
+from dora.controllers.task.plan import ENDED, Attempt, Jobs, Spec, Step, plan
 from dora.runtime import reconcile, registry
 from dora.runtime.cache import Cache, by_controller_owner
 from dora.runtime.clock import Clock
-from dora.runtime.handlers import Event, Watch, own_key, owner_key
+from dora.runtime.handlers import Event, EventType, Watch, own_key, owner_key
 from dora.runtime.reconcile import DONE, Result, TerminalError
 from dora.runtime.registry import Option, Setup, at_least
 from dora.runtime.status import write_status
@@ -268,6 +268,36 @@ def _attempts(task: object_pb2.Object,
     return found
 
 
+# What ``plan`` reads of an attempt's Container: (the phase if it ended, its exit
+# code, whether it is being deleted, when it ended).
+Planned = tuple[str, int, bool, float | None]
+_LIVE: Planned = ("", 0, False, None)
+
+
+def _planned(container: object_pb2.Object) -> Planned:
+    status = container.container.status
+    terminating = container.metadata.HasField("deletion_timestamp")
+    if status.phase not in ENDED:
+        return ("", 0, terminating, None)
+    return (status.phase, status.exit_code, terminating,
+            _seconds(status.finished_at) if status.HasField("finished_at") else None)
+
+
+def attempt_changed(event: Event) -> bool:
+    """Whether a Container event can change its task's step: an attempt that ended,
+    started being deleted or is gone. Binding it, its phases while it runs, a live
+    one appearing (the controller's own create) change nothing ``plan`` reads, so
+    they wake no reconcile: a 10,000-job task is planned again when jobs end, not
+    twice per job while they are placed."""
+    if event.type is EventType.UPDATED:
+        assert event.old is not None and event.new is not None
+        return _planned(event.old) != _planned(event.new)
+    if event.type is EventType.ADDED:
+        assert event.new is not None
+        return _planned(event.new) != _LIVE
+    return True  # deleted, or a resync (a new leader looks at everything)
+
+
 def _seconds(stamp: timestamp_pb2.Timestamp) -> float:
     return stamp.seconds + stamp.nanos / 1e9
 
@@ -278,7 +308,7 @@ CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
     build=TaskController.build,
     watches=[
         Watch(kinds.TASK, own_key),
-        Watch(kinds.CONTAINER, owner_key(kinds.TASK)),
+        Watch(kinds.CONTAINER, owner_key(kinds.TASK), attempt_changed),
         Watch(kinds.USERCREDIT, TaskController.tasks_paid_by),
     ],
     indexes={
