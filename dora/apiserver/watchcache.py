@@ -251,6 +251,9 @@ class KindCache:
         self._last_revision = 0
         self._events_in_revision = 0
         self._objects: dict[bytes, CachedEvent] = {}
+        # Their keys in order, kept as objects come and go (a List's first page is
+        # found by bisection, without sorting the kind).
+        self._keys: list[bytes] = []
         # (label, value) -> keys of the cached objects with that label value.
         self._by_label: dict[tuple[str, str], set[bytes]] = {}
         # (zone, workspace) -> how many cached objects are there (admission's quota).
@@ -259,7 +262,7 @@ class KindCache:
         # Moves on every change of the cached objects (a relist included), so a
         # reader can tell that what it derived from them still holds.
         self.changes = 0
-        # The current objects in key order (built on demand, for ``changes``), and
+        # The current objects in key order (copied on demand, for ``changes``), and
         # the recent ones that the next pages of Lists read (revision -> snapshot).
         self._sorted: tuple[int, Snapshot] | None = None
         self._snapshots: collections.OrderedDict[int, Snapshot] = collections.OrderedDict()
@@ -298,6 +301,7 @@ class KindCache:
                 log.warning("listing %s failed (%s); retrying", self.kind.plural, exc)
                 await asyncio.sleep(1.0)
         self._objects = {}
+        self._keys = []
         self._by_label = {}
         self._per_scope = collections.Counter()
         self._snapshots.clear()
@@ -358,6 +362,10 @@ class KindCache:
         """Keep ``entry`` as the object at ``key`` (None: it is gone), and the label
         index with it."""
         old = self._objects.pop(key, None)
+        if old is None and entry is not None:
+            bisect.insort(self._keys, key)
+        elif old is not None and entry is None:
+            del self._keys[bisect.bisect_left(self._keys, key)]
         if old is not None:
             self._per_scope[(old.zone, old.workspace)] -= 1
             for pair in old.labels.items():
@@ -438,10 +446,10 @@ class KindCache:
 
     def snapshot(self) -> Snapshot:
         """The current objects in key order, kept for the next pages of a List at
-        this revision (``snapshot_at``). Built once per change of the kind."""
+        this revision (``snapshot_at``). Copied once per change of the kind."""
         current = self._sorted
         if current is None or current[0] != self.changes:
-            keys = sorted(self._objects)
+            keys = list(self._keys)
             objects = self._objects
             current = (self.changes, Snapshot(self.revision, keys, [objects[k] for k in keys]))
             self._sorted = current
@@ -470,7 +478,7 @@ class KindCache:
 
     def items(self) -> list[object_pb2.Object]:
         """Every cached object, in key order (shared: copy before changing them)."""
-        return [entry.object for entry in self.snapshot().entries]
+        return [self._objects[key].object for key in self._keys]
 
     def select(self, selector: labels.Selector) -> list[CachedEvent]:
         """The cached objects ``selector`` matches, in key order. A requirement that a
@@ -487,12 +495,17 @@ class KindCache:
             if candidates is None or len(found) < len(candidates):
                 candidates = found
         if candidates is None:
-            entries = self.snapshot().entries
-            if not selector:
-                return list(entries)
-            return [entry for entry in entries if selector.matches(entry.labels)]
+            objects = self._objects
+            return [entry for entry in (objects[key] for key in self._keys)
+                    if selector.matches(entry.labels)]
         return [entry for entry in (self._objects[key] for key in sorted(candidates))
                 if selector.matches(entry.labels)]
+
+    def current(self) -> tuple[list[bytes], Callable[[int], CachedEvent]]:
+        """The cached objects' keys in order and the object at each position: the
+        cache itself, no copy (read it without awaiting in between)."""
+        keys, objects = self._keys, self._objects
+        return keys, lambda index: objects[keys[index]]
 
     def count(self, zone: str, workspace: str) -> int:
         """How many cached objects are in ``zone``/``workspace`` (every zone's when

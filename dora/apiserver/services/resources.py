@@ -371,16 +371,22 @@ class ResourcesService:
                 return None
             await self.registry.etcd.check_revision(revision)  # Gone, as etcd's page would be
             items, following = _page(
-                snapshot.entries, start=start, end=end, limit=request.limit,
-                keep=lambda e: selector.matches(e.labels) and shown(e))
+                snapshot.keys, snapshot.entries.__getitem__, start=start, end=end,
+                limit=request.limit, keep=lambda e: selector.matches(e.labels) and shown(e))
             return _list_bytes(items, revision=revision, following=following)
         current = await self.registry.etcd.revision()
         if not await cache.consistent(current, within=CONSISTENT_WAIT):
             return None
         # No await from here on: the selection, the snapshot and the revision agree.
         revision = cache.revision
-        selected = cache.select(selector) if selector else cache.snapshot().entries
-        items, following = _page(selected, start=prefix, end=end, limit=request.limit,
+        keys: Sequence[bytes]
+        entry: Callable[[int], CachedEvent]
+        if selector:
+            selected = cache.select(selector)
+            keys, entry = [e.key for e in selected], selected.__getitem__
+        else:
+            keys, entry = cache.current()
+        items, following = _page(keys, entry, start=prefix, end=end, limit=request.limit,
                                  keep=shown)
         if following:
             snapshot = cache.snapshot()
@@ -451,27 +457,25 @@ class ResourcesService:
                                            checks_itself=frozenset({"Watch"}))
 
 
-def _page(entries: Sequence[CachedEvent], *, start: bytes, end: bytes, limit: int,
+def _page(keys: Sequence[bytes], entry_at: Callable[[int], CachedEvent], *, start: bytes,
+          end: bytes, limit: int,
           keep: Callable[[CachedEvent], bool]) -> tuple[list[CachedEvent], bytes]:
-    """Up to ``limit`` (0: all) of the ``entries`` (in key order) that ``keep`` accepts,
-    from key ``start`` up to key ``end``; and the key of the next one ("" if none),
-    so a page is full unless the list ended and its token says only that more
-    visible objects follow (as the registry's pages over etcd)."""
+    """Up to ``limit`` (0: all) of the objects at ``keys`` (in order; ``entry_at``
+    gives the object at a position) that ``keep`` accepts, from key ``start`` up to
+    key ``end``; and the key of the next one ("" if none), so a page is full unless
+    the list ended and its token says only that more visible objects follow (as
+    the registry's pages over etcd)."""
     found: list[CachedEvent] = []
-    for index in range(bisect.bisect_left(entries, start, key=_entry_key), len(entries)):
-        entry = entries[index]
-        if entry.key >= end:
+    for index in range(bisect.bisect_left(keys, start), len(keys)):
+        if keys[index] >= end:
             break
+        entry = entry_at(index)
         if not keep(entry):
             continue
         if limit and len(found) == limit:
             return found, entry.key
         found.append(entry)
     return found, b""
-
-
-def _entry_key(entry: CachedEvent) -> bytes:
-    return entry.key
 
 
 def _list_bytes(items: Sequence[CachedEvent], *, revision: int, following: bytes = b"") -> bytes:
