@@ -81,6 +81,10 @@ class TaskController:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self._files: dict[tuple[str, str], list[str]] = {}
+        # Per (task uid, job count): each attempt's Container as ``plan`` reads it, by
+        # name, with the resourceVersion it was read at; a reconcile reads again only
+        # what changed.
+        self._attempts: dict[tuple[str, int], dict[str, tuple[int, Attempt | None]]] = {}
 
     @staticmethod
     def build(setup: Setup) -> TaskController:
@@ -119,7 +123,7 @@ class TaskController:
         containers = self.cache.store(kinds.CONTAINER).by_index("owner", task.metadata.uid)
         step = plan(
             spec=_spec_of(task, held=self._held(task)), jobs=_jobs_of(status),
-            attempts=_attempts(task, containers),
+            attempts=self._attempts_of(task, containers),
             now=self.clock.wall().timestamp(), backoff=self.backoff,
             max_backoff=self.max_backoff, file_of=files,
         )
@@ -131,6 +135,28 @@ class TaskController:
                                          workspace=key.workspace)
         await self._create(task, step.start, files)
         return Result(requeue_after=step.requeue_after)
+
+    def _attempts_of(self, task: object_pb2.Object,
+                     containers: Iterable[object_pb2.Object]) -> dict[int, list[Attempt]]:
+        """The task's attempts by job index, from its Containers, reading again only
+        those that changed since the last reconcile of the task (a 10,000-job task's
+        names are parsed once, not at every step)."""
+        uid = (task.metadata.uid, task.task.status.total)
+        before = self._attempts.get(uid, {})
+        kept: dict[str, tuple[int, Attempt | None]] = {}
+        found: dict[int, list[Attempt]] = defaultdict(list)
+        for container in containers:
+            name, version = container.metadata.name, container.metadata.resource_version
+            known = before.get(name)
+            if known is None or known[0] != version:
+                known = (version, _attempt(task, container))
+            kept[name] = known
+            if known[1] is not None:
+                found[known[1].index].append(known[1])
+        if len(self._attempts) > 1000 and uid not in self._attempts:
+            self._attempts.clear()  # tasks long gone: start again
+        self._attempts[uid] = kept
+        return found
 
     def _files_of(self, task: object_pb2.Object) -> list[str]:
         """The unpacked job list, kept per task uid (it never changes)."""
@@ -250,22 +276,18 @@ def _jobs_of(status: tasks_pb2.TaskStatus) -> Jobs:
                 status.observed_retry)
 
 
-def _attempts(task: object_pb2.Object,
-              containers: Iterable[object_pb2.Object]) -> dict[int, list[Attempt]]:
-    found: dict[int, list[Attempt]] = defaultdict(list)
-    total = task.task.status.total
-    for container in containers:
-        parsed = tasks.attempt_of(task.metadata.name, container.metadata.name)
-        if parsed is None or parsed[0] >= total:
-            continue
-        status = container.container.status
-        found[parsed[0]].append(Attempt(
-            index=parsed[0], attempt=parsed[1], name=container.metadata.name,
-            phase=status.phase, exit_code=status.exit_code,
-            terminating=container.metadata.HasField("deletion_timestamp"),
-            finished=_seconds(status.finished_at) if status.HasField("finished_at") else None,
-        ))
-    return found
+def _attempt(task: object_pb2.Object, container: object_pb2.Object) -> Attempt | None:
+    """The attempt a Container of ``task`` is; None if it is none of its jobs'."""
+    parsed = tasks.attempt_of(task.metadata.name, container.metadata.name)
+    if parsed is None or parsed[0] >= task.task.status.total:
+        return None
+    status = container.container.status
+    return Attempt(
+        index=parsed[0], attempt=parsed[1], name=container.metadata.name,
+        phase=status.phase, exit_code=status.exit_code,
+        terminating=container.metadata.HasField("deletion_timestamp"),
+        finished=_seconds(status.finished_at) if status.HasField("finished_at") else None,
+    )
 
 
 # What ``plan`` reads of an attempt's Container: (the phase if it ended, its exit
