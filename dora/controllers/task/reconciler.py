@@ -32,6 +32,17 @@ and ``doractl logs task/NAME --job N`` read them). Deleting the task deletes
 them through their owner references (the garbage collector, ``dora.controllers.gc``,
 also those created while it was being deleted); the outputs on the volume stay.
 
+What a reconcile costs. ``plan`` looks at every job, so a reconcile of a 10,000-job
+task is some tens of milliseconds; it runs when something it reads changed, not at
+every event of the task's Containers: only an attempt that ended, started being
+deleted or went wakes the task (``attempt_changed``), not its create, its binding
+or its phases while it runs (a task's jobs being placed used to replan every job
+twice per job: 16 CPU s per 1,000 jobs in the controllers against 6 for the same
+Containers made by a client; 9.3 now, the rest the scheduler's), and events that
+come while a reconcile runs are one more reconcile (the work queue). The Containers
+are read into attempts again only when their resourceVersion moved, and the status
+is written only when the step changed it.
+
 What makes it exactly once is in ``plan``: claims written before creates,
 one name per attempt, letters that only move forward. A controller that
 restarts (a new leader) starts from etcd's status and the Containers; it
