@@ -11,9 +11,10 @@ on it:
 - its resident memory (``/proc``) once started;
 - Get p99 of one Container, List p99 of one workspace's Containers (a hundred, at
   every size), List p99 of every Container: as ``doractl get`` lists, page by page
-  from etcd at one revision, and with a resourceVersion, from the watch cache in one
-  answer (etcd counts every key of the range again for each page of 500, so paging
-  through n objects costs about n^2/500: that one grows worse than linearly);
+  at one revision without a resourceVersion (a consistent read: from the watch
+  cache once it has seen etcd's current revision; paged from etcd, as it was before,
+  it grew as n^2/500, etcd counting every key of the range again for each page),
+  and with a resourceVersion, from the watch cache in one answer;
 - a ``dora-controllers`` process running the scheduler (its informers hold every
   Container, Node and Lease; the Containers are bound, so it has nothing to do) on the
   same zone: the time from its start to leading (every informer listed and synced

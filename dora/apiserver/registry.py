@@ -409,7 +409,7 @@ class Registry:
         scope_prefix = prefix(kind, zone, workspace)
         revision, start = 0, None
         if continue_token:
-            revision, start = _parse_continue(continue_token, scope_prefix)
+            revision, start = parse_continue(continue_token, scope_prefix)
         if limit < 0:
             raise errors.Invalid("must be >= 0", field="limit")
         items: list[object_pb2.Object] = []
@@ -428,7 +428,7 @@ class Registry:
                     continue
                 if limit and len(items) == limit:
                     # One more follows: the next page starts with it.
-                    return items, revision, _continue(revision, kv.key)
+                    return items, revision, continue_token_at(revision, kv.key)
                 items.append(obj)
             if not page.more or not page.kvs:
                 return items, revision, ""
@@ -531,12 +531,14 @@ def _conflict(
     )
 
 
-def _continue(revision: int, start: bytes) -> str:
+def continue_token_at(revision: int, start: bytes) -> str:
+    """The token of the pages of a List at ``revision`` from key ``start`` on."""
     payload = json.dumps({"rv": revision, "start": base64.b64encode(start).decode()})
     return base64.urlsafe_b64encode(payload.encode()).decode()
 
 
-def _parse_continue(token: str, scope_prefix: bytes) -> tuple[int, bytes]:
+def parse_continue(token: str, scope_prefix: bytes) -> tuple[int, bytes]:
+    """A continue token's revision and start key, for a List under ``scope_prefix``."""
     try:
         payload = json.loads(base64.urlsafe_b64decode(token.encode()))
         revision, start = int(payload["rv"]), base64.b64decode(payload["start"])

@@ -193,6 +193,12 @@ class Etcd:
         response = await self._call(self._kv.Range, rpc.RangeRequest(key=b"\0", count_only=True))
         return int(response.header.revision)
 
+    async def check_revision(self, revision: int) -> None:
+        """Raise ``errors.Gone`` once etcd has compacted ``revision`` away (a count of
+        one key at it: what a page read at that revision would meet first)."""
+        await self._call(self._kv.Range,
+                         rpc.RangeRequest(key=b"\0", count_only=True, revision=revision))
+
     async def get(self, key: bytes) -> KV | None:
         response = await self._call(self._kv.Range, rpc.RangeRequest(key=key))
         return _kv(response.kvs[0]) if response.kvs else None
@@ -335,7 +341,8 @@ class Etcd:
                 time.monotonic() - started)
 
     async def watch(
-        self, prefix: bytes, *, start_revision: int, progress_every: float | None = None
+        self, prefix: bytes, *, start_revision: int, progress_every: float | None = None,
+        progress_now: asyncio.Event | None = None,
     ) -> AsyncIterator[WatchBatch]:
         """Every change under ``prefix`` from ``start_revision`` (inclusive), in order.
 
@@ -343,13 +350,15 @@ class Etcd:
         delivered, so callers see no gap and no duplicate. With ``progress_every``
         the stream asks etcd for a progress mark at that interval: an empty batch
         whose revision the caller has now seen everything up to, even when nothing
-        under the prefix changed.
+        under the prefix changed; and at once whenever ``progress_now`` is set (a
+        read that waits for the caller to reach etcd's current revision).
         """
         next_revision = start_revision
         backoff = 0.1
         while True:
             try:
-                async for batch in self._watch_once(prefix, next_revision, progress_every):
+                async for batch in self._watch_once(prefix, next_revision, progress_every,
+                                                    progress_now):
                     backoff = 0.1
                     if batch.events:
                         next_revision = batch.events[-1].kv.mod_revision + 1
@@ -363,7 +372,8 @@ class Etcd:
                 backoff = min(backoff * 2, 5.0)
 
     async def _watch_once(
-        self, prefix: bytes, start_revision: int, progress_every: float | None
+        self, prefix: bytes, start_revision: int, progress_every: float | None,
+        progress_now: asyncio.Event | None,
     ) -> AsyncIterator[WatchBatch]:
         await self._client.connect()
         requests: asyncio.Queue[Any] = asyncio.Queue()
@@ -379,7 +389,13 @@ class Etcd:
 
         async def ask_progress(interval: float) -> None:
             while True:
-                await asyncio.sleep(interval)
+                if progress_now is None:
+                    await asyncio.sleep(interval)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(interval):
+                            await progress_now.wait()
+                    progress_now.clear()  # the requests made meanwhile: one mark answers all
                 await requests.put(rpc.WatchRequest(progress_request=rpc.WatchProgressRequest()))
 
         stub = rpc.WatchStub(self._client.channel)

@@ -32,6 +32,7 @@ and resumes from its last position.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
 import logging
@@ -56,6 +57,8 @@ ALL = sys.maxsize
 # How long a read or watch at a version the cache has not reached waits for it
 # (Kubernetes waits 3 s too) before the version is called too large.
 FUTURE_WAIT = 3.0
+# Snapshots of a kind kept for the next pages of Lists served from the cache.
+SNAPSHOTS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,21 @@ class Filter:
         return self.selector.matches(event.labels) or (
             event.prev_labels is not None and self.selector.matches(event.prev_labels)
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A kind's objects at one revision, in key order: what the pages of one List
+    are cut from, so paging through n objects costs n, not n^2/page (etcd counts
+    the whole range again for each page)."""
+
+    revision: int
+    keys: list[bytes]
+    entries: list[CachedEvent]
+
+    def after(self, start: bytes) -> int:
+        """The position of the first object at or after ``start``."""
+        return bisect.bisect_left(self.keys, start)
 
 
 class _Subscriber:
@@ -233,6 +251,9 @@ class KindCache:
         self._last_revision = 0
         self._events_in_revision = 0
         self._objects: dict[bytes, CachedEvent] = {}
+        # Their keys in order, kept as objects come and go (a List's first page is
+        # found by bisection, without sorting the kind).
+        self._keys: list[bytes] = []
         # (label, value) -> keys of the cached objects with that label value.
         self._by_label: dict[tuple[str, str], set[bytes]] = {}
         # (zone, workspace) -> how many cached objects are there (admission's quota).
@@ -241,6 +262,12 @@ class KindCache:
         # Moves on every change of the cached objects (a relist included), so a
         # reader can tell that what it derived from them still holds.
         self.changes = 0
+        # The current objects in key order (copied on demand, for ``changes``), and
+        # the recent ones that the next pages of Lists read (revision -> snapshot).
+        self._sorted: tuple[int, Snapshot] | None = None
+        self._snapshots: collections.OrderedDict[int, Snapshot] = collections.OrderedDict()
+        # Set to ask etcd for a progress mark now (a consistent read waiting on it).
+        self._progress_now = asyncio.Event()
         self._progress_every = progress_every
         self._capacity = subscriber_capacity
         self.revision = 0
@@ -254,7 +281,8 @@ class KindCache:
             await self._load(prefix)
             try:
                 async for batch in self._etcd.watch(
-                    prefix, start_revision=self.revision + 1, progress_every=self._progress_every
+                    prefix, start_revision=self.revision + 1, progress_every=self._progress_every,
+                    progress_now=self._progress_now,
                 ):
                     for event in batch.events:
                         self._apply(event)
@@ -273,8 +301,10 @@ class KindCache:
                 log.warning("listing %s failed (%s); retrying", self.kind.plural, exc)
                 await asyncio.sleep(1.0)
         self._objects = {}
+        self._keys = []
         self._by_label = {}
         self._per_scope = collections.Counter()
+        self._snapshots.clear()
         self.changes += 1
         for kv in listing.kvs:
             obj = registry.decode(kv)
@@ -332,6 +362,10 @@ class KindCache:
         """Keep ``entry`` as the object at ``key`` (None: it is gone), and the label
         index with it."""
         old = self._objects.pop(key, None)
+        if old is None and entry is not None:
+            bisect.insort(self._keys, key)
+        elif old is not None and entry is None:
+            del self._keys[bisect.bisect_left(self._keys, key)]
         if old is not None:
             self._per_scope[(old.zone, old.workspace)] -= 1
             for pair in old.labels.items():
@@ -401,9 +435,50 @@ class KindCache:
             return False
         return True
 
+    async def consistent(self, revision: int, *, within: float) -> bool:
+        """Wait until the cache has seen ``revision`` (etcd's current one, read by a
+        consistent List), asking etcd for a progress mark so that an idle kind
+        catches up at once; False if it did not within ``within`` seconds."""
+        if self.revision >= revision and self.ready.is_set():
+            return True
+        self._progress_now.set()
+        return await self.caught_up(revision, within=within)
+
+    def snapshot(self) -> Snapshot:
+        """The current objects in key order, kept for the next pages of a List at
+        this revision (``snapshot_at``). Copied once per change of the kind."""
+        current = self._sorted
+        if current is None or current[0] != self.changes:
+            keys = list(self._keys)
+            objects = self._objects
+            current = (self.changes, Snapshot(self.revision, keys, [objects[k] for k in keys]))
+            self._sorted = current
+        snapshot = current[1]
+        if snapshot.revision != self.revision:  # nothing changed since: the same objects
+            snapshot = Snapshot(self.revision, snapshot.keys, snapshot.entries)
+            self._sorted = (self.changes, snapshot)
+        return snapshot
+
+    def keep(self, snapshot: Snapshot) -> None:
+        """Keep ``snapshot`` for the next pages of a List (the last ``SNAPSHOTS``)."""
+        self._snapshots[snapshot.revision] = snapshot
+        self._snapshots.move_to_end(snapshot.revision)
+        while len(self._snapshots) > SNAPSHOTS:
+            self._snapshots.popitem(last=False)
+
+    def snapshot_at(self, revision: int) -> Snapshot | None:
+        """The kept snapshot at ``revision``, or the current objects if the kind has
+        not changed since ``revision``; None otherwise (read etcd at it)."""
+        kept = self._snapshots.get(revision)
+        if kept is not None:
+            return kept
+        if self._last_revision <= revision <= self.revision and self.ready.is_set():
+            return self.snapshot()
+        return None
+
     def items(self) -> list[object_pb2.Object]:
         """Every cached object, in key order (shared: copy before changing them)."""
-        return [self._objects[key].object for key in sorted(self._objects)]
+        return [self._objects[key].object for key in self._keys]
 
     def select(self, selector: labels.Selector) -> list[CachedEvent]:
         """The cached objects ``selector`` matches, in key order. A requirement that a
@@ -419,9 +494,18 @@ class KindCache:
                 found |= self._by_label.get((requirement.key, value), set())
             if candidates is None or len(found) < len(candidates):
                 candidates = found
-        keys = self._objects.keys() if candidates is None else candidates
-        return [entry for entry in (self._objects[key] for key in sorted(keys))
+        if candidates is None:
+            objects = self._objects
+            return [entry for entry in (objects[key] for key in self._keys)
+                    if selector.matches(entry.labels)]
+        return [entry for entry in (self._objects[key] for key in sorted(candidates))
                 if selector.matches(entry.labels)]
+
+    def current(self) -> tuple[list[bytes], Callable[[int], CachedEvent]]:
+        """The cached objects' keys in order and the object at each position: the
+        cache itself, no copy (read it without awaiting in between)."""
+        keys, objects = self._keys, self._objects
+        return keys, lambda index: objects[keys[index]]
 
     def count(self, zone: str, workspace: str) -> int:
         """How many cached objects are in ``zone``/``workspace`` (every zone's when

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dora.api import kinds, labels, objects
-from dora.apiserver import registry
+from dora.apiserver import registry, watchcache
 from dora.apiserver.storage import KV, Etcd, Event
 from dora.apiserver.watchcache import KindCache
 
@@ -92,3 +92,29 @@ def test_select_is_a_pass_over_every_object(
         parsed = labels.parse(selector)
         expected = sorted(n for n, (_, values) in stored.items() if parsed.matches(values))
         assert names(kind_cache, selector) == expected, selector
+    snapshot = kind_cache.snapshot()
+    assert snapshot.keys == sorted(key_of(n) for n in stored)
+    assert [e.key for e in snapshot.entries] == snapshot.keys
+
+
+def test_a_kept_snapshot_stays_as_it_was_and_the_newest_are_kept() -> None:
+    """The pages of a List are cut from the objects at its revision: later writes
+    change the cache, not a snapshot kept for them; older ones are let go."""
+    kind_cache = new_cache()
+    kind_cache._apply(Event(key=key_of("a"), deleted=False, prev=None, kv=kv("a", 2, 2)))
+    first = kind_cache.snapshot()
+    kind_cache.keep(first)
+    assert first.revision == 2
+    assert kind_cache.snapshot_at(2) is first
+    kind_cache._apply(Event(key=key_of("b"), deleted=False, prev=None, kv=kv("b", 3, 3)))
+    kept = kind_cache.snapshot_at(2)
+    assert kept is first and [e.object.metadata.name for e in kept.entries] == ["a"]
+    assert [e.object.metadata.name for e in kind_cache.snapshot().entries] == ["a", "b"]
+    assert kind_cache.snapshot_at(1) is None, "older than anything kept: read etcd"
+    for revision in range(4, 4 + watchcache.SNAPSHOTS):
+        kind_cache._apply(Event(key=key_of("c"), deleted=False, prev=None,
+                                kv=kv("c", revision, 4)))
+        kind_cache.keep(kind_cache.snapshot())
+    assert kind_cache.snapshot_at(2) is None, "only the newest SNAPSHOTS are kept"
+    latest = kind_cache.snapshot_at(3 + watchcache.SNAPSHOTS)
+    assert latest is not None and len(latest.entries) == 3

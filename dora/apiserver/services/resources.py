@@ -11,6 +11,19 @@ Get and List served from the watch cache send the objects as the cache
 serialized them (a handler may return bytes: ``grpcservice``), so a read
 copies and serializes nothing per object.
 
+A List without a resourceVersion (``doractl get``, an informer's first list) is
+a consistent read, and it too is served from the watch cache (Kubernetes'
+consistent reads from cache): it reads etcd's current revision (one key,
+counted), waits until the cache has seen it (``CONSISTENT_WAIT`` at most, else
+it reads etcd as before), and answers from the cache, so it never misses a write
+acknowledged before it began. Its pages are cut from a snapshot of the kind at
+that revision (``watchcache.Snapshot``) whose continue tokens are etcd's own
+(revision, next key): a next page finds the snapshot by its revision, or reads
+etcd at that revision when the cache no longer keeps it, and is ``Gone`` once
+etcd compacted the revision, either way. Paging through n objects costs n;
+read from etcd it cost about n^2/limit, since etcd counts the whole range for
+every page.
+
 A node's calls are held to ``noderestriction`` here, on the stored object: its
 own Node and Lease, the Containers bound to it. Binding fields of a Container
 (``BINDING``: the node, GPUs, CPU share and the labels that say where it is
@@ -22,8 +35,9 @@ A Lease object is bound only to an etcd lease the caller was granted.
 
 from __future__ import annotations
 
+import bisect
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -39,7 +53,15 @@ from dora.apiserver.leaseowners import owns
 from dora.apiserver.quotas import ContainerQuotas
 from dora.apiserver.registry import Registry, Scope
 from dora.apiserver.rpc import Context, abort, caller, unary
-from dora.apiserver.watchcache import Filter, KindCache, WatchCache, message_field, too_large
+from dora.apiserver.storage import prefix_end
+from dora.apiserver.watchcache import (
+    CachedEvent,
+    Filter,
+    KindCache,
+    WatchCache,
+    message_field,
+    too_large,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +70,9 @@ SERVICE = _DESCRIPTOR.full_name
 # The kinds a workspace holds at most ``Limits.max_objects_per_workspace`` of.
 QUOTA_KINDS = ("Container", "Workload", "Task")
 _LIST_ITEMS = resources_pb2.ListResponse.DESCRIPTOR.fields_by_name["items"].number
+# How long a List without a resourceVersion waits for the watch cache to reach
+# etcd's current revision before it reads etcd instead.
+CONSISTENT_WAIT = 1.0
 
 
 class ResourcesService:
@@ -297,19 +322,27 @@ class ResourcesService:
         selector = labels.parse(request.label_selector)
         cache = self.cache[request.kind]
         visible = self._node_filter(principal, request.kind)
+
+        def shown(e: CachedEvent) -> bool:
+            """In the List's scope, and the caller may see it."""
+            return ((not zone or e.zone == zone)
+                    and (not workspace or e.workspace == workspace)
+                    and permits(e.zone, e.workspace, e.object.metadata.name)
+                    and (visible is None or visible(e.object.metadata.name, e.labels, None)))
+
         if request.resource_version and await self._cached_at(cache, request.resource_version):
             # A ListResponse assembled from the cached serializations: its items
             # (field 1), then its resourceVersion; no continue token.
-            parts = [
-                message_field(_LIST_ITEMS, e.object_bytes) for e in cache.select(selector)
-                if (not zone or e.zone == zone)
-                and (not workspace or e.workspace == workspace)
-                and permits(e.zone, e.workspace, e.object.metadata.name)
-                and (visible is None or visible(e.object.metadata.name, e.labels, None))
-            ]
-            parts.append(resources_pb2.ListResponse(
-                resource_version=cache.revision).SerializeToString())
-            return b"".join(parts)
+            return _list_bytes([e for e in cache.select(selector) if shown(e)],
+                               revision=cache.revision)
+        if request.limit < 0:
+            raise errors.Invalid("must be >= 0", field="limit")
+        if not request.resource_version:
+            served = await self._list_consistent(
+                cache, request, prefix=registry.prefix(kinds.get(request.kind), zone, workspace),
+                selector=selector, shown=shown)
+            if served is not None:
+                return served
         # The registry pages over what the caller may see: a page is full unless
         # the list ended, and its continue token says only that more visible
         # objects follow, never that invisible ones exist.
@@ -322,6 +355,44 @@ class ResourcesService:
         return resources_pb2.ListResponse(
             items=items, resource_version=revision, continue_token=token
         )
+
+    async def _list_consistent(
+        self, cache: KindCache, request: resources_pb2.ListRequest, *, prefix: bytes,
+        selector: labels.Selector, shown: Callable[[CachedEvent], bool],
+    ) -> bytes | None:
+        """A page of a List without a resourceVersion from the watch cache, once it has
+        seen etcd's current revision (or, for a next page, from the snapshot its
+        token names); None when the cache cannot answer it (read etcd)."""
+        end = prefix_end(prefix)
+        if request.continue_token:
+            revision, start = registry.parse_continue(request.continue_token, prefix)
+            snapshot = cache.snapshot_at(revision)
+            if snapshot is None:
+                return None
+            await self.registry.etcd.check_revision(revision)  # Gone, as etcd's page would be
+            items, following = _page(
+                snapshot.keys, snapshot.entries.__getitem__, start=start, end=end,
+                limit=request.limit, keep=lambda e: selector.matches(e.labels) and shown(e))
+            return _list_bytes(items, revision=revision, following=following)
+        current = await self.registry.etcd.revision()
+        if not await cache.consistent(current, within=CONSISTENT_WAIT):
+            return None
+        # No await from here on: the selection, the snapshot and the revision agree.
+        revision = cache.revision
+        keys: Sequence[bytes]
+        entry: Callable[[int], CachedEvent]
+        if selector:
+            selected = cache.select(selector)
+            keys, entry = [e.key for e in selected], selected.__getitem__
+        else:
+            keys, entry = cache.current()
+        items, following = _page(keys, entry, start=prefix, end=end, limit=request.limit,
+                                 keep=shown)
+        if following:
+            snapshot = cache.snapshot()
+            cache.keep(snapshot)
+            revision = snapshot.revision
+        return _list_bytes(items, revision=revision, following=following)
 
     @unary
     async def UpdateStatus(
@@ -384,6 +455,37 @@ class ResourcesService:
         server then matches calls to them without asking each generic handler)."""
         return grpcservice.method_handlers(_DESCRIPTOR, self,
                                            checks_itself=frozenset({"Watch"}))
+
+
+def _page(keys: Sequence[bytes], entry_at: Callable[[int], CachedEvent], *, start: bytes,
+          end: bytes, limit: int,
+          keep: Callable[[CachedEvent], bool]) -> tuple[list[CachedEvent], bytes]:
+    """Up to ``limit`` (0: all) of the objects at ``keys`` (in order; ``entry_at``
+    gives the object at a position) that ``keep`` accepts, from key ``start`` up to
+    key ``end``; and the key of the next one ("" if none), so a page is full unless
+    the list ended and its token says only that more visible objects follow (as
+    the registry's pages over etcd)."""
+    found: list[CachedEvent] = []
+    for index in range(bisect.bisect_left(keys, start), len(keys)):
+        if keys[index] >= end:
+            break
+        entry = entry_at(index)
+        if not keep(entry):
+            continue
+        if limit and len(found) == limit:
+            return found, entry.key
+        found.append(entry)
+    return found, b""
+
+
+def _list_bytes(items: Sequence[CachedEvent], *, revision: int, following: bytes = b"") -> bytes:
+    """A serialized ``ListResponse`` assembled from the cached serializations: its
+    items (field 1), then its resourceVersion and continue token."""
+    parts = [message_field(_LIST_ITEMS, e.object_bytes) for e in items]
+    token = registry.continue_token_at(revision, following) if following else ""
+    parts.append(resources_pb2.ListResponse(
+        resource_version=revision, continue_token=token).SerializeToString())
+    return b"".join(parts)
 
 
 def _workload_spec(obj: object_pb2.Object) -> workloads_pb2.WorkloadSpec | None:

@@ -32,6 +32,17 @@ and ``doractl logs task/NAME --job N`` read them). Deleting the task deletes
 them through their owner references (the garbage collector, ``dora.controllers.gc``,
 also those created while it was being deleted); the outputs on the volume stay.
 
+What a reconcile costs. ``plan`` looks at every job, so a reconcile of a 10,000-job
+task is some tens of milliseconds; it runs when something it reads changed, not at
+every event of the task's Containers: only an attempt that ended, started being
+deleted or went wakes the task (``attempt_changed``), not its create, its binding
+or its phases while it runs (a task's jobs being placed used to replan every job
+twice per job: 16 CPU s per 1,000 jobs in the controllers against 6 for the same
+Containers made by a client; 9.3 now, the rest the scheduler's), and events that
+come while a reconcile runs are one more reconcile (the work queue). The Containers
+are read into attempts again only when their resourceVersion moved, and the status
+is written only when the step changed it.
+
 What makes it exactly once is in ``plan``: claims written before creates,
 one name per attempt, letters that only move forward. A controller that
 restarts (a new leader) starts from etcd's status and the Containers; it
@@ -54,11 +65,11 @@ from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, tasks_pb2
 from dora.controllers import payers
 from dora.controllers.events import label_value_ok
-from dora.controllers.task.plan import Attempt, Jobs, Spec, Step, plan
+from dora.controllers.task.plan import ENDED, Attempt, Jobs, Spec, Step, plan
 from dora.runtime import reconcile, registry
 from dora.runtime.cache import Cache, by_controller_owner
 from dora.runtime.clock import Clock
-from dora.runtime.handlers import Event, Watch, own_key, owner_key
+from dora.runtime.handlers import Event, EventType, Watch, own_key, owner_key
 from dora.runtime.reconcile import DONE, Result, TerminalError
 from dora.runtime.registry import Option, Setup, at_least
 from dora.runtime.status import write_status
@@ -81,6 +92,10 @@ class TaskController:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self._files: dict[tuple[str, str], list[str]] = {}
+        # Per (task uid, job count): each attempt's Container as ``plan`` reads it, by
+        # name, with the resourceVersion it was read at; a reconcile reads again only
+        # what changed.
+        self._attempts: dict[tuple[str, int], dict[str, tuple[int, Attempt | None]]] = {}
 
     @staticmethod
     def build(setup: Setup) -> TaskController:
@@ -119,7 +134,7 @@ class TaskController:
         containers = self.cache.store(kinds.CONTAINER).by_index("owner", task.metadata.uid)
         step = plan(
             spec=_spec_of(task, held=self._held(task)), jobs=_jobs_of(status),
-            attempts=_attempts(task, containers),
+            attempts=self._attempts_of(task, containers),
             now=self.clock.wall().timestamp(), backoff=self.backoff,
             max_backoff=self.max_backoff, file_of=files,
         )
@@ -131,6 +146,28 @@ class TaskController:
                                          workspace=key.workspace)
         await self._create(task, step.start, files)
         return Result(requeue_after=step.requeue_after)
+
+    def _attempts_of(self, task: object_pb2.Object,
+                     containers: Iterable[object_pb2.Object]) -> dict[int, list[Attempt]]:
+        """The task's attempts by job index, from its Containers, reading again only
+        those that changed since the last reconcile of the task (a 10,000-job task's
+        names are parsed once, not at every step)."""
+        uid = (task.metadata.uid, task.task.status.total)
+        before = self._attempts.get(uid, {})
+        kept: dict[str, tuple[int, Attempt | None]] = {}
+        found: dict[int, list[Attempt]] = defaultdict(list)
+        for container in containers:
+            name, version = container.metadata.name, container.metadata.resource_version
+            known = before.get(name)
+            if known is None or known[0] != version:
+                known = (version, _attempt(task, container))
+            kept[name] = known
+            if known[1] is not None:
+                found[known[1].index].append(known[1])
+        if len(self._attempts) > 1000 and uid not in self._attempts:
+            self._attempts.clear()  # tasks long gone: start again
+        self._attempts[uid] = kept
+        return found
 
     def _files_of(self, task: object_pb2.Object) -> list[str]:
         """The unpacked job list, kept per task uid (it never changes)."""
@@ -250,22 +287,48 @@ def _jobs_of(status: tasks_pb2.TaskStatus) -> Jobs:
                 status.observed_retry)
 
 
-def _attempts(task: object_pb2.Object,
-              containers: Iterable[object_pb2.Object]) -> dict[int, list[Attempt]]:
-    found: dict[int, list[Attempt]] = defaultdict(list)
-    total = task.task.status.total
-    for container in containers:
-        parsed = tasks.attempt_of(task.metadata.name, container.metadata.name)
-        if parsed is None or parsed[0] >= total:
-            continue
-        status = container.container.status
-        found[parsed[0]].append(Attempt(
-            index=parsed[0], attempt=parsed[1], name=container.metadata.name,
-            phase=status.phase, exit_code=status.exit_code,
-            terminating=container.metadata.HasField("deletion_timestamp"),
-            finished=_seconds(status.finished_at) if status.HasField("finished_at") else None,
-        ))
-    return found
+def _attempt(task: object_pb2.Object, container: object_pb2.Object) -> Attempt | None:
+    """The attempt a Container of ``task`` is; None if it is none of its jobs'."""
+    parsed = tasks.attempt_of(task.metadata.name, container.metadata.name)
+    if parsed is None or parsed[0] >= task.task.status.total:
+        return None
+    status = container.container.status
+    return Attempt(
+        index=parsed[0], attempt=parsed[1], name=container.metadata.name,
+        phase=status.phase, exit_code=status.exit_code,
+        terminating=container.metadata.HasField("deletion_timestamp"),
+        finished=_seconds(status.finished_at) if status.HasField("finished_at") else None,
+    )
+
+
+# What ``plan`` reads of an attempt's Container: (the phase if it ended, its exit
+# code, whether it is being deleted, when it ended).
+Planned = tuple[str, int, bool, float | None]
+_LIVE: Planned = ("", 0, False, None)
+
+
+def _planned(container: object_pb2.Object) -> Planned:
+    status = container.container.status
+    terminating = container.metadata.HasField("deletion_timestamp")
+    if status.phase not in ENDED:
+        return ("", 0, terminating, None)
+    return (status.phase, status.exit_code, terminating,
+            _seconds(status.finished_at) if status.HasField("finished_at") else None)
+
+
+def attempt_changed(event: Event) -> bool:
+    """Whether a Container event can change its task's step: an attempt that ended,
+    started being deleted or is gone. Binding it, its phases while it runs, a live
+    one appearing (the controller's own create) change nothing ``plan`` reads, so
+    they wake no reconcile: a 10,000-job task is planned again when jobs end, not
+    twice per job while they are placed."""
+    if event.type is EventType.UPDATED:
+        assert event.old is not None and event.new is not None
+        return _planned(event.old) != _planned(event.new)
+    if event.type is EventType.ADDED:
+        assert event.new is not None
+        return _planned(event.new) != _LIVE
+    return True  # deleted, or a resync (a new leader looks at everything)
 
 
 def _seconds(stamp: timestamp_pb2.Timestamp) -> float:
@@ -278,7 +341,7 @@ CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
     build=TaskController.build,
     watches=[
         Watch(kinds.TASK, own_key),
-        Watch(kinds.CONTAINER, owner_key(kinds.TASK)),
+        Watch(kinds.CONTAINER, owner_key(kinds.TASK), attempt_changed),
         Watch(kinds.USERCREDIT, TaskController.tasks_paid_by),
     ],
     indexes={
