@@ -21,6 +21,8 @@ A reconcile of a Container key:
   waits a moment with reason ``Queued``. In a zone with ``spec.preemption``, one
   for which no node has room may stop running containers of lower priority and
   of another account (``dora.controllers.queue.preempt``).
+- a gang's replica (``template.replica.gang``): the whole gang, all at once or
+  none (``gang``; reason ``GangWaiting``).
 
 Choices are made one at a time inside the process (a lock around filter and
 pick, nothing awaited under it) and remembered as assumed (``binder.Assumed``)
