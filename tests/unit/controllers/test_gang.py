@@ -10,6 +10,7 @@ import pytest
 
 from dora.agent import dockerspec
 from dora.api import objects
+from dora.controllers.queue import turn
 from dora.controllers.scheduler import gang
 from dora.controllers.scheduler.filters import GPU, NodeInfo, Request
 from dora.controllers.scheduler.snapshot import Placement, with_placement
@@ -154,3 +155,10 @@ def test_the_agent_gives_a_gang_replica_its_rank_and_the_master() -> None:
         "DORA_MASTER_PORT": "29500", "RANK": "2", "WORLD_SIZE": "4",
         "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500", "NODE_RANK": "2",
         "LOCAL_RANK": "0"}
+
+
+def test_a_gang_replica_takes_no_turn_in_the_queue() -> None:
+    obj = objects.new("Container", "ddp.0", zone="z", workspace="w")
+    assert turn.by_class(obj) != []
+    obj.container.spec.template.replica.gang = True
+    assert turn.by_class(obj) == [], "no container yields to a gang that cannot fit"
