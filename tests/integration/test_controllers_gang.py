@@ -10,6 +10,8 @@ import pytest
 from dora.api import conventions, errors
 from dora.api.client import Client, WatchEvent
 from dora.api.v1 import object_pb2
+from dora.controllers.scheduler import binder
+from dora.controllers.scheduler.snapshot import Placement
 from tests.integration.controllers_harness import (
     Controllers,
     SimNode,
@@ -112,8 +114,50 @@ async def test_a_gang_that_cannot_fit_at_all_never_holds_a_gpu(client: Client,
     assert not any(is_bound(c) for c in await containers(client, "big"))
 
 
-async def _uids(client: Client, name: str) -> set[str]:
-    return {c.metadata.uid for c in await containers(client, name)}
+async def test_a_bind_failing_mid_gang_releases_the_replicas_already_bound(
+        client: Client, group: TaskGroup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the choice and the binds, replica 1's labels change (it is bound again at
+    its new version) and replica 2 is deleted (it cannot be bound): replicas 0 and 1,
+    already bound, are deleted, and the gang made again is bound whole."""
+    real_bind = binder.bind
+    first_try: list[object_pb2.Object] = []
+    raced: list[int] = []
+
+    async def racing_bind(client_: Client, container: object_pb2.Object,
+                          placement: Placement, *, master: str = "") -> object_pb2.Object:
+        index = container.container.spec.replica_index
+        if index in (1, 2) and index not in raced:
+            raced.append(index)
+            if index == 1:
+                changed = await client.get("Container", container.metadata.name,
+                                           zone="default", workspace="default")
+                changed.metadata.labels["touched"] = "yes"
+                await client.apply(changed)
+            else:
+                await client.delete("Container", container.metadata.name,
+                                    zone="default", workspace="default")
+        result = await real_bind(client_, container, placement, master=master)
+        if len(raced) < 2:
+            first_try.append(result)
+        return result
+
+    monkeypatch.setattr(binder, "bind", racing_bind)
+    await SimNode(client, "gpu-1", gpus=[A100] * 4).start(group)
+    Controllers(client).start(group)
+    await client.apply(gang("train", replicas=4, gpus=1))
+
+    async def all_bound() -> list[object_pb2.Object] | None:
+        live = await containers(client, "train")
+        return live if len(live) == 4 and all(is_bound(c) for c in live) else None
+
+    bound = await eventually(all_bound, within=30, what="the gang bound whole")
+    assert raced == [1, 2]
+    assert sorted(c.container.spec.replica_index for c in first_try) == [0, 1]
+    assert first_try[1].metadata.labels["touched"] == "yes", "bound at its new version"
+    assert not {c.metadata.uid for c in first_try} & {c.metadata.uid for c in bound}, (
+        "the replicas bound by the failed try were released")
+    assert sorted(c.container.spec.replica_index for c in bound) == [0, 1, 2, 3]
+    assert sorted(g.index for c in bound for g in c.container.spec.gpus) == [0, 1, 2, 3]
 
 
 async def test_restart_always_restarts_the_gang_together(client: Client,

@@ -124,6 +124,9 @@ class Scheduler:
         # so a container that was being placed during one is not left waiting.
         self.unschedulable: set[Ref] = set()
         self._wakes = 0
+        # The replicas of gangs being bound: their assumptions stay while their status
+        # changes (only binding, deletion or the end of the gang's bind drops them).
+        self.gang_binding: set[Ref] = set()
 
     # Wiring.
 
@@ -238,10 +241,8 @@ class Scheduler:
         async with self._lock:
             wakes = self._wakes
             self._drop_seen_assumptions()
-            if any(self.assumptions.get(objects.ref_of(m)) is not None
-                   and self.assumptions[objects.ref_of(m)].base == m.metadata.resource_version
-                   for m in pending):
-                return DONE  # another worker is binding this gang
+            if any(objects.ref_of(m) in self.gang_binding for m in pending):
+                return DONE  # another worker is binding this gang (it retries if it fails)
             used = [m.container.spec.node_name for m in members if m.container.spec.node_name]
             for member in pending:
                 ref = objects.ref_of(member)
@@ -261,6 +262,8 @@ class Scheduler:
                     break
                 used.append(fit.node.name)
                 chosen.append((ref, member))
+            if why is None and over is None:
+                self.gang_binding.update(ref for ref, _ in chosen)
             if why is not None or over is not None:
                 for member in pending:
                     self.forget(objects.ref_of(member))
@@ -278,7 +281,8 @@ class Scheduler:
                 return Result(requeue_after=RETRY_AFTER_WAKE)
             self.unschedulable.add(key)
             return Result(requeue_after=RETRY_UNSCHEDULABLE)
-        await self._bind_gang(chosen, master=self._master(members, container))
+        placements = [(ref, member, self.assumed[ref]) for ref, member in chosen]
+        await self._bind_gang(placements, master=self._master(members, container))
         return DONE
 
     def _choose_member(self, request: filters.Request, strategy: str,
@@ -303,16 +307,17 @@ class Scheduler:
         node = self.cache.store(kinds.NODE).get_named(node_name, zone=first.metadata.zone)
         return f"{gang.node_address(node, node_name)}:{gang.master_port(container)}"
 
-    async def _bind_gang(self, chosen: list[tuple[Ref, object_pb2.Object]], *,
+    async def _bind_gang(self, chosen: list[tuple[Ref, object_pb2.Object, Placement]], *,
                          master: str) -> None:
-        """Bind the gang's replicas, one write each. When one fails, the ones already
+        """Bind the gang's replicas, one write each; a replica whose status changed
+        meanwhile (another worker said it waits) is bound again at its new version.
+        When one cannot be bound (deleted, or bound by someone else), the ones already
         bound are deleted (their workload makes them again, pending), so no partial
         gang holds GPUs; the others' assumptions are forgotten."""
         bound: list[object_pb2.Object] = []
         try:
-            for ref, member in chosen:
-                placement = self.assumed[ref]
-                result = await binder.bind(self.client, member, placement, master=master)
+            for ref, member, placement in chosen:
+                result = await self._bind_member(ref, member, placement, master=master)
                 bound.append(result)
                 self._bound(ref, result)
         except BaseException as exc:
@@ -324,13 +329,30 @@ class Scheduler:
                                              zone=obj.metadata.zone,
                                              workspace=obj.metadata.workspace)
             done = {objects.ref_of(b) for b in bound}
-            for ref, _ in chosen:
+            for ref, _, _ in chosen:
                 assumed = self.assumptions.get(ref)
                 if ref in done or binder.definite(exc):
                     self.forget(ref)
                 elif assumed is not None:
                     assumed.in_doubt = True
             raise
+        finally:
+            self.gang_binding.difference_update(ref for ref, _, _ in chosen)
+
+    async def _bind_member(self, ref: Ref, member: object_pb2.Object, placement: Placement,
+                           *, master: str) -> object_pb2.Object:
+        for _ in range(3):
+            try:
+                return await binder.bind(self.client, member, placement, master=master)
+            except errors.Conflict:
+                fresh = await self.client.get(ref.kind, ref.name, zone=ref.zone,
+                                              workspace=ref.workspace)
+                if (fresh.metadata.uid != member.metadata.uid or fresh.container.spec.node_name
+                        or fresh.metadata.HasField("deletion_timestamp")):
+                    raise
+                member = fresh
+                self.assume(ref, placement, base=fresh.metadata.resource_version)
+        raise binder.LostRace(f"{ref.name} kept changing while its gang was bound")
 
     async def _schedule(self, key: Ref, container: object_pb2.Object) -> Result:
         request = request_of(container)
@@ -403,6 +425,10 @@ class Scheduler:
         store = self.cache.store(kinds.CONTAINER)
         for key, assumed in list(self.assumptions.items()):
             current = store.get(key)
+            if key in self.gang_binding and current is not None and not (
+                    current.container.spec.node_name
+                    or current.metadata.HasField("deletion_timestamp")):
+                continue
             if current is None or current.metadata.resource_version != assumed.base:
                 self.forget(key)
 
