@@ -59,6 +59,8 @@ class Replica:
     ended: float | None = None
     # Exited with code 0 (reason Completed).
     succeeded: bool = False
+    # The replica count when it was made (a gang's world size); 0: unknown.
+    world: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ def gang_plan(*, desired: int, version: int, replicas: Sequence[Replica],
       nothing is made again (the ended ones stay, with their status).
     - Old versions: they all go at once and the new version is made whole (a gang
       does not roll one replica at a time).
+    - Scaled: the world size each replica was told is wrong; the gang restarts whole.
     """
     live = [r for r in replicas if not r.terminating]
     current = [r for r in live if r.version == version]
@@ -121,6 +124,9 @@ def gang_plan(*, desired: int, version: int, replicas: Sequence[Replica],
                     current=tuple(current))
     if any(r.phase in FAILED_PHASES for r in current):
         return Plan(current=tuple(current))  # Never: ended, none failed: nothing to make
+    if any(r.world and r.world != desired for r in current):
+        why = f"the gang's size changed to {desired}: it restarts whole"
+        return Plan(delete=tuple((r.name, why) for r in current), current=tuple(current))
     old = [r for r in live if r.version != version]
     if old:
         why = f"replaced by version {version} (a gang is replaced whole)"

@@ -318,6 +318,7 @@ def _replica(container: object_pb2.Object, *, now_seconds: float) -> Replica:
         ended=ended,
         succeeded=(status.phase == "Exited" and status.exit_code == 0
                    and status.reason == "Completed"),
+        world=spec.replicas,
     )
 
 

@@ -111,6 +111,14 @@ def test_never_fails_the_whole_gang_and_makes_nothing_again() -> None:
     assert (step.delete, step.create) == ((), 0)
 
 
+def test_a_scaled_gang_restarts_whole_with_its_new_size() -> None:
+    told_2 = [replace(replica(i), world=2) for i in range(2)]
+    step = gang_step(told_2, restart_always=False)  # desired is 3
+    assert sorted(n for n, _ in step.delete) == ["g.0", "g.1"]
+    assert "size changed to 3" in step.delete[0][1]
+    assert gang_step([replace(r, world=3) for r in told_2], restart_always=False).create == 1
+
+
 def test_a_new_version_replaces_the_gang_whole() -> None:
     old = [replica(0), replica(1), replica(2)]
     step = gang_step(old, restart_always=True, version=2)
