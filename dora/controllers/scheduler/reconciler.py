@@ -234,6 +234,8 @@ class Scheduler:
             return Result(requeue_after=RETRY_UNSCHEDULABLE)
         members = members[:want]
         pending = [m for m in members if not m.container.spec.node_name]
+        if not pending:
+            return DONE
         request = request_of(container)
         strategy = container.container.spec.template.config.affinity
         chosen: list[tuple[Ref, object_pb2.Object]] = []
