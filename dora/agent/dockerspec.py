@@ -281,11 +281,30 @@ def dora_environment(obj: object_pb2.Object, *, node: str) -> dict[str, str]:
         "DORA_ZONE": meta.zone,
         "DORA_WORKSPACE": meta.workspace,
     }
+    if spec.template.replica.gang:
+        env.update(gang_environment(obj))
     uuids = ",".join(g.uuid or str(g.index) for g in spec.gpus)
     # "void": the NVIDIA runtime exposes no GPU, even if the image says "all".
     env["NVIDIA_VISIBLE_DEVICES"] = uuids or "void"
     env["CUDA_VISIBLE_DEVICES"] = uuids
     return env
+
+
+def gang_environment(obj: object_pb2.Object) -> dict[str, str]:
+    """What a gang's replica (``template.replica.gang``) is told to find the others: its
+    rank (the replica slot), the world size and rank 0's ``host:port`` (written by the
+    scheduler when it bound the gang), under Dora's names and torchrun's. One container
+    per replica, so the node rank is the rank and the local rank 0."""
+    spec = obj.container.spec
+    rank = str(replica_index(obj))
+    world = str(max(spec.replicas, 1))
+    host, _, port = spec.gang_master.rpartition(":")
+    return {
+        "DORA_RANK": rank, "DORA_WORLD_SIZE": world,
+        "DORA_MASTER_ADDR": host, "DORA_MASTER_PORT": port,
+        "RANK": rank, "WORLD_SIZE": world, "MASTER_ADDR": host, "MASTER_PORT": port,
+        "NODE_RANK": rank, "LOCAL_RANK": "0",
+    }
 
 
 def volume_mounts(obj: object_pb2.Object, mounts: Sequence[Mount], *,

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from dora.api.v1 import meta_pb2 as dora_dot_api_dot_v1_dot_meta__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64ora/api/v1/workloads.proto\x12\x0b\x64ora.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x64ora/api/v1/meta.proto\"`\n\x08Workload\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.dora.api.v1.WorkloadSpec\x12+\n\x06status\x18\x02 \x01(\x0b\x32\x1b.dora.api.v1.WorkloadStatus\"\xf2\x02\n\x0cWorkloadSpec\x12%\n\x07replica\x18\x01 \x01(\x0b\x32\x14.dora.api.v1.Replica\x12\x0e\n\x06\x64river\x18\x02 \x01(\t\x12#\n\x06notify\x18\x03 \x01(\x0b\x32\x13.dora.api.v1.Notify\x12)\n\tselectors\x18\x04 \x01(\x0b\x32\x16.dora.api.v1.Selectors\x12%\n\x05image\x18\x05 \x01(\x0b\x32\x16.dora.api.v1.ImageSpec\x12+\n\x06\x63onfig\x18\x06 \x01(\x0b\x32\x1b.dora.api.v1.WorkloadConfig\x12)\n\x07volumes\x18\x07 \x03(\x0b\x32\x18.dora.api.v1.VolumeMount\x12)\n\x07network\x18\x08 \x01(\x0b\x32\x18.dora.api.v1.NetworkSpec\x12\x0f\n\x07stopped\x18\t \x01(\x08\x12\x0e\n\x06paused\x18\n \x01(\x08\x12\x10\n\x08priority\x18\x14 \x01(\x05\"\'\n\x07Replica\x12\x12\n\x05\x63ount\x18\x01 \x01(\x05H\x00\x88\x01\x01\x42\x08\n\x06_count\"#\n\x06Notify\x12\x19\n\x08\x62y_email\x18\x01 \x01(\x08R\x07\x62yEmail\"c\n\tSelectors\x12*\n\x03\x63pu\x18\x01 \x01(\x0b\x32\x1d.dora.api.v1.ResourceSelector\x12*\n\x03gpu\x18\x02 \x01(\x0b\x32\x1d.dora.api.v1.ResourceSelector\"i\n\x10ResourceSelector\x12\"\n\x0cproduct_name\x18\x01 \x03(\tR\x0cproduct_name\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x12\n\nmillicores\x18\x03 \x01(\x05\x12\x0e\n\x06memory\x18\x04 \x01(\x03\";\n\tImageSpec\x12\r\n\x05image\x18\x01 \x01(\t\x12\x1f\n\x0bpull_policy\x18\x02 \x01(\tR\npullPolicy\"\xa8\x01\n\x0eWorkloadConfig\x12\x0b\n\x03\x63md\x18\x01 \x01(\t\x12\x10\n\x08\x61\x66\x66inity\x18\x02 \x01(\t\x12%\n\x0erestart_policy\x18\x03 \x01(\tR\rrestartPolicy\x12\x19\n\x08shm_size\x18\x04 \x01(\x03R\x07shmSize\x12 \n\x03\x65nv\x18\x05 \x03(\x0b\x32\x13.dora.api.v1.EnvVar\x12\x13\n\x0breplacement\x18\x06 \x01(\t\"%\n\x06\x45nvVar\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"[\n\x0bVolumeMount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12\x1b\n\tread_only\x18\x04 \x01(\x08R\x08readOnly\"A\n\x0bNetworkSpec\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12$\n\x05ports\x18\x02 \x03(\x0b\x32\x15.dora.api.v1.PortSpec\"c\n\x08PortSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x10\n\x08protocol\x18\x03 \x01(\t\x12\x1b\n\tnode_port\x18\x04 \x01(\x05R\x08nodePort\x12\x0c\n\x04port\x18\x05 \x01(\x05\"\xbe\x02\n\x0eWorkloadStatus\x12)\n\x10\x64\x65sired_replicas\x18\x01 \x01(\x05R\x0f\x64\x65siredReplicas\x12)\n\x10\x63urrent_replicas\x18\x02 \x01(\x05R\x0f\x63urrentReplicas\x12%\n\x0eready_replicas\x18\x03 \x01(\x05R\rreadyReplicas\x12/\n\x13observed_generation\x18\x04 \x01(\x03R\x12observedGeneration\x12*\n\nconditions\x18\x05 \x03(\x0b\x32\x16.dora.api.v1.Condition\x12\'\n\x0f\x63urrent_version\x18\x06 \x01(\x03R\x0e\x63urrentVersion\x12)\n\x10updated_replicas\x18\x14 \x01(\x05R\x0fupdatedReplicas\"c\n\tContainer\x12(\n\x04spec\x18\x01 \x01(\x0b\x32\x1a.dora.api.v1.ContainerSpec\x12,\n\x06status\x18\x02 \x01(\x0b\x32\x1c.dora.api.v1.ContainerStatus\"\xc8\x02\n\rContainerSpec\x12\x10\n\x08workload\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x1b\n\tnode_name\x18\x03 \x01(\tR\x08nodeName\x12(\n\x04gpus\x18\x04 \x03(\x0b\x32\x1a.dora.api.v1.GPUAssignment\x12%\n\x0e\x63pu_millicores\x18\x05 \x01(\x05R\rcpuMillicores\x12+\n\x08template\x18\x06 \x01(\x0b\x32\x19.dora.api.v1.WorkloadSpec\x12\x1b\n\tshell_cmd\x18\x07 \x01(\x08R\x08shellCmd\x12(\n\rreplica_index\x18\x08 \x01(\x05H\x00R\x0creplicaIndex\x88\x01\x01\x12\x10\n\x08replicas\x18\t \x01(\x05\x12\x0e\n\x06paused\x18\n \x01(\x08\x42\x10\n\x0e_replica_index\"P\n\rGPUAssignment\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\"\n\x0cproduct_name\x18\x03 \x01(\tR\x0cproduct_name\"\xed\x02\n\x0f\x43ontainerStatus\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x1b\n\texit_code\x18\x04 \x01(\x05R\x08\x65xitCode\x12\x39\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n\x0b\x66inished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nfinishedAt\x12\x1b\n\tdocker_id\x18\x07 \x01(\tR\x08\x64ockerId\x12\x1b\n\tnode_name\x18\x08 \x01(\tR\x08nodeName\x12*\n\nconditions\x18\t \x03(\x0b\x32\x16.dora.api.v1.Condition\x12/\n\x13observed_generation\x18\n \x01(\x03R\x12observedGeneration\"Z\n\x06Volume\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.dora.api.v1.VolumeSpec\x12)\n\x06status\x18\x02 \x01(\x0b\x32\x19.dora.api.v1.VolumeStatus\"<\n\nVolumeSpec\x12\x0f\n\x07storage\x18\x01 \x01(\t\x12\x1d\n\nlocal_path\x18\x02 \x01(\tR\tlocalPath\"\xa1\x01\n\x0cVolumeStatus\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x17\n\x07used_by\x18\x03 \x03(\tR\x06usedBy\x12*\n\nconditions\x18\x04 \x03(\x0b\x32\x16.dora.api.v1.Condition\x12/\n\x13observed_generation\x18\x05 \x01(\x03R\x12observedGenerationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64ora/api/v1/workloads.proto\x12\x0b\x64ora.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x64ora/api/v1/meta.proto\"`\n\x08Workload\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.dora.api.v1.WorkloadSpec\x12+\n\x06status\x18\x02 \x01(\x0b\x32\x1b.dora.api.v1.WorkloadStatus\"\xf2\x02\n\x0cWorkloadSpec\x12%\n\x07replica\x18\x01 \x01(\x0b\x32\x14.dora.api.v1.Replica\x12\x0e\n\x06\x64river\x18\x02 \x01(\t\x12#\n\x06notify\x18\x03 \x01(\x0b\x32\x13.dora.api.v1.Notify\x12)\n\tselectors\x18\x04 \x01(\x0b\x32\x16.dora.api.v1.Selectors\x12%\n\x05image\x18\x05 \x01(\x0b\x32\x16.dora.api.v1.ImageSpec\x12+\n\x06\x63onfig\x18\x06 \x01(\x0b\x32\x1b.dora.api.v1.WorkloadConfig\x12)\n\x07volumes\x18\x07 \x03(\x0b\x32\x18.dora.api.v1.VolumeMount\x12)\n\x07network\x18\x08 \x01(\x0b\x32\x18.dora.api.v1.NetworkSpec\x12\x0f\n\x07stopped\x18\t \x01(\x08\x12\x0e\n\x06paused\x18\n \x01(\x08\x12\x10\n\x08priority\x18\x14 \x01(\x05\"5\n\x07Replica\x12\x12\n\x05\x63ount\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x0c\n\x04gang\x18\x02 \x01(\x08\x42\x08\n\x06_count\"#\n\x06Notify\x12\x19\n\x08\x62y_email\x18\x01 \x01(\x08R\x07\x62yEmail\"c\n\tSelectors\x12*\n\x03\x63pu\x18\x01 \x01(\x0b\x32\x1d.dora.api.v1.ResourceSelector\x12*\n\x03gpu\x18\x02 \x01(\x0b\x32\x1d.dora.api.v1.ResourceSelector\"i\n\x10ResourceSelector\x12\"\n\x0cproduct_name\x18\x01 \x03(\tR\x0cproduct_name\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\x12\n\nmillicores\x18\x03 \x01(\x05\x12\x0e\n\x06memory\x18\x04 \x01(\x03\";\n\tImageSpec\x12\r\n\x05image\x18\x01 \x01(\t\x12\x1f\n\x0bpull_policy\x18\x02 \x01(\tR\npullPolicy\"\xa8\x01\n\x0eWorkloadConfig\x12\x0b\n\x03\x63md\x18\x01 \x01(\t\x12\x10\n\x08\x61\x66\x66inity\x18\x02 \x01(\t\x12%\n\x0erestart_policy\x18\x03 \x01(\tR\rrestartPolicy\x12\x19\n\x08shm_size\x18\x04 \x01(\x03R\x07shmSize\x12 \n\x03\x65nv\x18\x05 \x03(\x0b\x32\x13.dora.api.v1.EnvVar\x12\x13\n\x0breplacement\x18\x06 \x01(\t\"%\n\x06\x45nvVar\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"[\n\x0bVolumeMount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x11\n\tworkspace\x18\x03 \x01(\t\x12\x1b\n\tread_only\x18\x04 \x01(\x08R\x08readOnly\"A\n\x0bNetworkSpec\x12\x0c\n\x04mode\x18\x01 \x01(\t\x12$\n\x05ports\x18\x02 \x03(\x0b\x32\x15.dora.api.v1.PortSpec\"c\n\x08PortSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x10\n\x08protocol\x18\x03 \x01(\t\x12\x1b\n\tnode_port\x18\x04 \x01(\x05R\x08nodePort\x12\x0c\n\x04port\x18\x05 \x01(\x05\"\xbe\x02\n\x0eWorkloadStatus\x12)\n\x10\x64\x65sired_replicas\x18\x01 \x01(\x05R\x0f\x64\x65siredReplicas\x12)\n\x10\x63urrent_replicas\x18\x02 \x01(\x05R\x0f\x63urrentReplicas\x12%\n\x0eready_replicas\x18\x03 \x01(\x05R\rreadyReplicas\x12/\n\x13observed_generation\x18\x04 \x01(\x03R\x12observedGeneration\x12*\n\nconditions\x18\x05 \x03(\x0b\x32\x16.dora.api.v1.Condition\x12\'\n\x0f\x63urrent_version\x18\x06 \x01(\x03R\x0e\x63urrentVersion\x12)\n\x10updated_replicas\x18\x14 \x01(\x05R\x0fupdatedReplicas\"c\n\tContainer\x12(\n\x04spec\x18\x01 \x01(\x0b\x32\x1a.dora.api.v1.ContainerSpec\x12,\n\x06status\x18\x02 \x01(\x0b\x32\x1c.dora.api.v1.ContainerStatus\"\xe9\x02\n\rContainerSpec\x12\x10\n\x08workload\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x1b\n\tnode_name\x18\x03 \x01(\tR\x08nodeName\x12(\n\x04gpus\x18\x04 \x03(\x0b\x32\x1a.dora.api.v1.GPUAssignment\x12%\n\x0e\x63pu_millicores\x18\x05 \x01(\x05R\rcpuMillicores\x12+\n\x08template\x18\x06 \x01(\x0b\x32\x19.dora.api.v1.WorkloadSpec\x12\x1b\n\tshell_cmd\x18\x07 \x01(\x08R\x08shellCmd\x12(\n\rreplica_index\x18\x08 \x01(\x05H\x00R\x0creplicaIndex\x88\x01\x01\x12\x10\n\x08replicas\x18\t \x01(\x05\x12\x0e\n\x06paused\x18\n \x01(\x08\x12\x1f\n\x0bgang_master\x18\x0b \x01(\tR\ngangMasterB\x10\n\x0e_replica_index\"P\n\rGPUAssignment\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x0c\n\x04uuid\x18\x02 \x01(\t\x12\"\n\x0cproduct_name\x18\x03 \x01(\tR\x0cproduct_name\"\xed\x02\n\x0f\x43ontainerStatus\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x1b\n\texit_code\x18\x04 \x01(\x05R\x08\x65xitCode\x12\x39\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n\x0b\x66inished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nfinishedAt\x12\x1b\n\tdocker_id\x18\x07 \x01(\tR\x08\x64ockerId\x12\x1b\n\tnode_name\x18\x08 \x01(\tR\x08nodeName\x12*\n\nconditions\x18\t \x03(\x0b\x32\x16.dora.api.v1.Condition\x12/\n\x13observed_generation\x18\n \x01(\x03R\x12observedGeneration\"Z\n\x06Volume\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x17.dora.api.v1.VolumeSpec\x12)\n\x06status\x18\x02 \x01(\x0b\x32\x19.dora.api.v1.VolumeStatus\"<\n\nVolumeSpec\x12\x0f\n\x07storage\x18\x01 \x01(\t\x12\x1d\n\nlocal_path\x18\x02 \x01(\tR\tlocalPath\"\xa1\x01\n\x0cVolumeStatus\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x17\n\x07used_by\x18\x03 \x03(\tR\x06usedBy\x12*\n\nconditions\x18\x04 \x03(\x0b\x32\x16.dora.api.v1.Condition\x12/\n\x13observed_generation\x18\x05 \x01(\x03R\x12observedGenerationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,39 +38,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKLOADSPEC']._serialized_start=200
   _globals['_WORKLOADSPEC']._serialized_end=570
   _globals['_REPLICA']._serialized_start=572
-  _globals['_REPLICA']._serialized_end=611
-  _globals['_NOTIFY']._serialized_start=613
-  _globals['_NOTIFY']._serialized_end=648
-  _globals['_SELECTORS']._serialized_start=650
-  _globals['_SELECTORS']._serialized_end=749
-  _globals['_RESOURCESELECTOR']._serialized_start=751
-  _globals['_RESOURCESELECTOR']._serialized_end=856
-  _globals['_IMAGESPEC']._serialized_start=858
-  _globals['_IMAGESPEC']._serialized_end=917
-  _globals['_WORKLOADCONFIG']._serialized_start=920
-  _globals['_WORKLOADCONFIG']._serialized_end=1088
-  _globals['_ENVVAR']._serialized_start=1090
-  _globals['_ENVVAR']._serialized_end=1127
-  _globals['_VOLUMEMOUNT']._serialized_start=1129
-  _globals['_VOLUMEMOUNT']._serialized_end=1220
-  _globals['_NETWORKSPEC']._serialized_start=1222
-  _globals['_NETWORKSPEC']._serialized_end=1287
-  _globals['_PORTSPEC']._serialized_start=1289
-  _globals['_PORTSPEC']._serialized_end=1388
-  _globals['_WORKLOADSTATUS']._serialized_start=1391
-  _globals['_WORKLOADSTATUS']._serialized_end=1709
-  _globals['_CONTAINER']._serialized_start=1711
-  _globals['_CONTAINER']._serialized_end=1810
-  _globals['_CONTAINERSPEC']._serialized_start=1813
-  _globals['_CONTAINERSPEC']._serialized_end=2141
-  _globals['_GPUASSIGNMENT']._serialized_start=2143
-  _globals['_GPUASSIGNMENT']._serialized_end=2223
-  _globals['_CONTAINERSTATUS']._serialized_start=2226
-  _globals['_CONTAINERSTATUS']._serialized_end=2591
-  _globals['_VOLUME']._serialized_start=2593
-  _globals['_VOLUME']._serialized_end=2683
-  _globals['_VOLUMESPEC']._serialized_start=2685
-  _globals['_VOLUMESPEC']._serialized_end=2745
-  _globals['_VOLUMESTATUS']._serialized_start=2748
-  _globals['_VOLUMESTATUS']._serialized_end=2909
+  _globals['_REPLICA']._serialized_end=625
+  _globals['_NOTIFY']._serialized_start=627
+  _globals['_NOTIFY']._serialized_end=662
+  _globals['_SELECTORS']._serialized_start=664
+  _globals['_SELECTORS']._serialized_end=763
+  _globals['_RESOURCESELECTOR']._serialized_start=765
+  _globals['_RESOURCESELECTOR']._serialized_end=870
+  _globals['_IMAGESPEC']._serialized_start=872
+  _globals['_IMAGESPEC']._serialized_end=931
+  _globals['_WORKLOADCONFIG']._serialized_start=934
+  _globals['_WORKLOADCONFIG']._serialized_end=1102
+  _globals['_ENVVAR']._serialized_start=1104
+  _globals['_ENVVAR']._serialized_end=1141
+  _globals['_VOLUMEMOUNT']._serialized_start=1143
+  _globals['_VOLUMEMOUNT']._serialized_end=1234
+  _globals['_NETWORKSPEC']._serialized_start=1236
+  _globals['_NETWORKSPEC']._serialized_end=1301
+  _globals['_PORTSPEC']._serialized_start=1303
+  _globals['_PORTSPEC']._serialized_end=1402
+  _globals['_WORKLOADSTATUS']._serialized_start=1405
+  _globals['_WORKLOADSTATUS']._serialized_end=1723
+  _globals['_CONTAINER']._serialized_start=1725
+  _globals['_CONTAINER']._serialized_end=1824
+  _globals['_CONTAINERSPEC']._serialized_start=1827
+  _globals['_CONTAINERSPEC']._serialized_end=2188
+  _globals['_GPUASSIGNMENT']._serialized_start=2190
+  _globals['_GPUASSIGNMENT']._serialized_end=2270
+  _globals['_CONTAINERSTATUS']._serialized_start=2273
+  _globals['_CONTAINERSTATUS']._serialized_end=2638
+  _globals['_VOLUME']._serialized_start=2640
+  _globals['_VOLUME']._serialized_end=2730
+  _globals['_VOLUMESPEC']._serialized_start=2732
+  _globals['_VOLUMESPEC']._serialized_end=2792
+  _globals['_VOLUMESTATUS']._serialized_start=2795
+  _globals['_VOLUMESTATUS']._serialized_end=2956
 # @@protoc_insertion_point(module_scope)

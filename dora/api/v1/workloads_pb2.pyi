@@ -117,16 +117,29 @@ class Replica(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     COUNT_FIELD_NUMBER: _builtins.int
+    GANG_FIELD_NUMBER: _builtins.int
     count: _builtins.int
     """Unset means 1; 0 is a valid count (the tutorial starts with 0)."""
+    gang: _builtins.bool
+    """Gang placement for distributed training: the scheduler binds all `count`
+    replicas at once or none (reason GangWaiting while they do not all fit), and
+    each is told its rank, the world size and where rank 0 listens (DORA_RANK,
+    DORA_WORLD_SIZE, DORA_MASTER_ADDR, DORA_MASTER_PORT and torchrun's RANK,
+    WORLD_SIZE, MASTER_ADDR, MASTER_PORT, NODE_RANK, LOCAL_RANK). Needs
+    network.mode host (master port 29500) or bridge with a port whose nodePort
+    equals its port (the first one is the master port). When one replica ends,
+    the gang restarts together (restartPolicy Always) or fails together (Never).
+    Unlike count, it is part of the version.
+    """
     def __init__(
         self,
         *,
         count: _builtins.int | None = ...,
+        gang: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_count", b"_count", "count", b"count"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_count", b"_count", "count", b"count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_count", b"_count", "count", b"count", "gang", b"gang"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__count: _TypeAlias = _typing.Literal["count"]  # noqa: Y015
     _WhichOneofArgType__count: _TypeAlias = _typing.Literal["_count", b"_count"]  # noqa: Y015
@@ -473,6 +486,7 @@ class ContainerSpec(_message.Message):
     REPLICA_INDEX_FIELD_NUMBER: _builtins.int
     REPLICAS_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
+    GANG_MASTER_FIELD_NUMBER: _builtins.int
     workload: _builtins.str
     version: _builtins.int
     """The workload version this container runs."""
@@ -493,6 +507,11 @@ class ContainerSpec(_message.Message):
     replicas: _builtins.int
     paused: _builtins.bool
     """Frozen (`docker pause`) while true: see WorkloadSpec.paused."""
+    gang_master: _builtins.str
+    """A gang's replicas (template.replica.gang): where rank 0 listens, "host:port"
+    (replica 0's node address), written by the scheduler in the write that binds
+    the gang, so it is known before any replica starts.
+    """
     @_builtins.property
     def gpus(self) -> _containers.RepeatedCompositeFieldContainer[Global___GPUAssignment]: ...
     @_builtins.property
@@ -512,10 +531,11 @@ class ContainerSpec(_message.Message):
         replica_index: _builtins.int | None = ...,
         replicas: _builtins.int = ...,
         paused: _builtins.bool = ...,
+        gang_master: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_replica_index", b"_replica_index", "replica_index", b"replica_index", "template", b"template"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_replica_index", b"_replica_index", "cpu_millicores", b"cpu_millicores", "gpus", b"gpus", "node_name", b"node_name", "paused", b"paused", "replica_index", b"replica_index", "replicas", b"replicas", "shell_cmd", b"shell_cmd", "template", b"template", "version", b"version", "workload", b"workload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_replica_index", b"_replica_index", "cpu_millicores", b"cpu_millicores", "gang_master", b"gang_master", "gpus", b"gpus", "node_name", b"node_name", "paused", b"paused", "replica_index", b"replica_index", "replicas", b"replicas", "shell_cmd", b"shell_cmd", "template", b"template", "version", b"version", "workload", b"workload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__replica_index: _TypeAlias = _typing.Literal["replica_index"]  # noqa: Y015
     _WhichOneofArgType__replica_index: _TypeAlias = _typing.Literal["_replica_index", b"_replica_index"]  # noqa: Y015

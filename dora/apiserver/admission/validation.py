@@ -281,6 +281,29 @@ def workload_spec(spec: workloads_pb2.WorkloadSpec, prefix: str, report: _Report
         if (port.node_port, port.protocol) in node_ports:
             report.add(f"{path}.nodePort", f"{port.node_port} is used twice")
         node_ports.add((port.node_port, port.protocol))
+    if spec.replica.gang:
+        _gang(spec, prefix, report)
+
+
+def _gang(spec: workloads_pb2.WorkloadSpec, prefix: str, report: _Report) -> None:
+    """A gang (``replica.gang``): at least one replica (a Container's template carries no
+    count), and a network its replicas reach each other on: host, or bridge whose first
+    port (the master port) is published on the same number."""
+    if spec.replica.HasField("count") and spec.replica.count < 1:
+        report.add(f"{prefix}.replica.count", "a gang (replica.gang) needs a count of at least 1")
+    network = spec.network
+    if network.mode == "bridge":
+        if not network.ports:
+            report.add(f"{prefix}.network.ports", "a gang (replica.gang) in bridge mode needs a "
+                       "port: the first one is the master port rank 0 listens on")
+        elif network.ports[0].port != network.ports[0].node_port:
+            report.add(f"{prefix}.network.ports[0].port",
+                       "a gang's master port (the first port) must have port equal to "
+                       "nodePort: every replica is told the one number")
+    elif network.mode != "host":
+        report.add(f"{prefix}.network.mode", f"a gang (replica.gang) needs a network its "
+                   f"replicas reach each other on: host (verb HostNetwork) or bridge with a "
+                   f"port, not {network.mode or 'none'}")
 
 
 def _env(env: Iterable[workloads_pb2.EnvVar], prefix: str, report: _Report) -> None:

@@ -63,8 +63,11 @@ def created(obj: object_pb2.Object) -> float:
 
 
 def by_class(obj: object_pb2.Object) -> list[str]:
-    """A pending Container (no node, not being deleted) under ``shape|priority|workspace``."""
-    if obj.container.spec.node_name or obj.metadata.HasField("deletion_timestamp"):
+    """A pending Container (no node, not being deleted) under ``shape|priority|workspace``.
+    A gang's replica is not in the queue's turns: it waits for room for its whole gang
+    and holds nothing meanwhile, so no container yields to it (no reservation)."""
+    if (obj.container.spec.node_name or obj.metadata.HasField("deletion_timestamp")
+            or obj.container.spec.template.replica.gang):
         return []
     priority = obj.container.spec.template.priority
     return [f"{shape_of(obj)}|{priority}|{obj.metadata.workspace}"]

@@ -66,11 +66,15 @@ def definite(exc: BaseException) -> bool:
     return isinstance(exc, errors.DoraError) and not isinstance(exc, errors.Unavailable)
 
 
-def binding(container: object_pb2.Object, placement: Placement) -> object_pb2.Object:
-    """The one write that binds ``container`` (at its resourceVersion) to ``placement``."""
+def binding(container: object_pb2.Object, placement: Placement, *,
+            master: str = "") -> object_pb2.Object:
+    """The one write that binds ``container`` (at its resourceVersion) to ``placement``
+    (and, for a gang's replica, tells it where rank 0 listens: ``master``)."""
     obj = clone(container)
     spec = obj.container.spec
     spec.node_name = placement.node
+    if master:
+        spec.gang_master = master
     del spec.gpus[:]
     for gpu in placement.gpus:
         spec.gpus.add(index=gpu.index, uuid=gpu.uuid, product_name=gpu.product)
@@ -84,9 +88,9 @@ def binding(container: object_pb2.Object, placement: Placement) -> object_pb2.Ob
 
 
 async def bind(client: Client, container: object_pb2.Object,
-               placement: Placement) -> object_pb2.Object:
+               placement: Placement, *, master: str = "") -> object_pb2.Object:
     """Bind in one conditional write; ``errors.Conflict`` if the Container changed."""
-    bound, _ = await client.apply(binding(container, placement))
+    bound, _ = await client.apply(binding(container, placement, master=master))
     return bound
 
 

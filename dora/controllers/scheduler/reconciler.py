@@ -21,6 +21,8 @@ A reconcile of a Container key:
   waits a moment with reason ``Queued``. In a zone with ``spec.preemption``, one
   for which no node has room may stop running containers of lower priority and
   of another account (``dora.controllers.queue.preempt``).
+- a gang's replica (``template.replica.gang``): the whole gang, all at once or
+  none (``gang``; reason ``GangWaiting``).
 
 Choices are made one at a time inside the process (a lock around filter and
 pick, nothing awaited under it) and remembered as assumed (``binder.Assumed``)
@@ -32,6 +34,7 @@ it while the outcome is unknown.
 
 from __future__ import annotations
 
+import contextlib
 import random as random_module
 from collections.abc import Callable
 from typing import cast
@@ -53,7 +56,7 @@ from dora.controllers.queue.turn import (
     Turns,
     by_default_workspace,
 )
-from dora.controllers.scheduler import binder, filters, strategies
+from dora.controllers.scheduler import binder, filters, gang, strategies
 from dora.controllers.scheduler.placer import Placer
 from dora.controllers.scheduler.snapshot import (
     Placement,
@@ -121,6 +124,9 @@ class Scheduler:
         # so a container that was being placed during one is not left waiting.
         self.unschedulable: set[Ref] = set()
         self._wakes = 0
+        # The replicas of gangs being bound: their assumptions stay while their status
+        # changes (only binding, deletion or the end of the gang's bind drops them).
+        self.gang_binding: set[Ref] = set()
 
     # Wiring.
 
@@ -212,7 +218,143 @@ class Scheduler:
         if container.container.spec.node_name:
             await self._finish(key, container)
             return DONE
+        if gang.is_gang(container):
+            return await self._schedule_gang(key, container)
         return await self._schedule(key, container)
+
+    async def _schedule_gang(self, key: Ref, container: object_pb2.Object) -> Result:
+        """Place every pending replica of ``container``'s gang, or none (``gang``)."""
+        store = self.cache.store(kinds.CONTAINER)
+        members = gang.members(store.by_index(gang.GANG_INDEX, gang.gang_key(container)))
+        want = gang.world_size(container)
+        if len(members) < want:  # the last one created places them all
+            await self._unschedulable(container, f"{len(members)} of the gang's {want} "
+                                      "replicas exist; it is placed when all do",
+                                      reason=gang.GANG_WAITING)
+            return Result(requeue_after=RETRY_UNSCHEDULABLE)
+        members = members[:want]
+        pending = [m for m in members if not m.container.spec.node_name]
+        if not pending:
+            return DONE
+        request = request_of(container)
+        strategy = container.container.spec.template.config.affinity
+        chosen: list[tuple[Ref, object_pb2.Object]] = []
+        why = over = None
+        async with self._lock:
+            wakes = self._wakes
+            self._drop_seen_assumptions()
+            if any(objects.ref_of(m) in self.gang_binding for m in pending):
+                return DONE  # another worker is binding this gang (it retries if it fails)
+            used = [m.container.spec.node_name for m in members if m.container.spec.node_name]
+            for member in pending:
+                ref = objects.ref_of(member)
+                fit = self._choose_member(request, strategy, used)
+                if isinstance(fit, str):
+                    why = f"replica {gang.rank(member)}: {fit}"
+                    break
+                self.assume(ref, Placement(node=fit.node.name, gpus=fit.gpus,
+                                           cpu_millicores=request.cpu_millicores,
+                                           workload=request.workload,
+                                           node_ports=request.node_ports),
+                            base=member.metadata.resource_version)
+                over = self.quotas.refusal(key=ref, container=member, gpus=fit.gpus,
+                                           millicores=request.cpu_millicores,
+                                           assumed=self.assumed)
+                if over is not None:
+                    break
+                used.append(fit.node.name)
+                chosen.append((ref, member))
+            if why is None and over is None:
+                self.gang_binding.update(ref for ref, _ in chosen)
+            if why is not None or over is not None:
+                for member in pending:
+                    self.forget(objects.ref_of(member))
+                if why is not None:
+                    why = gang.shortfall(request, len(pending),
+                                         self.snapshot.nodes(assumed=self.assumed), why)
+        if over is not None:
+            for member in pending:
+                await self._unschedulable(member, f"the gang: {over}", reason=QUOTA_EXCEEDED)
+            return Result(requeue_after=RETRY_UNSCHEDULABLE)
+        if why is not None:
+            for member in pending:
+                await self._unschedulable(member, why, reason=gang.GANG_WAITING)
+            if wakes != self._wakes:
+                return Result(requeue_after=RETRY_AFTER_WAKE)
+            self.unschedulable.add(key)
+            return Result(requeue_after=RETRY_UNSCHEDULABLE)
+        placements = [(ref, member, self.assumed[ref]) for ref, member in chosen]
+        await self._bind_gang(placements, master=self._master(members, container))
+        return DONE
+
+    def _choose_member(self, request: filters.Request, strategy: str,
+                       used: list[str]) -> filters.Fit | str:
+        """A node for the gang's next replica (the caller holds the lock)."""
+        if strategy != "Fill":
+            return self.placer.choose(request, strategy, assumed=self.assumed, rng=self.rng)
+        nodes = self.snapshot.nodes(assumed=self.assumed)
+        fit = gang.pick_fill(nodes, request, used)
+        if fit is None:
+            _, reasons = filters.fits(nodes, request)
+            return filters.unschedulable_message(request, reasons)
+        return fit
+
+    def _master(self, members: list[object_pb2.Object], container: object_pb2.Object) -> str:
+        """Rank 0's ``host:port``: its node's address (bound, or just assumed)."""
+        first = members[0]
+        node_name = first.container.spec.node_name
+        if not node_name:
+            placement = self.assumed.get(objects.ref_of(first))
+            node_name = placement.node if placement is not None else ""
+        node = self.cache.store(kinds.NODE).get_named(node_name, zone=first.metadata.zone)
+        return f"{gang.node_address(node, node_name)}:{gang.master_port(container)}"
+
+    async def _bind_gang(self, chosen: list[tuple[Ref, object_pb2.Object, Placement]], *,
+                         master: str) -> None:
+        """Bind the gang's replicas, one write each; a replica whose status changed
+        meanwhile (another worker said it waits) is bound again at its new version.
+        When one cannot be bound (deleted, or bound by someone else), the ones already
+        bound are deleted (their workload makes them again, pending), so no partial
+        gang holds GPUs; the others' assumptions are forgotten."""
+        bound: list[object_pb2.Object] = []
+        try:
+            for ref, member, placement in chosen:
+                result = await self._bind_member(ref, member, placement, master=master)
+                bound.append(result)
+                self._bound(ref, result)
+        except BaseException as exc:
+            log.warning("gang of %s: a bind failed (%s); releasing %d bound replicas",
+                        chosen[0][0], exc, len(bound))
+            for obj in bound:
+                with anyio.CancelScope(shield=True), contextlib.suppress(errors.DoraError):
+                    await self.client.delete(obj.kind, obj.metadata.name,
+                                             zone=obj.metadata.zone,
+                                             workspace=obj.metadata.workspace)
+            done = {objects.ref_of(b) for b in bound}
+            for ref, _, _ in chosen:
+                assumed = self.assumptions.get(ref)
+                if ref in done or binder.definite(exc):
+                    self.forget(ref)
+                elif assumed is not None:
+                    assumed.in_doubt = True
+            raise
+        finally:
+            self.gang_binding.difference_update(ref for ref, _, _ in chosen)
+
+    async def _bind_member(self, ref: Ref, member: object_pb2.Object, placement: Placement,
+                           *, master: str) -> object_pb2.Object:
+        for _ in range(3):
+            try:
+                return await binder.bind(self.client, member, placement, master=master)
+            except errors.Conflict:
+                fresh = await self.client.get(ref.kind, ref.name, zone=ref.zone,
+                                              workspace=ref.workspace)
+                if (fresh.metadata.uid != member.metadata.uid or fresh.container.spec.node_name
+                        or fresh.metadata.HasField("deletion_timestamp")):
+                    raise
+                member = fresh
+                self.assume(ref, placement, base=fresh.metadata.resource_version)
+        raise binder.LostRace(f"{ref.name} kept changing while its gang was bound")
 
     async def _schedule(self, key: Ref, container: object_pb2.Object) -> Result:
         request = request_of(container)
@@ -291,6 +433,10 @@ class Scheduler:
         store = self.cache.store(kinds.CONTAINER)
         for key, assumed in list(self.assumptions.items()):
             current = store.get(key)
+            if key in self.gang_binding and current is not None and not (
+                    current.container.spec.node_name
+                    or current.metadata.HasField("deletion_timestamp")):
+                continue
             if current is None or current.metadata.resource_version != assumed.base:
                 self.forget(key)
 
@@ -402,7 +548,8 @@ CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
         Hook(kinds.NODE, Scheduler.on_node),
         Hook(kinds.LEASE, Scheduler.on_lease),
     ],
-    indexes={kinds.CONTAINER: {"node": by_node, "unbound": unbound},
+    indexes={kinds.CONTAINER: {"node": by_node, "unbound": unbound,
+                               gang.GANG_INDEX: gang.by_gang},
              kinds.USER: {DEFAULT_WORKSPACE_INDEX: by_default_workspace}},
     reads=[kinds.ZONE],
     background=[Scheduler.observe_use],

@@ -57,6 +57,10 @@ class Replica:
     # For an ended container, when known: how long it ran, and since when it is over.
     ran: float | None = None
     ended: float | None = None
+    # Exited with code 0 (reason Completed).
+    succeeded: bool = False
+    # The replica count when it was made (a gang's world size); 0: unknown.
+    world: int = 0
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,47 @@ def victims(
     return sorted(replicas, key=rank)[:max(0, count)]
 
 
+def gang_plan(*, desired: int, version: int, replicas: Sequence[Replica],
+              restart_always: bool) -> Plan | None:
+    """A gang (``replica.gang``) lives and dies together; None when nothing of that
+    applies (then ``plan`` goes on as for any workload).
+
+    - A replica ended (restartPolicy Always: any end; Never: a failure, or its node
+      lost): Always deletes every replica of the gang (they are made again, and
+      placed all at once); Never deletes the ones still running or pending, and
+      nothing is made again (the ended ones stay, with their status).
+    - Old versions: they all go at once and the new version is made whole (a gang
+      does not roll one replica at a time).
+    - Scaled: the world size each replica was told is wrong; the gang restarts whole.
+    """
+    live = [r for r in replicas if not r.terminating]
+    current = [r for r in live if r.version == version]
+    ended = sorted((r for r in current if r.phase in FAILED_PHASES or r.phase == LOST
+                    if restart_always or not r.succeeded), key=lambda r: r.index)
+    if ended:
+        first = ended[0]
+        what = f"replica {first.name} {'was lost' if first.phase == LOST else 'ended'}"
+        if restart_always:
+            why = f"the gang restarts together: {what}"
+            return Plan(delete=tuple((r.name, why) for r in current), current=tuple(current))
+        why = f"the gang fails together: {what}"
+        return Plan(delete=tuple((r.name, why) for r in current
+                                 if r.phase not in FAILED_PHASES and r.phase != LOST),
+                    current=tuple(current))
+    if any(r.phase in FAILED_PHASES for r in current):
+        return Plan(current=tuple(current))  # Never: ended, none failed: nothing to make
+    if any(r.world and r.world != desired for r in current):
+        why = f"the gang's size changed to {desired}: it restarts whole"
+        return Plan(delete=tuple((r.name, why) for r in current), current=tuple(current))
+    old = [r for r in live if r.version != version]
+    if old:
+        why = f"replaced by version {version} (a gang is replaced whole)"
+        return Plan(delete=tuple((r.name, why) for r in old),
+                    create=max(0, desired - len(current)), rolling=True,
+                    current=tuple(current), old=tuple(old))
+    return None
+
+
 def plan(
     *,
     desired: int,
@@ -101,7 +146,13 @@ def plan(
     prefer: Sequence[str] = (),
     rollout_timeout: float = 60.0,
     restart_delay: float = 10.0,
+    gang: bool = False,
 ) -> Plan:
+    if gang and desired > 0:
+        together = gang_plan(desired=desired, version=version, replicas=replicas,
+                             restart_always=restart_always)
+        if together is not None:
+            return together
     deletes: list[tuple[str, str]] = []
     active: list[Replica] = []
     waits: list[float] = []

@@ -125,6 +125,7 @@ class WorkloadController:
             desired=desired, version=number, replicas=replicas,
             restart_always=spec.config.restart_policy == "Always", stopped=stopped,
             prefer=prefer, rollout_timeout=self.rollout_timeout,
+            gang=spec.replica.gang,
         )
         by_name = {c.metadata.name: c for c in containers}
         for name, why in step.delete:
@@ -315,6 +316,9 @@ def _replica(container: object_pb2.Object, *, now_seconds: float) -> Replica:
         age=max(0.0, now_seconds - created),
         ran=ran,
         ended=ended,
+        succeeded=(status.phase == "Exited" and status.exit_code == 0
+                   and status.reason == "Completed"),
+        world=spec.replicas,
     )
 
 

@@ -2,8 +2,8 @@
 
 Every spec a workload has had is kept as ``<workload>.v<n>``, owned by the
 workload, so it goes with it. What makes a version is the spec without
-``replica``, ``stopped`` and ``paused``: scaling, stopping and pausing are not new
-versions.
+``replica`` (but ``replica.gang``), ``stopped`` and ``paused``: scaling, stopping and
+pausing are not new versions; making the replicas a gang is.
 
 A version made now says ``cmdArgv``: its ``config.cmd`` is split into shell words.
 One stored before that change lacks it, and its containers keep running their cmd
@@ -39,6 +39,8 @@ def template_of(spec: workloads_pb2.WorkloadSpec) -> workloads_pb2.WorkloadSpec:
     template = workloads_pb2.WorkloadSpec()
     template.CopyFrom(spec)
     template.ClearField("replica")
+    if spec.replica.gang:  # how the replicas run together (their env, their restarts)
+        template.replica.gang = True
     template.ClearField("stopped")
     template.ClearField("paused")
     return template
