@@ -338,13 +338,8 @@ async def _fan_out(client: Client, etcd: Etcd, children: list[asyncio.subprocess
     applied = [at - sent[name] for name, at in arrivals if f"-{tag}-a" in name]
     delays = [at - sent[name] for name, at in arrivals if f"-{tag}-c" in name]
     assert len(delays) == len(applied) == watchers * writes, (len(delays), len(applied))
-    p99 = percentile(delays, 99)
-    return Figure(
-        name="watch fan-out delivery delay p99",
-        value=round(p99 * 1000, 1), unit="ms",
-        baseline={"what": "p50 of the same deliveries", "value": round(median(delays) * 1000, 1),
-                  "unit": "ms"},
-        target="<= 100 ms p99", met=p99 <= 0.100,
+    return delay_figure(
+        "watch fan-out delivery delay p99", delays, within=0.100, target="<= 100 ms p99",
         notes=f"{watchers} watchers x {writes} writes (one every {PERIOD * 1000:.0f} ms) = "
               f"{len(delays)} deliveries, the watchers in {len(children)} client "
               f"process{'es' if len(children) > 1 else ''} of their own (bench.watchers); "
@@ -405,13 +400,9 @@ async def watch_under_load(cluster: Cluster, *, watchers: int = 50, writers: int
                 await child.wait()
     delays = [at - sent[name] for name, at in json.loads(output) if name in sent]
     assert len(delays) == watchers * writes, (len(delays), watchers * writes)
-    p99 = percentile(delays, 99)
-    return Figure(
-        name="watch delivery under write load p99",
-        value=round(p99 * 1000, 1), unit="ms",
-        baseline={"what": "p50 of the same deliveries", "value": round(median(delays) * 1000, 1),
-                  "unit": "ms"},
-        target="<= 250 ms p99 at 100 writes/s", met=p99 <= 0.250,
+    return delay_figure(
+        "watch delivery under write load p99", delays, within=0.250,
+        target="<= 250 ms p99 at 100 writes/s",
         notes=f"{watchers} watchers (one client process of their own), {writers} writers "
               f"applying {writes} Workloads at {writes / took:.0f} writes/s (asked {rate:.0f}); "
               f"from each Apply's send to each watcher's receipt; all "
@@ -464,4 +455,16 @@ async def flood_memory(cluster: Cluster, *, rounds: int = 5) -> Figure:
         notes=f"{sent} Applies of 4 MB and 1 MB, half without a token, half with a wrong "
               f"one, all refused ({', '.join(f'{k} {v}' for k, v in sorted(refused.items()))}); "
               f"{peak:.0f} MiB right after",
+    )
+
+
+def delay_figure(name: str, delays: list[float], *, within: float, target: str,
+                 notes: str) -> Figure:
+    """The p99 of ``delays`` (seconds) in ms, beside their p50; met when p99 <= ``within``."""
+    p99 = percentile(delays, 99)
+    return Figure(
+        name=name, value=round(p99 * 1000, 1), unit="ms",
+        baseline={"what": "p50 of the same deliveries", "value": round(median(delays) * 1000, 1),
+                  "unit": "ms"},
+        target=target, met=p99 <= within, notes=notes,
     )
