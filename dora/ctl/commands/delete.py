@@ -142,18 +142,18 @@ def delete(
             if purge_output:
                 typer.echo(await _purge_output(s, deleted[-1]))
         if wait and deleted:
+            names = ", ".join(printers.object_name(o) for o in deleted)
+            what = f"{names} to be gone"
             try:
                 async with asyncio.timeout(limit):
                     await asyncio.gather(*(wait_gone(s, obj) for obj in deleted))
                     # What they owned (a workload's containers): the garbage collector's.
+                    what = (f"what {names} owned to be gone (is dora-controllers' garbage "
+                            "collector running?)")
                     await asyncio.gather(*(waiting.dependents_gone(s.client, obj)
                                            for obj in deleted))
             except TimeoutError:
-                raise errors.DoraError(
-                    f"timed out after {timeout} waiting for "
-                    f"{', '.join(printers.object_name(o) for o in deleted)} and what they "
-                    "owned to be gone (is dora-controllers' garbage collector running?)"
-                ) from None
+                raise errors.DoraError(f"timed out after {timeout} waiting for {what}") from None
         return ok
 
     if not session.run(connection, work):
