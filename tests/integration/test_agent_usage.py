@@ -43,8 +43,8 @@ async def test_a_busy_container_uses_more_cpu_than_an_idle_one(
     busy.container.spec.gpus.add(index=1, uuid=nvml.nvmlDeviceGetUUID(1),
                                  product_name="A100-SXM4-80GB")
     idle = h.bound("idle", node, cmd="sleep 600")
-    short = h.bound("short", node, cmd="sleep 3")
-    async with h.running_agent(client, node, nvml=nvml, simulated=True):
+    short = h.bound("short", node, cmd="sleep 8")
+    async with h.running_agent(client, node, nvml=nvml, simulated=True) as agent:
         for obj in (busy, idle, short):
             await client.apply(obj)
         for name in ("busy", "idle"):
@@ -62,6 +62,8 @@ async def test_a_busy_container_uses_more_cpu_than_an_idle_one(
                                  what="the busy container's usage", within=30)
         cold = await h.eventually(lambda: measured("idle", busy=False),
                                   what="the idle container's usage", within=30)
+        await h.eventually(lambda: measured("short", busy=False),
+                           what="the short container's usage while it runs", within=5)
         hot_usage, cold_usage = hot.container.status.usage, cold.container.status.usage
         print(f"busy: {hot_usage.cpu_millicores}m {hot_usage.memory_bytes} B; "
               f"idle: {cold_usage.cpu_millicores}m {cold_usage.memory_bytes} B")
@@ -74,6 +76,18 @@ async def test_a_busy_container_uses_more_cpu_than_an_idle_one(
         assert not cold_usage.HasField("gpu_utilization_percent")
         assert hot_usage.HasField("sampled_at")
 
+        # Write load: an idle container's sample does not move, so ten more samples
+        # (3 s here; 50 s at the default 5 s) write nothing more for it.
+        samples = agent.usage.samples
+
+        async def sampled() -> bool:
+            return agent.usage.samples >= samples + 10
+
+        await h.eventually(sampled, what="ten more samples", within=20)
+        still = await h.get_container(client, "idle")
+        assert still is not None
+        assert still.metadata.resource_version == cold.metadata.resource_version
+
         ctl = Ctl(server=f"127.0.0.1:{apiserver.port}", token=admin_token,
                   home=tmp_path / "home")
         rows = {line.split()[0]: line.split()
@@ -83,7 +97,5 @@ async def test_a_busy_container_uses_more_cpu_than_an_idle_one(
         assert int(rows["idle"][3][:-1]) < 50
 
         # a container that ended keeps no stale sample
-        await h.eventually(lambda: measured("short", busy=False),
-                           what="the short container's usage while it runs", within=3)
         ended = await h.phase_of(client, "short", "Exited", within=30)
         assert not ended.container.status.HasField("usage")
