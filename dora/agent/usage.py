@@ -53,6 +53,8 @@ MIN_MEMORY = 1024 * 1024
 MIN_GPU_POINTS = 5
 # A sample that moved less is still written once this long after the last write.
 REFRESH = 60.0
+# A container whose cgroup could not be found or read is tried again this long after.
+RETRY = 60.0
 
 
 class CgroupError(Exception):
@@ -232,6 +234,7 @@ class UsageReporter:
         self._tracked: dict[str, _Tracked] = {}  # by Container uid
         self._written_at: dict[str, float] = {}
         self._unreadable: set[str] = set()  # Docker ids whose cgroup was logged unreadable
+        self._failed_at: dict[str, float] = {}  # and when it was last tried
         self.writes = 0
         self.samples = 0
 
@@ -249,7 +252,14 @@ class UsageReporter:
         for uid in list(self._tracked):
             if uid not in alive:
                 del self._tracked[uid]
-                self._written_at.pop(uid, None)
+        for uid in list(self._written_at):
+            if uid not in alive:
+                del self._written_at[uid]
+        docker_ids = {obj.container.status.docker_id for obj in running}
+        for docker_id in list(self._failed_at):
+            if docker_id not in docker_ids:
+                del self._failed_at[docker_id]
+        self._unreadable &= docker_ids
         gpus = self.gpu_utilization()
         written = 0
         for obj in running:
@@ -265,18 +275,23 @@ class UsageReporter:
                        gpus: Mapping[str, int]) -> workloads_pb2.ContainerUsage | None:
         uid, docker_id = obj.metadata.uid, obj.container.status.docker_id
         tracked = self._tracked.get(uid)
+        failed = self._failed_at.get(docker_id)
+        if failed is not None and time.monotonic() - failed < RETRY:
+            return None  # its cgroup could not be read a moment ago: no inspect every 5 s
         try:
             if tracked is None or tracked.docker_id != docker_id:
                 tracked = _Tracked(docker_id=docker_id, cgroup=await self._find(docker_id))
                 self._tracked[uid] = tracked
             reading = await asyncio.to_thread(read, tracked.cgroup)
         except (CgroupError, EngineError) as exc:
-            self._tracked.pop(uid, None)  # found again next time (a restarted container)
+            self._tracked.pop(uid, None)  # looked for again later (a restarted container)
+            self._failed_at[docker_id] = time.monotonic()
             if docker_id not in self._unreadable:
                 self._unreadable.add(docker_id)
                 log.warning("cannot measure the usage of Docker container %s: %s",
                             docker_id[:12], exc)
             return None
+        self._failed_at.pop(docker_id, None)
         before, tracked.last = tracked.last, reading
         if before is None:
             return None  # CPU needs two readings
