@@ -99,3 +99,25 @@ async def test_a_busy_container_uses_more_cpu_than_an_idle_one(
         # a container that ended keeps no stale sample
         ended = await h.phase_of(client, "short", "Exited", within=30)
         assert not ended.container.status.HasField("usage")
+
+
+async def test_a_cgroup_it_cannot_read_is_logged_once_and_no_usage_is_made_up(
+    client: Client, docker: Any, node: str, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    await h.declare_node(client, node)
+    async with h.running_agent(client, node) as agent:
+        # An empty /proc: an agent in a container without the host's pid namespace.
+        agent.usage.proc = tmp_path
+        await client.apply(h.bound("blind", node))
+        await h.phase_of(client, "blind", "Running")
+        samples = agent.usage.samples
+
+        async def sampled() -> bool:
+            return agent.usage.samples >= samples + 5
+
+        await h.eventually(sampled, what="five more samples", within=20)
+        obj = await h.get_container(client, "blind")
+        assert obj is not None and not obj.container.status.HasField("usage")
+        warnings = [r.getMessage() for r in caplog.records
+                    if "cannot measure the usage" in r.getMessage()]
+        assert len(warnings) == 1 and "/cgroup" in warnings[0], warnings
