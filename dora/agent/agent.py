@@ -5,7 +5,8 @@
 1. the node's Lease (``lease``: taken over from a previous run on the same Docker
    engine, waited for otherwise); nothing below touches Docker until the agent
    holds it, so a second agent with the same node name stays idle;
-2. the Node status reporter (``nodestatus``);
+2. the Node status reporter (``nodestatus``), and, once the controller runs, the
+   containers' usage sampled at the same cadence (``usage``);
 3. two informers (``dora.runtime.informer``: list, then watch from there, a
    silent watch reopened, a periodic relist that repairs the cache): one of the
    Containers in the zone labelled ``dora.io/node=<node>`` (every workspace),
@@ -58,6 +59,7 @@ from dora.agent.docker_driver import Engine, EngineError
 from dora.agent.inventory import Inventory
 from dora.agent.lease import NodeLease
 from dora.agent.nodestatus import NodeReporter
+from dora.agent.usage import UsageReporter
 from dora.api.client import Client
 from dora.api.objects import Ref
 from dora.runtime.cache import Delta, Store
@@ -130,6 +132,9 @@ class Agent:
             engine=engine, lease=self.lease, assignments=lambda: gpu_assignments(self.store),
             every=config.status_every, heartbeat=config.status_heartbeat,
         )
+        self.usage = UsageReporter(
+            engine=engine, store=self.store, reconciler=self.reconciler,
+            gpu_utilization=self.reporter.gpu_utilization)
         # Set once the first Docker poll after the sync has queued what it found.
         self.ready = asyncio.Event()
         # Docker polls done (tests wait for a few instead of sleeping).
@@ -162,6 +167,18 @@ class Agent:
             log.info("node %s: %d Container(s) bound to it", node, len(self.store))
             group.create_task(self.controller.run(), name="reconcile")
             group.create_task(self._poll_docker(), name="poll-docker")
+            group.create_task(self._sample_usage(), name="usage")
+
+    async def _sample_usage(self) -> None:
+        """The containers' usage (``usage``), sampled at the node status' cadence and only
+        while the agent holds the node: without the Lease they are not its to write."""
+        while True:
+            if self.lease.held.is_set() and not self.node_fenced:
+                try:
+                    await self.usage.sample()
+                except Exception:  # a measurement must never stop the agent
+                    log.exception("cannot sample the containers' usage")
+            await self.clock.sleep(self.config.status_every)
 
     async def fence(self, why: str) -> None:
         """Stop (and remove) every Docker container of this node, now."""

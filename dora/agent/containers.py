@@ -312,14 +312,24 @@ class Reconciler:
 
         await self._write(obj, change)
 
-    async def _write(self, obj: object_pb2.Object,
-                     change: Callable[[Status], None]) -> object_pb2.Object:
+    async def write(self, obj: object_pb2.Object,
+                    change: Callable[[Status], None]) -> object_pb2.Object:
+        """Apply ``change`` (of a field the agent owns, such as ``usage``) to the status
+        and write it if that changed anything; not a reconcile, so the observed
+        generation stays as it is."""
+        return await self._write(obj, change, observe=False)
+
+    async def _write(self, obj: object_pb2.Object, change: Callable[[Status], None], *,
+                     observe: bool = True) -> object_pb2.Object:
         """Apply ``change`` to the status and write it if that changed anything."""
         for _ in range(8):
             status = Status()
             status.CopyFrom(obj.container.status)
             change(status)
-            status.observed_generation = obj.metadata.generation
+            if status.phase != "Running":
+                status.ClearField("usage")  # a sample of a container no longer running
+            if observe:
+                status.observed_generation = obj.metadata.generation
             if status == obj.container.status:
                 return obj
             request = object_pb2.Object(api_version="v1", kind="Container")

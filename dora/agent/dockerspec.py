@@ -343,6 +343,9 @@ class Observed:
     finished_at: dt.datetime | None = None
     oom_killed: bool = False
     error: str = ""
+    # The container's init process on the host (0 when not running): its cgroup
+    # holds the container's CPU and memory counters (``usage``).
+    pid: int = 0
 
     @property
     def uid(self) -> str:
@@ -383,4 +386,5 @@ def observed_from_inspect(attrs: dict[str, object]) -> Observed:
         finished_at=parse_docker_time(str(state.get("FinishedAt") or "")),
         oom_killed=bool(state.get("OOMKilled")),
         error=str(state.get("Error") or ""),
+        pid=int(state.get("Pid") or 0),
     )

@@ -73,6 +73,8 @@ class GPU:
     memory_total_bytes: int
     memory_used_bytes: int
     health: GPUHealth = field(default_factory=GPUHealth)
+    # NVML's utilisation (percent of the last period a kernel ran); None: unknown.
+    utilization_percent: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,21 @@ def read_gpus(nvml: NVML, *, xids: gpuhealth.XidWatcher | None = None) -> tuple[
             health=gpuhealth.read(
                 nvml, handle, xids=xids.xids(gpu_uuid) if xids is not None else (),
                 xids_known=xids is not None and xids.watched(gpu_uuid)),
+            utilization_percent=read_utilization(nvml, handle),
         ))
     return tuple(gpus)
+
+
+def read_utilization(nvml: NVML, handle: object) -> int | None:
+    """``nvmlDeviceGetUtilizationRates(handle).gpu``; None where NVML cannot tell (not
+    every GPU or binding has it)."""
+    call = getattr(nvml, "nvmlDeviceGetUtilizationRates", None)
+    if call is None:
+        return None
+    try:
+        return int(call(handle).gpu)
+    except (pynvml.NVMLError, AttributeError, TypeError, ValueError):
+        return None
 
 
 def read_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, int]:
@@ -207,12 +222,19 @@ class _SimulatedMemory:
     used: int = 0
 
 
+@dataclass(frozen=True)
+class _SimulatedUtilization:
+    gpu: int
+    memory: int = 0
+
+
 # What can go wrong with a simulated GPU, as written in a spec: a critical Xid
 # (delivered as an NVML event), uncorrected ECC errors, a page retirement or a row
 # remapping waiting for a reset, a failed remapping, a temperature, a throttle
-# reason bit mask (0x40: HwThermalSlowdown), NVML answering Not Supported to all.
+# reason bit mask (0x40: HwThermalSlowdown), NVML answering Not Supported to all;
+# and, not a fault, the utilisation it reports in percent (0 by default).
 FAULTS = ("xid=N", "ecc=N", "retired-pending", "remap-pending", "remap-failed", "temp=N",
-          "throttle=MASK", "unsupported")
+          "throttle=MASK", "unsupported", "util=N")
 _NAMES = {f.partition("=")[0]: bool(f.partition("=")[2]) for f in FAULTS}
 
 
@@ -243,6 +265,7 @@ class _SimulatedHealth:
     temperature: int = 40
     throttle: int = 0
     unsupported: bool = False
+    utilization: int = 0
 
 
 @dataclass(frozen=True)
@@ -302,6 +325,10 @@ class SimulatedNVML:
                 health.temperature = number
             elif name == "throttle":
                 health.throttle = number
+            elif name == "util":
+                if not 0 <= number <= 100:
+                    raise ValueError(f"simulated GPU util={number}: a percent, 0 to 100")
+                health.utilization = number
             else:
                 health.unsupported = True
 
@@ -352,6 +379,9 @@ class SimulatedNVML:
         health = self._state(handle)
         bad = int(health.remap_pending or health.remap_failed)
         return 0, bad, int(health.remap_pending), int(health.remap_failed)
+
+    def nvmlDeviceGetUtilizationRates(self, handle: object) -> _SimulatedUtilization:
+        return _SimulatedUtilization(gpu=self._state(handle).utilization)
 
     def nvmlDeviceGetTemperature(self, handle: object, sensor: int) -> int:
         return self._state(handle).temperature

@@ -67,6 +67,8 @@ def build_status(
             container=assignments.get(gpu.uuid, ""),
         )
         info.health.CopyFrom(health_proto(gpu.health))
+        if gpu.utilization_percent is not None:
+            info.utilization_percent = gpu.utilization_percent
     ready = meta_pb2.Condition(
         type="Ready",
         status="True" if docker_error is None else "False",
@@ -99,13 +101,14 @@ def health_proto(health: GPUHealth) -> cluster_pb2.GPUHealth:
 
 
 def comparable(status: cluster_pb2.NodeStatus) -> cluster_pb2.NodeStatus:
-    """``status`` without what changes on its own (``lastSeen``, GPU memory in use,
-    temperature, throttle reasons)."""
+    """``status`` without what changes on its own (``lastSeen``, GPU memory in use and
+    utilisation, temperature, throttle reasons)."""
     copy = cluster_pb2.NodeStatus()
     copy.CopyFrom(status)
     copy.ClearField("last_seen")
     for gpu in copy.gpus:
         gpu.memory_used_bytes = 0
+        gpu.ClearField("utilization_percent")
         gpu.health.ClearField("temperature_celsius")
         del gpu.health.throttle_reasons[:]
     return copy
@@ -191,6 +194,11 @@ class NodeReporter:
         self._written_generation = generation
         self.writes += 1
         return True
+
+    def gpu_utilization(self) -> dict[str, int]:
+        """Each GPU's utilisation (percent) by UUID, from the latest reading."""
+        gpus = self._snapshot.gpus if self._snapshot is not None else ()
+        return {g.uuid: g.utilization_percent for g in gpus if g.utilization_percent is not None}
 
     async def _read_inventory(self) -> Snapshot | None:
         try:

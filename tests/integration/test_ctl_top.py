@@ -1,5 +1,6 @@
 """doractl top nodes|containers against the real apiserver: reservations from the bound
-Containers, GPU memory in use from the Node's status (what its agent reports)."""
+Containers, their use from ``status.usage``, GPU utilisation and memory in use from
+the Node's status (what the agents report)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ async def test_top_nodes_and_containers(ctl: Ctl, client: Client) -> None:
     status.cpu.count = 8
     status.memory_bytes = 64 * GIB
     status.gpus.add(index=0, uuid="GPU-a", product_name="A100", memory_total_bytes=40 * GIB,
-                    memory_used_bytes=10 * GIB, container="web-1")
-    status.gpus.add(index=1, uuid="GPU-b", product_name="A100", memory_total_bytes=40 * GIB)
+                    memory_used_bytes=10 * GIB, container="web-1", utilization_percent=90)
+    status.gpus.add(index=1, uuid="GPU-b", product_name="A100", memory_total_bytes=40 * GIB,
+                    utilization_percent=0)
     await client.update_status(node)
 
     await ctl.ok("apply", "-f", "-", input=workload_yaml("web"))
@@ -51,16 +53,28 @@ async def test_top_nodes_and_containers(ctl: Ctl, client: Client) -> None:
     await client.update_status(running)
 
     nodes = (await ctl.ok("top", "nodes")).lines
-    assert nodes[0].split() == ["NAME", "STATUS", "CPU(RESERVED)", "CPU%", "MEMORY(LIMITS)",
-                                "GPUS(USED)", "GPU", "MEMORY(USED)", "GPU", "MEMORY%",
-                                "CONTAINERS"]
-    assert nodes[1].split() == ["gpu1", "Ready", "1500m/8", "19%", "2Gi/64Gi", "1/2",
-                                "10Gi/80Gi", "12%", "1"]
-
+    assert nodes[0].split() == ["NAME", "STATUS", "CPU(USED)", "CPU(RESERVED)", "CPU%",
+                                "MEMORY(USED)", "MEMORY(LIMITS)", "GPUS(USED)", "GPU", "UTIL%",
+                                "GPU", "MEMORY(USED)", "GPU", "MEMORY%", "CONTAINERS"]
+    # no usage reported yet: use is "-", never a made-up 0
+    assert nodes[1].split() == ["gpu1", "Ready", "-", "1500m/8", "19%", "-", "2Gi/64Gi", "1/2",
+                                "45%", "10Gi/80Gi", "12%", "1"]
     containers = (await ctl.ok("top", "containers")).lines
     # web-2 is not bound: it holds nothing yet and is left out
     assert [line.split() for line in containers[1:]] == [
-        ["web-1", "gpu1", "Running", "1500m", "2Gi", "1", "10Gi/40Gi"]]
+        ["web-1", "gpu1", "Running", "-", "1500m", "-", "2Gi", "1", "-", "10Gi/40Gi"]]
+
+    # what an agent writes (dora.agent.usage)
+    running = await client.get("Container", "web-1", zone="default", workspace="default")
+    usage = running.container.status.usage
+    usage.cpu_millicores, usage.memory_bytes, usage.gpu_utilization_percent = 1234, GIB, 90
+    usage.sampled_at.GetCurrentTime()
+    await client.update_status(running)
+    nodes = (await ctl.ok("top", "nodes")).lines
+    assert nodes[1].split()[2:6] == ["1234m", "1500m/8", "19%", "1Gi"]
+    containers = (await ctl.ok("top", "containers")).lines
+    assert [line.split() for line in containers[1:]] == [
+        ["web-1", "gpu1", "Running", "1234m", "1500m", "1Gi", "2Gi", "1", "90%", "10Gi/40Gi"]]
 
     wrong = await ctl("top", "pods")
     assert wrong.code == 2 and "use nodes or containers" in wrong.err

@@ -303,6 +303,7 @@ class GPUInfo(_message.Message):
     MEMORY_USED_BYTES_FIELD_NUMBER: _builtins.int
     CONTAINER_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
+    UTILIZATION_PERCENT_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     uuid: _builtins.str
     product_name: _builtins.str
@@ -310,6 +311,10 @@ class GPUInfo(_message.Message):
     memory_used_bytes: _builtins.int
     container: _builtins.str
     """The Container the GPU is assigned to, empty when free."""
+    utilization_percent: _builtins.int
+    """Percent of the last sample period a kernel ran (NVML utilization rates);
+    unset where NVML cannot tell. Refreshed with the status (at least every 30 s).
+    """
     @_builtins.property
     def health(self) -> Global___GPUHealth:
         """What NVML says of the GPU's health; an Unhealthy GPU gets no new container."""
@@ -324,12 +329,15 @@ class GPUInfo(_message.Message):
         memory_used_bytes: _builtins.int = ...,
         container: _builtins.str = ...,
         health: Global___GPUHealth | None = ...,
+        utilization_percent: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["health", b"health"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_utilization_percent", b"_utilization_percent", "health", b"health", "utilization_percent", b"utilization_percent"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container", b"container", "health", b"health", "index", b"index", "memory_total_bytes", b"memory_total_bytes", "memory_used_bytes", b"memory_used_bytes", "product_name", b"product_name", "uuid", b"uuid"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_utilization_percent", b"_utilization_percent", "container", b"container", "health", b"health", "index", b"index", "memory_total_bytes", b"memory_total_bytes", "memory_used_bytes", b"memory_used_bytes", "product_name", b"product_name", "utilization_percent", b"utilization_percent", "uuid", b"uuid"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__utilization_percent: _TypeAlias = _typing.Literal["utilization_percent"]  # noqa: Y015
+    _WhichOneofArgType__utilization_percent: _TypeAlias = _typing.Literal["_utilization_percent", b"_utilization_percent"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__utilization_percent) -> _WhichOneofReturnType__utilization_percent | None: ...
 
 Global___GPUInfo: _TypeAlias = GPUInfo  # noqa: Y015
 

@@ -582,6 +582,7 @@ class ContainerStatus(_message.Message):
     NODE_NAME_FIELD_NUMBER: _builtins.int
     CONDITIONS_FIELD_NUMBER: _builtins.int
     OBSERVED_GENERATION_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     phase: _builtins.str
     """Pending, Pulling, Creating, Running, Paused, Exited, Failed, Lost."""
     reason: _builtins.str
@@ -596,6 +597,13 @@ class ContainerStatus(_message.Message):
     def finished_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def conditions(self) -> _containers.RepeatedCompositeFieldContainer[_meta_pb2.Condition]: ...
+    @_builtins.property
+    def usage(self) -> Global___ContainerUsage:
+        """What the container uses, as its agent measures it (absent until the first
+        sample, cleared when it ends). Written when it moves by more than 5 %, else at
+        most once a minute.
+        """
+
     def __init__(
         self,
         *,
@@ -609,14 +617,51 @@ class ContainerStatus(_message.Message):
         node_name: _builtins.str = ...,
         conditions: _abc.Iterable[_meta_pb2.Condition] | None = ...,
         observed_generation: _builtins.int = ...,
+        usage: Global___ContainerUsage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "started_at", b"started_at", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "docker_id", b"docker_id", "exit_code", b"exit_code", "finished_at", b"finished_at", "message", b"message", "node_name", b"node_name", "observed_generation", b"observed_generation", "phase", b"phase", "reason", b"reason", "started_at", b"started_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditions", b"conditions", "docker_id", b"docker_id", "exit_code", b"exit_code", "finished_at", b"finished_at", "message", b"message", "node_name", b"node_name", "observed_generation", b"observed_generation", "phase", b"phase", "reason", b"reason", "started_at", b"started_at", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ContainerStatus: _TypeAlias = ContainerStatus  # noqa: Y015
+
+@_typing.final
+class ContainerUsage(_message.Message):
+    """ContainerUsage: one sample of a running container's use, by its agent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CPU_MILLICORES_FIELD_NUMBER: _builtins.int
+    MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    GPU_UTILIZATION_PERCENT_FIELD_NUMBER: _builtins.int
+    SAMPLED_AT_FIELD_NUMBER: _builtins.int
+    cpu_millicores: _builtins.int
+    """CPU in use: the cgroup's CPU time over the sampling interval (1000 = one core)."""
+    memory_bytes: _builtins.int
+    """Memory in use: the cgroup's usage less its inactive file cache (as docker stats)."""
+    gpu_utilization_percent: _builtins.int
+    """The average NVML utilisation of the container's GPUs; unset without GPUs."""
+    @_builtins.property
+    def sampled_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        cpu_millicores: _builtins.int = ...,
+        memory_bytes: _builtins.int = ...,
+        gpu_utilization_percent: _builtins.int | None = ...,
+        sampled_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_gpu_utilization_percent", b"_gpu_utilization_percent", "gpu_utilization_percent", b"gpu_utilization_percent", "sampled_at", b"sampled_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_gpu_utilization_percent", b"_gpu_utilization_percent", "cpu_millicores", b"cpu_millicores", "gpu_utilization_percent", b"gpu_utilization_percent", "memory_bytes", b"memory_bytes", "sampled_at", b"sampled_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__gpu_utilization_percent: _TypeAlias = _typing.Literal["gpu_utilization_percent"]  # noqa: Y015
+    _WhichOneofArgType__gpu_utilization_percent: _TypeAlias = _typing.Literal["_gpu_utilization_percent", b"_gpu_utilization_percent"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__gpu_utilization_percent) -> _WhichOneofReturnType__gpu_utilization_percent | None: ...
+
+Global___ContainerUsage: _TypeAlias = ContainerUsage  # noqa: Y015
 
 @_typing.final
 class Volume(_message.Message):
