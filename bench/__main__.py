@@ -122,6 +122,7 @@ async def run(sizes: Sizes, *, only: tuple[str, ...] = GROUPS) -> list[Figure]:
             figures.extend(await client_side.startup(running, runs=sizes.runs))
     if "scheduler" in only:
         figures.extend(scheduler.throughput(nodes=sizes.nodes, containers=sizes.containers))
+        figures.append(scheduler.queue_cost(nodes=sizes.nodes, containers=sizes.containers))
         figures.append(end_to_end)
     if "scale" in only:
         figures.extend(await scale.growth(sizes.scale))

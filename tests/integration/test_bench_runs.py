@@ -25,7 +25,8 @@ APISERVER = {"apiserver Apply throughput", "apiserver CPU per Apply", "apiserver
              "watch delivery under write load p99",
              "apiserver memory after a flood of refused Applies"}
 SCHEDULER = {f"scheduler placements ({s})" for s in ("First", "Random", "Distribute", "Fill")} | {
-    "scheduler placements end to end (Distribute)"}
+    "scheduler placements end to end (Distribute)",
+    "scheduler placements with the queue (Distribute)"}
 TASKS = {"task create to all jobs bound", "task controllers CPU per 1,000 jobs",
          "task controllers peak memory"}
 SCALE = {f"scale: {what} at 60 objects" for what in (
