@@ -79,6 +79,9 @@ class Store:
         self._indexes: dict[str, dict[str, set[Ref]]] = {}
         # ``by_index``'s sorted refs of one (index, value), until that value's refs change.
         self._sorted: dict[tuple[str, str], list[Ref]] = {}
+        # Counts every change (an upsert that stored, a removal): what is derived from
+        # the store's objects can be kept until it moves.
+        self.changes = 0
         for name, func in (indexers or {}).items():
             self.add_index(name, func)
 
@@ -141,6 +144,7 @@ class Store:
         old = self._objects.pop(ref, None)
         if old is None:
             return None
+        self.changes += 1
         self._unindex(ref, old)
         return Delta(old, None)
 
@@ -158,6 +162,7 @@ class Store:
         return deltas
 
     def _put(self, ref: Ref, obj: Object) -> None:
+        self.changes += 1
         old = self._objects.get(ref)
         self._objects[ref] = obj
         if old is None:

@@ -70,6 +70,8 @@ class QuotaGate:
         self.tally = Tally()
         # What each container that holds resources holds, as counted in the tally.
         self.placed: dict[Ref, Use] = {}
+        # ``caps()`` until a Quota or a User changes (the stores' change counts then).
+        self._caps: tuple[tuple[int, int, int, int], list[Cap]] | None = None
 
     def on_container(self, delta: Delta) -> None:
         """Keep the tally: what the container held before out, what it holds now in."""
@@ -88,11 +90,17 @@ class QuotaGate:
         return old is None or new is None or old.quota.spec != new.quota.spec
 
     def caps(self) -> list[Cap]:
-        quotas = list(self.cache.store(kinds.QUOTA))
-        if not quotas:
-            return []
-        users = {u.metadata.name: u for u in self.cache.store(kinds.USER)}
-        return [cap_of(q, users=users) for q in quotas]
+        """The zone's caps, read again only once a Quota or a User changed (every
+        decision asks; the answer changes when an admin edits one)."""
+        quota_store, user_store = self.cache.store(kinds.QUOTA), self.cache.store(kinds.USER)
+        seen = (id(quota_store), quota_store.changes, id(user_store), user_store.changes)
+        if self._caps is not None and self._caps[0] == seen:
+            return self._caps[1]
+        quotas = list(quota_store)
+        users = {u.metadata.name: u for u in user_store} if quotas else {}
+        caps = [cap_of(q, users=users) for q in quotas]
+        self._caps = (seen, caps)
+        return caps
 
     def refusal(self, *, key: Ref, container: object_pb2.Object, gpus: Iterable[GPU],
                 millicores: int, assumed: Mapping[Ref, Placement]) -> str | None:

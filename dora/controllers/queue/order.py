@@ -44,6 +44,8 @@ class FairShare:
         self._usage: dict[str, float] = {}
         self._last: float | None = None
         self._rate: dict[str, float] = {}
+        # Counts the changes to ``usage``'s answers (who reads them may keep them until then).
+        self.version = 0
 
     def observe(self, now: float, *, in_use: Mapping[str, InUse], capacity: InUse) -> None:
         """Fold in the time since the last call, at the rates last observed (what ran
@@ -56,6 +58,7 @@ class FairShare:
             for account in set(self._usage) | set(self._rate):
                 self._usage[account] = (self._usage.get(account, 0.0) * decay
                                         + self._rate.get(account, 0.0) * weight)
+        self.version += 1
         self._last = now if self._last is None else max(self._last, now)
         self._rate = {a: dominant_share(u, capacity) for a, u in in_use.items()}
 
@@ -64,6 +67,7 @@ class FairShare:
 
     def seed(self, account: str, usage: float) -> None:
         self._usage[account] = usage
+        self.version += 1
 
 
 def rank(*, priority: int, usage: float, created: float,

@@ -74,6 +74,10 @@ class Tally:
     def remove(self, use: Use) -> None:
         self.add(use, -1)
 
+    def per_workspace(self) -> Iterable[tuple[str, int, int]]:
+        """Each workspace's GPUs and CPU millicores held now."""
+        return [(w, sum(h.gpus.values()), h.millicores) for w, h in self._by_workspace.items()]
+
     def _held(self, cap: Cap) -> Iterable[_Held]:
         if cap.workspaces is None:
             return self._by_workspace.values()

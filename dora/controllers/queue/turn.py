@@ -10,14 +10,19 @@ yields (its condition says ``Queued`` and who goes first) and looks again a
 moment later, while the one ahead takes the place.
 
 Pending containers are kept by class, ``shape|priority|workspace`` (from every
-change the Container informer sees), so the question costs a look at the few
-classes of that shape, not at every pending container: a zone where all pending
-containers share one priority and one account (a large Task, the benchmark)
-pays one dictionary lookup per placement.
+change the Container informer sees), and the classes by shape, so the question
+costs a look at the few classes of that shape (at most its priorities times its
+accounts), not at every pending container: a zone where all pending containers
+share one priority and one account (a large Task) pays one dictionary lookup per
+placement. Nothing in a decision grows with the pending or placed containers:
+each container's class is filed when it changes, each workspace's account and
+recent use are kept until a User changes or use is observed again.
 
 Use is observed every ``observe_every`` seconds (a background task of the
-manager) from what the quota gate counts as placed and the nodes' capacity. It
-lives in the leader's memory: a new leader starts everyone at zero recent use.
+manager) from the quota gate's per-workspace tally and the nodes' capacity (kept
+until a Node changes), so an observation costs the workspaces, not the placed
+containers. It lives in the leader's memory: a new leader starts everyone at
+zero recent use. ``bench/scheduler.py``'s ``queue_cost`` measures the price.
 """
 
 from __future__ import annotations
@@ -88,19 +93,42 @@ class Turns:
         self.fair = FairShare(half_life=half_life)
         self.observe_every = observe_every
         self._observed_at: float | None = None
-        # The pending containers of each class (insertion-ordered sets).
+        # The pending containers of each class (insertion-ordered sets), the classes of
+        # each shape, and the class each pending container is filed under.
         self.classes: dict[str, dict[Ref, None]] = {}
+        self._shapes: dict[str, dict[str, None]] = {}
+        self._class_of: dict[Ref, str] = {}
+        # Each workspace's account while the User store does not change, and its recent
+        # use while neither that nor the observed use changes.
+        self._accounts: dict[str, str] = {}
+        self._accounts_seen: tuple[int, int] | None = None
+        self._usages: dict[str, float] = {}
+        self._usages_seen: tuple[int, int, int] | None = None
+        # The zone's capacity while the Node store does not change.
+        self._capacity: tuple[tuple[int, int], InUse] | None = None
 
     def on_container(self, delta: Delta) -> None:
         ref = objects.ref_of(delta.object)
-        for value in by_class(delta.old) if delta.old is not None else ():
+        value = self._class_of.pop(ref, None)
+        if value is not None:
             members = self.classes.get(value)
             if members is not None:
                 members.pop(ref, None)
                 if not members:
                     del self.classes[value]
+                    shape = value.rsplit("|", 2)[0]
+                    of_shape = self._shapes.get(shape)
+                    if of_shape is not None:
+                        of_shape.pop(value, None)
+                        if not of_shape:
+                            del self._shapes[shape]
         for value in by_class(delta.new) if delta.new is not None else ():
-            self.classes.setdefault(value, {})[ref] = None
+            members = self.classes.get(value)
+            if members is None:
+                members = self.classes[value] = {}
+                self._shapes.setdefault(value.rsplit("|", 2)[0], {})[value] = None
+            members[ref] = None
+            self._class_of[ref] = value
 
     async def run(self) -> None:
         """Observe use every ``observe_every`` seconds, so history builds up also while
@@ -111,15 +139,42 @@ class Turns:
 
     def account_of(self, workspace: str) -> str:
         """Who pays for ``workspace``: the user named like it, or the one user whose
-        default it is; else the workspace itself."""
+        default it is; else the workspace itself (kept until a User changes)."""
         users = self.cache.store(kinds.USER)
-        if users.get_named(workspace) is not None:
-            return workspace
-        owners = users.by_index(DEFAULT_WORKSPACE_INDEX, workspace)
-        return owners[0].metadata.name if len(owners) == 1 else workspace
+        seen = (id(users), users.changes)
+        if seen != self._accounts_seen:
+            self._accounts.clear()
+            self._accounts_seen = seen
+        account = self._accounts.get(workspace)
+        if account is None:
+            if users.get_named(workspace) is not None:
+                account = workspace
+            else:
+                owners = users.by_index(DEFAULT_WORKSPACE_INDEX, workspace)
+                account = owners[0].metadata.name if len(owners) == 1 else workspace
+            self._accounts[workspace] = account
+        return account
 
     def usage(self, workspace: str) -> float:
-        return self.fair.usage(self.account_of(workspace))
+        users = self.cache.store(kinds.USER)
+        seen = (id(users), users.changes, self.fair.version)
+        if seen != self._usages_seen:
+            self._usages.clear()
+            self._usages_seen = seen
+        usage = self._usages.get(workspace)
+        if usage is None:
+            usage = self._usages[workspace] = self.fair.usage(self.account_of(workspace))
+        return usage
+
+    def capacity(self) -> InUse:
+        """The zone's GPUs and CPU millicores (kept until a Node changes)."""
+        nodes = self.cache.store(kinds.NODE)
+        seen = (id(nodes), nodes.changes)
+        if self._capacity is None or self._capacity[0] != seen:
+            self._capacity = (seen, InUse(
+                gpus=sum(len(n.node.status.gpus) for n in nodes),
+                millicores=sum(n.node.status.cpu.count * 1000 for n in nodes)))
+        return self._capacity[1]
 
     def observe(self) -> None:
         now = self.now()
@@ -129,27 +184,28 @@ class Turns:
         gpus: dict[str, int] = defaultdict(int)
         millicores: dict[str, int] = defaultdict(int)
         accounts: dict[str, str] = {}
-        for held in self.quotas.placed.values():
-            account = accounts.get(held.workspace)
+        for workspace, held_gpus, held_millicores in self.quotas.tally.per_workspace():
+            if not held_gpus and not held_millicores:
+                continue  # held once, nothing now: as if never seen
+            account = accounts.get(workspace)
             if account is None:
-                account = accounts[held.workspace] = self.account_of(held.workspace)
-            gpus[account] += held.gpus
-            millicores[account] += held.millicores
-        capacity = InUse(
-            gpus=sum(len(n.node.status.gpus) for n in self.cache.store(kinds.NODE)),
-            millicores=sum(n.node.status.cpu.count * 1000 for n in self.cache.store(kinds.NODE)))
+                account = accounts[workspace] = self.account_of(workspace)
+            gpus[account] += held_gpus
+            millicores[account] += held_millicores
         in_use = {a: InUse(gpus[a], millicores[a]) for a in gpus.keys() | millicores.keys()}
-        self.fair.observe(now, in_use=in_use, capacity=capacity)
+        self.fair.observe(now, in_use=in_use, capacity=self.capacity())
 
     def ahead(self, *, key: Ref, container: object_pb2.Object, gpus: tuple[GPU, ...],
               millicores: int, assumed: Mapping[Ref, Placement]) -> Ahead | None:
         """Why ``container`` yields to another pending one now, or None: its turn."""
-        shape = shape_of(container)
         if len(self.classes) <= 1:
             return None
-        classes = [v for v in self.classes if v.startswith(shape + "|")]
-        if len(classes) <= 1:
+        value = self._class_of.get(key)
+        shape = value.rsplit("|", 2)[0] if value is not None else shape_of(container)
+        of_shape = self._shapes.get(shape)
+        if of_shape is None or len(of_shape) <= 1:
             return None
+        classes = list(of_shape)
         store = self.cache.store(kinds.CONTAINER)
         self.observe()
         priority = container.container.spec.template.priority
