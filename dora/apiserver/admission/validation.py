@@ -18,7 +18,7 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableSequence
 
 from google.protobuf.message import Message
 
@@ -218,13 +218,7 @@ def workload_spec(spec: workloads_pb2.WorkloadSpec, prefix: str, report: _Report
                        "--max-cpus")
         report.at_most(selector.memory, limits.max_memory_bytes, f"{path}.memory",
                        "--max-memory")
-        for index, product in enumerate(selector.product_name):
-            if not product.strip():
-                report.add(f"{path}.product_name[{index}]", "must not be empty")
-            elif product.lower() == "all":
-                selector.product_name[index] = "All"
-        if "All" in selector.product_name and len(selector.product_name) > 1:
-            report.add(f"{path}.product_name", "All cannot be combined with product names")
+        _product_names(report, selector.product_name, f"{path}.product_name")
     if spec.selectors.gpu.millicores:
         report.add(f"{prefix}.selectors.gpu.millicores", "GPUs are whole devices")
     if not -MAX_PRIORITY <= spec.priority <= MAX_PRIORITY:
@@ -488,13 +482,7 @@ def _quota(obj: object_pb2.Object, report: _Report) -> None:
         report.non_negative(entry.count, f"{path}.count")
         if not entry.product_name:
             entry.product_name.append("All")
-        for at, product in enumerate(entry.product_name):
-            if not product.strip():
-                report.add(f"{path}.product_name[{at}]", "must not be empty")
-            elif product.lower() == "all":
-                entry.product_name[at] = "All"
-        if "All" in entry.product_name and len(entry.product_name) > 1:
-            report.add(f"{path}.product_name", "All cannot be combined with product names")
+        _product_names(report, entry.product_name, f"{path}.product_name")
     if spec.cpu.HasField("millicores"):
         report.non_negative(spec.cpu.millicores, "spec.cpu.millicores")
     if spec.HasField("containers"):
@@ -530,3 +518,14 @@ _BY_KIND: dict[str, Callable[[object_pb2.Object, _Report], None]] = {
     "Usercredit": _usercredit,
     "Lease": _lease,
 }
+
+
+def _product_names(report: _Report, names: MutableSequence[str], path: str) -> None:
+    """GPU product names: none empty; ``all`` in any case is ``All``, and alone."""
+    for index, product in enumerate(names):
+        if not product.strip():
+            report.add(f"{path}[{index}]", "must not be empty")
+        elif product.lower() == "all":
+            names[index] = "All"
+    if "All" in names and len(names) > 1:
+        report.add(path, "All cannot be combined with product names")
