@@ -47,12 +47,12 @@ from dora.api import conventions, objects
 from dora.api.client import Client
 from dora.api.v1 import object_pb2
 from dora.controllers.events import Recorder
-from dora.controllers.queue.turn import DEFAULT_WORKSPACE_INDEX, by_default_workspace
 from dora.controllers.scheduler import strategies
 from dora.controllers.scheduler.filters import Fit
+from dora.controllers.scheduler.reconciler import CONTROLLER as SCHEDULER
 from dora.controllers.scheduler.reconciler import Scheduler
 from dora.controllers.scheduler.snapshot import request_of
-from dora.runtime.cache import Cache, Delta, Store, by_node, clone, unbound
+from dora.runtime.cache import Cache, Delta, clone
 from dora.runtime.clock import RealClock
 
 ZONE, WORKSPACE = "bench", "bench"
@@ -199,12 +199,7 @@ def place_all(*, strategy: str, nodes: list[object_pb2.Object],
               queue: bool = False) -> Run:
     """Place every Container, one after the other, with a fresh scheduler and cache;
     ``queue``: with the quota gate's and the turns' checks, as ``_schedule`` makes them."""
-    cache = Cache()
-    cache.add(Store("Container", indexers={"node": by_node, "unbound": unbound}))
-    cache.add(Store("Node"))
-    cache.add(Store("Lease"))
-    cache.add(Store("Quota"))
-    cache.add(Store("User", indexers={DEFAULT_WORKSPACE_INDEX: by_default_workspace}))
+    cache = SCHEDULER.new_cache()  # its stores and indexes, as a manager makes them
     for obj in (*nodes, *leases, *containers, *queue_objects()):
         cache.store(obj.kind).upsert(obj)
     # Nothing of the scheduler's apiserver side is used: only ``choose`` and the

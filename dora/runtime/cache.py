@@ -239,8 +239,3 @@ def by_node(obj: Object) -> list[str]:
     return [node] if node else []
 
 
-def unbound(obj: Object) -> list[str]:
-    """Files every Container waiting for a node under ``""``."""
-    if obj.container.spec.node_name or obj.metadata.HasField("deletion_timestamp"):
-        return []
-    return [""]

@@ -23,7 +23,7 @@ from dora.api import kinds
 from dora.api.client import ResourceClient
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2
-from dora.runtime.cache import Cache, IndexFunc
+from dora.runtime.cache import Cache, IndexFunc, Store
 from dora.runtime.clock import Clock
 from dora.runtime.handlers import Hook, Watch
 from dora.runtime.reconcile import Reconciler
@@ -145,6 +145,14 @@ class ControllerSpec(Generic[R]):
             if kind not in found:
                 found.append(kind)
         return found
+
+    def new_cache(self) -> Cache:
+        """Empty stores of every kind it reads, with its indexes: what a manager gives
+        it, for driving its reconciler by hand (tests, benchmarks)."""
+        cache = Cache()
+        for kind in self.kinds():
+            cache.add(Store(kind, indexers=dict(self.indexes.get(kind, {}))))
+        return cache
 
 
 class Registry:

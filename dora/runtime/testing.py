@@ -32,7 +32,7 @@ import anyio.lowlevel
 from dora.api import errors, kinds, labels, objects
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, resources_pb2
-from dora.runtime.cache import Cache, Store, clone
+from dora.runtime.cache import clone
 from dora.runtime.clock import FakeClock
 from dora.runtime.reconcile import Reconciler, Result
 from dora.runtime.registry import ControllerSpec, Setup
@@ -294,9 +294,7 @@ class Harness(Generic[R]):
         self.client = client or FakeClient()
         self.clock = self.client.clock
         self.recorder = FakeRecorder()
-        self.cache = Cache()
-        for kind in spec.kinds():
-            self.cache.add(Store(kind, indexers=dict(spec.indexes.get(kind, {}))))
+        self.cache = spec.new_cache()
         values = {o.name: o.default for o in spec.options} | (options or {})
         self.reconciler: R = spec.build(Setup(client=self.client, cache=self.cache,
                                            clock=self.clock, zone=zone,

@@ -20,7 +20,7 @@ from dora.apiserver.server import APIServer
 from dora.controllers.events import Recorder
 from dora.controllers.scheduler.reconciler import CONTROLLER as SCHEDULER
 from dora.controllers.scheduler.reconciler import Scheduler
-from dora.runtime.cache import Cache, Store, clone
+from dora.runtime.cache import clone
 from dora.runtime.clock import RealClock
 from tests.integration.controllers_harness import (
     Controllers,
@@ -137,9 +137,7 @@ async def test_many_binds_in_flight_never_give_a_gpu_twice(client: Client,
 
 def _scheduler(client: Client) -> Scheduler:
     # Every store the scheduler's spec declares (the queue's Quota, User, Zone too).
-    cache = Cache()
-    for kind in SCHEDULER.kinds():
-        cache.add(Store(kind, indexers=dict(SCHEDULER.indexes.get(kind, {}))))
+    cache = SCHEDULER.new_cache()
     recorder = Recorder(client=client, clock=RealClock(), source="test")
     return Scheduler(client=client, cache=cache, zone="default", clock=RealClock(),
                      recorder=recorder, rng=random.Random(1))

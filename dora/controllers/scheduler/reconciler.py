@@ -68,7 +68,7 @@ from dora.controllers.scheduler.snapshot import (
 )
 from dora.observability import metrics
 from dora.runtime import reconcile, registry
-from dora.runtime.cache import Cache, EventType, by_node, unbound
+from dora.runtime.cache import Cache, EventType, by_node
 from dora.runtime.clock import Clock
 from dora.runtime.handlers import Event, Hook, Watch
 from dora.runtime.reconcile import DONE, Result
@@ -548,7 +548,7 @@ CONTROLLER = registry.REGISTRY.add(registry.ControllerSpec(
         Hook(kinds.NODE, Scheduler.on_node),
         Hook(kinds.LEASE, Scheduler.on_lease),
     ],
-    indexes={kinds.CONTAINER: {"node": by_node, "unbound": unbound,
+    indexes={kinds.CONTAINER: {"node": by_node,
                                gang.GANG_INDEX: gang.by_gang},
              kinds.USER: {DEFAULT_WORKSPACE_INDEX: by_default_workspace}},
     reads=[kinds.ZONE],

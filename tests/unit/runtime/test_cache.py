@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from dora.api.objects import Ref
-from dora.runtime.cache import Store, by_controller_owner, by_node, unbound
+from dora.api.v1.object_pb2 import Object
+from dora.runtime.cache import Store, by_controller_owner, by_node
 from tests.unit.controllers.helpers import obj
+
+
+def unbound(obj: Object) -> list[str]:
+    """Files every Container waiting for a node under ``""``."""
+    if obj.container.spec.node_name or obj.metadata.HasField("deletion_timestamp"):
+        return []
+    return [""]
 
 
 def store() -> Store:
