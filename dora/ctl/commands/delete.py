@@ -29,7 +29,6 @@ from typing import Annotated
 import typer
 
 from dora.api import errors, kinds, volumes, waiting, workloads
-from dora.api.client import WatchEvent
 from dora.api.objects import Ref
 from dora.api.v1 import object_pb2, volumes_pb2
 from dora.ctl import humanize, manifests, printers, session
@@ -43,9 +42,6 @@ from dora.ctl.options import (
     complete_name,
     settings_of,
 )
-
-# A watch is what wakes ``--wait`` up; a read this often is what makes sure.
-RECHECK_EVERY = 5.0
 
 
 def register(app: typer.Typer) -> None:
@@ -221,26 +217,10 @@ def _ref_of(obj: object_pb2.Object) -> Ref:
 
 async def wait_gone(s: session.Session, deleted: object_pb2.Object) -> None:
     """Return once ``deleted`` no longer exists (an object of the same name with another
-    uid is someone else's)."""
+    uid is someone else's): ``waiting.wait``'s ``delete``, as ``doractl wait`` has it."""
     meta = deleted.metadata
-    while True:
-        try:
-            current = await s.client.get(deleted.kind, meta.name, zone=meta.zone,
-                                         workspace=meta.workspace)
-        except errors.NotFound:
-            return
-        if current.metadata.uid != meta.uid:
-            return
-        try:
-            async with asyncio.timeout(RECHECK_EVERY):
-                async for event in s.client.watch(
-                    deleted.kind, zone=meta.zone, workspace=meta.workspace,
-                    resource_version=current.metadata.resource_version,
-                ):
-                    if event.type == WatchEvent.DELETED and event.object.metadata.uid == meta.uid:
-                        return
-        except (errors.Gone, TimeoutError):
-            continue
+    await waiting.wait(s.client, deleted.kind, meta.name, waiting.Condition("delete"),
+                       zone=meta.zone, workspace=meta.workspace, uid=meta.uid)
 
 
 def _deleted_line(name: str, obj: object_pb2.Object) -> str:
