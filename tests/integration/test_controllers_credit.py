@@ -420,7 +420,9 @@ async def test_the_default_build_runs_the_credit_controller(client: Client,
     replica.start(group)
     await client.apply(gpu_workload("train", gpus=1))
     # SimNode reports Running without startedAt: by the status, nothing ran yet.
-    uc = await usercredit(client, what="a Usercredit for alice")
+    # The controller creates the Usercredit, then reports on it: wait for the report.
+    uc = await usercredit(client, lambda s: s.HasField("week_start"),
+                          what="a Usercredit for alice, reported on")
     assert (uc.usercredit.status.weekly, uc.usercredit.status.used) == (50, 0)
 
     async def held() -> bool:
